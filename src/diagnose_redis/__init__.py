@@ -1,0 +1,1 @@
+"""The fleet subscriber of diagnose-fleet: specs over Redis pub/sub, status per process."""

@@ -58,13 +58,20 @@ class RedisServer:
             return self
         args = [
             self.binary,
-            "--port", str(self.port),
-            "--bind", self.host,
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", self._dir,
-            "--notify-keyspace-events", "Ex",
-            "--loglevel", "warning",
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self._dir,
+            "--notify-keyspace-events",
+            "Ex",
+            "--loglevel",
+            "warning",
         ]
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -127,4 +134,3 @@ def binary_version(binary: str) -> str:
         if part.startswith("v="):
             return part[2:]
     return "unknown"
-

@@ -1,0 +1,67 @@
+"""The global options of the command line, and the Redis client and store they lead to."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ._errors import BadInput
+
+__all__ = ("DEFAULT_PREFIX", "DEFAULT_URL", "Settings", "redact")
+
+DEFAULT_URL = "redis://localhost:6379/0"
+DEFAULT_PREFIX = "diagnose"
+CONNECT_TIMEOUT = 2.0
+SOCKET_TIMEOUT = 10.0
+
+
+def redact(url: str) -> str:
+    """Hide the password in a Redis URL."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+@dataclass
+class Settings:
+    """What the global options chose: where Redis is, the key prefix, the secret, --json."""
+
+    redis_url: str | None = None
+    prefix: str = DEFAULT_PREFIX
+    secret: str | None = None
+    json: bool = False
+    _client: redis.Redis | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """Return the Redis URL to use."""
+        return self.redis_url or DEFAULT_URL
+
+    def client(self) -> redis.Redis:
+        """Return a Redis client that fails fast when the server cannot be reached."""
+        if self._client is None:
+            try:
+                self._client = redis.Redis.from_url(
+                    self.url,
+                    socket_connect_timeout=CONNECT_TIMEOUT,
+                    socket_timeout=SOCKET_TIMEOUT,
+                    retry=Retry(NoBackoff(), 1),
+                )
+            except ValueError as exc:
+                raise BadInput(f"invalid Redis URL {redact(self.url)!r}: {exc}")
+        return self._client
+
+    def store(self) -> Any:
+        """Return the fleet's spec store on this Redis."""
+        from diagnose_redis import SpecStore
+
+        return SpecStore(self.client(), prefix=self.prefix, secret=self.secret)
+
+    def close(self) -> None:
+        """Close the Redis client, if one was made."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None

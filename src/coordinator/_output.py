@@ -1,0 +1,104 @@
+"""Print what the commands found: kubectl-style tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+__all__ = (
+    "ago",
+    "emit_json",
+    "err_console",
+    "format_duration",
+    "format_time",
+    "print_table",
+    "to_jsonable",
+)
+
+err_console = Console(stderr=True)
+
+
+def _stdout_console() -> Console:
+    # Built per call so that click's CliRunner, which swaps sys.stdout, sees the output.
+    return Console(highlight=False, soft_wrap=True)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Return a copy of value that json.dumps accepts: datetimes become ISO-8601 text."""
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_dt.UTC)
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def emit_json(value: Any) -> None:
+    """Print value as one JSON document on stdout."""
+    click.echo(json.dumps(to_jsonable(value), indent=2, sort_keys=True))
+
+
+def print_table(
+    columns: Sequence[str], rows: Iterable[Sequence[object]], *, empty: str | None = None
+) -> None:
+    """Print rows under upper-case headers, without boxes, like kubectl get."""
+    rows = list(rows)
+    console = _stdout_console()
+    if not rows and empty is not None:
+        console.print(empty, markup=False)
+        return
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column.upper(), overflow="fold")
+    for row in rows:
+        table.add_row(*("-" if cell is None or cell == "" else str(cell) for cell in row))
+    console.print(table)
+
+
+def format_time(value: _dt.datetime | float | None) -> str:
+    """Format a datetime or unix time as ISO-8601 UTC to the second."""
+    if value is None:
+        return "-"
+    if not isinstance(value, _dt.datetime):
+        value = _dt.datetime.fromtimestamp(float(value), _dt.UTC)
+    elif value.tzinfo is None:
+        value = value.replace(tzinfo=_dt.UTC)
+    return value.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_duration(seconds: float | None) -> str:
+    """Format a duration the kubectl way: 45s, 3m12s, 2h5m, or 'never' for None."""
+    if seconds is None:
+        return "never"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def ago(value: _dt.datetime | float | None) -> str:
+    """Say how long ago a datetime or unix time was, e.g. '3s ago'."""
+    if value is None:
+        return "-"
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_dt.UTC)
+        seconds = (_dt.datetime.now(_dt.UTC) - value).total_seconds()
+    else:
+        seconds = _dt.datetime.now(_dt.UTC).timestamp() - float(value)
+    return f"{format_duration(seconds)} ago"

@@ -1,0 +1,151 @@
+"""Turn command-line flags and spec files into validated specs, before anything is written."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from diagnose import SpecError, validate_spec
+
+from ._errors import BadInput
+
+__all__ = (
+    "DEFAULT_LIFESPAN",
+    "check_spec_id",
+    "parse_custom",
+    "parse_lifespan",
+    "spec_from_flags",
+    "specs_from_file",
+)
+
+DEFAULT_LIFESPAN = 10.0
+_NO_LIFESPAN = {"none", "never", "null", "inf", "infinite"}
+_SPEC_ID = re.compile(r"^[^\s\x00-\x1f\x7f]{1,200}$")
+
+
+def check_spec_id(spec_id: object) -> str:
+    """Return a spec ID, or raise BadInput if it is empty, too long or has blanks."""
+    if not isinstance(spec_id, str) or not _SPEC_ID.match(spec_id):
+        raise BadInput(
+            f"invalid spec ID {spec_id!r}: use 1 to 200 characters, without spaces or controls"
+        )
+    return spec_id
+
+
+def parse_lifespan(text: str) -> float | None:
+    """Read --lifespan: minutes as a positive number (fractions allowed), or 'none'."""
+    if text.strip().lower() in _NO_LIFESPAN:
+        return None
+    try:
+        minutes = float(text)
+    except ValueError:
+        raise BadInput(f"--lifespan must be a number of minutes or 'none', not {text!r}")
+    if not math.isfinite(minutes) or minutes <= 0:
+        raise BadInput(f"--lifespan must be a positive number of minutes, not {text!r}")
+    return minutes
+
+
+def parse_custom(text: str | None) -> dict[str, Any]:
+    """Read --custom: a JSON object."""
+    if text is None:
+        return {}
+    try:
+        custom = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"--custom is not valid JSON: {exc.msg} at character {exc.pos}")
+    if not isinstance(custom, dict):
+        raise BadInput(f"--custom must be a JSON object, not {type(custom).__name__}")
+    return custom
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+def _validate(spec_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return validate_spec(spec)
+    except SpecError as exc:
+        raise BadInput(f"invalid spec {spec_id!r}: {exc}")
+
+
+def spec_from_flags(
+    spec_id: str,
+    *,
+    target: str,
+    itype: str,
+    value: str,
+    name: str | None,
+    event: str,
+    lifespan: float | None,
+    custom: dict[str, Any],
+) -> dict[str, Any]:
+    """Build and validate one spec from publish's flags."""
+    check_spec_id(spec_id)
+    spec = {
+        "target": target,
+        "instrument": {
+            "type": itype,
+            "name": name or spec_id,
+            "value": value,
+            "event": event,
+            "custom": custom,
+        },
+        "lifespan": lifespan,
+        "lastmodified": _now(),
+    }
+    return _validate(spec_id, spec)
+
+
+def _load_document(path: Path) -> object:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"no such file: {path}")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read {path}: {exc}")
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}")
+    try:
+        # YAML 1.1 is a superset of the JSON people write, so one parser reads both.
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "parse error"
+        raise BadInput(f"{path} is not valid JSON or YAML: {problem}{where}")
+
+
+def specs_from_file(path: Path) -> dict[str, dict[str, Any]]:
+    """Read a JSON or YAML map of ID to spec and validate every spec in it.
+
+    A spec without ``lifespan`` gets DEFAULT_LIFESPAN; an explicit null means it never
+    expires. ``lastmodified`` is always set to now, and ``instrument.name`` defaults to the ID.
+    """
+    document = _load_document(path)
+    if not isinstance(document, dict) or not document:
+        raise BadInput(f"{path} must hold a non-empty map of spec ID to spec")
+    now = _now()
+    specs: dict[str, dict[str, Any]] = {}
+    for spec_id, raw in document.items():
+        check_spec_id(spec_id)
+        if not isinstance(raw, dict):
+            raise BadInput(f"invalid spec {spec_id!r}: a spec must be a map")
+        spec = dict(raw)
+        spec.pop("applied", None)
+        spec["lastmodified"] = now
+        spec.setdefault("lifespan", DEFAULT_LIFESPAN)
+        instrument = spec.get("instrument")
+        if isinstance(instrument, dict) and "name" not in instrument:
+            spec["instrument"] = {**instrument, "name": spec_id}
+        specs[spec_id] = _validate(spec_id, spec)
+    return specs

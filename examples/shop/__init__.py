@@ -1,0 +1,1 @@
+"""A tiny shop: the example service that the demo and docker-compose run as workers."""

@@ -1,0 +1,61 @@
+"""A shop worker: attach the fleet subscriber, then price carts in a loop until stopped.
+
+Run it with ``python -m shop.worker`` (``examples/`` on ``PYTHONPATH``). It reads
+DIAGNOSE_REDIS_URL, DIAGNOSE_PROCESS_ID, DIAGNOSE_PREFIX and DIAGNOSE_SECRET.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sys
+import threading
+from types import FrameType
+
+import diagnose_redis
+from shop import pricing
+
+CUSTOMERS = ("ada", "grace", "linus", "guido", "barbara")
+TARGET = "shop.pricing.total"
+
+
+def _probed() -> bool:
+    try:
+        from diagnose import probes
+    except ImportError:
+        return False
+    return TARGET in getattr(probes, "active_probes", {})
+
+
+def main() -> None:
+    """Price random carts every few hundred milliseconds until SIGTERM or SIGINT."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    interval = float(os.environ.get("SHOP_INTERVAL", "0.5"))
+    subscriber = diagnose_redis.start()
+    print(f"shop worker {os.getpid()} started", flush=True)
+    rng = random.Random()
+    probed = False
+    while not stop.wait(interval):
+        cart = pricing.Cart(rng.choice(CUSTOMERS))
+        for item in rng.sample(sorted(pricing.PRICES), k=rng.randint(1, 3)):
+            cart.add(item, rng.randint(1, 4))
+        cart.checkout(discount=rng.choice((0.0, 0.0, 0.1, 0.25)))
+        now_probed = _probed()
+        if now_probed != probed:
+            probed = now_probed
+            state = "attached to" if probed else "detached from"
+            print(f"probe {state} {TARGET}", flush=True)
+        sys.stdout.flush()
+    subscriber.stop()
+    print("shop worker stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()

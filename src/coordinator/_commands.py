@@ -168,7 +168,7 @@ def list_specs(settings: Settings, *, as_json: bool) -> None:
     specs = store.specs()
     version = store.version()
     entries = {
-        spec_id: {**spec, "remaining": _remaining(store, spec_id)}
+        spec_id: {**spec, "remaining_seconds": _remaining(store, spec_id)}
         for spec_id, spec in sorted(specs.items())
     }
     if as_json:
@@ -185,7 +185,7 @@ def list_specs(settings: Settings, *, as_json: bool) -> None:
                 instrument.get("name"),
                 instrument.get("event"),
                 instrument.get("value"),
-                format_duration(spec["remaining"]),
+                format_duration(spec["remaining_seconds"]),
                 format_time(spec.get("lastmodified")),
             )
         )

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
+import shutil
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -24,9 +27,14 @@ __all__ = (
 err_console = Console(stderr=True)
 
 
-def _stdout_console() -> Console:
-    # Built per call so that click's CliRunner, which swaps sys.stdout, sees the output.
-    return Console(highlight=False, soft_wrap=True)
+def _render(renderable: object) -> str:
+    # Rendered to text and echoed through click, so that click's CliRunner (which swaps
+    # sys.stdout) sees it; lines are cut at the terminal's width only on a terminal.
+    width = shutil.get_terminal_size((200, 25)).columns if sys.stdout.isatty() else 200
+    console = Console(file=io.StringIO(), width=width, highlight=False, color_system=None)
+    with console.capture() as capture:
+        console.print(renderable)
+    return "\n".join(line.rstrip() for line in capture.get().splitlines())
 
 
 def to_jsonable(value: Any) -> Any:
@@ -54,16 +62,15 @@ def print_table(
 ) -> None:
     """Print rows under upper-case headers, without boxes, like kubectl get."""
     rows = list(rows)
-    console = _stdout_console()
     if not rows and empty is not None:
-        console.print(empty, markup=False)
+        click.echo(empty)
         return
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     for column in columns:
         table.add_column(column.upper(), overflow="fold")
     for row in rows:
         table.add_row(*("-" if cell is None or cell == "" else str(cell) for cell in row))
-    console.print(table)
+    click.echo(_render(table))
 
 
 def format_time(value: _dt.datetime | float | None) -> str:

@@ -141,7 +141,6 @@ class FleetService:
     async def _listen_expired(self) -> None:
         db = self.settings.client().connection_pool.connection_kwargs.get("db", 0)
         channel = f"__keyevent@{db}__:expired"
-        spec_prefix = f"{self.settings.prefix}:spec:"
         attempt = 0
         while True:
             client = aioredis.Redis.from_url(self.settings.url, socket_connect_timeout=2)
@@ -152,9 +151,7 @@ class FleetService:
                     attempt = 0
                     async for message in pubsub.listen():
                         key = message.get("data")
-                        if isinstance(key, bytes):
-                            key = key.decode("utf-8", "replace")
-                        if isinstance(key, str) and key.startswith(spec_prefix):
+                        if isinstance(key, str | bytes) and self.store.keys.spec_id(key):
                             self.expired_events += 1
                             await self.sweep()
             except anyio.get_cancelled_exc_class():

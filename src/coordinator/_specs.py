@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +25,16 @@ __all__ = (
 
 DEFAULT_LIFESPAN = 10.0
 _NO_LIFESPAN = {"none", "never", "null", "inf", "infinite"}
-_SPEC_ID = re.compile(r"^[^\s\x00-\x1f\x7f]{1,200}$")
 
 
 def check_spec_id(spec_id: object) -> str:
-    """Return a spec ID, or raise BadInput if it is empty, too long or has blanks."""
-    if not isinstance(spec_id, str) or not _SPEC_ID.match(spec_id):
-        raise BadInput(
-            f"invalid spec ID {spec_id!r}: use 1 to 200 characters, without spaces or controls"
-        )
-    return spec_id
+    """Return a spec ID, or raise BadInput if the wire format does not allow it."""
+    from diagnose_redis._wire import check_spec_id as wire_check
+
+    try:
+        return wire_check(spec_id)
+    except ValueError as exc:
+        raise BadInput(f"invalid spec ID: {exc}")
 
 
 def parse_lifespan(text: str) -> float | None:

@@ -1,0 +1,260 @@
+"""The publishing API: put and remove specs, read status, as ops tools and the coordinator do."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import redis
+
+from ._wire import (
+    PROCESS_FIELD,
+    STATUS_TTL_SECONDS,
+    Keys,
+    WireError,
+    check_spec_id,
+    decode_spec,
+    decode_status_field,
+    encode_event,
+    encode_spec,
+    secret_bytes,
+)
+
+__all__ = ("SpecStore",)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+class SpecStore:
+    """Publish specs to a fleet through Redis and read what every process reports."""
+
+    def __init__(
+        self, client: redis.Redis, prefix: str = "diagnose", secret: str | bytes | None = None
+    ) -> None:
+        self.client = client
+        self.keys = Keys(prefix)
+        self.secret = secret_bytes(secret)
+
+    def _validate(self, spec_id: str, spec: Mapping[str, Any]) -> tuple[dict[str, Any], int | None]:
+        from diagnose import SpecError, validate_spec
+        from diagnose._spec import expires_at
+
+        try:
+            check_spec_id(spec_id)
+        except ValueError as exc:
+            raise SpecError(str(exc)) from None
+        clean = validate_spec(spec, require_lastmodified=False)
+        clean["lastmodified"] = _to_utc(clean["lastmodified"])
+        clean.pop("applied", None)
+        expiry = expires_at(clean)
+        if expiry is None:
+            return clean, None
+        remaining = (expiry - _dt.datetime.now(_dt.UTC)).total_seconds() * 1000
+        if remaining <= 0:
+            raise SpecError(f"spec {spec_id!r} has already expired (lastmodified + lifespan)")
+        return clean, max(1, math.ceil(remaining))
+
+    def put(self, spec_id: str, spec: Mapping[str, Any]) -> int:
+        """Validate, store (with its lifespan as TTL) and publish one spec; return the version."""
+        return self.put_many({spec_id: spec})
+
+    def put_many(self, specs: Mapping[str, Mapping[str, Any]]) -> int:
+        """Validate, store and publish several specs atomically; return the last version."""
+        from diagnose import SpecError
+
+        prepared = []
+        for spec_id, spec in specs.items():
+            clean, ttl_ms = self._validate(spec_id, spec)
+            try:
+                stored = encode_spec(spec_id, clean, self.secret)
+            except (WireError, TypeError, ValueError) as exc:
+                raise SpecError(f"spec {spec_id!r} cannot be encoded: {exc}") from None
+            prepared.append((spec_id, clean, ttl_ms, stored))
+        if not prepared:
+            return self.version()
+        keys = self.keys
+
+        def publish(pipe: Any) -> int:
+            version = int(pipe.get(keys.version) or 0)
+            pipe.multi()
+            for spec_id, clean, ttl_ms, stored in prepared:
+                version += 1
+                pipe.set(keys.spec(spec_id), stored, px=ttl_ms)
+                pipe.sadd(keys.ids, spec_id)
+                pipe.publish(keys.events, encode_event("put", spec_id, version, clean, self.secret))
+            pipe.set(keys.version, version)
+            return version
+
+        result: int = self.client.transaction(publish, keys.version, value_from_callable=True)
+        return result
+
+    def remove(self, *spec_ids: str) -> list[str]:
+        """Delete specs and publish their removal; return the ids that existed."""
+        return self._delete(spec_ids, only_expired=False)
+
+    def sweep_expired(self) -> list[str]:
+        """Publish removals for indexed specs whose key has expired; return their ids."""
+        ids = [_text(i) for i in self.client.smembers(self.keys.ids)]
+        if not ids:
+            return []
+        exists = self.client.pipeline(transaction=False)
+        for spec_id in ids:
+            exists.exists(self.keys.spec(spec_id))
+        gone = [spec_id for spec_id, n in zip(ids, exists.execute(), strict=True) if not n]
+        if not gone:
+            return []
+        return self._delete(gone, only_expired=True)
+
+    def _delete(self, spec_ids: Iterable[str], *, only_expired: bool) -> list[str]:
+        ids = list(dict.fromkeys(spec_ids))
+        if not ids:
+            return []
+        keys = self.keys
+        spec_keys = [keys.spec(spec_id) for spec_id in ids]
+
+        def delete(pipe: Any) -> list[str]:
+            version = int(pipe.get(keys.version) or 0)
+            present = [bool(pipe.exists(key)) for key in spec_keys]
+            indexed = [bool(n) for n in pipe.smismember(keys.ids, ids)]
+            if only_expired:
+                chosen = [i for i, p, x in zip(ids, present, indexed, strict=True) if x and not p]
+            else:
+                chosen = [i for i, p in zip(ids, present, strict=True) if p]
+            pipe.multi()
+            if not only_expired:
+                pipe.delete(*spec_keys)
+            unindex = chosen if only_expired else ids
+            if unindex:
+                pipe.srem(keys.ids, *unindex)
+            for spec_id in chosen:
+                version += 1
+                event = encode_event("delete", spec_id, version, None, self.secret)
+                pipe.publish(keys.events, event)
+            if chosen:
+                pipe.set(keys.version, version)
+            return chosen
+
+        watched = [keys.version, *spec_keys] if only_expired else [keys.version]
+        result: list[str] = self.client.transaction(delete, *watched, value_from_callable=True)
+        return result
+
+    def publish_version(self) -> int:
+        """Re-announce the current version as a no-op event so lagging subscribers resync."""
+        keys = self.keys
+
+        def announce(pipe: Any) -> int:
+            version = int(pipe.get(keys.version) or 0)
+            pipe.multi()
+            pipe.publish(keys.events, encode_event("version", "", version, None, self.secret))
+            return version
+
+        result: int = self.client.transaction(announce, keys.version, value_from_callable=True)
+        return result
+
+    def version(self) -> int:
+        """Return the current version: how many puts and deletes were ever published."""
+        return int(self.client.get(self.keys.version) or 0)
+
+    def get(self, spec_id: str) -> dict[str, Any] | None:
+        """Return one stored spec (with an empty ``applied``), or None if absent."""
+        raw = self.client.get(self.keys.spec(spec_id))
+        return None if raw is None else decode_spec(spec_id, raw, self.secret)
+
+    def specs(self) -> dict[str, dict[str, Any]]:
+        """Return every live stored spec by id, skipping values that fail to decode or verify."""
+        ids = sorted(_text(i) for i in self.client.smembers(self.keys.ids))
+        if not ids:
+            return {}
+        values = self.client.mget([self.keys.spec(spec_id) for spec_id in ids])
+        found = {}
+        for spec_id, raw in zip(ids, values, strict=True):
+            if raw is None:
+                continue
+            try:
+                found[spec_id] = decode_spec(spec_id, raw, self.secret)
+            except WireError:
+                continue
+        return found
+
+    def pttl(self, spec_id: str) -> int | None:
+        """Return the milliseconds a spec has left: None if it never expires, 0 if it is gone."""
+        ms = int(self.client.pttl(self.keys.spec(spec_id)))
+        if ms == -1:
+            return None
+        return max(ms, 0)
+
+    def status(self, spec_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """Return per process id what it reports: spec id -> {lm, err, at}, and ``_process``."""
+        status_keys = sorted(
+            _text(k)
+            for k in self.client.scan_iter(
+                match=_glob_escape(self.keys.status_prefix) + "*", count=500
+            )
+        )
+        pipe = self.client.pipeline(transaction=False)
+        for key in status_keys:
+            if spec_id is None:
+                pipe.hgetall(key)
+            else:
+                pipe.hmget(key, [PROCESS_FIELD, spec_id])
+        report: dict[str, dict[str, Any]] = {}
+        for key, value in zip(status_keys, pipe.execute(), strict=True):
+            if spec_id is None:
+                fields = {_text(k): v for k, v in value.items()}
+            else:
+                fields = {f: v for f, v in zip((PROCESS_FIELD, spec_id), value, strict=True) if v}
+            if not fields:
+                continue
+            entry: dict[str, Any] = {}
+            for field, raw in fields.items():
+                if field == PROCESS_FIELD:
+                    entry[field] = _process_info(raw)
+                else:
+                    entry[field] = decode_status_field(raw)
+            report[key[len(self.keys.status_prefix) :]] = entry
+        return report
+
+    def processes(self, max_age: float = STATUS_TTL_SECONDS) -> dict[str, float]:
+        """Return live process ids with their last heartbeat (unix seconds)."""
+        since = time.time() - max_age
+        rows = self.client.zrangebyscore(self.keys.processes, since, "+inf", withscores=True)
+        return {_text(pid): float(score) for pid, score in rows}
+
+    def prune_processes(self, max_age: float = STATUS_TTL_SECONDS) -> list[str]:
+        """Forget processes silent for longer than max_age seconds; return their ids."""
+        until = time.time() - max_age
+        dead = [_text(p) for p in self.client.zrangebyscore(self.keys.processes, "-inf", until)]
+        if dead:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.zrem(self.keys.processes, *dead)
+            pipe.delete(*(self.keys.status(pid) for pid in dead))
+            pipe.execute()
+        return dead
+
+    def __repr__(self) -> str:
+        return f"SpecStore({self.client!r}, prefix={self.keys.prefix!r})"
+
+
+def _to_utc(value: _dt.datetime) -> _dt.datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=_dt.UTC)
+    return value.astimezone(_dt.UTC)
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+def _process_info(raw: str | bytes) -> dict[str, Any]:
+    try:
+        info = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        info = None
+    return info if isinstance(info, dict) else {"error": f"unreadable: {raw!r:.200}"}

@@ -1,0 +1,295 @@
+"""The wire format shared by publishers and subscribers: key names, codec, signing, limits.
+
+Redis layout, with ``P`` the prefix:
+
+- ``P:spec:ID`` (string): the spec without ``applied``, a sealed msgpack map; its TTL is the
+  remaining lifespan.
+- ``P:ids`` (set): every spec id published and not yet removed, so a sweep can find the ids
+  whose key has expired.
+- ``P:version`` (string): an integer bumped by one for every put and delete.
+- ``P:events`` (channel): sealed msgpack maps ``{"op", "id", "version"[, "spec"]}``. Ops:
+  ``"put"`` (with ``spec``), ``"delete"``, and ``"version"`` (``id`` is ``""``; a no-op that
+  re-announces the current version so a subscriber that missed a message sees the gap).
+- ``P:status:PROCESS_ID`` (hash): spec id -> JSON ``{"lm", "err", "at"}``, and ``_process`` ->
+  JSON ``{"host", "pid", "started", "version", "library", "dropped", ...}`` where ``version`` is
+  the last spec version the process has applied.
+- ``P:processes`` (sorted set): process id scored by its last heartbeat, unix seconds.
+
+Sealing: a message is a msgpack map (at most 14 entries, so a one-byte fixmap header). Signed,
+it gets one more entry, last: ``"sig"`` -> HMAC-SHA256 (32 bytes, msgpack bin) over a domain
+tag and the unsigned encoding of the map. An unsigned message has no ``"sig"`` key, so the two
+are told apart by decoding alone; the signature covers the exact bytes, not a re-encoding.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import msgpack
+
+__all__ = (
+    "HEARTBEAT_SECONDS",
+    "MAX_MESSAGE_BYTES",
+    "OPS",
+    "PROCESS_FIELD",
+    "SPEC_ID_PATTERN",
+    "STATUS_TTL_SECONDS",
+    "Keys",
+    "WireError",
+    "check_spec_id",
+    "decode_event",
+    "decode_spec",
+    "decode_status_field",
+    "encode_event",
+    "encode_spec",
+    "encode_status_field",
+    "secret_bytes",
+)
+
+MAX_MESSAGE_BYTES = 64 * 1024
+HEARTBEAT_SECONDS = 5.0
+STATUS_TTL_SECONDS = 3 * HEARTBEAT_SECONDS
+PROCESS_FIELD = "_process"
+OPS = ("put", "delete", "version")
+SPEC_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+
+_MAX_ENTRIES = 14
+_SIG_TRAILER = b"\xa3sig\xc4\x20"
+_SIG_LEN = len(_SIG_TRAILER) + 32
+_EVENT_DOMAIN = b"diagnose-event\x00"
+_SPEC_DOMAIN = b"diagnose-spec\x00"
+
+
+class WireError(ValueError):
+    """A message or stored spec is undecodable, malformed, oversized, unsigned or forged."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Keys:
+    """Name the Redis keys and channels under one prefix."""
+
+    def __init__(self, prefix: str = "diagnose") -> None:
+        self.prefix = prefix
+        self.events = f"{prefix}:events"
+        self.processes = f"{prefix}:processes"
+        self.version = f"{prefix}:version"
+        self.ids = f"{prefix}:ids"
+        self.spec_prefix = f"{prefix}:spec:"
+        self.status_prefix = f"{prefix}:status:"
+
+    def spec(self, spec_id: str) -> str:
+        """Return the key of one spec."""
+        return self.spec_prefix + spec_id
+
+    def status(self, process_id: str) -> str:
+        """Return the status hash key of one process."""
+        return self.status_prefix + process_id
+
+    def spec_id(self, key: str | bytes) -> str | None:
+        """Return the spec id a key names, or None if it is not a spec key."""
+        if isinstance(key, bytes):
+            key = key.decode("utf-8", "replace")
+        if key.startswith(self.spec_prefix):
+            return key[len(self.spec_prefix) :]
+        return None
+
+    def process_id(self, key: str | bytes) -> str | None:
+        """Return the process id a status key names, or None if it is not a status key."""
+        if isinstance(key, bytes):
+            key = key.decode("utf-8", "replace")
+        if key.startswith(self.status_prefix):
+            return key[len(self.status_prefix) :]
+        return None
+
+    def __repr__(self) -> str:
+        return f"Keys({self.prefix!r})"
+
+
+def secret_bytes(secret: str | bytes | None) -> bytes | None:
+    """Return a secret as bytes, None (or empty) meaning unsigned."""
+    if not secret:
+        return None
+    return secret.encode() if isinstance(secret, str) else bytes(secret)
+
+
+def check_spec_id(spec_id: object) -> str:
+    """Return a valid spec id or raise ValueError naming the problem."""
+    if not isinstance(spec_id, str) or not SPEC_ID_PATTERN.match(spec_id):
+        raise ValueError(
+            f"spec id must be 1-200 characters of letters, digits and _.:- , not {spec_id!r}"
+        )
+    return spec_id
+
+
+def _utc(value: _dt.datetime) -> _dt.datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=_dt.UTC)
+    return value.astimezone(_dt.UTC)
+
+
+def _pack(obj: Mapping[str, Any]) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True, datetime=True)
+
+
+def _mac(secret: bytes, domain: bytes, body: bytes) -> bytes:
+    return hmac.new(secret, domain + body, hashlib.sha256).digest()
+
+
+def _seal(obj: Mapping[str, Any], secret: bytes | None, domain: bytes) -> bytes:
+    if len(obj) > _MAX_ENTRIES:
+        raise WireError("malformed", f"a message holds at most {_MAX_ENTRIES} fields")
+    body = _pack(obj)
+    if secret is not None:
+        mac = _mac(secret, domain, body)
+        body = bytes([body[0] + 1]) + body[1:] + _SIG_TRAILER + mac
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise WireError("oversized", f"message of {len(body)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    return body
+
+
+def _open(raw: bytes, secret: bytes | None, domain: bytes) -> dict[str, Any]:
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise WireError("malformed", f"message is {type(raw).__name__}, not bytes")
+    raw = bytes(raw)
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise WireError("oversized", f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    try:
+        obj = msgpack.unpackb(raw, raw=False, timestamp=3, strict_map_key=True)
+    except Exception as exc:
+        raise WireError("malformed", f"not msgpack: {exc}") from None
+    if not isinstance(obj, dict):
+        raise WireError("malformed", f"message is a msgpack {type(obj).__name__}, not a map")
+    sig = obj.pop("sig", None)
+    if secret is None:
+        return obj
+    if sig is None:
+        raise WireError("unsigned", "message is not signed")
+    if not (
+        isinstance(sig, bytes)
+        and 0x81 <= raw[0] <= 0x8F
+        and len(raw) > _SIG_LEN
+        and raw[-_SIG_LEN:] == _SIG_TRAILER + sig
+    ):
+        raise WireError("forged", "message signature is misplaced or malformed")
+    body = bytes([raw[0] - 1]) + raw[1:-_SIG_LEN]
+    if not hmac.compare_digest(_mac(secret, domain, body), sig):
+        raise WireError("forged", "message signature does not match")
+    return obj
+
+
+def _spec_body(spec: Mapping[str, Any]) -> dict[str, Any]:
+    body = {key: value for key, value in spec.items() if key != "applied"}
+    lastmodified = body.get("lastmodified")
+    if isinstance(lastmodified, _dt.datetime):
+        body["lastmodified"] = _utc(lastmodified)
+    return body
+
+
+def _check_spec_shape(spec: object) -> dict[str, Any]:
+    if not isinstance(spec, dict):
+        raise WireError("malformed", f"spec is a {type(spec).__name__}, not a map")
+    if not isinstance(spec.get("target"), str):
+        raise WireError("malformed", "spec lacks a string target")
+    if not isinstance(spec.get("instrument"), dict):
+        raise WireError("malformed", "spec lacks an instrument map")
+    if not isinstance(spec.get("lastmodified"), _dt.datetime):
+        raise WireError("malformed", "spec lacks a lastmodified timestamp")
+    lifespan = spec.get("lifespan")
+    if isinstance(lifespan, bool) or not isinstance(lifespan, int | float | None):
+        raise WireError("malformed", "spec lifespan is not a number or nil")
+    spec["applied"] = {}
+    return spec
+
+
+def encode_spec(spec_id: str, spec: Mapping[str, Any], secret: bytes | None = None) -> bytes:
+    """Encode a spec for its ``P:spec:ID`` key, without ``applied``, signed if a secret is given."""
+    return _seal(_spec_body(spec), secret, _SPEC_DOMAIN + spec_id.encode() + b"\x00")
+
+
+def decode_spec(spec_id: str, raw: bytes, secret: bytes | None = None) -> dict[str, Any]:
+    """Decode a stored spec (with an empty ``applied``); raise WireError if it is not sound."""
+    obj = _open(raw, secret, _SPEC_DOMAIN + spec_id.encode() + b"\x00")
+    return _check_spec_shape(obj)
+
+
+def encode_event(
+    op: str,
+    spec_id: str,
+    version: int,
+    spec: Mapping[str, Any] | None = None,
+    secret: bytes | None = None,
+) -> bytes:
+    """Encode one event for the ``P:events`` channel, signed if a secret is given."""
+    if op not in OPS:
+        raise ValueError(f"op must be one of {', '.join(OPS)}, not {op!r}")
+    event: dict[str, Any] = {"op": op, "id": spec_id, "version": int(version)}
+    if op == "put":
+        if spec is None:
+            raise ValueError("a put event needs a spec")
+        event["spec"] = _spec_body(spec)
+    return _seal(event, secret, _EVENT_DOMAIN)
+
+
+def decode_event(raw: bytes, secret: bytes | None = None) -> dict[str, Any]:
+    """Decode one event into ``{"op", "id", "version"[, "spec"]}``; raise WireError if unsound."""
+    event = _open(raw, secret, _EVENT_DOMAIN)
+    op = event.get("op")
+    if op not in OPS:
+        raise WireError("malformed", f"event op is {op!r}, not one of {', '.join(OPS)}")
+    version = event.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise WireError("malformed", f"event version is {version!r}, not a natural number")
+    spec_id = event.get("id")
+    if op == "version":
+        spec_id = ""
+    elif not isinstance(spec_id, str) or not SPEC_ID_PATTERN.match(spec_id):
+        raise WireError("malformed", f"event id is {spec_id!r}, not a spec id")
+    decoded: dict[str, Any] = {"op": op, "id": spec_id, "version": version}
+    if op == "put":
+        decoded["spec"] = _check_spec_shape(event.get("spec"))
+    return decoded
+
+
+def _iso(value: _dt.datetime | None) -> str | None:
+    return None if value is None else _utc(value).isoformat()
+
+
+def _from_iso(value: object) -> _dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return _utc(_dt.datetime.fromisoformat(value))
+    except ValueError:
+        return None
+
+
+def encode_status_field(
+    lastmodified: _dt.datetime | None, error: str | None, at: _dt.datetime
+) -> str:
+    """Encode one status hash field: JSON ``{"lm": ISO, "err": null|text, "at": ISO}``."""
+    return json.dumps({"lm": _iso(lastmodified), "err": error, "at": _iso(at)})
+
+
+def decode_status_field(raw: str | bytes) -> dict[str, Any]:
+    """Decode one status hash field into ``{"lm": datetime|None, "err": str|None, "at": ...}``."""
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        obj = None
+    if not isinstance(obj, dict):
+        return {"lm": None, "err": f"unreadable status field: {raw!r:.200}", "at": None}
+    err = obj.get("err")
+    return {
+        "lm": _from_iso(obj.get("lm")),
+        "err": None if err is None else str(err),
+        "at": _from_iso(obj.get("at")),
+    }

@@ -1,0 +1,141 @@
+"""Tests of the wire format: key names, codec, signing, limits."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import msgpack
+import pytest
+
+import diagnose_redis
+from diagnose_redis import _wire
+from diagnose_redis._wire import Keys, WireError
+
+LM = dt.datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=dt.UTC)
+SPEC = {
+    "target": "pkg.mod.func",
+    "instrument": {"type": "log", "name": "n", "value": "result", "event": "return", "custom": {}},
+    "lifespan": 5,
+    "lastmodified": LM,
+    "applied": {"p": {"lm": LM, "err": None}},
+}
+
+
+def test_all_names_exist() -> None:
+    """Every name in diagnose_redis.__all__ resolves."""
+    for name in diagnose_redis.__all__:
+        assert getattr(diagnose_redis, name) is not None
+
+
+def test_keys_layout() -> None:
+    """Keys names every key and channel under the prefix, and parses ids back."""
+    keys = Keys("pfx")
+    assert keys.spec("a.b") == "pfx:spec:a.b"
+    assert keys.events == "pfx:events"
+    assert keys.status("web-1:42") == "pfx:status:web-1:42"
+    assert keys.processes == "pfx:processes"
+    assert keys.spec_id(b"pfx:spec:x:y") == "x:y"
+    assert keys.spec_id("other:spec:x") is None
+    assert keys.process_id("pfx:status:h:1") == "h:1"
+
+
+@pytest.mark.parametrize("secret", [None, b"s3cret"])
+def test_spec_round_trip(secret: bytes | None) -> None:
+    """A spec decodes to what was encoded, with an empty applied and an aware UTC lastmodified."""
+    raw = _wire.encode_spec("one", SPEC, secret)
+    plain = msgpack.unpackb(raw, timestamp=3)
+    assert "applied" not in plain
+    assert ("sig" in plain) == (secret is not None)
+    decoded = _wire.decode_spec("one", raw, secret)
+    assert decoded == {**SPEC, "applied": {}}
+
+
+def test_naive_lastmodified_is_utc() -> None:
+    """A naive lastmodified is encoded as UTC."""
+    naive = {**SPEC, "lastmodified": LM.replace(tzinfo=None)}
+    assert _wire.decode_spec("x", _wire.encode_spec("x", naive))["lastmodified"] == LM
+
+
+@pytest.mark.parametrize(
+    ("op", "spec"), [("put", SPEC), ("delete", None), ("version", None)], ids=str
+)
+@pytest.mark.parametrize("secret", [None, b"k"])
+def test_event_round_trip(op: str, spec: dict | None, secret: bytes | None) -> None:
+    """Every op survives encoding and decoding, with and without a secret."""
+    raw = _wire.encode_event(op, "" if op == "version" else "a", 7, spec, secret)
+    event = _wire.decode_event(raw, secret)
+    assert event["op"] == op and event["version"] == 7
+    if op == "put":
+        assert event["spec"]["lastmodified"] == LM and event["id"] == "a"
+
+
+def test_event_is_a_plain_msgpack_map() -> None:
+    """A put event is readable by any msgpack decoder, with op, id, version and spec."""
+    event = msgpack.unpackb(_wire.encode_event("put", "a", 3, SPEC, b"k"), timestamp=3)
+    assert {"op", "id", "version", "spec"} <= set(event)
+    assert event["spec"]["target"] == "pkg.mod.func"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\xc1garbage", "malformed"),
+        (msgpack.packb([1, 2]), "malformed"),
+        (msgpack.packb({"op": "put", "id": "a", "version": 1}), "malformed"),
+        (msgpack.packb({"op": "zap", "id": "a", "version": 1}), "malformed"),
+        (msgpack.packb({"op": "delete", "id": "a b", "version": 1}), "malformed"),
+        (msgpack.packb({"op": "delete", "id": "a", "version": "1"}), "malformed"),
+        (msgpack.packb({"op": "delete", "id": "a", "version": True}), "malformed"),
+        (b"\x80" + b"x" * _wire.MAX_MESSAGE_BYTES, "oversized"),
+        ("text", "malformed"),
+    ],
+)
+def test_bad_events_are_refused(raw: bytes, reason: str) -> None:
+    """Undecodable, malformed and oversized events raise WireError with their reason."""
+    with pytest.raises(WireError) as info:
+        _wire.decode_event(raw)  # type: ignore[arg-type]
+    assert info.value.reason == reason
+
+
+def test_unsigned_refused_with_secret() -> None:
+    """A subscriber with a secret refuses an unsigned event."""
+    with pytest.raises(WireError) as info:
+        _wire.decode_event(_wire.encode_event("delete", "a", 1), b"k")
+    assert info.value.reason == "unsigned"
+
+
+def _tamper(raw: bytes) -> bytes:
+    return raw.replace(b"pkg.mod.func", b"pkg.mod.fund")
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda raw: _wire.encode_event("put", "a", 1, SPEC, b"wrong"),
+        _tamper,
+        lambda raw: raw[:-1] + bytes([raw[-1] ^ 1]),
+        lambda raw: msgpack.packb({**msgpack.unpackb(raw, timestamp=3), "sig": "x"}, datetime=True),
+    ],
+    ids=["other-key", "tampered-body", "tampered-sig", "sig-not-bytes"],
+)
+def test_forged_events_are_refused(forge) -> None:
+    """An event signed with another key, or altered after signing, is refused as forged."""
+    raw = forge(_wire.encode_event("put", "a", 1, SPEC, b"k"))
+    with pytest.raises(WireError) as info:
+        _wire.decode_event(raw, b"k")
+    assert info.value.reason == "forged"
+
+
+def test_stored_spec_signature_binds_its_id() -> None:
+    """A signed stored spec copied under another id fails verification."""
+    raw = _wire.encode_spec("one", SPEC, b"k")
+    with pytest.raises(WireError):
+        _wire.decode_spec("two", raw, b"k")
+
+
+def test_status_field_round_trip() -> None:
+    """A status field is JSON text and decodes back to datetimes."""
+    text = _wire.encode_status_field(LM, "boom", LM)
+    assert '"err": "boom"' in text
+    assert _wire.decode_status_field(text) == {"lm": LM, "err": "boom", "at": LM}
+    assert _wire.decode_status_field(b"{nope")["err"].startswith("unreadable")

@@ -65,8 +65,11 @@ def test_publish_rejects_bad_flags_with_exit_2(args: list[str], words: list[str]
         ("bad.yaml", "a: [unclosed", ["not valid JSON or YAML"]),
         ("list.yaml", "- 1\n- 2\n", ["map of spec ID"]),
         ("empty.yaml", "", ["map of spec ID"]),
-        ("spec.yaml", "p1:\n  target: a.b\n  instrument: {type: log, value: '1 +'}\n",
-         ["p1", "does not compile"]),
+        (
+            "spec.yaml",
+            "p1:\n  target: a.b\n  instrument: {type: log, value: '1 +'}\n",
+            ["p1", "does not compile"],
+        ),
         ("spec.json", json.dumps({"p1": {"target": "a.b"}}), ["p1", "instrument"]),
         ("spec.json", json.dumps({"p1": "text"}), ["p1", "map"]),
     ],

@@ -29,11 +29,6 @@ class CoordinatorError(click.ClickException):
 
     exit_code = EXIT_FAILED
 
-    def show(self, file: object = None) -> None:
-        """Print the one-line message to stderr."""
-        message = " ".join(self.format_message().split())
-        click.echo(f"Error: {message}", err=True)
-
 
 class OperationFailed(CoordinatorError):
     """An operation failed: a process reported an error, or Redis refused a command."""

@@ -22,6 +22,23 @@ __all__ = ("cli", "main")
 class CoordinatorGroup(click.Group):
     """A click group that turns every failure into one line and its exit code."""
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the command line, printing any error as one line on stderr."""
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"Error: {_one_line(exc.format_message())}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"Error: {_one_line(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command, mapping exceptions to CoordinatorError exit codes."""
         try:
@@ -41,6 +58,10 @@ class CoordinatorGroup(click.Group):
             raise click.Abort()
         except Exception as exc:
             raise OperationFailed(f"{type(exc).__name__}: {exc}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _settings(ctx: click.Context) -> Settings:

@@ -1,0 +1,286 @@
+"""The command line end to end: a real `coordinator` process, real Redis, real shop workers."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from diagnose_redis import Keys, SpecStore
+
+ROOT = Path(__file__).resolve().parents[1]
+COORDINATOR = str(Path(sys.executable).parent / "coordinator")
+CLOSED_URL = "redis://127.0.0.1:1/0"
+
+
+def coordinator(
+    redis_url: str, prefix: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `coordinator` against a Redis and prefix."""
+    full_env = {**os.environ, "DIAGNOSE_REDIS_URL": redis_url, "DIAGNOSE_PREFIX": prefix}
+    full_env.pop("DIAGNOSE_SECRET", None)
+    full_env.update(env or {})
+    return subprocess.run(
+        [COORDINATOR, *args], env=full_env, capture_output=True, text=True, timeout=40
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll condition until it holds, failing after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+class Fleet:
+    """Shop worker processes whose output goes to files the test can read."""
+
+    def __init__(self, redis_url: str, prefix: str, logs: Path) -> None:
+        self.redis_url = redis_url
+        self.prefix = prefix
+        self.logs = logs
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.store = SpecStore(redis.Redis.from_url(redis_url), prefix=prefix)
+
+    def start(self, count: int) -> None:
+        """Start count workers and wait until each heartbeats."""
+        for n in range(1, count + 1):
+            process_id = f"w-{n}"
+            env = {
+                **os.environ,
+                "DIAGNOSE_REDIS_URL": self.redis_url,
+                "DIAGNOSE_PREFIX": self.prefix,
+                "DIAGNOSE_PROCESS_ID": process_id,
+                "PYTHONPATH": str(ROOT / "examples"),
+                "PYTHONUNBUFFERED": "1",
+                "SHOP_INTERVAL": "0.05",
+            }
+            env.pop("DIAGNOSE_SECRET", None)
+            with open(self.logs / f"{process_id}.log", "wb") as out:
+                self.procs[process_id] = subprocess.Popen(
+                    [sys.executable, "-m", "shop.worker"],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+        wait_for(lambda: set(self.procs) <= set(self.store.processes()), 20, "heartbeats")
+
+    def output(self, process_id: str) -> str:
+        """Return what a worker printed so far."""
+        return (self.logs / f"{process_id}.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        """Stop every worker."""
+        for proc in self.procs.values():
+            proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.store.client.close()
+
+
+@pytest.fixture
+def fleet(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[Fleet]:
+    """Run two shop workers subscribed to the test's prefix."""
+    fleet = Fleet(redis_url, prefix, tmp_path)
+    try:
+        fleet.start(2)
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+def assert_clean_error(result: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
+    """Check the exit code, one Error line naming the words, and no traceback."""
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.stderr
+    for word in words:
+        assert word in errors[0]
+
+
+def test_publish_wait_applies_on_every_worker_and_they_log(fleet: Fleet) -> None:
+    """publish --wait exits 0 once every worker applied the spec, and their probes print."""
+    result = coordinator(
+        fleet.redis_url,
+        fleet.prefix,
+        "publish",
+        "totals",
+        "--target",
+        "shop.pricing.total",
+        "--value",
+        "result",
+        "--wait",
+        "--timeout",
+        "20",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "totals"
+    for process_id in fleet.procs:
+        assert any(line.split()[:3] == [process_id, "totals", "applied"] for line in lines)
+        wait_for(lambda pid=process_id: "Probe (totals) = " in fleet.output(pid), 10, "output")
+
+
+def test_publish_wait_json_reports_each_process(fleet: Fleet) -> None:
+    """publish --wait --json prints one JSON document with every process's result."""
+    result = coordinator(
+        fleet.redis_url,
+        fleet.prefix,
+        "--json",
+        "publish",
+        "j1",
+        "-t",
+        "shop.pricing.unit_price",
+        "-v",
+        "item",
+        "--event",
+        "call",
+        "--wait",
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["ids"] == ["j1"]
+    assert set(document["processes"]["j1"]) == set(fleet.procs)
+    assert {r["state"] for r in document["processes"]["j1"].values()} == {"applied"}
+
+
+def test_publish_wait_exits_1_when_processes_report_an_error(fleet: Fleet) -> None:
+    """A spec that cannot apply (unknown target) makes publish --wait exit 1, naming why."""
+    result = coordinator(
+        fleet.redis_url,
+        fleet.prefix,
+        "publish",
+        "bad",
+        "--target",
+        "shop.pricing.nothing",
+        "--value",
+        "result",
+        "--wait",
+        "--timeout",
+        "20",
+    )
+    assert_clean_error(result, 1, "2 of 2 processes reported an error")
+    assert "error" in result.stdout
+
+
+def test_status_processes_list_and_remove_follow_the_fleet(fleet: Fleet) -> None:
+    """status, processes, list and remove show and change what the workers run."""
+    url, prefix = fleet.redis_url, fleet.prefix
+    published = coordinator(
+        url, prefix, "publish", "s1", "-t", "shop.pricing.total", "-v", "result", "--wait"
+    )
+    assert published.returncode == 0, published.stderr
+    status = json.loads(coordinator(url, prefix, "status", "s1", "--json").stdout)
+    for process_id in fleet.procs:
+        assert status["processes"][process_id]["specs"]["s1"]["state"] == "applied"
+    processes = coordinator(url, prefix, "processes")
+    assert processes.stdout.strip().splitlines()[-1] == "2 processes online."
+    listed = coordinator(url, prefix, "list").stdout
+    assert "s1" in listed and "shop.pricing.total" in listed
+    removed = coordinator(url, prefix, "remove", "s1")
+    assert (removed.returncode, removed.stdout) == (0, "s1\n")
+    assert coordinator(url, prefix, "list").stdout.strip() == "No specs."
+    wait_for(lambda: all("probe detached" in fleet.output(p) for p in fleet.procs), 10, "detach")
+
+
+def test_publish_wait_exits_3_when_a_process_never_answers(redis_url: str, prefix: str) -> None:
+    """A live process that never applies the spec makes publish --wait exit 3 at its timeout."""
+    client = redis.Redis.from_url(redis_url)
+    client.zadd(Keys(prefix).processes, {"silent-1": time.time()})
+    client.close()
+    started = time.monotonic()
+    result = coordinator(
+        redis_url, prefix, "publish", "p", "-t", "a.b", "-v", "1", "--wait", "--timeout", "1"
+    )
+    assert time.monotonic() - started < 10
+    assert_clean_error(result, 3, "timed out", "silent-1")
+
+
+def test_publish_wait_exits_3_when_no_process_is_online(redis_url: str, prefix: str) -> None:
+    """publish --wait with nobody online publishes, then exits 3 at once, like Celery."""
+    result = coordinator(redis_url, prefix, "publish", "p", "-t", "a.b", "-v", "1", "--wait")
+    assert_clean_error(result, 3, "no processes are online")
+    assert result.stdout == "p\n"
+
+
+def test_status_marks_processes_behind_the_current_version_stale(
+    redis_url: str, prefix: str
+) -> None:
+    """A process whose applied lastmodified is older than the spec's shows as stale."""
+    assert coordinator(redis_url, prefix, "publish", "p", "-t", "a.b", "-v", "1").returncode == 0
+    old = (_dt.datetime.now(_dt.UTC) - _dt.timedelta(minutes=5)).isoformat()
+    field = json.dumps({"lm": old, "err": None, "at": old})
+    client = redis.Redis.from_url(redis_url)
+    client.hset(Keys(prefix).status("old-1"), "p", field)
+    client.zadd(Keys(prefix).processes, {"old-1": time.time()})
+    client.close()
+    result = coordinator(redis_url, prefix, "status")
+    assert result.returncode == 0
+    assert any(line.split()[:3] == ["old-1", "p", "stale"] for line in result.stdout.splitlines())
+
+
+def test_publish_file_validates_everything_before_writing(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    """One invalid spec in a file means none is written; a valid file publishes them all."""
+    path = tmp_path / "specs.yaml"
+    good = "a:\n  target: shop.pricing.total\n  instrument: {type: log, value: result}\n"
+    path.write_text(good + "b:\n  target: nodots\n  instrument: {type: log, value: '1'}\n")
+    assert_clean_error(coordinator(redis_url, prefix, "publish", "--file", str(path)), 2, "'b'")
+    assert coordinator(redis_url, prefix, "list", "--json").stdout.count('"target"') == 0
+    path.write_text(
+        good + "b:\n  target: shop.pricing.unit_price\n  lifespan: null\n"
+        "  instrument: {type: log, value: item, event: call}\n"
+    )
+    result = coordinator(redis_url, prefix, "publish", "--file", str(path))
+    assert (result.returncode, result.stdout) == (0, "a\nb\n")
+    specs = json.loads(coordinator(redis_url, prefix, "list", "--json").stdout)["specs"]
+    assert specs["a"]["lifespan"] == 10.0 and specs["b"]["lifespan"] is None
+    assert specs["b"]["remaining_seconds"] is None
+
+
+def test_secret_signs_specs_for_readers_with_the_same_secret(redis_url: str, prefix: str) -> None:
+    """A spec published with DIAGNOSE_SECRET is hidden from readers with another secret."""
+    signed = {"DIAGNOSE_SECRET": "s3cret"}
+    result = coordinator(redis_url, prefix, "publish", "p", "-t", "a.b", "-v", "1", env=signed)
+    assert result.returncode == 0
+    assert "a.b" in coordinator(redis_url, prefix, "list", env=signed).stdout
+    assert "a.b" not in coordinator(redis_url, prefix, "--secret", "other", "list").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["publish", "ok", "-t", "a.b", "-v", "1"], 0),
+        (["list"], 0),
+        (["publish", "bad", "-t", "a.b", "-v", "1 +"], 2),
+        (["publish", "bad", "-t", "a.b"], 2),
+        (["nope"], 2),
+        (["--redis-url", CLOSED_URL, "list"], 4),
+        (["--redis-url", CLOSED_URL, "publish", "p", "-t", "a.b", "-v", "1"], 4),
+    ],
+)
+def test_exit_codes_of_the_real_program(
+    redis_url: str, prefix: str, args: list[str], code: int
+) -> None:
+    """The installed program exits with the contract's codes and never prints a traceback."""
+    result = coordinator(redis_url, prefix, *args)
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    if code:
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert result.stderr.startswith("Error: ")

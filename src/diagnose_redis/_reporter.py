@@ -1,0 +1,142 @@
+"""The status reporter: write a process's status hash and heartbeat, in a thread of its own."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+
+from ._wire import HEARTBEAT_SECONDS, PROCESS_FIELD, STATUS_TTL_SECONDS, Keys
+
+__all__ = ("StatusReporter",)
+
+log = logging.getLogger("diagnose_redis")
+
+
+class StatusReporter:
+    """Mirror a dict of status fields into ``P:status:PROCESS_ID``, and heartbeat.
+
+    Writes only the fields that changed, plus ``_process``; rewrites the whole hash after a
+    connection failure or when asked (the server may have restarted empty). It never blocks
+    whoever updates the fields: all I/O happens in its thread.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        process_id: str,
+        process_info: Callable[[], str],
+        heartbeat: float = HEARTBEAT_SECONDS,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.process_id = process_id
+        self.process_info = process_info
+        self.heartbeat = heartbeat
+        self.writes = 0
+        self.failures = 0
+        self._lock = threading.Lock()
+        self._fields: dict[str, str] = {}
+        self._dirty: set[str] = set()
+        self._full = True
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._backoff = ExponentialWithJitterBackoff(cap=2.0, base=0.05)
+        self._thread = threading.Thread(
+            target=self._run, name="diagnose_redis.reporter", daemon=True
+        )
+
+    def start(self) -> None:
+        """Start the reporter thread."""
+        self._thread.start()
+
+    def update(self, changes: dict[str, str | None]) -> None:
+        """Set (JSON text) or delete (None) status fields, and wake the reporter."""
+        with self._lock:
+            for field, value in changes.items():
+                if value is None:
+                    self._fields.pop(field, None)
+                else:
+                    self._fields[field] = value
+                self._dirty.add(field)
+        self._wake.set()
+
+    def poke(self, full: bool = False) -> None:
+        """Write ``_process`` soon; with full, rewrite the whole hash."""
+        if full:
+            with self._lock:
+                self._full = True
+        self._wake.set()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the thread and delete this process's status and heartbeat."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        failures = 0
+        next_beat = 0.0
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            if now < next_beat:
+                self._wake.wait(next_beat - now)
+            self._wake.clear()
+            if self._stopping.is_set():
+                break
+            try:
+                self._write()
+            except Exception as exc:
+                failures += 1
+                self.failures += 1
+                log.debug("status write failed (%s), retrying", exc)
+                next_beat = time.monotonic() + self._backoff.compute(failures)
+                continue
+            failures = 0
+            next_beat = time.monotonic() + self.heartbeat
+        self._remove()
+
+    def _write(self) -> None:
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+            full, self._full = self._full, False
+            fields = dict(self._fields)
+        key = self.keys.status(self.process_id)
+        try:
+            pipe = self.client.pipeline(transaction=full)
+            mapping: dict[str, Any]
+            if full:
+                pipe.delete(key)
+                mapping = dict(fields)
+            else:
+                mapping = {f: fields[f] for f in dirty if f in fields}
+                removed = [f for f in dirty if f not in fields]
+                if removed:
+                    pipe.hdel(key, *removed)
+            mapping[PROCESS_FIELD] = self.process_info()
+            pipe.hset(key, mapping=mapping)
+            pipe.expire(key, int(STATUS_TTL_SECONDS))
+            pipe.zadd(self.keys.processes, {self.process_id: time.time()})
+            pipe.execute()
+        except BaseException:
+            with self._lock:
+                self._dirty |= dirty
+                self._full = True
+            raise
+        self.writes += 1
+
+    def _remove(self) -> None:
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.delete(self.keys.status(self.process_id))
+            pipe.zrem(self.keys.processes, self.process_id)
+            pipe.execute()
+        except Exception as exc:
+            log.debug("could not remove status on stop: %s", exc)

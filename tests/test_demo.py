@@ -1,0 +1,54 @@
+"""`coordinator demo`: the newcomer's tour runs to the end by itself, on its own Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+COORDINATOR = str(Path(sys.executable).parent / "coordinator")
+
+
+def _processes_with_marker(marker: str) -> list[int]:
+    """Return the pids of live processes whose environment holds marker."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.timeout(120)
+def test_demo_tells_the_whole_story_and_leaves_nothing_running() -> None:
+    """The demo exits 0 within 90 s, shows apply, output, expiry and detach, and stops all."""
+    marker = f"demo-test-{uuid.uuid4()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIAGNOSE_")}
+    env["DEMO_TEST_MARKER"] = marker
+    started = time.monotonic()
+    result = subprocess.run(
+        [COORDINATOR, "demo"], env=env, capture_output=True, text=True, timeout=110
+    )
+    elapsed = time.monotonic() - started
+    out = result.stdout
+    assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+    assert elapsed < 90
+    assert "Started a private redis-server" in out
+    assert "3 processes online." in out
+    for n in (1, 2, 3):
+        assert f"worker-{n}  cart-total  applied" in out
+        assert f"[worker-{n}] Probe (cart-total) = " in out
+        assert f"[worker-{n}] probe detached from shop.pricing.total" in out
+    assert "published removal of cart-total" in out
+    assert "Probe lines in the last 2s: 0." in out
+    assert "Traceback" not in out + result.stderr
+    assert _processes_with_marker(marker) == []

@@ -243,6 +243,8 @@ def status(settings: Settings, spec_id: str | None, *, as_json: bool) -> None:
                     ago(entry.get("at")) if entry.get("at") else None,
                 )
             )
+        if not entries and spec_id is None:
+            rows.append((process, None, "no probes", None, None, None))
         rows_json[process] = {
             "live": process in live,
             "process": _process_info(report),

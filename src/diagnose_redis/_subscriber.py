@@ -55,6 +55,29 @@ _REFRESH = "refresh"
 _STOP = "stop"
 
 
+def _quiet_connect_options() -> dict[str, Any]:
+    # Leave out the handshake commands newer redis-py clients send on every connection
+    # (CLIENT SETINFO, CLIENT MAINT_NOTIFICATIONS), spelled as this redis-py version wants.
+    options: dict[str, Any] = {}
+    try:
+        import redis.driver_info  # noqa: F401
+
+        options["driver_info"] = None
+    except ImportError:
+        options["lib_name"] = None
+        options["lib_version"] = None
+    try:
+        from redis.maint_notifications import MaintNotificationsConfig
+
+        options["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+    except ImportError:
+        pass
+    return options
+
+
+_QUIET_CONNECT = _quiet_connect_options()
+
+
 def _library_version() -> str:
     try:
         from importlib.metadata import version
@@ -135,8 +158,7 @@ class Subscriber:
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
             client_name=f"diagnose:{process_id}".replace(" ", "_"),
-            lib_name=None,
-            lib_version=None,
+            **_QUIET_CONNECT,
         )
         db = self.client.connection_pool.connection_kwargs.get("db", 0)
         self._expired_channel = f"__keyevent@{db}__:expired"

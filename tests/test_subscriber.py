@@ -1,0 +1,236 @@
+"""Tests of the subscriber in this process: resync, gaps, bad messages, expiry, slow applies."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import msgpack
+import pytest
+import redis
+
+import diagnose
+import diagnose_redis
+from diagnose_redis import SpecStore, _wire
+from diagnose_redis._subscriber import Subscriber
+from diagnose_redis._wire import MAX_MESSAGE_BYTES, encode_event, encode_spec
+
+TARGET = f"{__name__}.target"
+
+
+def target(x: int) -> int:
+    """Return x plus one: the function these tests probe."""
+    return x + 1
+
+
+def spec(value: str = "result", lifespan: float | None = None, **extra: Any) -> dict[str, Any]:
+    """Return a test instrument spec on target."""
+    return {
+        "target": extra.pop("target", TARGET),
+        "instrument": {"type": "test", "name": "t", "value": value},
+        "lifespan": lifespan,
+        **extra,
+    }
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 5.0) -> Any:
+    """Poll condition until it is truthy or the deadline passes; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def manager() -> Iterator[diagnose.ProbeManager]:
+    """A ProbeManager of the test's own, with the test instrument type."""
+    mgr = diagnose.ProbeManager()
+    mgr.instrument_classes["test"] = diagnose.ProbeTestInstrument
+    yield mgr
+    with mgr.lock:
+        mgr.specs.clear()
+        mgr.apply()
+
+
+def subscribe(url: str, prefix: str, mgr: Any, secret: str | None = None) -> Subscriber:
+    """Start a Subscriber on a manager and wait until it is connected."""
+    sub = Subscriber(url, process_id="test:1", prefix=prefix, secret=secret, manager=mgr).start()
+    assert sub.connected.wait(5)
+    return sub
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the session's (flushed) Redis."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def applied(mgr: Any, spec_id: str) -> bool:
+    """Return True if the manager holds spec_id and applied it without error."""
+    entry = mgr.specs.get(spec_id, {}).get("applied", {}).get(mgr.process_id)
+    return entry is not None and entry["err"] is None
+
+
+def probe_on_target() -> bool:
+    """Return True if a probe is attached to target."""
+    return TARGET in diagnose.probes.active_probes
+
+
+def test_start_once_and_stop_removes_status(redis_url: str, prefix: str, manager: Any) -> None:
+    """start() returns the same subscriber twice; stop() removes its status and heartbeat."""
+    first = diagnose_redis.start(redis_url, prefix=prefix, manager=manager, process_id="p:1")
+    try:
+        assert diagnose_redis.start() is first
+        store = SpecStore(redis.Redis.from_url(redis_url), prefix)
+        assert wait_for(lambda: "p:1" in store.processes())
+    finally:
+        first.stop()
+    assert store.status() == {} and store.processes() == {}
+    assert diagnose_redis.start(redis_url, prefix=prefix, manager=manager) is not first
+    diagnose_redis.start().stop()
+
+
+def test_status_is_plain_json(client: redis.Redis, redis_url: str, prefix: str, manager) -> None:
+    """A good spec and a bad one show in the status hash as JSON, the bad one with its error."""
+    store = SpecStore(client, prefix)
+    with subscribe(redis_url, prefix, manager):
+        store.put_many({"good": spec(), "bad": spec(target="no.such.module_function")})
+        key = store.keys.status("test:1")
+        assert wait_for(lambda: {b"good", b"bad", b"_process"} <= set(client.hkeys(key)))
+        fields = {k.decode(): json.loads(v) for k, v in client.hgetall(key).items()}
+        assert fields["good"]["err"] is None and fields["bad"]["err"]
+        assert fields["good"]["lm"] == store.get("good")["lastmodified"].isoformat()
+        assert fields["_process"]["version"] == 2 and fields["_process"]["pid"] > 0
+        assert probe_on_target()
+        assert target(1) == 2
+
+
+def test_put_and_remove_apply(client: redis.Redis, redis_url: str, prefix: str, manager) -> None:
+    """A published spec attaches a probe that fires; removing it detaches the probe."""
+    store = SpecStore(client, prefix)
+    with subscribe(redis_url, prefix, manager):
+        store.put("a", spec("x * 10"))
+        assert wait_for(lambda: applied(manager, "a"))
+        target(4)
+        assert diagnose.probes.active_probes[TARGET].instruments
+        store.remove("a")
+        assert wait_for(lambda: not probe_on_target())
+        assert "a" not in manager.specs
+
+
+def test_resync_on_version_gap(client: redis.Redis, redis_url: str, prefix: str, manager) -> None:
+    """An event whose version skips ahead makes the subscriber read the full state."""
+    store = SpecStore(client, prefix)
+    with subscribe(redis_url, prefix, manager) as sub:
+        lm = dt.datetime.now(dt.UTC)
+        client.set(store.keys.spec("hidden"), encode_spec("hidden", {**spec(), "lastmodified": lm}))
+        client.sadd(store.keys.ids, "hidden")
+        client.set(store.keys.version, 5)
+        client.publish(store.keys.events, encode_event("delete", "other", 5))
+        assert wait_for(lambda: applied(manager, "hidden"))
+        assert sub.resyncs >= 2 and sub.version == 5
+
+
+def test_version_event_triggers_resync(client: redis.Redis, redis_url: str, prefix, manager):
+    """A version announcement ahead of the subscriber makes it resync."""
+    store = SpecStore(client, prefix)
+    with subscribe(redis_url, prefix, manager):
+        lm = dt.datetime.now(dt.UTC)
+        client.set(store.keys.spec("quiet"), encode_spec("quiet", {**spec(), "lastmodified": lm}))
+        client.sadd(store.keys.ids, "quiet")
+        client.set(store.keys.version, 1)
+        store.publish_version()
+        assert wait_for(lambda: applied(manager, "quiet"))
+
+
+def signed(message: dict[str, Any]) -> bytes:
+    """Return a message correctly signed with the key "k", whatever it holds."""
+    return _wire._seal(message, b"k", _wire._EVENT_DOMAIN)
+
+
+def _forged() -> bytes:
+    raw = encode_event("put", "evil", 1, {**spec(), "lastmodified": dt.datetime.now(dt.UTC)}, b"k")
+    return raw.replace(b"result", b"resulT")
+
+
+BAD_MESSAGES = {
+    "malformed": [
+        b"not msgpack \xc1",
+        msgpack.packb([1, 2, 3]),
+        signed({"op": "put", "id": "x"}),
+        signed({"op": "put", "id": "x", "version": 1, "spec": {"target": 3}}),
+        signed({"op": "drop-tables", "id": "x", "version": 1}),
+    ],
+    "oversized": [b"\x80" * (MAX_MESSAGE_BYTES + 1)],
+    "unsigned": [encode_event("delete", "x", 1)],
+    "forged": [_forged(), encode_event("delete", "x", 1, secret=b"other")],
+}
+
+
+def test_bad_messages_dropped_and_counted(client, redis_url: str, prefix: str, manager) -> None:
+    """Garbage, oversized, unsigned and forged messages are dropped, counted, and harmless."""
+    store = SpecStore(client, prefix, secret="k")
+    with subscribe(redis_url, prefix, manager, secret="k") as sub:
+        for messages in BAD_MESSAGES.values():
+            for raw in messages:
+                client.publish(store.keys.events, raw)
+        store.put("good", spec())
+        assert wait_for(lambda: applied(manager, "good"))
+        assert wait_for(lambda: sub.dropped == {k: len(v) for k, v in BAD_MESSAGES.items()})
+        assert set(manager.specs) == {"good"} and sub.connected.is_set()
+        info = wait_for(lambda: store.status()["test:1"]["_process"]["dropped"].get("forged") == 2)
+        assert info
+
+
+def test_resync_skips_unsigned_stored_specs(client, redis_url: str, prefix: str, manager):
+    """A subscriber with a secret applies no stored spec that is unsigned or signed otherwise."""
+    SpecStore(client, prefix).put("plain", spec())
+    SpecStore(client, prefix, secret="other").put("other", spec())
+    SpecStore(client, prefix, secret="k").put("signed", spec())
+    with subscribe(redis_url, prefix, manager, secret="k") as sub:
+        assert wait_for(lambda: applied(manager, "signed"))
+        assert set(manager.specs) == {"signed"}
+        assert sub.dropped == {"unsigned": 1, "forged": 1}
+
+
+@pytest.mark.parametrize("redis_down", [False, True], ids=["redis-up", "redis-down"])
+def test_local_expiry(private_redis, prefix: str, manager, redis_down: bool) -> None:
+    """A probe detaches within 1 s of its lifespan's end, whether Redis is reachable or not."""
+    client = redis.Redis.from_url(private_redis.url)
+    store = SpecStore(client, prefix)
+    with subscribe(private_redis.url, prefix, manager):
+        lm = dt.datetime.now(dt.UTC)
+        store.put("short", spec(lifespan=1.5 / 60, lastmodified=lm))
+        assert wait_for(lambda: applied(manager, "short"))
+        if redis_down:
+            private_redis.kill()
+        expiry = lm.timestamp() + 1.5
+        assert wait_for(lambda: not probe_on_target(), timeout=expiry - time.time() + 1.0)
+        assert time.time() < expiry + 1.0 and "short" not in manager.specs
+        assert target(1) == 2
+    client.close()
+
+
+def test_slow_apply_keeps_subscription(client, redis_url: str, prefix: str, manager) -> None:
+    """A blocked apply never lets the pub/sub output buffer overflow: nothing is lost."""
+    store = SpecStore(client, prefix)
+    old = client.config_get("client-output-buffer-limit")["client-output-buffer-limit"]
+    client.config_set("client-output-buffer-limit", "pubsub 32kb 16kb 60")
+    try:
+        with subscribe(redis_url, prefix, manager) as sub:
+            padding = "x" * 2000
+            with manager.lock:
+                for i in range(200):
+                    store.put(f"s{i}", spec(f"result or {padding!r}"))
+                assert wait_for(lambda: sub.received == 200)
+            assert wait_for(lambda: len(manager.specs) == 200 and sub.version == 200)
+            assert sub.reconnects == 1 and sub.resyncs == 1
+    finally:
+        client.config_set("client-output-buffer-limit", old)

@@ -1,8 +1,80 @@
-"""Diagnose: add probes to live Python functions, and take them away again."""
+"""Diagnose: add probes to live Python functions, and take them away again.
+
+``diagnose.manager`` is the process's ProbeManager. Refer to it as
+``diagnose.manager`` rather than importing the name, in case a framework replaces it.
+"""
 
 from __future__ import annotations
 
-from ._spec import validate_spec
-from .exceptions import ExpressionRefused, ProbeError, SpecError
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
-__all__ = ("ExpressionRefused", "ProbeError", "SpecError", "validate_spec")
+from . import instruments, managers, probes
+from ._spec import validate_spec
+from ._statsd import configure as configure_statsd
+from .exceptions import ExpressionRefused, ProbeError, SpecError
+from .instruments import (
+    HistogramInstrument,
+    IncrementInstrument,
+    Instrument,
+    LogInstrument,
+    ProbeTestInstrument,
+)
+from .managers import InstrumentManager, ProbeManager
+from .probes import FunctionProbe, attach_to
+
+__all__ = (
+    "ExpressionRefused",
+    "FunctionProbe",
+    "HistogramInstrument",
+    "IncrementInstrument",
+    "Instrument",
+    "InstrumentManager",
+    "LogInstrument",
+    "ProbeError",
+    "ProbeManager",
+    "ProbeTestInstrument",
+    "SpecError",
+    "attach_to",
+    "configure_statsd",
+    "instruments",
+    "manager",
+    "managers",
+    "probes",
+    "sensor",
+    "validate_spec",
+)
+
+manager = ProbeManager()
+
+
+@contextmanager
+def sensor(
+    target: str,
+    value: str = "result",
+    name: str = "test_instrument",
+    event: str = "return",
+    mgr: Any = None,
+) -> Iterator[ProbeTestInstrument]:
+    """Attach a probe to target for the with-block, yielding its ProbeTestInstrument."""
+    probe = probes.attach_to(target)
+    instrument = ProbeTestInstrument(name, value, event, expires=None, mgr=mgr)
+    probe.instruments[name] = instrument
+    try:
+        probe.start()
+        yield instrument
+    finally:
+        probe.instruments.pop(name, None)
+        if not probe.instruments:
+            probe.stop()
+            if probes.active_probes.get(target) is probe:
+                del probes.active_probes[target]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "breakpoints":
+        import importlib
+
+        return importlib.import_module(".breakpoints", __name__)
+    raise AttributeError(f"module 'diagnose' has no attribute {name!r}")

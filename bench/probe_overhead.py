@@ -1,0 +1,123 @@
+"""Print the nanoseconds a probe adds per call over the bare function, measured in one run.
+
+Run: python bench/probe_overhead.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+import timeit
+from pathlib import Path
+
+import diagnose
+from diagnose import Instrument, ProbeManager, probes
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import targets  # noqa: E402
+
+
+class DropInstrument(Instrument):
+    """Evaluate the value and drop it: the cost of a probe, without any output."""
+
+    def fire(self, _globals, _locals):
+        self.evaluate(self.value, _globals, _locals)
+
+
+def per_call_ns(func, arg, number: int, repeat: int) -> float:
+    """Return the best per-call time of func(arg), in nanoseconds."""
+    timer = timeit.Timer("f(a)", globals={"f": func, "a": arg})
+    return min(timer.repeat(repeat=repeat, number=number)) / number * 1e9
+
+
+def measure(label: str, func, arg, bare: float, number: int, repeat: int) -> None:
+    ns = per_call_ns(func, arg, number, repeat)
+    print(f"{label:<44} {ns:9.1f} ns/call   {ns - bare:+8.1f} ns   x{ns / bare:5.2f}")
+
+
+def overhead(number: int, repeat: int) -> None:
+    target = "targets.add13"
+    func = targets.add13
+    bare = per_call_ns(func, 5, number, repeat)
+    print(f"{'bare add13(arg)':<44} {bare:9.1f} ns/call")
+    for event, value in (("call", "arg"), ("return", "arg"), ("return", "result"),
+                         ("end", "output"), ("return", "elapsed")):
+        probe = probes.attach_to(target)
+        probe.instruments["drop"] = DropInstrument("drop", value, event=event)
+        probe.start()
+        measure(f"{event} event, value {value!r}", func, 5, bare, number, repeat)
+        probe.stop()
+        probes.active_probes.pop(target, None)
+
+    import datetime
+
+    probe = probes.attach_to(target)
+    past = datetime.datetime(2000, 1, 1)
+    probe.instruments["old"] = DropInstrument("old", "arg", expires=past)
+    probe.start()
+    measure("expired instrument", func, 5, bare, number, repeat)
+    probe.stop()
+    probes.active_probes.pop(target, None)
+
+    probe = probes.attach_to(target)
+    probe.instruments["drop"] = DropInstrument("drop", "arg")
+    probe.start()
+    func(5)
+    probe.stop()
+    probes.active_probes.pop(target, None)
+    measure("after stop", func, 5, bare, number, repeat)
+    # A second bare run, to show the noise between two runs of the same thing.
+    measure("bare again (noise)", func, 5, bare, number, repeat)
+
+    heavy = targets.line_heavy
+    bare_heavy = per_call_ns(heavy, 50, number // 20, repeat)
+    print(f"{'bare line_heavy(50)':<44} {bare_heavy:9.1f} ns/call")
+    with diagnose.sensor("targets.line_heavy", "hotspots.worst.lineno"):
+        measure("hotspots on line_heavy(50)", heavy, 50, bare_heavy, number // 20, repeat)
+
+
+def apply_ms(extra_objects: int, specs: int = 10, rounds: int = 20) -> float:
+    """Return the median time of ProbeManager.apply() with specs changed each round."""
+    import datetime
+
+    ballast = [object() for _ in range(extra_objects)]
+    mgr = ProbeManager(process_id="bench")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for i in range(specs):
+        mgr.specs[f"s{i}"] = {
+            "target": f"targets.f{i % 5}",
+            "instrument": {"type": "log", "name": f"s{i}", "value": "arg", "event": "return"},
+            "lifespan": 10, "lastmodified": now, "applied": {},
+        }
+    times = []
+    for r in range(rounds):
+        spec = mgr.specs[f"s{r % specs}"]
+        spec["lastmodified"] = now + datetime.timedelta(seconds=r + 1)
+        start = time.perf_counter()
+        mgr.apply()
+        times.append(time.perf_counter() - start)
+    mgr.specs.clear()
+    mgr.apply()
+    del ballast
+    return statistics.median(times) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    opts = parser.parse_args()
+    number, repeat = (20_000, 3) if opts.quick else (200_000, 7)
+    gc.collect()
+    print(f"Python {sys.version.split()[0]}, per-call cost (best of {repeat} x {number})")
+    overhead(number, repeat)
+    print()
+    print("ProbeManager.apply(), 10 specs, one changed per apply (median of 20):")
+    for extra in (0, 1_000_000):
+        print(f"  with {extra:>9,} extra live objects: {apply_ms(extra):6.3f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Functions the benchmarks probe."""
+
+
+def add13(arg):
+    extra = 13
+    output = arg + extra
+    return output
+
+
+def line_heavy(n):
+    total = 0
+    for i in range(n):
+        total += i
+        total -= 1
+    return total
+
+
+def f0(arg):
+    return arg
+
+
+def f1(arg):
+    return arg
+
+
+def f2(arg):
+    return arg
+
+
+def f3(arg):
+    return arg
+
+
+def f4(arg):
+    return arg

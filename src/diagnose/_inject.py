@@ -1,0 +1,243 @@
+"""Put a probe into a function by swapping its code object, and take it out again.
+
+The function object itself is never replaced, so every reference to it (module and
+class attributes, ``from x import f`` copies, registries, closures, partials and the
+decorators that wrapped it) sees the probe. The swapped-in code has the target's own
+parameters, so ``inspect.signature`` and the defaults are unchanged; it calls a copy
+of the original function, and removes its own frame from any traceback it re-raises.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import types
+from typing import Any
+
+__all__ = (
+    "Kind",
+    "Sections",
+    "Signature",
+    "build_wrapper_code",
+    "copy_function",
+    "kind_of",
+    "with_return_hook",
+)
+
+_CO_VARARGS = inspect.CO_VARARGS
+_CO_VARKEYWORDS = inspect.CO_VARKEYWORDS
+_CO_GENERATOR = inspect.CO_GENERATOR
+_CO_COROUTINE = inspect.CO_COROUTINE
+_CO_ASYNC_GENERATOR = inspect.CO_ASYNC_GENERATOR
+_CO_ITERABLE_COROUTINE = inspect.CO_ITERABLE_COROUTINE
+
+_ORIG = "__diagnose_orig_placeholder__"
+
+
+class Kind:
+    """What calling a function gives: a value, a generator, a coroutine, an async generator."""
+
+    FUNCTION = "function"
+    GENERATOR = "generator"
+    COROUTINE = "coroutine"
+    ASYNC_GENERATOR = "async generator"
+
+
+def kind_of(code: types.CodeType) -> str:
+    """Return the Kind of a code object."""
+    flags = code.co_flags
+    if flags & _CO_ASYNC_GENERATOR:
+        return Kind.ASYNC_GENERATOR
+    if flags & _CO_COROUTINE:
+        return Kind.COROUTINE
+    if flags & (_CO_GENERATOR | _CO_ITERABLE_COROUTINE):
+        return Kind.GENERATOR
+    return Kind.FUNCTION
+
+
+def copy_function(func: types.FunctionType, code: types.CodeType | None = None) -> Any:
+    """Return a new function object sharing func's globals, closure and defaults."""
+    clone = types.FunctionType(
+        code or func.__code__, func.__globals__, func.__name__, func.__defaults__, func.__closure__
+    )
+    clone.__kwdefaults__ = func.__kwdefaults__
+    clone.__qualname__ = func.__qualname__
+    clone.__module__ = func.__module__
+    clone.__doc__ = func.__doc__
+    return clone
+
+
+class Signature:
+    """Source fragments for a code object's parameters, for generated wrappers."""
+
+    def __init__(self, code: types.CodeType) -> None:
+        names = code.co_varnames
+        nposonly = code.co_posonlyargcount
+        npos = code.co_argcount
+        nkwonly = code.co_kwonlyargcount
+        self.positional = tuple(names[:npos])
+        self.kwonly = tuple(names[npos : npos + nkwonly])
+        index = npos + nkwonly
+        self.varargs: str | None = None
+        self.varkw: str | None = None
+        if code.co_flags & _CO_VARARGS:
+            self.varargs = names[index]
+            index += 1
+        if code.co_flags & _CO_VARKEYWORDS:
+            self.varkw = names[index]
+
+        params: list[str] = list(self.positional[:nposonly])
+        if nposonly:
+            params.append("/")
+        params.extend(self.positional[nposonly:])
+        if self.varargs:
+            params.append("*" + self.varargs)
+        elif self.kwonly:
+            params.append("*")
+        params.extend(self.kwonly)
+        if self.varkw:
+            params.append("**" + self.varkw)
+        star = ["*" + self.varargs] if self.varargs else []
+        dstar = ["**" + self.varkw] if self.varkw else []
+        #: the parameter list, e.g. "a, /, b, *args, c, **kw"
+        self.params = ", ".join(params)
+        #: arguments that forward every parameter, e.g. "a, b, *args, c=c, **kw"
+        self.forward = ", ".join(
+            list(self.positional) + star + [f"{k}={k}" for k in self.kwonly] + dstar
+        )
+        #: the positional arguments as a tuple display, e.g. "(a, b, *args)"
+        self.args = "(" + "".join(p + ", " for p in list(self.positional) + star) + ")"
+        #: the keyword arguments as a dict display, e.g. "{'c': c, **kw}"
+        self.kwargs = "{" + ", ".join([f"{k!r}: {k}" for k in self.kwonly] + dstar) + "}"
+
+
+class Sections:
+    """The generated lines a wrapper runs: before the call, after it returns, if it raises."""
+
+    def __init__(self) -> None:
+        self.before: list[str] = []
+        self.after: list[str] = []
+        self.on_error: list[str] = []
+        self.consts: dict[str, Any] = {}
+
+    def const(self, name: str, value: Any) -> str:
+        """Make value available to the generated lines as the local name; return the name."""
+        self.consts[name] = value
+        return name
+
+
+def _invoke_lines(kind: str, call: str) -> list[str]:
+    """Return lines that call the original with call args and set _dgn_r to its outcome."""
+    if kind == Kind.ASYNC_GENERATOR:
+        return [
+            f"_dgn_g = _dgn_o({call})",
+            "try:",
+            "    _dgn_v = await _dgn_g.__anext__()",
+            "    while True:",
+            "        try:",
+            "            _dgn_s = yield _dgn_v",
+            "        except GeneratorExit:",
+            "            await _dgn_g.aclose()",
+            "            raise",
+            "        except BaseException as _dgn_x:",
+            "            _dgn_v = await _dgn_g.athrow(_dgn_x)",
+            "        else:",
+            "            if _dgn_s is None:",
+            "                _dgn_v = await _dgn_g.__anext__()",
+            "            else:",
+            "                _dgn_v = await _dgn_g.asend(_dgn_s)",
+            "except StopAsyncIteration:",
+            "    _dgn_r = None",
+        ]
+    invoke = {
+        Kind.FUNCTION: f"_dgn_o({call})",
+        Kind.GENERATOR: f"(yield from _dgn_o({call}))",
+        Kind.COROUTINE: f"(await _dgn_o({call}))",
+    }[kind]
+    return [f"_dgn_r = {invoke}"]
+
+
+def build_wrapper_code(
+    target: types.CodeType, orig: Any, sections: Sections
+) -> types.CodeType:
+    """Build code with target's parameters and free variables that runs sections around orig.
+
+    The code calls ``orig`` with every parameter, sets ``_dgn_r`` to what it returned,
+    and returns that. ``sections.on_error`` runs with ``_dgn_e`` set to an exception
+    it raised, which then propagates without the wrapper's frame in its traceback.
+    """
+    kind = kind_of(target)
+    sig = Signature(target)
+    clash = {n for n in target.co_varnames + target.co_freevars if n.startswith("_dgn_")}
+    if clash:
+        raise ValueError(f"cannot probe a function with names {sorted(clash)}")
+    placeholders: dict[str, Any] = {_ORIG: orig}
+    body: list[str] = []
+    if target.co_freevars:
+        body.append("if 0: " + "; ".join(target.co_freevars))
+    body.append(f'_dgn_o = "{_ORIG}"')
+    for i, (name, value) in enumerate(sections.consts.items()):
+        marker = f"__diagnose_const_{i}__"
+        placeholders[marker] = value
+        body.append(f'{name} = "{marker}"')
+    body += sections.before
+    body.append("try:")
+    body += ["    " + line for line in _invoke_lines(kind, sig.forward)]
+    body.append("except BaseException as _dgn_e:")
+    body += ["    " + line for line in sections.on_error]
+    body += ["    _dgn_e.__traceback__ = _dgn_e.__traceback__.tb_next", "    raise"]
+    body += sections.after
+    if kind != Kind.ASYNC_GENERATOR:
+        body.append("return _dgn_r")
+
+    prefix = "async def" if kind in (Kind.COROUTINE, Kind.ASYNC_GENERATOR) else "def"
+    lines = ["def __diagnose_factory__():"]
+    if target.co_freevars:
+        lines.append("    " + " = ".join(target.co_freevars) + " = None")
+    lines.append(f"    {prefix} __dgn_wrapper__({sig.params}):")
+    lines += ["        " + line for line in body]
+    lines.append("    return __dgn_wrapper__")
+    module = compile("\n".join(lines), target.co_filename, "exec", dont_inherit=True)
+    factory = next(c for c in module.co_consts if isinstance(c, types.CodeType))
+    code = next(c for c in factory.co_consts if isinstance(c, types.CodeType))
+    if code.co_freevars != target.co_freevars:
+        raise ValueError(f"free variables differ: {code.co_freevars} != {target.co_freevars}")
+    consts = tuple(
+        placeholders[c] if isinstance(c, str) and c in placeholders else c
+        for c in code.co_consts
+    )
+    flags = code.co_flags | (target.co_flags & _CO_ITERABLE_COROUTINE)
+    return code.replace(
+        co_consts=consts,
+        co_flags=flags,
+        co_name=target.co_name,
+        co_qualname=target.co_qualname,
+        co_firstlineno=target.co_firstlineno,
+    )
+
+
+def with_return_hook(code: types.CodeType, hook: Any) -> types.CodeType:
+    """Return a copy of code that calls ``hook()`` just before each of its returns.
+
+    The hook runs in a frame whose caller is the target's own frame, so it reads the
+    target's locals with ``sys._getframe(1)``.
+    """
+    from bytecode import Bytecode, Instr
+
+    bc = Bytecode.from_code(code)
+    call = (
+        [("PUSH_NULL", None), ("LOAD_CONST", hook), ("PRECALL", 0), ("CALL", 0), ("POP_TOP", None)]
+        if sys.version_info < (3, 12)
+        else [("LOAD_CONST", hook), ("PUSH_NULL", None), ("CALL", 0), ("POP_TOP", None)]
+    )
+    out: list[Any] = []
+    for instr in bc:
+        if isinstance(instr, Instr) and instr.name in ("RETURN_VALUE", "RETURN_CONST"):
+            for name, arg in call:
+                if arg is None:
+                    out.append(Instr(name, location=instr.location))
+                else:
+                    out.append(Instr(name, arg, location=instr.location))
+        out.append(instr)
+    bc[:] = out
+    return bc.to_code()

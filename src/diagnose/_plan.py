@@ -1,0 +1,290 @@
+"""What a probed function runs on each call: which instruments fire, with which names.
+
+A Plan turns the live instruments on one function into source lines for its wrapper:
+the namespace each event needs is built inline, as a dict display with just the names
+the instruments' expressions read, so a probe costs little more than the calls it
+makes. Rare paths (an exception from the target, an instrument error, expiry) go
+through ordinary methods.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import linecache
+import sys
+import time
+from collections import namedtuple
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ._inject import Sections, Signature
+
+if TYPE_CHECKING:
+    from .instruments import Instrument
+    from .probes import FunctionProbe, _Patch
+
+__all__ = ("CallTime", "Hotspots", "Plan", "SPECIAL_NAMES")
+
+_time = time.time
+_utc = _dt.timezone.utc
+
+CALL_NAMES = ("args", "kwargs", "start", "now", "frame")
+RETURN_NAMES = ("result", "end", "elapsed", "hotspots")
+SPECIAL_NAMES = frozenset(CALL_NAMES + RETURN_NAMES)
+
+CallTime = namedtuple("CallTime", ["time", "lineno", "source"])
+
+
+def _utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_utc).replace(tzinfo=None)
+
+
+class Hotspots:
+    """Time each line of one call of the target: ``worst`` (total) and ``slowest`` (single)."""
+
+    def __init__(self, codes: Iterable[Any]) -> None:
+        self._codes = frozenset(codes)
+        self._previous: Any = None
+        self._last_line: int | None = None
+        self._last_time = 0.0
+        self.filename: str | None = None
+        self.calls: dict[int, list[float]] = {}
+        self.worst = self.slowest = CallTime(None, None, None)
+
+    def start(self) -> Hotspots:
+        """Start timing lines (through sys.settrace, restored by stop())."""
+        self._previous = sys.gettrace()
+        sys.settrace(self._on_call)
+        return self
+
+    def _on_call(self, frame: Any, event: str, arg: Any) -> Any:
+        if event == "call" and frame.f_code in self._codes and self.filename is None:
+            self.filename = frame.f_code.co_filename
+            return self._on_line
+        return None
+
+    def _on_line(self, frame: Any, event: str, arg: Any) -> Any:
+        now = _time()
+        if self._last_line is not None:
+            spent = now - self._last_time
+            record = self.calls.get(self._last_line)
+            if record is None:
+                self.calls[self._last_line] = [1, spent, spent]
+            else:
+                record[0] += 1
+                record[1] = max(record[1], spent)
+                record[2] += spent
+        self._last_line = frame.f_lineno if event == "line" else None
+        self._last_time = _time()
+        return self._on_line
+
+    def stop(self) -> Hotspots:
+        """Stop timing, restore the previous trace function, and compute the results."""
+        sys.settrace(self._previous)
+        self._previous = None
+        if self.calls:
+            worst = max((rec[2], line) for line, rec in self.calls.items())
+            slowest = max((rec[1], line) for line, rec in self.calls.items())
+            self.worst = CallTime(worst[0], worst[1], self.source(worst[1]))
+            self.slowest = CallTime(slowest[0], slowest[1], self.source(slowest[1]))
+        return self
+
+    def source(self, lineno: int) -> str:
+        return linecache.getline(self.filename or "", lineno)
+
+    def __repr__(self) -> str:
+        return f"Hotspots(worst={self.worst}, slowest={self.slowest})"
+
+
+def _union(entries: list[Any]) -> set[str] | None:
+    """Return the names the instruments read, or None when one of them may read any name."""
+    names: set[str] = set()
+    for instrument, _probe in entries:
+        wanted = instrument.names()
+        if wanted is None:
+            return None
+        names |= wanted
+    return names
+
+
+class Plan:
+    """The instruments live on one patched function, grouped by event, and how to fire them."""
+
+    def __init__(
+        self, patch: _Patch, entries: list[tuple[Instrument, FunctionProbe]], code: Any
+    ) -> None:
+        self.patch = patch
+        self.entries = entries
+        for instrument, _probe in entries:
+            instrument._checks_calls = instrument.checks_calls()
+        self.calls = [e for e in entries if e[0].event == "call"]
+        self.returns = [e for e in entries if e[0].event == "return"]
+        self.ends = [e for e in entries if e[0].event == "end"]
+        self.live = bool(entries)
+        self.sig = Signature(code)
+        self.local_names = frozenset(code.co_varnames + code.co_cellvars + code.co_freevars)
+        self.call_names = _union(self.calls)
+        self.return_names = _union(self.returns)
+        end_names = _union(self.ends)
+        # End instruments read the frame's locals; other names they read may come from
+        # the manager's global_namespace, which then has to be merged in.
+        self.end_other_names = (
+            None if end_names is None else frozenset(end_names - self.local_names)
+        )
+        self.hotspots = bool(self.returns) and (
+            self.return_names is None or "hotspots" in self.return_names
+        )
+        deadlines = [e[0]._deadline for e in entries if e[0]._deadline is not None]
+        self.deadline = min(deadlines) if deadlines else None
+
+    # --- code generation -------------------------------------------------------------
+
+    def _wants(self, names: set[str] | None, name: str) -> bool:
+        return names is None or name in names
+
+    def _namespace(self, names: set[str] | None, event: str) -> str:
+        """Return a dict display of the names an event's instruments read."""
+        sig = self.sig
+        items: list[str] = []
+        if self._wants(names, "args"):
+            items.append(f"'args': {sig.args}")
+        if self._wants(names, "kwargs"):
+            items.append(f"'kwargs': {sig.kwargs}")
+        if self._wants(names, "start"):
+            items.append("'start': _dgn_t0")
+        if self._wants(names, "now"):
+            items.append("'now': _dgn_utcnow()")
+        if self._wants(names, "frame"):
+            items.append("'frame': _dgn_getframe(0)")
+        for name in sig.positional + sig.kwonly:
+            if self._wants(names, name):
+                items.append(f"{name!r}: {name}")
+        if sig.varkw and (names is None or names - SPECIAL_NAMES - set(sig.positional)):
+            items.append(f"**{sig.varkw}")
+        if event == "return":
+            if self._wants(names, "result"):
+                items.append("'result': _dgn_r")
+            if self._wants(names, "end"):
+                items.append("'end': _dgn_t1")
+            if self._wants(names, "elapsed"):
+                items.append("'elapsed': _dgn_t1 - _dgn_t0")
+            if self._wants(names, "hotspots"):
+                items.append("'hotspots': _dgn_h")
+        return "{" + ", ".join(items) + "}"
+
+    def _fire_lines(self, entries: list[Any], first: int, s: Sections) -> list[str]:
+        lines = []
+        for offset, (instrument, probe) in enumerate(entries):
+            i = first + offset
+            inst = s.const(f"_dgn_i{i}", instrument)
+            lines.append("    try:")
+            fire = f"{inst}.fire({inst}.mgr.global_namespace, _dgn_ns)"
+            if instrument._checks_calls:
+                pb = s.const(f"_dgn_pb{i}", probe)
+                lines.append(f"        if {inst}.check_call({pb}, {self.sig.forward}):")
+                lines.append(f"            {fire}")
+            else:
+                lines.append(f"        {fire}")
+            lines.append("    except Exception:")
+            lines.append(f"        _dgn_p.failed({inst})")
+        return lines
+
+    def sections(self) -> Sections:
+        """Return the wrapper's generated lines for this plan."""
+        s = Sections()
+        s.const("_dgn_p", self)
+        s.const("_dgn_time", _time)
+        s.const("_dgn_utcnow", _utcnow)
+        s.const("_dgn_getframe", sys._getframe)
+        call_timed = self.calls and self._wants(self.call_names, "start")
+        return_timed = self.returns and any(
+            self._wants(self.return_names, n) for n in ("start", "end", "elapsed")
+        )
+        timed = bool(call_timed or return_timed)
+        before = s.before
+        if timed or self.deadline is not None:
+            before.append("_dgn_t0 = _dgn_time()")
+        else:
+            before.append("_dgn_t0 = None")
+        if self.deadline is not None:
+            dl = s.const("_dgn_deadline", self.deadline)
+            before.append(f"_dgn_on = _dgn_t0 < {dl}")
+            before.append("if not _dgn_on:")
+            before.append("    _dgn_p.expired()")
+        else:
+            before.append("_dgn_on = True")
+        before.append("_dgn_h = _dgn_p.start_hotspots() if _dgn_on else None" if self.hotspots
+                      else "_dgn_h = None")
+        if self.calls:
+            before.append("if _dgn_on:")
+            before.append(f"    _dgn_ns = {self._namespace(self.call_names, 'call')}")
+            before += self._fire_lines(self.calls, 0, s)
+        if self.returns or self.ends or self.hotspots:
+            s.on_error.append(
+                f"_dgn_p.fail(_dgn_on, _dgn_t0, _dgn_h, {self.sig.args}, {self.sig.kwargs}, _dgn_e)"
+            )
+        if self.hotspots:
+            s.after.append("if _dgn_h is not None:")
+            s.after.append("    _dgn_h.stop()")
+        if self.returns:
+            s.after.append("if _dgn_on:")
+            if return_timed:
+                s.after.append("    _dgn_t1 = _dgn_time()")
+            s.after.append(f"    _dgn_ns = {self._namespace(self.return_names, 'return')}")
+            s.after += self._fire_lines(self.returns, len(self.calls), s)
+        return s
+
+    # --- called from the wrapper ------------------------------------------------------
+
+    def start_hotspots(self) -> Hotspots:
+        return Hotspots(self.patch.codes).start()
+
+    def expired(self) -> None:
+        """Re-plan without the instruments that expired."""
+        self.patch.expired()
+
+    def failed(self, instrument: Any) -> None:
+        """Hand an instrument's error to it (it stops firing), then re-plan."""
+        probe = next((p for i, p in self.entries if i is instrument), None)
+        try:
+            instrument.handle_error(probe)
+        except Exception:
+            pass
+        self.patch.expired()
+
+    def fail(
+        self, on: bool, t0: Any, hotspots: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+        exc: BaseException,
+    ) -> None:
+        """Fire end instruments in the raising frame, then return instruments with the error."""
+        if hotspots is not None:
+            hotspots.stop()
+        if not on:
+            return
+        if self.ends:
+            tb = exc.__traceback__
+            inner = tb.tb_next if tb is not None else None
+            if inner is not None:
+                self.fire_end(inner.tb_frame)
+        if not self.returns:
+            return
+        t1 = _time()
+        ns: dict[str, Any] = {"args": args, "kwargs": kwargs, "start": t0, "now": _utcnow()}
+        ns.update(zip(self.sig.positional, args))
+        ns.update(kwargs)
+        ns.update({"result": exc, "end": t1, "hotspots": hotspots})
+        ns["elapsed"] = None if t0 is None else t1 - t0
+        for instrument, probe in self.returns:
+            try:
+                if instrument._checks_calls and not instrument.check_call(probe, *args, **kwargs):
+                    continue
+                instrument.fire(instrument.mgr.global_namespace, ns)
+            except Exception:
+                self.failed(instrument)
+
+    def fire_end(self, frame: Any) -> None:
+        """Fire the end instruments in the frame of a target that raised."""
+        if self.deadline is not None and _time() >= self.deadline:
+            self.patch.expired()
+            return
+        self.patch.end_hook(frame)

@@ -1,0 +1,94 @@
+"""Find the Python function behind a dotted target path."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import types
+from typing import Any
+
+from .exceptions import ProbeError
+
+__all__ = ("resolve", "underlying_function")
+
+
+def _import_longest(parts: list[str]) -> tuple[Any, list[str]]:
+    """Import the longest importable module prefix of parts; return it and the rest."""
+    error: BaseException | None = None
+    for cut in range(len(parts) - 1, 0, -1):
+        name = ".".join(parts[:cut])
+        try:
+            return importlib.import_module(name), parts[cut:]
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and not name.startswith(exc.name) and exc.name != name:
+                error = exc
+                break
+            continue
+        except BaseException as exc:  # an import that fails in its own code
+            error = exc
+            break
+    if error is not None:
+        raise ProbeError(
+            f"cannot import {'.'.join(parts)}: {type(error).__name__}: {error}"
+        ) from None
+    raise ProbeError(f"no module found for target {'.'.join(parts)!r}")
+
+
+def _static_attribute(owner: Any, name: str) -> Any:
+    """Return owner's attribute without binding it: through vars() along the MRO for classes.
+
+    getattr() on a class would turn a staticmethod, classmethod or property into what it
+    gives, and we need the descriptor itself to reach the function it holds.
+    """
+    if isinstance(owner, type):
+        for klass in owner.__mro__:
+            if name in vars(klass):
+                return vars(klass)[name]
+    return getattr(owner, name)
+
+
+def underlying_function(obj: Any, target: str = "") -> types.FunctionType:
+    """Return the Python function that obj calls: unwrap descriptors, partials, decorators."""
+    seen = 0
+    while seen < 100:
+        seen += 1
+        if isinstance(obj, staticmethod | classmethod):
+            obj = obj.__func__
+        elif isinstance(obj, property):
+            if obj.fget is None:
+                raise ProbeError(f"{target} is a property without a getter")
+            obj = obj.fget
+        elif isinstance(obj, functools.cached_property):
+            obj = obj.func
+        elif isinstance(obj, types.MethodType):
+            obj = obj.__func__
+        elif isinstance(obj, functools.partial):
+            obj = obj.func
+        elif isinstance(obj, types.FunctionType):
+            wrapped = getattr(obj, "__wrapped__", None)
+            if wrapped is None:
+                return obj
+            obj = wrapped
+        elif hasattr(obj, "__wrapped__"):
+            obj = obj.__wrapped__
+        else:
+            kind = "a class" if inspect.isclass(obj) else f"a {type(obj).__name__}"
+            raise ProbeError(f"{target} is {kind}, not a Python function")
+    raise ProbeError(f"{target}: too many wrappers to unwrap")
+
+
+def resolve(target: str) -> types.FunctionType:
+    """Return the Python function a dotted target names; raise ProbeError if there is none."""
+    parts = target.split(".")
+    if len(parts) < 2 or not all(p.isidentifier() for p in parts):
+        raise ProbeError(f"target must be a dotted path like 'pkg.module.func', not {target!r}")
+    obj, rest = _import_longest(parts)
+    path = obj.__name__
+    for name in rest:
+        try:
+            obj = _static_attribute(obj, name)
+        except AttributeError:
+            raise ProbeError(f"{path} has no attribute {name!r}") from None
+        path = f"{path}.{name}"
+    return underlying_function(obj, target)

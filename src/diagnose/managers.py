@@ -1,0 +1,257 @@
+"""The ProbeManager: apply a set of specs to this process's probes."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import math
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from . import instruments, probes
+from ._spec import expires_at, validate_spec
+from .exceptions import SpecError
+
+__all__ = ("InstrumentManager", "ProbeManager", "mag")
+
+log = logging.getLogger("diagnose")
+
+
+def mag(obj: Any, base: float = 10) -> int:
+    """Return the magnitude of a number (or of a thing's length); -1 when it is 0."""
+    try:
+        size = len(obj)
+    except TypeError:
+        size = obj
+    try:
+        return int(math.log10(size) if base == 10 else math.log(size, base))
+    except (TypeError, ValueError):
+        return -1
+
+
+class ProbeManager:
+    """Apply ``specs`` ({id: spec}) to the process's probes, and record the outcome.
+
+    apply() attaches, updates and removes this manager's instruments so that they match
+    ``specs``, and sets ``spec["applied"][process_id]`` to ``{"lm": lastmodified, "err":
+    None or text}``. A bad spec gets its error text there and never stops the others.
+    Its cost grows with the number of specs, not with the size of the heap.
+    """
+
+    instrument_classes: dict[str, type[instruments.Instrument]] = {
+        "log": instruments.LogInstrument,
+        "hist": instruments.HistogramInstrument,
+        "incr": instruments.IncrementInstrument,
+    }
+    # Names every instrument evaluation can read; add modules or helpers here.
+    global_namespace: dict[str, Any] = {"datetime": datetime, "math": math, "time": time, "mag": mag}
+
+    def __init__(self, process_id: str | None = None) -> None:
+        self.specs: dict[str, dict[str, Any]] = {}
+        self.process_id = process_id
+        self.lock = threading.RLock()
+        self.short_id = hex(id(self))[2:]
+        self.period = 60.0
+        self.apply_thread: threading.Thread | None = None
+        self._stop_background = threading.Event()
+        self._wake = threading.Event()
+        # full instrument id -> (probe, fingerprint of the spec it came from)
+        self._owned: dict[str, tuple[probes.FunctionProbe, Any]] = {}
+        self._listeners: list[Callable[[str], None]] = []
+        self.instrument_classes = dict(type(self).instrument_classes)
+        self.global_namespace = dict(type(self).global_namespace)
+
+    # --- applying specs ---------------------------------------------------------------
+
+    def apply(self) -> None:
+        """Add, change and remove instruments to match self.specs."""
+        with self.lock:
+            self._apply()
+
+    def _apply(self) -> None:
+        wanted: dict[str, str] = {}
+        now = time.time()
+        for spec_id, spec in list(self.specs.items()):
+            full_id = f"{self.short_id}:{spec_id}"
+            try:
+                clean = validate_spec(spec, known_types=self.instrument_classes)
+                expires = expires_at(clean)
+                if expires is not None and expires.timestamp() <= now:
+                    self.mark(spec_id, spec)
+                    continue
+                wanted[full_id] = clean["target"]
+                self._attach(full_id, clean, expires)
+                self.mark(spec_id, spec)
+            except Exception as exc:
+                wanted.pop(full_id, None)
+                self._detach(full_id)
+                self.mark(spec_id, spec, error=_describe(exc))
+        for full_id in list(self._owned):
+            if full_id not in wanted:
+                self._detach(full_id)
+
+    def _attach(self, full_id: str, spec: dict[str, Any], expires: Any) -> None:
+        fingerprint = (
+            spec["target"],
+            spec["lastmodified"],
+            spec["lifespan"],
+            repr(sorted(spec["instrument"].items())),
+        )
+        owned = self._owned.get(full_id)
+        if owned is not None:
+            probe, old = owned
+            if old == fingerprint and full_id in probe.instruments and probe.started:
+                return
+            self._detach(full_id)
+        settings = dict(spec["instrument"])
+        cls = self.instrument_classes[settings.pop("type")]
+        instrument = cls(mgr=self, expires=expires, **settings)
+        probe = probes.attach_to(spec["target"])
+        try:
+            probe.instruments[full_id] = instrument
+            probe.start()
+        except BaseException:
+            probe.instruments.pop(full_id, None)
+            if not probe.instruments:
+                probe.stop()
+                probes.active_probes.pop(probe.target, None)
+            raise
+        self._owned[full_id] = (probe, fingerprint)
+
+    def _detach(self, full_id: str) -> None:
+        owned = self._owned.pop(full_id, None)
+        if owned is None:
+            return
+        probe = owned[0]
+        instrument = probe.instruments.pop(full_id, None)
+        if instrument is not None:
+            try:
+                instrument.finish()
+            except Exception:
+                log.exception("instrument %s failed to finish", full_id)
+        if not probe.instruments:
+            probe.stop()
+            if probes.active_probes.get(probe.target) is probe:
+                del probes.active_probes[probe.target]
+
+    def mark(self, spec_id: str, spec: dict[str, Any], error: str | None = None) -> None:
+        """Record in spec["applied"] that this process applied it (or why not)."""
+        applied = spec.get("applied")
+        if not isinstance(applied, dict):
+            applied = spec["applied"] = {}
+        entry = {"lm": spec.get("lastmodified"), "err": error}
+        if applied.get(self.process_id) != entry:
+            applied[self.process_id] = entry
+            self._notify(spec_id)
+
+    def next_expiry(self) -> float | None:
+        """Return the unix time of the earliest future expiry among the specs, or None."""
+        now = time.time()
+        soonest = None
+        with self.lock:
+            for spec in self.specs.values():
+                try:
+                    when = expires_at(spec)
+                except (KeyError, TypeError, AttributeError, OverflowError):
+                    continue
+                if when is not None:
+                    at = when.timestamp()
+                    if at > now and (soonest is None or at < soonest):
+                        soonest = at
+        return soonest
+
+    # --- running in the background -------------------------------------------------
+
+    def apply_in_background(self, period: float = 60) -> None:
+        """Apply every period seconds in a daemon thread, and within 1 s of each expiry."""
+        self.period = period
+        self._wake.set()
+        if self.apply_thread is None or not self.apply_thread.is_alive():
+            self._stop_background.clear()
+            self.apply_thread = threading.Thread(
+                target=self._cycle, name="diagnose.manager.apply_in_background", daemon=True
+            )
+            self.apply_thread.start()
+
+    def stop_background(self, timeout: float | None = 5) -> None:
+        """Stop the apply_in_background thread."""
+        self._stop_background.set()
+        self._wake.set()
+        thread, self.apply_thread = self.apply_thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _cycle(self) -> None:
+        last = 0.0
+        while not self._stop_background.is_set():
+            now = time.time()
+            expiry = self.next_expiry()
+            due = last + self.period
+            if expiry is not None:
+                due = min(due, expiry + 0.05)
+            if now >= due:
+                try:
+                    self.apply()
+                except Exception:
+                    self.handle_error()
+                last = time.time()
+                continue
+            self._wake.wait(min(due - now, 0.5))
+            self._wake.clear()
+
+    # --- hooks for subclasses -------------------------------------------------------
+
+    def check_call(self, probe: Any, instrument: Any, *args: Any, **kwargs: Any) -> bool:
+        """Return True if the instrument should fire for this call (always, by default)."""
+        return True
+
+    def get_tags(self) -> list[str]:
+        """Return tags ("key:value") added to every instrument's output."""
+        return []
+
+    def handle_error(self, probe: Any = None, instrument: Any = None) -> None:
+        """Handle an error raised by an instrument: log it, and show it in its spec's status."""
+        log.warning(
+            "probe instrument %s on %s failed and stopped firing:\n%s",
+            getattr(instrument, "name", "?"),
+            getattr(probe, "target", "?"),
+            traceback.format_exc(),
+        )
+        if instrument is None:
+            return
+        for full_id, (owned_probe, _fp) in list(self._owned.items()):
+            if owned_probe.instruments.get(full_id) is instrument:
+                spec_id = full_id.split(":", 1)[1]
+                spec = self.specs.get(spec_id)
+                if spec is not None:
+                    self.mark(spec_id, spec, error=f"runtime error: {instrument.error}")
+
+    def add_listener(self, callback: Callable[[str], None]) -> None:
+        """Call callback(spec_id) whenever a spec's applied entry for this process changes."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[str], None]) -> None:
+        if callback in self._listeners:
+            self._listeners.remove(callback)
+
+    def _notify(self, spec_id: str) -> None:
+        for callback in list(self._listeners):
+            try:
+                callback(spec_id)
+            except Exception:
+                log.exception("diagnose manager listener failed")
+
+
+InstrumentManager = ProbeManager
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SpecError):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())[:1000]
+

@@ -1,0 +1,255 @@
+"""Tests of the subscriber in real worker processes: publish, faults, expiry, fork, signing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from coordinator._embedded import RedisServer
+from diagnose_redis import SpecStore
+from diagnose_redis._wire import encode_event
+
+WORKER = Path(__file__).with_name("fleet_worker.py")
+TARGET = "fleet_worker.work"
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 5.0) -> Any:
+    """Poll condition until it is truthy or the deadline passes; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.02)
+
+
+def log_spec(name: str, value: str = "result", **extra: Any) -> dict[str, Any]:
+    """Return a log instrument spec on the worker's target."""
+    return {"target": TARGET, "instrument": {"type": "log", "name": name, "value": value}, **extra}
+
+
+class Worker:
+    """A fleet_worker.py subprocess, its stdout collected line by line."""
+
+    def __init__(self, url: str, prefix: str, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(WORKER), "--url", url, "--prefix", prefix, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        ready = self.wait_line("ready ")
+        assert ready, f"worker did not start: {self.proc.stderr.read() if self.proc.stderr else ''}"
+        self.process_id = ready.split(" ", 1)[1]
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_line(self, start: str, timeout: float = 10.0, after: int = 0) -> str | None:
+        """Return the first output line from index after that starts with start."""
+        found = wait_for(
+            lambda: next((x for x in self.lines[after:] if x.startswith(start)), None), timeout
+        )
+        return found
+
+    def call(self, x: int) -> list[str]:
+        """Call the target in the worker; return the lines it printed for that call."""
+        mark = len(self.lines)
+        self.send(f"call {x}")
+        assert self.wait_line(f"called {x * 2}", after=mark)
+        end = next(i for i in range(mark, len(self.lines)) if self.lines[i].startswith("called"))
+        return self.lines[mark:end]
+
+    def send(self, command: str) -> None:
+        """Send one command line."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> str:
+        """Stop the worker cleanly and return what it wrote to stderr."""
+        try:
+            self.send("quit")
+        except (BrokenPipeError, OSError):
+            pass
+        try:
+            _, err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return err
+
+
+def applied_everywhere(store: SpecStore, spec_id: str, pids: list[str], error: bool = False):
+    """Return True if every process in pids reports spec_id at its stored lastmodified."""
+    spec = store.get(spec_id)
+    if spec is None:
+        return False
+    report = store.status(spec_id)
+    for pid in pids:
+        entry = report.get(pid, {}).get(spec_id)
+        if not entry or entry["lm"] != spec["lastmodified"] or (entry["err"] is None) == error:
+            return False
+    return True
+
+
+def gone_everywhere(store: SpecStore, spec_id: str, pids: list[str]) -> bool:
+    """Return True if no process in pids reports spec_id any more."""
+    report = store.status()
+    return all(pid in report and spec_id not in report[pid] for pid in pids)
+
+
+@pytest.fixture(scope="module")
+def fleet(redis_server: RedisServer) -> Iterator[tuple[SpecStore, list[Worker]]]:
+    """Three workers sharing the session's Redis under a prefix of their own."""
+    prefix = f"fleet{os.getpid()}"
+    workers = [Worker(redis_server.url, prefix) for _ in range(3)]
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        yield SpecStore(client, prefix), workers
+    finally:
+        errors = [w.close() for w in workers]
+        client.close()
+    assert errors == ["", "", ""]
+
+
+def test_publish_applies_in_every_worker(fleet) -> None:
+    """A published spec is applied by every worker and its probe prints the value."""
+    store, workers = fleet
+    pids = [w.process_id for w in workers]
+    store.put("double", log_spec("double", "result"))
+    assert wait_for(lambda: applied_everywhere(store, "double", pids))
+    for worker in workers:
+        assert worker.call(21) == ["Probe (double) = 42"]
+    store.remove("double")
+    assert wait_for(lambda: gone_everywhere(store, "double", pids))
+    assert all(w.call(1) == [] for w in workers)
+
+
+def test_bad_spec_reports_error_and_spares_others(fleet) -> None:
+    """A spec that cannot apply shows its error in status; the other probes keep firing."""
+    store, workers = fleet
+    pids = [w.process_id for w in workers]
+    store.put("fine", log_spec("fine", "x"))
+    store.put("broken", {**log_spec("broken"), "target": "fleet_worker.no_such_function"})
+    assert wait_for(lambda: applied_everywhere(store, "broken", pids, error=True))
+    assert wait_for(lambda: applied_everywhere(store, "fine", pids))
+    assert workers[0].call(3) == ["Probe (fine) = 3"]
+    assert "no_such_function" in store.status("broken")[pids[0]]["broken"]["err"]
+    store.remove("fine", "broken")
+    assert wait_for(lambda: gone_everywhere(store, "fine", pids))
+
+
+def test_lifespan_expiry_detaches_everywhere(fleet) -> None:
+    """A probe whose lifespan runs out stops firing in every worker within 1 s."""
+    store, workers = fleet
+    pids = [w.process_id for w in workers]
+    lm = dt.datetime.now(dt.UTC)
+    store.put("brief", log_spec("brief", lifespan=1.5 / 60, lastmodified=lm))
+    assert wait_for(lambda: applied_everywhere(store, "brief", pids))
+    assert workers[1].call(2) == ["Probe (brief) = 4"]
+    expiry = lm.timestamp() + 1.5
+    assert wait_for(lambda: gone_everywhere(store, "brief", pids), expiry - time.time() + 1.0)
+    assert time.time() < expiry + 1.0
+    assert all(w.call(5) == [] for w in workers)
+
+
+def test_garbage_on_channel_is_counted(fleet) -> None:
+    """Garbage on the channel is dropped and counted by every worker, which keeps applying."""
+    store, workers = fleet
+    pids = [w.process_id for w in workers]
+    store.client.publish(store.keys.events, b"\x00garbage\xc1")
+    store.put("after", log_spec("after"))
+    assert wait_for(lambda: applied_everywhere(store, "after", pids))
+
+    def counted() -> bool:
+        report = store.status()
+        return all(report[p]["_process"]["dropped"].get("malformed", 0) >= 1 for p in pids)
+
+    assert wait_for(counted)
+    store.remove("after")
+
+
+def test_fork_child_runs_its_own_subscriber(fleet) -> None:
+    """A forked child reports under its own process id and applies what is published later."""
+    store, workers = fleet
+    worker = workers[2]
+    mark = len(worker.lines)
+    worker.send("fork")
+    forked = worker.wait_line("forked ", after=mark)
+    assert forked
+    child_pid = int(forked.split()[1])
+    child_id = f"{worker.process_id.rsplit(':', 1)[0]}:{child_pid}"
+    assert wait_for(lambda: child_id in store.processes())
+    store.put("late", log_spec("late", "x + 100"))
+    assert wait_for(lambda: applied_everywhere(store, "late", [child_id, worker.process_id]))
+    assert wait_for(lambda: "Probe (late) = 101" in worker.lines)
+    assert worker.call(1) == ["Probe (late) = 101"]
+    store.remove("late")
+    assert wait_for(lambda: gone_everywhere(store, "late", [child_id, worker.process_id]))
+    assert store.status()[child_id]["_process"]["pid"] == child_pid
+
+
+def test_signed_fleet_refuses_forgeries(redis_server: RedisServer, prefix: str) -> None:
+    """Workers with a secret apply signed specs and refuse unsigned and forged ones."""
+    client = redis.Redis.from_url(redis_server.url)
+    worker = Worker(redis_server.url, prefix, "--secret", "k")
+    try:
+        store = SpecStore(client, prefix, secret="k")
+        unsigned = SpecStore(client, prefix)
+        unsigned.put("plain", log_spec("plain"))
+        SpecStore(client, prefix, secret="wrong").put("wrong", log_spec("wrong"))
+        forged = encode_event("delete", "x", 99, secret=b"wrong")
+        client.publish(store.keys.events, forged)
+        store.put("good", log_spec("good"))
+        assert wait_for(lambda: applied_everywhere(store, "good", [worker.process_id]))
+        assert worker.call(2) == ["Probe (good) = 4"]
+        status = store.status()[worker.process_id]
+        assert set(status) == {"good", "_process"}
+        assert wait_for(
+            lambda: store.status()[worker.process_id]["_process"]["dropped"].get("forged", 0) >= 2
+        )
+    finally:
+        assert worker.close() == ""
+        client.close()
+
+
+def test_redis_restart_loses_nothing(private_redis: RedisServer, prefix: str) -> None:
+    """Killing and restarting Redis raises nothing in the workers; later publishes apply."""
+    workers = [Worker(private_redis.url, prefix) for _ in range(2)]
+    pids = [w.process_id for w in workers]
+    client = redis.Redis.from_url(private_redis.url)
+    store = SpecStore(client, prefix)
+    try:
+        store.put("before", log_spec("before"))
+        assert wait_for(lambda: applied_everywhere(store, "before", pids))
+        private_redis.kill()
+        assert all(w.call(1) == ["Probe (before) = 2"] for w in workers)
+        private_redis.start()
+        back = time.monotonic()
+        store.put("during", log_spec("during", "x"))
+        assert wait_for(lambda: applied_everywhere(store, "during", pids), timeout=2.0)
+        assert time.monotonic() - back < 2.0
+        assert all(w.call(7) == ["Probe (during) = 7"] for w in workers)
+        assert wait_for(lambda: gone_everywhere(store, "before", pids))
+    finally:
+        errors = [w.close() for w in workers]
+        client.close()
+    assert errors == ["", ""]

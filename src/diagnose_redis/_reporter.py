@@ -45,6 +45,7 @@ class StatusReporter:
         self._fields: dict[str, str] = {}
         self._dirty: set[str] = set()
         self._full = True
+        self._last_beat = 0.0
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._backoff = ExponentialWithJitterBackoff(cap=2.0, base=0.05)
@@ -122,9 +123,14 @@ class StatusReporter:
                     pipe.hdel(key, *removed)
             mapping[PROCESS_FIELD] = self.process_info()
             pipe.hset(key, mapping=mapping)
-            pipe.expire(key, int(STATUS_TTL_SECONDS))
-            pipe.zadd(self.keys.processes, {self.process_id: time.time()})
+            # HSET keeps a key's TTL, so only heartbeats need to refresh it.
+            beat = full or time.monotonic() - self._last_beat >= self.heartbeat
+            if beat:
+                pipe.expire(key, int(STATUS_TTL_SECONDS))
+                pipe.zadd(self.keys.processes, {self.process_id: time.time()})
             pipe.execute()
+            if beat:
+                self._last_beat = time.monotonic()
         except BaseException:
             with self._lock:
                 self._dirty |= dirty

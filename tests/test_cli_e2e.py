@@ -220,17 +220,19 @@ def test_publish_wait_exits_3_when_no_process_is_online(redis_url: str, prefix: 
 def test_status_marks_processes_behind_the_current_version_stale(
     redis_url: str, prefix: str
 ) -> None:
-    """A process whose applied lastmodified is older than the spec's shows as stale."""
+    """A process behind the spec's lastmodified is stale; one that never reported is pending."""
     assert coordinator(redis_url, prefix, "publish", "p", "-t", "a.b", "-v", "1").returncode == 0
     old = (_dt.datetime.now(_dt.UTC) - _dt.timedelta(minutes=5)).isoformat()
     field = json.dumps({"lm": old, "err": None, "at": old})
     client = redis.Redis.from_url(redis_url)
     client.hset(Keys(prefix).status("old-1"), "p", field)
-    client.zadd(Keys(prefix).processes, {"old-1": time.time()})
+    client.zadd(Keys(prefix).processes, {"old-1": time.time(), "new-1": time.time()})
     client.close()
     result = coordinator(redis_url, prefix, "status")
     assert result.returncode == 0
-    assert any(line.split()[:3] == ["old-1", "p", "stale"] for line in result.stdout.splitlines())
+    rows = [line.split()[:3] for line in result.stdout.splitlines()]
+    assert ["old-1", "p", "stale"] in rows
+    assert ["new-1", "p", "pending"] in rows
 
 
 def test_publish_file_validates_everything_before_writing(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -51,4 +52,31 @@ def test_demo_tells_the_whole_story_and_leaves_nothing_running() -> None:
     assert "published removal of cart-total" in out
     assert "Probe lines in the last 2s: 0." in out
     assert "Traceback" not in out + result.stderr
+    assert _processes_with_marker(marker) == []
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+def test_interrupted_demo_stops_every_process_it_started(signum: signal.Signals) -> None:
+    """Ctrl-C or SIGTERM in the middle of the demo stops its Redis, service and workers."""
+    marker = f"demo-test-{uuid.uuid4()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIAGNOSE_")}
+    env["DEMO_TEST_MARKER"] = marker
+    proc = subprocess.Popen(
+        [COORDINATOR, "demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            if "Probe (cart-total) = " in line:
+                break
+        assert len(_processes_with_marker(marker)) >= 5
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode != 0
+    assert "Traceback" not in stderr
     assert _processes_with_marker(marker) == []

@@ -204,14 +204,13 @@ def status(settings: Settings, spec_id: str | None, *, as_json: bool) -> None:
     """Show per process and spec what was applied, marking processes that lag behind."""
     store = settings.store()
     specs = store.specs()
-    if spec_id is not None and spec_id not in specs:
-        specs_shown = {}
-    else:
-        specs_shown = {spec_id: specs[spec_id]} if spec_id is not None else specs
+    specs_shown: dict[str, Any] = specs
+    if spec_id is not None:
+        specs_shown = {spec_id: specs[spec_id]} if spec_id in specs else {}
     reports = store.status(spec_id) if spec_id is not None else store.status()
     live = store.processes()
     rows_json: dict[str, dict[str, Any]] = {}
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for process in sorted(set(reports) | set(live)):
         report = reports.get(process) or {}
         entries: dict[str, Any] = {}

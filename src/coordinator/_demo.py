@@ -206,18 +206,8 @@ def _tour(
     examples = examples_dir()
     pythonpath = os.pathsep.join(filter(None, [str(examples), os.environ.get("PYTHONPATH")]))
     relay.say(
-        f"\n1. Starting {workers} shop workers (examples/shop) and `coordinator serve`", bold=True
+        f"\n1. Starting `coordinator serve` and {workers} shop workers (examples/shop)", bold=True
     )
-    for n in range(1, workers + 1):
-        env = _child_env(
-            settings,
-            {
-                "DIAGNOSE_PROCESS_ID": f"worker-{n}",
-                "PYTHONPATH": pythonpath,
-                "SHOP_INTERVAL": WORKER_INTERVAL,
-            },
-        )
-        children.start(f"worker-{n}", [sys.executable, "-m", "shop.worker"], env)
     serve_argv = [
         sys.executable,
         "-m",
@@ -231,6 +221,22 @@ def _tour(
         "6",
     ]
     children.start("serve", serve_argv, _child_env(settings, {}))
+    _wait_until(
+        lambda: relay.count(lambda label, line: label == "serve" and "serving" in line) > 0,
+        20,
+        "coordinator serve to start",
+        children,
+    )
+    for n in range(1, workers + 1):
+        env = _child_env(
+            settings,
+            {
+                "DIAGNOSE_PROCESS_ID": f"worker-{n}",
+                "PYTHONPATH": pythonpath,
+                "SHOP_INTERVAL": WORKER_INTERVAL,
+            },
+        )
+        children.start(f"worker-{n}", [sys.executable, "-m", "shop.worker"], env)
     _wait_until(lambda: len(store.processes()) >= workers, 30, "the workers' heartbeats", children)
     with relay.held():
         relay.say("\n$ coordinator processes", bold=True)

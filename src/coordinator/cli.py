@@ -117,7 +117,7 @@ def cli(
 
 
 @cli.command()
-@click.argument("spec_id", required=False, metavar="ID")
+@click.argument("spec_id", required=False, metavar="[ID]")
 @click.option("--target", "-t", metavar="DOTTED.PATH", help="Function to probe: pkg.module.func.")
 @click.option("--type", "itype", default="log", show_default=True, help="Instrument type.")
 @click.option("--value", "-v", metavar="EXPR", help="Python expression the probe records.")

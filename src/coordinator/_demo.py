@@ -39,7 +39,8 @@ def examples_dir() -> Path:
     candidates = []
     if os.environ.get("DIAGNOSE_EXAMPLES"):
         candidates.append(Path(os.environ["DIAGNOSE_EXAMPLES"]))
-    candidates += [Path(__file__).resolve().parents[2] / "examples", Path.cwd() / "examples"]
+    here = Path(__file__).resolve().parent
+    candidates += [here / "examples", here.parents[1] / "examples", Path.cwd() / "examples"]
     for candidate in candidates:
         if (candidate / "shop" / "worker.py").is_file():
             return candidate

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import logging
 import math
+import os
+import socket
 import threading
 import time
 import traceback
@@ -15,9 +17,14 @@ from . import instruments, probes
 from ._spec import expires_at, validate_spec
 from .exceptions import SpecError
 
-__all__ = ("InstrumentManager", "ProbeManager", "mag")
+__all__ = ("InstrumentManager", "ProbeManager", "default_process_id", "mag")
 
 log = logging.getLogger("diagnose")
+
+
+def default_process_id() -> str:
+    """Return this process's default id: HOSTNAME:PID."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def mag(obj: Any, base: float = 10) -> int:
@@ -51,7 +58,7 @@ class ProbeManager:
 
     def __init__(self, process_id: str | None = None) -> None:
         self.specs: dict[str, dict[str, Any]] = {}
-        self.process_id = process_id
+        self.process_id = process_id or default_process_id()
         self.lock = threading.RLock()
         self.short_id = hex(id(self))[2:]
         self.period = 60.0

@@ -2,7 +2,8 @@
 
 Run ``python bench/fleet_latency.py --workers 10 50 100``. For each fleet size it starts a
 private redis-server and that many ``tests/fleet_worker.py`` processes, publishes a spec
-``--rounds`` times (waiting each time until every worker reports it), and prints:
+``--rounds`` times (waiting each time until every worker reports it, then ``--pause``
+seconds), and prints:
 
 - p50 / p99 / max of publish-to-applied: a worker's status ``at`` minus the spec's
   ``lastmodified`` (set just before the put);
@@ -68,7 +69,7 @@ def baseline_rss_kb() -> int:
     return int(out.stdout.strip())
 
 
-def run(size: int, rounds: int) -> dict[str, float]:
+def run(size: int, rounds: int, pause: float) -> dict[str, float]:
     """Bench one fleet size and return its figures."""
     with RedisServer() as server:
         client = redis.Redis.from_url(server.url)
@@ -113,7 +114,8 @@ def run(size: int, rounds: int) -> dict[str, float]:
                         break
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"round {n}: {len(entries)} of {size} applied")
-                    time.sleep(0.05)
+                    time.sleep(0.2)
+                time.sleep(pause)
                 latencies += [(e["at"] - lastmodified).total_seconds() * 1000 for e in entries]
             commands = command_count(client) - before
             rss = statistics.mean(rss_kb(w) for w in workers)
@@ -141,12 +143,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[10, 50, 100])
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--pause", type=float, default=0.3, help="seconds between publishes")
     args = parser.parse_args()
     print(f"baseline interpreter (import diagnose, redis): {baseline_rss_kb() / 1024:.1f} MB RSS")
     header = "workers  samples   p50 ms   p99 ms   max ms  cmds/apply/proc  RSS MB/worker  stderr"
     print(header)
     for size in args.workers:
-        r = run(size, args.rounds)
+        r = run(size, args.rounds, args.pause)
         print(
             f"{r['workers']:7d}  {r['samples']:7d}  {r['p50_ms']:7.1f}  {r['p99_ms']:7.1f}  "
             f"{r['max_ms']:7.1f}  {r['cmds_per_apply']:15.2f}  {r['rss_mb']:13.1f}  "

@@ -33,12 +33,14 @@ class StatusReporter:
         process_id: str,
         process_info: Callable[[], str],
         heartbeat: float = HEARTBEAT_SECONDS,
+        coalesce: float = 0.05,
     ) -> None:
         self.client = client
         self.keys = keys
         self.process_id = process_id
         self.process_info = process_info
         self.heartbeat = heartbeat
+        self.coalesce = coalesce
         self.writes = 0
         self.failures = 0
         self._lock = threading.Lock()
@@ -87,8 +89,10 @@ class StatusReporter:
         next_beat = 0.0
         while not self._stopping.is_set():
             now = time.monotonic()
-            if now < next_beat:
-                self._wake.wait(next_beat - now)
+            if now < next_beat and self._wake.wait(next_beat - now):
+                # Let a burst of changes settle, and let the fleet's other processes apply
+                # first: every worker writes at once after a publish otherwise.
+                self._stopping.wait(self.coalesce)
             self._wake.clear()
             if self._stopping.is_set():
                 break
@@ -110,7 +114,15 @@ class StatusReporter:
             full, self._full = self._full, False
             fields = dict(self._fields)
         key = self.keys.status(self.process_id)
+        beat = full or time.monotonic() - self._last_beat >= self.heartbeat
         try:
+            if not beat and dirty <= fields.keys():
+                # The common case, one apply: a single HSET, no pipeline.
+                mapping = {f: fields[f] for f in dirty}
+                mapping[PROCESS_FIELD] = self.process_info()
+                self.client.hset(key, mapping=mapping)
+                self.writes += 1
+                return
             pipe = self.client.pipeline(transaction=full)
             mapping: dict[str, Any]
             if full:
@@ -124,7 +136,6 @@ class StatusReporter:
             mapping[PROCESS_FIELD] = self.process_info()
             pipe.hset(key, mapping=mapping)
             # HSET keeps a key's TTL, so only heartbeats need to refresh it.
-            beat = full or time.monotonic() - self._last_beat >= self.heartbeat
             if beat:
                 pipe.expire(key, int(STATUS_TTL_SECONDS))
                 pipe.zadd(self.keys.processes, {self.process_id: time.time()})

@@ -1,0 +1,1 @@
+"""Target modules and helpers for the diagnose library's tests."""

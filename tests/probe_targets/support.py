@@ -1,0 +1,75 @@
+"""Helpers shared by the diagnose tests: probes that clean up after themselves, polling."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import diagnose
+from diagnose import ProbeManager, ProbeTestInstrument
+from diagnose.probes import active_probes
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 5.0, interval: float = 0.005) -> Any:
+    """Poll condition until it is true or timeout seconds pass; return its last value."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        pause.wait(interval)
+
+
+class CapturingManager(ProbeManager):
+    """A ProbeManager that keeps every handle_error call instead of logging it."""
+
+    def __init__(self, process_id: str | None = "test-process") -> None:
+        super().__init__(process_id=process_id)
+        self.instrument_classes["test"] = ProbeTestInstrument
+        self.errors: list[tuple[Any, Any, BaseException | None]] = []
+
+    def handle_error(self, probe: Any = None, instrument: Any = None) -> None:
+        self.errors.append((probe, instrument, sys.exc_info()[1]))
+        super().handle_error(probe, instrument)
+
+
+class ProbeSet:
+    """Probes made by one test; close() stops them all and forgets them."""
+
+    def __init__(self) -> None:
+        self.mgr = CapturingManager()
+        self._before = dict(active_probes)
+
+    def attach(
+        self,
+        target: str,
+        value: str = "result",
+        event: str = "return",
+        cls: type[diagnose.Instrument] = ProbeTestInstrument,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Attach a new instrument of cls to target, start its probe, return the instrument."""
+        name = name or f"i{len(active_probes)}-{value}"
+        kwargs.setdefault("mgr", self.mgr)
+        instrument = cls(name, value, event, **kwargs)
+        probe = diagnose.probes.attach_to(target)
+        probe.instruments[name] = instrument
+        probe.start()
+        return instrument
+
+    def close(self) -> None:
+        for target, probe in list(active_probes.items()):
+            if self._before.get(target) is not probe:
+                probe.stop()
+                active_probes.pop(target, None)
+
+    def __enter__(self) -> ProbeSet:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

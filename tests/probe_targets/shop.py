@@ -111,13 +111,13 @@ async def fetch_price(amount, rate=RATE, *, discount=0):
 
 def countdown(amount, rate=RATE, *, discount=0):
     subtotal = amount * rate
-    for step in range(3):
+    for step in range(3):  # noqa: UP028 (the loop variable is a local the tests read)
         yield step
     return subtotal - discount
 
 
 async def acountdown(amount, rate=RATE, *, discount=0):
-    subtotal = amount * rate
+    subtotal = amount * rate  # noqa: F841 (a local the tests read)
     for step in range(3):
         await asyncio.sleep(0)
         yield step
@@ -131,3 +131,10 @@ def echo():
             received = yield received
         except KeyError as exc:
             received = f"caught {exc.args[0]}"
+
+
+def add_when_told(entered, go, x):
+    """Set entered, wait for go, then return x + 1."""
+    entered.set()
+    go.wait(10)
+    return x + 1

@@ -16,13 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from probe_targets import elsewhere, shop
-from probe_targets.support import ProbeSet
 
 import diagnose
 from diagnose.probes import active_probes
-
-HERE = __file__
+from probe_targets import elsewhere, shop
+from probe_targets.support import ProbeSet
 
 
 @pytest.fixture
@@ -172,7 +170,7 @@ by_kind = pytest.mark.parametrize("case", CASES, ids=[c.kind for c in CASES])
 
 
 def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
 @by_kind
@@ -180,9 +178,7 @@ def test_call_event_sees_arguments_and_times(probes: ProbeSet, case: Case) -> No
     """A call instrument sees args, kwargs, each argument by name, start, now and frame."""
     original = case.func().__code__
     named = "{" + ", ".join(f"{k!r}: {k}" for k in case.named) + "}"
-    inst = probes.attach(
-        case.target, f"(args, kwargs, {named}, start, now, frame)", event="call"
-    )
+    inst = probes.attach(case.target, f"(args, kwargs, {named}, start, now, frame)", event="call")
     t0, n0 = time.time(), _utcnow()
     assert case.invoke() == case.returned
     t1, n1 = time.time(), _utcnow()
@@ -346,11 +342,6 @@ def test_failing_instrument_never_changes_the_exception(
     assert len(probes.mgr.errors) == 1
 
 
-def _raising_line(path: str) -> int:
-    with open(path) as f:
-        return next(i for i, line in enumerate(f, 1) if "# raise here" in line and "fail(" not in line)
-
-
 @pytest.mark.parametrize("event", ["call", "return", "end", None])
 def test_traceback_is_unchanged(probes: ProbeSet, event: str | None) -> None:
     """The target's exception has the same type and traceback, with no frames of diagnose."""
@@ -367,7 +358,8 @@ def test_traceback_is_unchanged(probes: ProbeSet, event: str | None) -> None:
         probes.attach("probe_targets.shop.fail", value="1", event=event)
     tb = frames()
     assert [(f.filename, f.lineno, f.name) for f in tb] == before
-    assert tb[-1].filename == shop.__file__ and tb[-1].line == 'raise ValueError(detail)  # raise here'
+    assert tb[-1].filename == shop.__file__
+    assert tb[-1].line == "raise ValueError(detail)  # raise here"
     assert not any("diagnose" in f.filename for f in tb)
 
 

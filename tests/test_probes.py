@@ -264,6 +264,20 @@ def test_generator_send_and_throw_pass_through(probes: ProbeSet) -> None:
     assert len(inst.results) == 1
 
 
+def test_async_generator_asend_and_athrow_pass_through(probes: ProbeSet) -> None:
+    """A probed async generator still receives sent values and thrown exceptions."""
+    probes.attach("probe_targets.shop.aecho", value="result")
+
+    async def main() -> list[object]:
+        agen = shop.aecho()
+        got = [await agen.__anext__(), await agen.asend("a"), await agen.athrow(KeyError("k"))]
+        await agen.aclose()
+        return got
+
+    assert asyncio.run(main()) == [None, "a", "caught k"]
+    assert probes.mgr.errors == []
+
+
 # --- every reference sees the probe ---------------------------------------------------
 
 REFERENCES = {
@@ -424,11 +438,24 @@ def test_star_parameters_are_readable_by_name(probes: ProbeSet, event: str) -> N
     assert inst.results == [((3, 4), {"x": 1})]
 
 
-def test_recursion_fires_for_every_level(probes: ProbeSet) -> None:
-    """A recursive target fires its probe once per call, innermost first."""
-    inst = probes.attach("probe_targets.shop.factorial", value="(n, result)")
+@pytest.mark.parametrize("event", ["call", "return", "end"])
+def test_recursion_fires_for_every_level(probes: ProbeSet, event: str) -> None:
+    """A recursive target fires its probe once per call, at every level."""
+    inst = probes.attach("probe_targets.shop.factorial", value="n", event=event)
     assert shop.factorial(5) == 120
-    assert inst.results == [(1, 1), (2, 2), (3, 6), (4, 24), (5, 120)]
+    expected = [5, 4, 3, 2, 1] if event == "call" else [1, 2, 3, 4, 5]
+    assert inst.results == expected
+
+
+@pytest.mark.parametrize("event", ["call", "return", "end"])
+def test_arguments_readable_inside_comprehensions(probes: ProbeSet, event: str) -> None:
+    """An expression can read the target's names inside a comprehension or generator."""
+    inst = probes.attach(
+        "probe_targets.shop.price", value="[amount * i for i in range(3)]", event=event
+    )
+    assert shop.price(5) == 10
+    assert probes.mgr.errors == []
+    assert inst.results == [[0, 5, 10]]
 
 
 def test_method_using_super_still_works(probes: ProbeSet) -> None:

@@ -138,3 +138,13 @@ def add_when_told(entered, go, x):
     entered.set()
     go.wait(10)
     return x + 1
+
+
+async def aecho():
+    """An async generator that sends back what it is sent, and reports what is thrown in."""
+    received = None
+    while True:
+        try:
+            received = yield received
+        except KeyError as exc:
+            received = f"caught {exc.args[0]}"

@@ -501,3 +501,35 @@ def test_frame_is_the_callers_callee(probes: ProbeSet) -> None:
     inst = probes.attach("probe_targets.shop.price", value="frame.f_back.f_code.co_name")
     shop.price(1)
     assert inst.results == [sys._getframe().f_code.co_name]
+
+
+@pytest.mark.parametrize("probe_first", [True, False], ids=["probe-first", "breakpoint-first"])
+@pytest.mark.parametrize("probe_stops_first", [True, False], ids=["probe-stops", "bp-exits"])
+def test_probe_and_breakpoint_on_one_function(
+    probes: ProbeSet, probe_first: bool, probe_stops_first: bool
+) -> None:
+    """A probe and a Breakpoint on one function, in any order: both work, and when both
+    are gone the original code is back and the stopped probe never fires again."""
+    original = shop.add.__code__
+    bp = diagnose.breakpoints.Breakpoint("probe_targets.shop.add")
+    if probe_first:
+        inst = probes.attach("probe_targets.shop.add", "result")
+        bp.__enter__()
+    else:
+        bp.__enter__()
+        inst = probes.attach("probe_targets.shop.add", "result")
+    try:
+        assert shop.add(1, 2) == 3
+        assert bp.calls == [True]
+        if probe_stops_first:
+            probes.close()
+    finally:
+        bp.__exit__(None, None, None)
+    probes.close()
+    try:
+        fired = len(inst.results)
+        assert shop.add(3, 4) == 7
+        assert len(inst.results) == fired
+        assert shop.add.__code__ is original
+    finally:
+        shop.add.__code__ = original  # so that a failure here does not spill into other tests

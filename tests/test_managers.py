@@ -368,3 +368,22 @@ def test_apply_does_not_walk_the_heap(
     del mgr.specs["s1"]
     mgr.apply()
     assert mgr.specs["s2"]["applied"][PID]["err"] is None
+
+
+def test_stop_background_ends_the_thread(mgr: CapturingManager) -> None:
+    """stop_background() ends the apply_in_background thread."""
+    mgr.apply_in_background(period=60)
+    thread = mgr.apply_thread
+    assert thread is not None and thread.is_alive()
+    assert thread.daemon
+    mgr.stop_background()
+    assert wait_for(lambda: not thread.is_alive(), timeout=5)
+
+
+def test_background_apply_applies_new_specs_each_period(mgr: CapturingManager) -> None:
+    """apply_in_background applies specs added after it started, within its period."""
+    mgr.apply_in_background(period=0.1)
+    mgr.specs["s1"] = make_spec(value="amount")
+    assert wait_for(lambda: PID in mgr.specs["s1"]["applied"], timeout=5)
+    shop.price(3)
+    assert the_instrument("probe_targets.shop.price", "spec").results == [3]

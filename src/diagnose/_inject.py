@@ -9,6 +9,7 @@ of the original function, and removes its own frame from any traceback it re-rai
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
 import types
@@ -68,13 +69,21 @@ def copy_function(func: types.FunctionType, code: types.CodeType | None = None) 
 
 
 class Signature:
-    """Source fragments for a code object's parameters, for generated wrappers."""
+    """A code object's parameters, and how a generated wrapper takes and forwards them.
 
-    def __init__(self, code: types.CodeType) -> None:
+    An exact wrapper has the target's own parameters: the cheapest to call, and each
+    argument is a local by its name (defaults applied). A generic wrapper takes
+    ``*_dgn_a, **_dgn_k``, so that ``args`` and ``kwargs`` are what the caller passed;
+    while it is attached the probe sets ``__signature__`` so that
+    ``inspect.signature`` still answers for the target.
+    """
+
+    def __init__(self, code: types.CodeType, exact: bool = True) -> None:
         names = code.co_varnames
-        nposonly = code.co_posonlyargcount
         npos = code.co_argcount
         nkwonly = code.co_kwonlyargcount
+        self.exact = exact
+        self.posonly = code.co_posonlyargcount
         self.positional = tuple(names[:npos])
         self.kwonly = tuple(names[npos : npos + nkwonly])
         index = npos + nkwonly
@@ -85,11 +94,17 @@ class Signature:
             index += 1
         if code.co_flags & _CO_VARKEYWORDS:
             self.varkw = names[index]
-
-        params: list[str] = list(self.positional[:nposonly])
-        if nposonly:
+        self.names = self.positional + self.kwonly + tuple(
+            n for n in (self.varargs, self.varkw) if n
+        )
+        if not exact:
+            self.params = self.forward = "*_dgn_a, **_dgn_k"
+            self.args, self.kwargs = "_dgn_a", "_dgn_k"
+            return
+        params: list[str] = list(self.positional[: self.posonly])
+        if self.posonly:
             params.append("/")
-        params.extend(self.positional[nposonly:])
+        params.extend(self.positional[self.posonly :])
         if self.varargs:
             params.append("*" + self.varargs)
         elif self.kwonly:
@@ -157,8 +172,16 @@ def _invoke_lines(kind: str, call: str) -> list[str]:
     return [f"_dgn_r = {invoke}"]
 
 
+@functools.lru_cache(maxsize=256)
+def _compile_wrapper(source: str, filename: str) -> types.CodeType:
+    """Compile wrapper source once; the same probe shape reuses it with other constants."""
+    module = compile(source, filename, "exec", dont_inherit=True)
+    factory = next(c for c in module.co_consts if isinstance(c, types.CodeType))
+    return next(c for c in factory.co_consts if isinstance(c, types.CodeType))
+
+
 def build_wrapper_code(
-    target: types.CodeType, orig: Any, sections: Sections
+    target: types.CodeType, orig: Any, sections: Sections, sig: Signature | None = None
 ) -> types.CodeType:
     """Build code with target's parameters and free variables that runs sections around orig.
 
@@ -167,7 +190,7 @@ def build_wrapper_code(
     it raised, which then propagates without the wrapper's frame in its traceback.
     """
     kind = kind_of(target)
-    sig = Signature(target)
+    sig = sig or Signature(target)
     clash = {n for n in target.co_varnames + target.co_freevars if n.startswith("_dgn_")}
     if clash:
         raise ValueError(f"cannot probe a function with names {sorted(clash)}")
@@ -197,9 +220,7 @@ def build_wrapper_code(
     lines.append(f"    {prefix} __dgn_wrapper__({sig.params}):")
     lines += ["        " + line for line in body]
     lines.append("    return __dgn_wrapper__")
-    module = compile("\n".join(lines), target.co_filename, "exec", dont_inherit=True)
-    factory = next(c for c in module.co_consts if isinstance(c, types.CodeType))
-    code = next(c for c in factory.co_consts if isinstance(c, types.CodeType))
+    code = _compile_wrapper("\n".join(lines), target.co_filename)
     if code.co_freevars != target.co_freevars:
         raise ValueError(f"free variables differ: {code.co_freevars} != {target.co_freevars}")
     consts = tuple(

@@ -121,7 +121,15 @@ class Plan:
         self.returns = [e for e in entries if e[0].event == "return"]
         self.ends = [e for e in entries if e[0].event == "end"]
         self.live = bool(entries)
-        self.sig = Signature(code)
+        # The caller's own split of args and kwargs needs the generic wrapper; the
+        # exact one (the target's parameters) is cheaper and serves everything else.
+        generic = any(
+            instrument._checks_calls
+            or (wanted is None or "args" in wanted or "kwargs" in wanted)
+            for instrument, _probe in entries
+            for wanted in [instrument.names() if instrument.event != "end" else set()]
+        )
+        self.sig = Signature(code, exact=not generic)
         self.local_names = frozenset(code.co_varnames + code.co_cellvars + code.co_freevars)
         self.call_names = _union(self.calls)
         self.return_names = _union(self.returns)
@@ -145,22 +153,44 @@ class Plan:
     def _namespace(self, names: set[str] | None, event: str) -> str:
         """Return a dict display of the names an event's instruments read."""
         sig = self.sig
+        a, k = sig.args, sig.kwargs
         items: list[str] = []
         if self._wants(names, "args"):
-            items.append(f"'args': {sig.args}")
+            items.append(f"'args': {a}")
         if self._wants(names, "kwargs"):
-            items.append(f"'kwargs': {sig.kwargs}")
+            items.append(f"'kwargs': {k}")
         if self._wants(names, "start"):
             items.append("'start': _dgn_t0")
         if self._wants(names, "now"):
             items.append("'now': _dgn_utcnow()")
         if self._wants(names, "frame"):
             items.append("'frame': _dgn_getframe(0)")
-        for name in sig.positional + sig.kwonly:
-            if self._wants(names, name):
-                items.append(f"{name!r}: {name}")
-        if sig.varkw and (names is None or names - SPECIAL_NAMES - set(sig.positional)):
-            items.append(f"**{sig.varkw}")
+        unknown = names is None or bool(names - SPECIAL_NAMES - set(sig.names))
+        if sig.exact:
+            # Every parameter is a local of the wrapper, defaults applied.
+            if unknown and sig.varkw:
+                items.append(f"**{sig.varkw}")
+            for name in sig.names:
+                if self._wants(names, name):
+                    items.append(f"{name!r}: {name}")
+        else:
+            # Keywords as passed, then each named parameter; one passed some other way
+            # (or left to its default) goes through the slower bind().
+            if unknown:
+                items.append(f"**{k}")
+            for i, name in enumerate(sig.positional):
+                if not self._wants(names, name):
+                    continue
+                slow = f"_dgn_p.bind({a}, {k})[{name!r}]"
+                by_kw = "" if i < sig.posonly else f"{k}[{name!r}] if {name!r} in {k} else "
+                items.append(f"{name!r}: ({a}[{i}] if len({a}) > {i} else {by_kw}{slow})")
+            for name in sig.kwonly:
+                if self._wants(names, name):
+                    slow = f"_dgn_p.bind({a}, {k})[{name!r}]"
+                    items.append(f"{name!r}: ({k}[{name!r}] if {name!r} in {k} else {slow})")
+            for name in (sig.varargs, sig.varkw):
+                if name and self._wants(names, name):
+                    items.append(f"{name!r}: _dgn_p.bind({a}, {k})[{name!r}]")
         if event == "return":
             if self._wants(names, "result"):
                 items.append("'result': _dgn_r")
@@ -171,6 +201,15 @@ class Plan:
             if self._wants(names, "hotspots"):
                 items.append("'hotspots': _dgn_h")
         return "{" + ", ".join(items) + "}"
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Return the target's parameters bound to a call's arguments, defaults applied."""
+        try:
+            bound = self.patch.signature.bind(*args, **kwargs)
+        except TypeError:
+            return {}
+        bound.apply_defaults()
+        return dict(bound.arguments)
 
     def _fire_lines(self, entries: list[Any], first: int, s: Sections) -> list[str]:
         lines = []
@@ -185,7 +224,9 @@ class Plan:
                 lines.append(f"            {fire}")
             else:
                 lines.append(f"        {fire}")
-            lines.append("    except Exception:")
+            lines.append("    except KeyboardInterrupt:")
+            lines.append("        raise")
+            lines.append("    except BaseException:")
             lines.append(f"        _dgn_p.failed({inst})")
         return lines
 
@@ -270,8 +311,8 @@ class Plan:
             return
         t1 = _time()
         ns: dict[str, Any] = {"args": args, "kwargs": kwargs, "start": t0, "now": _utcnow()}
-        ns.update(zip(self.sig.positional, args))
         ns.update(kwargs)
+        ns.update(self.bind(args, kwargs))
         ns.update({"result": exc, "end": t1, "hotspots": hotspots})
         ns["elapsed"] = None if t0 is None else t1 - t0
         for instrument, probe in self.returns:
@@ -279,7 +320,9 @@ class Plan:
                 if instrument._checks_calls and not instrument.check_call(probe, *args, **kwargs):
                     continue
                 instrument.fire(instrument.mgr.global_namespace, ns)
-            except Exception:
+            except KeyboardInterrupt:
+                raise
+            except BaseException:
                 self.failed(instrument)
 
     def fire_end(self, frame: Any) -> None:

@@ -14,6 +14,7 @@ from .exceptions import ExpressionRefused, SpecError
 __all__ = (
     "EVENTS",
     "MAX_EXPRESSION_CHARS",
+    "MAX_LIFESPAN_MINUTES",
     "check_expression",
     "compile_expression",
     "expires_at",
@@ -23,6 +24,7 @@ __all__ = (
 
 EVENTS = ("call", "return", "end")
 MAX_EXPRESSION_CHARS = 4096
+MAX_LIFESPAN_MINUTES = 366 * 24 * 60
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 _INSTRUMENT_FIELDS = {"type", "name", "value", "event", "internal", "custom"}
 
@@ -106,7 +108,7 @@ def validate_spec(
         raise SpecError("instrument must be a map with type, name and value")
     unknown = set(instrument) - _INSTRUMENT_FIELDS
     if unknown:
-        raise SpecError(f"instrument has unknown field(s): {', '.join(sorted(map(str, unknown)))}")
+        raise SpecError(f"instrument has unknown field(s): {', '.join(sorted(map(repr, unknown)))}")
     itype = instrument.get("type")
     if not isinstance(itype, str) or not itype:
         raise SpecError("instrument.type must be a non-empty string")
@@ -144,6 +146,11 @@ def validate_spec(
             raise SpecError(f"lifespan must be a number of minutes or null, not {lifespan!r}")
         if not math.isfinite(lifespan) or lifespan <= 0:
             raise SpecError(f"lifespan must be a positive number of minutes, not {lifespan!r}")
+        if lifespan > MAX_LIFESPAN_MINUTES:
+            raise SpecError(
+                f"lifespan must be at most {MAX_LIFESPAN_MINUTES} minutes (a year), "
+                f"not {lifespan!r}"
+            )
 
     lastmodified = spec.get("lastmodified")
     if lastmodified is None and not require_lastmodified:

@@ -192,7 +192,7 @@ class Instrument:
         probe = probes.attach_to(target)
         probe._bind(func)
         # A prefix no manager owns, so that no manager's apply() removes it.
-        probe.instruments[f"hardcode:{hash(target)}"] = self
+        probe.instruments[f"hardcode:{hash(target)}:{id(self):x}"] = self
         probe.start()
         return f
 

@@ -68,6 +68,9 @@ class ProbeManager:
         # full instrument id -> (probe, fingerprint of the spec it came from)
         self._owned: dict[str, tuple[probes.FunctionProbe, Any]] = {}
         self._listeners: list[Callable[[str], None]] = []
+        # full instrument id -> the error its instrument raised while firing; it stays
+        # in applied until the spec changes.
+        self._runtime_errors: dict[str, str] = {}
         self.instrument_classes = dict(type(self).instrument_classes)
         self.global_namespace = dict(type(self).global_namespace)
 
@@ -91,7 +94,7 @@ class ProbeManager:
                     continue
                 wanted[full_id] = clean["target"]
                 self._attach(full_id, clean, expires)
-                self.mark(spec_id, spec)
+                self.mark(spec_id, spec, error=self._runtime_errors.get(full_id))
             except Exception as exc:
                 wanted.pop(full_id, None)
                 self._detach(full_id)
@@ -112,33 +115,40 @@ class ProbeManager:
             probe, old = owned
             if old == fingerprint and full_id in probe.instruments and probe.started:
                 return
-            self._detach(full_id)
+            if probe.target != spec["target"]:
+                self._detach(full_id)
+        self._runtime_errors.pop(full_id, None)
         settings = dict(spec["instrument"])
         cls = self.instrument_classes[settings.pop("type")]
         instrument = cls(mgr=self, expires=expires, **settings)
         probe = probes.attach_to(spec["target"])
+        # Replacing the instrument in place re-plans the probe once, with no moment
+        # at which the target runs without it.
+        previous = probe.instruments.get(full_id)
         try:
             probe.instruments[full_id] = instrument
             probe.start()
         except BaseException:
+            self._owned.pop(full_id, None)
             probe.instruments.pop(full_id, None)
             if not probe.instruments:
                 probe.stop()
-                probes.active_probes.pop(probe.target, None)
+                if probes.active_probes.get(probe.target) is probe:
+                    del probes.active_probes[probe.target]
             raise
+        if previous is not None and previous is not instrument:
+            _finish(previous, full_id)
         self._owned[full_id] = (probe, fingerprint)
 
     def _detach(self, full_id: str) -> None:
+        self._runtime_errors.pop(full_id, None)
         owned = self._owned.pop(full_id, None)
         if owned is None:
             return
         probe = owned[0]
         instrument = probe.instruments.pop(full_id, None)
         if instrument is not None:
-            try:
-                instrument.finish()
-            except Exception:
-                log.exception("instrument %s failed to finish", full_id)
+            _finish(instrument, full_id)
         if not probe.instruments:
             probe.stop()
             if probes.active_probes.get(probe.target) is probe:
@@ -154,9 +164,10 @@ class ProbeManager:
             applied[self.process_id] = entry
             self._notify(spec_id)
 
-    def next_expiry(self) -> float | None:
-        """Return the unix time of the earliest future expiry among the specs, or None."""
-        now = time.time()
+    def next_expiry(self, after: float | None = None) -> float | None:
+        """Return the unix time of the earliest expiry among the specs later than after
+        (default: now), or None."""
+        now = time.time() if after is None else after
         soonest = None
         with self.lock:
             for spec in self.specs.values():
@@ -195,7 +206,8 @@ class ProbeManager:
         last = 0.0
         while not self._stop_background.is_set():
             now = time.time()
-            expiry = self.next_expiry()
+            # The first expiry since the last apply: it may be just past, and due now.
+            expiry = self.next_expiry(after=last)
             due = last + self.period
             if expiry is not None:
                 due = min(due, expiry + 0.05)
@@ -231,10 +243,12 @@ class ProbeManager:
             return
         for full_id, (owned_probe, _fp) in list(self._owned.items()):
             if owned_probe.instruments.get(full_id) is instrument:
+                error = f"runtime error: {instrument.error}"
+                self._runtime_errors[full_id] = error
                 spec_id = full_id.split(":", 1)[1]
                 spec = self.specs.get(spec_id)
                 if spec is not None:
-                    self.mark(spec_id, spec, error=f"runtime error: {instrument.error}")
+                    self.mark(spec_id, spec, error=error)
 
     def add_listener(self, callback: Callable[[str], None]) -> None:
         """Call callback(spec_id) whenever a spec's applied entry for this process changes."""
@@ -253,6 +267,13 @@ class ProbeManager:
 
 
 InstrumentManager = ProbeManager
+
+
+def _finish(instrument: Any, full_id: str) -> None:
+    try:
+        instrument.finish()
+    except Exception:
+        log.exception("instrument %s failed to finish", full_id)
 
 
 def _describe(exc: BaseException) -> str:

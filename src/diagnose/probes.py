@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import threading
 import types
@@ -71,7 +72,9 @@ class _EndHook:
                 if instrument._checks_calls and not instrument.check_call(probe):
                     continue
                 instrument.fire(frame.f_globals, ns)
-            except Exception:
+            except KeyboardInterrupt:
+                raise
+            except BaseException:
                 plan.failed(instrument)
 
 
@@ -89,6 +92,10 @@ class _Patch:
         self.plan = Plan(self, [], self.original)
         self.installed: types.CodeType | None = None
         self.codes: set[types.CodeType] = {self.original}
+        # The wrapper takes (*args, **kwargs); while attached, __signature__ keeps
+        # inspect.signature() answering for the target itself.
+        self.signature = inspect.signature(func, follow_wrapped=False)
+        self._set_signature = False
 
     def hooked(self) -> Any:
         """Return a copy of the function whose code fires end instruments before returning."""
@@ -112,12 +119,17 @@ class _Patch:
                 self._restore()
                 return
             orig = self.hooked() if plan.ends else self.plain
-            code = _inject.build_wrapper_code(self.original, orig, plan.sections())
+            code = _inject.build_wrapper_code(self.original, orig, plan.sections(), plan.sig)
             for instrument, _probe in entries:
                 instrument._patches.add(self)
             self.plan = plan
             if self.installed is not None and self.func.__code__ is not self.installed:
                 raise RuntimeError(f"{self.func.__qualname__}'s code was replaced by someone else")
+            if plan.sig.exact:
+                self._drop_signature()
+            elif "__signature__" not in vars(self.func):
+                self.func.__signature__ = self.signature  # type: ignore[attr-defined]
+                self._set_signature = True
             self.func.__code__ = code
             self.installed = code
 
@@ -133,6 +145,12 @@ class _Patch:
             if self.func.__code__ is self.installed:
                 self.func.__code__ = self.original
             self.installed = None
+        self._drop_signature()
+
+    def _drop_signature(self) -> None:
+        if self._set_signature:
+            vars(self.func).pop("__signature__", None)
+            self._set_signature = False
 
     def detach(self, probe: FunctionProbe) -> None:
         with _lock:
@@ -234,15 +252,22 @@ class FunctionProbe:
     def start(self) -> None:
         """Attach to the target; a no-op when already started. Raises ProbeError if missing."""
         with _lock:
+            if self._patch is not None:
+                # Already attached: every change to instruments re-plans at once.
+                self.started = True
+                return
             func = self.func
-            if self._patch is None:
-                patch = _patches.get(id(func))
-                if patch is None or patch.func is not func:
-                    patch = _patches[id(func)] = _Patch(func)
-                patch.probes.append(self)
-                self._patch = patch
+            patch = _patches.get(id(func))
+            if patch is None or patch.func is not func:
+                patch = _patches[id(func)] = _Patch(func)
+            patch.probes.append(self)
+            self._patch = patch
             self.started = True
-            self._patch.refresh()
+            try:
+                patch.refresh()
+            except BaseException:
+                self.stop()
+                raise
 
     def stop(self) -> None:
         """Detach from the target: its original code is back, at no cost per call."""

@@ -533,3 +533,48 @@ def test_probe_and_breakpoint_on_one_function(
             bp.__exit__(None, None, None)
         probes.close()
         shop.add.__code__ = original
+
+
+@pytest.mark.parametrize("value", ["(args, kwargs)", "(args, amount, rate, discount)", "amount"])
+@pytest.mark.parametrize("event", ["call", "return"])
+def test_callers_mistake_is_not_an_instrument_error(
+    probes: ProbeSet, value: str, event: str
+) -> None:
+    """A call with wrong arguments raises the same TypeError, and the instrument keeps firing."""
+
+    def mistake() -> str:
+        try:
+            shop.price(1, 2, 3)
+        except TypeError as exc:
+            return str(exc)
+        raise AssertionError("no TypeError")
+
+    expected = mistake()
+    inst = probes.attach("probe_targets.shop.price", value, event=event)
+    assert mistake() == expected
+    assert shop.price(3) == 6
+    assert probes.mgr.errors == []
+    assert inst.results and inst.error is None
+
+
+@pytest.mark.parametrize("event", ["call", "return"])
+def test_defaults_are_readable_by_name_with_args(probes: ProbeSet, event: str) -> None:
+    """Arguments left to their defaults are readable by name, alongside args and kwargs."""
+    inst = probes.attach(
+        "probe_targets.shop.price", "(args, kwargs, amount, rate, discount)", event=event
+    )
+    shop.price(amount=4)
+    [(args, kwargs, amount, rate, discount)] = inst.results
+    assert (amount, rate, discount) == (4, 2, 0)
+    assert args + tuple(kwargs.values()) in ((4,), (4, 2, 0))
+
+
+def test_signature_and_code_restored_after_stop(probes: ProbeSet) -> None:
+    """After stop() the function has no __signature__ of the probe's and its own code back."""
+    func = shop.price
+    original, attrs, signature = func.__code__, dict(vars(func)), inspect.signature(func)
+    probes.attach("probe_targets.shop.price", "(args, kwargs)")
+    assert inspect.signature(func) == signature
+    probes.close()
+    assert func.__code__ is original
+    assert dict(vars(func)) == attrs

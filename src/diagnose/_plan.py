@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = ("CallTime", "Hotspots", "Plan", "SPECIAL_NAMES")
 
 _time = time.time
+_getframe = sys._getframe
 _utc = _dt.timezone.utc
 
 CALL_NAMES = ("args", "kwargs", "start", "now", "frame")
@@ -117,6 +118,7 @@ class Plan:
         self.entries = entries
         for instrument, _probe in entries:
             instrument._checks_calls = instrument.checks_calls()
+            instrument._nested = instrument.nested_scopes()
         self.calls = [e for e in entries if e[0].event == "call"]
         self.returns = [e for e in entries if e[0].event == "return"]
         self.ends = [e for e in entries if e[0].event == "end"]
@@ -202,14 +204,31 @@ class Plan:
                 items.append("'hotspots': _dgn_h")
         return "{" + ", ".join(items) + "}"
 
-    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Return the target's parameters bound to a call's arguments, defaults applied."""
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
+        """Return the target's parameters bound to a call's arguments, defaults applied;
+        None when they do not fit."""
         try:
             bound = self.patch.signature.bind(*args, **kwargs)
         except TypeError:
-            return {}
+            return None
         bound.apply_defaults()
         return dict(bound.arguments)
+
+    def _namespace_lines(self, names: set[str] | None, event: str) -> list[str]:
+        """Return lines that set _dgn_ns, and fire nothing when it cannot be built."""
+        display = self._namespace(names, event)
+        if self.sig.exact:
+            return ["if _dgn_on:", f"    _dgn_ns = {display}"]
+        # A call whose arguments do not fit the parameters raises TypeError in the target;
+        # its instruments do not fire.
+        return [
+            "if _dgn_on:",
+            "    try:",
+            f"        _dgn_ns = {display}",
+            "    except Exception:",
+            "        _dgn_ns = None",
+            "if _dgn_on and _dgn_ns is not None:",
+        ]
 
     def _fire_lines(self, entries: list[Any], first: int, s: Sections) -> list[str]:
         lines = []
@@ -218,6 +237,10 @@ class Plan:
             inst = s.const(f"_dgn_i{i}", instrument)
             lines.append("    try:")
             fire = f"{inst}.fire({inst}.mgr.global_namespace, _dgn_ns)"
+            if instrument._nested:
+                lines.append(f"        _dgn_g = dict({inst}.mgr.global_namespace)")
+                lines.append("        _dgn_g.update(_dgn_ns)")
+                fire = f"{inst}.fire(_dgn_g, _dgn_g)"
             if instrument._checks_calls:
                 pb = s.const(f"_dgn_pb{i}", probe)
                 lines.append(f"        if {inst}.check_call({pb}, {self.sig.forward}):")
@@ -257,8 +280,7 @@ class Plan:
         before.append("_dgn_h = _dgn_p.start_hotspots() if _dgn_on else None" if self.hotspots
                       else "_dgn_h = None")
         if self.calls:
-            before.append("if _dgn_on:")
-            before.append(f"    _dgn_ns = {self._namespace(self.call_names, 'call')}")
+            before += self._namespace_lines(self.call_names, "call")
             before += self._fire_lines(self.calls, 0, s)
         if self.returns or self.ends or self.hotspots:
             s.on_error.append(
@@ -271,7 +293,7 @@ class Plan:
             s.after.append("if _dgn_on:")
             if return_timed:
                 s.after.append("    _dgn_t1 = _dgn_time()")
-            s.after.append(f"    _dgn_ns = {self._namespace(self.return_names, 'return')}")
+            s.after += self._namespace_lines(self.return_names, "return")[1:]
             s.after += self._fire_lines(self.returns, len(self.calls), s)
         return s
 
@@ -310,16 +332,30 @@ class Plan:
         if not self.returns:
             return
         t1 = _time()
-        ns: dict[str, Any] = {"args": args, "kwargs": kwargs, "start": t0, "now": _utcnow()}
+        ns: dict[str, Any] = {
+            "args": args, "kwargs": kwargs, "start": t0, "now": _utcnow(), "frame": _getframe(1)
+        }
         ns.update(kwargs)
-        ns.update(self.bind(args, kwargs))
+        bound = self.bind(args, kwargs)
+        if bound is not None:
+            ns.update(bound)
+        parameters = set(self.sig.names)
         ns.update({"result": exc, "end": t1, "hotspots": hotspots})
         ns["elapsed"] = None if t0 is None else t1 - t0
         for instrument, probe in self.returns:
+            if bound is None:
+                wanted = instrument.names()
+                if wanted is None or wanted & parameters:
+                    continue  # the call did not fit the parameters: they have no values
             try:
                 if instrument._checks_calls and not instrument.check_call(probe, *args, **kwargs):
                     continue
-                instrument.fire(instrument.mgr.global_namespace, ns)
+                if instrument._nested:
+                    merged = dict(instrument.mgr.global_namespace)
+                    merged.update(ns)
+                    instrument.fire(merged, merged)
+                else:
+                    instrument.fire(instrument.mgr.global_namespace, ns)
             except KeyboardInterrupt:
                 raise
             except BaseException:

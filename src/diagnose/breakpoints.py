@@ -59,9 +59,7 @@ class Breakpoint:
         self.exception: BaseException | None = None
         self._started_threads: list[threading.Thread] = []
         self._cond = threading.Condition()
-        self._func: Any = None
-        self._installed: Any = None
-        self._previous: Any = None
+        self._patch: Any = None
 
     # --- attaching ----------------------------------------------------------------
 
@@ -81,28 +79,34 @@ class Breakpoint:
         return self
 
     def _attach(self) -> None:
-        from .probes import _patches
+        from . import probes
 
         func = self._function()
-        current = func.__code__
-        patch = _patches.get(id(func))
-        signature = patch.original if patch is not None and patch.func is func else current
-        inner = _inject.copy_function(func, current)
+        with probes._lock:
+            patch = probes.patch_for(func)
+            patch.breakpoints.append(self)
+            self._patch = patch
+            try:
+                patch.refresh()
+            except BaseException:
+                patch.detach(self)
+                self._patch = None
+                raise
+
+    def _wrap(self, original: Any, inner: Any) -> Any:
+        """Return code with original's parameters that hits this breakpoint around inner."""
         sections = _inject.Sections()
         sections.const("_dgn_bp", self)
-        args = _inject.Signature(signature)
-        sections.before.append(f"_dgn_bp._hit('call', {args.args}, {args.kwargs})")
-        sections.on_error.append(f"_dgn_bp._hit('error', {args.args}, {args.kwargs})")
-        sections.after.append(f"_dgn_bp._hit('return', {args.args}, {args.kwargs})")
-        code = _inject.build_wrapper_code(signature, inner, sections)
-        self._func, self._previous, self._installed = func, current, code
-        func.__code__ = code
+        sig = _inject.Signature(original)
+        sections.before.append(f"_dgn_bp._hit('call', {sig.args}, {sig.kwargs})")
+        sections.on_error.append(f"_dgn_bp._hit('error', {sig.args}, {sig.kwargs})")
+        sections.after.append(f"_dgn_bp._hit('return', {sig.args}, {sig.kwargs})")
+        return _inject.build_wrapper_code(original, inner, sections, sig)
 
     def _detach(self) -> None:
-        func, self._func = self._func, None
-        if func is not None and func.__code__ is self._installed:
-            func.__code__ = self._previous
-        self._installed = self._previous = None
+        patch, self._patch = self._patch, None
+        if patch is not None:
+            patch.detach(self)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         self._detach()

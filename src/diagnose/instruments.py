@@ -77,6 +77,7 @@ class Instrument:
         self.error: str | None = None
         self._codes: dict[str, Any] = {}
         self._checks_calls = True
+        self._nested = False
 
     @property
     def internal(self) -> bool:
@@ -131,6 +132,22 @@ class Instrument:
                 except SyntaxError:
                     pass
         return names
+
+    def nested_scopes(self) -> bool:
+        """Return True when an expression has a lambda or comprehension.
+
+        Their bodies look names up in the globals only, so such an instrument is
+        evaluated with everything merged into one globals dict (slower, but right).
+        """
+        for expr in (self.value, self.custom.get("tags")):
+            if isinstance(expr, str):
+                try:
+                    code = self.compiled(expr)
+                except SyntaxError:
+                    continue
+                if any(isinstance(c, types.CodeType) for c in code.co_consts):
+                    return True
+        return False
 
     def checks_calls(self) -> bool:
         """Return True when check_call() may say no: it or the manager's is overridden."""

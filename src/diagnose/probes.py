@@ -64,6 +64,14 @@ class _EndHook:
         for instrument, probe in ends:
             try:
                 gns = instrument.mgr.global_namespace
+                if instrument._nested:
+                    merged = dict(frame.f_globals)
+                    merged.update(gns)
+                    merged.update(f_locals)
+                    if instrument._checks_calls and not instrument.check_call(probe):
+                        continue
+                    instrument.fire(merged, merged)
+                    continue
                 if other is None or (other and not gns.keys().isdisjoint(other)):
                     ns = dict(gns)
                     ns.update(f_locals)
@@ -78,8 +86,21 @@ class _EndHook:
                 plan.failed(instrument)
 
 
+def patch_for(func: types.FunctionType) -> _Patch:
+    """Return the patch on func, making it if needed (call with _lock held)."""
+    patch = _patches.get(id(func))
+    if patch is None or patch.func is not func:
+        patch = _patches[id(func)] = _Patch(func)
+    return patch
+
+
 class _Patch:
-    """The code swap on one function object, shared by every probe that targets it."""
+    """The code swap on one function object, shared by its probes and breakpoints.
+
+    The installed code is built in layers around the original: the probes' wrapper
+    (when some instrument is live), then one wrapper per active Breakpoint. Whatever
+    is added or removed, in any order, the layers are rebuilt from the original.
+    """
 
     def __init__(self, func: types.FunctionType) -> None:
         self.func = func
@@ -89,11 +110,12 @@ class _Patch:
         self._hooked: Any = None
         self.end_hook = _EndHook(self)
         self.probes: list[FunctionProbe] = []
+        self.breakpoints: list[Any] = []
         self.plan = Plan(self, [], self.original)
         self.installed: types.CodeType | None = None
         self.codes: set[types.CodeType] = {self.original}
-        # The wrapper takes (*args, **kwargs); while attached, __signature__ keeps
-        # inspect.signature() answering for the target itself.
+        # A generic wrapper takes (*args, **kwargs); while it is attached,
+        # __signature__ keeps inspect.signature() answering for the target itself.
         self.signature = inspect.signature(func, follow_wrapped=False)
         self._set_signature = False
 
@@ -106,7 +128,7 @@ class _Patch:
         return self._hooked
 
     def refresh(self) -> None:
-        """Rebuild the plan from the probes' live instruments; install or remove the wrapper."""
+        """Rebuild the plan from the probes' live instruments, and the installed layers."""
         with _lock:
             entries = []
             for probe in self.probes:
@@ -114,18 +136,21 @@ class _Patch:
                     if instrument.is_live():
                         entries.append((instrument, probe))
             plan = Plan(self, entries, self.original)
-            if not plan.live:
-                self.plan = plan
+            code = self.original
+            if plan.live:
+                orig = self.hooked() if plan.ends else self.plain
+                code = _inject.build_wrapper_code(self.original, orig, plan.sections(), plan.sig)
+                for instrument, _probe in entries:
+                    instrument._patches.add(self)
+            for breakpoint in self.breakpoints:
+                code = breakpoint._wrap(self.original, _inject.copy_function(self.func, code))
+            self.plan = plan
+            if code is self.original:
                 self._restore()
                 return
-            orig = self.hooked() if plan.ends else self.plain
-            code = _inject.build_wrapper_code(self.original, orig, plan.sections(), plan.sig)
-            for instrument, _probe in entries:
-                instrument._patches.add(self)
-            self.plan = plan
             if self.installed is not None and self.func.__code__ is not self.installed:
                 raise RuntimeError(f"{self.func.__qualname__}'s code was replaced by someone else")
-            if plan.sig.exact:
+            if not plan.live or plan.sig.exact:
                 self._drop_signature()
             elif "__signature__" not in vars(self.func):
                 self.func.__signature__ = self.signature  # type: ignore[attr-defined]
@@ -152,14 +177,18 @@ class _Patch:
             vars(self.func).pop("__signature__", None)
             self._set_signature = False
 
-    def detach(self, probe: FunctionProbe) -> None:
+    def detach(self, owner: Any) -> None:
+        """Remove a probe or a breakpoint; with none left, put the original code back."""
         with _lock:
-            if probe in self.probes:
-                self.probes.remove(probe)
-            if not self.probes:
+            if owner in self.probes:
+                self.probes.remove(owner)
+            if owner in self.breakpoints:
+                self.breakpoints.remove(owner)
+            if not self.probes and not self.breakpoints:
                 self.plan = Plan(self, [], self.original)
                 self._restore()
-                _patches.pop(id(self.func), None)
+                if _patches.get(id(self.func)) is self:
+                    del _patches[id(self.func)]
             else:
                 self.refresh()
 
@@ -256,10 +285,7 @@ class FunctionProbe:
                 # Already attached: every change to instruments re-plans at once.
                 self.started = True
                 return
-            func = self.func
-            patch = _patches.get(id(func))
-            if patch is None or patch.func is not func:
-                patch = _patches[id(func)] = _Patch(func)
+            patch = patch_for(self.func)
             patch.probes.append(self)
             self._patch = patch
             self.started = True

@@ -43,8 +43,14 @@ def overhead(number: int, repeat: int) -> None:
     func = targets.add13
     bare = per_call_ns(func, 5, number, repeat)
     print(f"{'bare add13(arg)':<44} {bare:9.1f} ns/call")
-    for event, value in (("call", "arg"), ("return", "arg"), ("return", "result"),
-                         ("end", "output"), ("return", "elapsed")):
+    for event, value in (
+        ("call", "arg"),
+        ("return", "arg"),
+        ("return", "result"),
+        ("end", "output"),
+        ("return", "elapsed"),
+        ("return", "(args, kwargs)"),
+    ):
         probe = probes.attach_to(target)
         probe.instruments["drop"] = DropInstrument("drop", value, event=event)
         probe.start()
@@ -85,12 +91,14 @@ def apply_ms(extra_objects: int, specs: int = 10, rounds: int = 20) -> float:
 
     ballast = [object() for _ in range(extra_objects)]
     mgr = ProbeManager(process_id="bench")
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     for i in range(specs):
         mgr.specs[f"s{i}"] = {
             "target": f"targets.f{i % 5}",
             "instrument": {"type": "log", "name": f"s{i}", "value": "arg", "event": "return"},
-            "lifespan": 10, "lastmodified": now, "applied": {},
+            "lifespan": 10,
+            "lastmodified": now,
+            "applied": {},
         }
     times = []
     for r in range(rounds):

@@ -43,9 +43,8 @@ def test_breakpoint_records_calls_and_detaches(mod: types.ModuleType) -> None:
 
 def test_breakpoint_not_hit_fails_the_block(mod: types.ModuleType) -> None:
     """Leaving the with-block without a hit raises AssertionError."""
-    with pytest.raises(AssertionError, match="not met"):
-        with Breakpoint(f"{MODULE}.step"):
-            pass
+    with pytest.raises(AssertionError, match="not met"), Breakpoint(f"{MODULE}.step"):
+        pass
 
 
 def test_blocking_breakpoint_holds_the_thread_until_released(mod: types.ModuleType) -> None:
@@ -60,9 +59,8 @@ def test_blocking_breakpoint_holds_the_thread_until_released(mod: types.ModuleTy
 
 def test_erroring_breakpoint_raises_in_the_caller(mod: types.ModuleType) -> None:
     """Breakpoint.error raises the given exception in the calling thread."""
-    with pytest.raises(KeyError):
-        with Breakpoint.error(KeyError("injected"), f"{MODULE}.step"):
-            mod.run(1)
+    with pytest.raises(KeyError), Breakpoint.error(KeyError("injected"), f"{MODULE}.step"):
+        mod.run(1)
     assert mod.run(1) == 4
 
 
@@ -87,14 +85,15 @@ def test_callable_condition_and_return_event(mod: types.ModuleType) -> None:
 
 def test_error_event_fires_when_the_target_raises(mod: types.ModuleType) -> None:
     """event="error" fires when the target raises; the exception still propagates."""
-    with Breakpoint(f"{MODULE}.broken", event="error") as bp:
-        with pytest.raises(ValueError):
-            mod.broken(3)
+    with Breakpoint(f"{MODULE}.broken", event="error") as bp, pytest.raises(ValueError):
+        mod.broken(3)
     assert bp.calls == [True]
 
 
 def test_wait_times_out_with_runtime_error(mod: types.ModuleType) -> None:
     """wait() raises RuntimeError when the target is not hit in time."""
-    with pytest.raises(RuntimeError, match="not hit"):
-        with Breakpoint(f"{MODULE}.step", timeout=0.05) as bp:
-            bp.wait()
+    with (
+        pytest.raises(RuntimeError, match="not hit"),
+        Breakpoint(f"{MODULE}.step", timeout=0.05) as bp,
+    ):
+        bp.wait()

@@ -94,8 +94,8 @@ class Signature:
             index += 1
         if code.co_flags & _CO_VARKEYWORDS:
             self.varkw = names[index]
-        self.names = self.positional + self.kwonly + tuple(
-            n for n in (self.varargs, self.varkw) if n
+        self.names = (
+            self.positional + self.kwonly + tuple(n for n in (self.varargs, self.varkw) if n)
         )
         if not exact:
             self.params = self.forward = "*_dgn_a, **_dgn_k"
@@ -224,8 +224,7 @@ def build_wrapper_code(
     if code.co_freevars != target.co_freevars:
         raise ValueError(f"free variables differ: {code.co_freevars} != {target.co_freevars}")
     consts = tuple(
-        placeholders[c] if isinstance(c, str) and c in placeholders else c
-        for c in code.co_consts
+        placeholders[c] if isinstance(c, str) and c in placeholders else c for c in code.co_consts
     )
     flags = code.co_flags | (target.co_flags & _CO_ITERABLE_COROUTINE)
     return code.replace(

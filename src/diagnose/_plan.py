@@ -27,7 +27,7 @@ __all__ = ("CallTime", "Hotspots", "Plan", "SPECIAL_NAMES")
 
 _time = time.time
 _getframe = sys._getframe
-_utc = _dt.timezone.utc
+_utc = _dt.UTC
 
 CALL_NAMES = ("args", "kwargs", "start", "now", "frame")
 RETURN_NAMES = ("result", "end", "elapsed", "hotspots")
@@ -126,8 +126,7 @@ class Plan:
         # The caller's own split of args and kwargs needs the generic wrapper; the
         # exact one (the target's parameters) is cheaper and serves everything else.
         generic = any(
-            instrument._checks_calls
-            or (wanted is None or "args" in wanted or "kwargs" in wanted)
+            instrument._checks_calls or (wanted is None or "args" in wanted or "kwargs" in wanted)
             for instrument, _probe in entries
             for wanted in [instrument.names() if instrument.event != "end" else set()]
         )
@@ -277,8 +276,11 @@ class Plan:
             before.append("    _dgn_p.expired()")
         else:
             before.append("_dgn_on = True")
-        before.append("_dgn_h = _dgn_p.start_hotspots() if _dgn_on else None" if self.hotspots
-                      else "_dgn_h = None")
+        before.append(
+            "_dgn_h = _dgn_p.start_hotspots() if _dgn_on else None"
+            if self.hotspots
+            else "_dgn_h = None"
+        )
         if self.calls:
             before += self._namespace_lines(self.call_names, "call")
             before += self._fire_lines(self.calls, 0, s)
@@ -316,7 +318,12 @@ class Plan:
         self.patch.expired()
 
     def fail(
-        self, on: bool, t0: Any, hotspots: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+        self,
+        on: bool,
+        t0: Any,
+        hotspots: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
         exc: BaseException,
     ) -> None:
         """Fire end instruments in the raising frame, then return instruments with the error."""
@@ -333,7 +340,11 @@ class Plan:
             return
         t1 = _time()
         ns: dict[str, Any] = {
-            "args": args, "kwargs": kwargs, "start": t0, "now": _utcnow(), "frame": _getframe(1)
+            "args": args,
+            "kwargs": kwargs,
+            "start": t0,
+            "now": _utcnow(),
+            "frame": _getframe(1),
         }
         ns.update(kwargs)
         bound = self.bind(args, kwargs)

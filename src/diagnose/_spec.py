@@ -73,8 +73,8 @@ def compile_expression(expr: str, what: str = "value") -> Any:
 def to_utc(value: _dt.datetime) -> _dt.datetime:
     """Return an aware UTC datetime; naive values are taken as UTC."""
     if value.tzinfo is None:
-        return value.replace(tzinfo=_dt.timezone.utc)
-    return value.astimezone(_dt.timezone.utc)
+        return value.replace(tzinfo=_dt.UTC)
+    return value.astimezone(_dt.UTC)
 
 
 def expires_at(spec: Mapping[str, Any]) -> _dt.datetime | None:
@@ -154,7 +154,7 @@ def validate_spec(
 
     lastmodified = spec.get("lastmodified")
     if lastmodified is None and not require_lastmodified:
-        lastmodified = _dt.datetime.now(_dt.timezone.utc)
+        lastmodified = _dt.datetime.now(_dt.UTC)
     if not isinstance(lastmodified, _dt.datetime):
         raise SpecError("lastmodified must be a datetime")
 

@@ -174,8 +174,11 @@ class Breakpoint:
         """Run func in another thread, joined when the with-block exits."""
         name = getattr(func, "__name__", "func")
         thread = threading.Thread(
-            target=func, name=f"Breakpoint_{name}_{len(self._started_threads)}",
-            args=args, kwargs=kwargs, daemon=True,
+            target=func,
+            name=f"Breakpoint_{name}_{len(self._started_threads)}",
+            args=args,
+            kwargs=kwargs,
+            daemon=True,
         )
         self._started_threads.append(thread)
         thread.start()
@@ -202,9 +205,7 @@ class Breakpoint:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not condition():
             if deadline is not None and time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"Condition for {self.target} not met after {timeout} seconds."
-                )
+                raise RuntimeError(f"Condition for {self.target} not met after {timeout} seconds.")
             with self._cond:
                 self._cond.wait(0.01)
 

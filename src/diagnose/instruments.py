@@ -307,4 +307,3 @@ class ProbeTestInstrument(Instrument):
         v = self.evaluate(self.value, _globals, _locals)
         tags = self.merge_tags(_globals, _locals)
         self.log.append((tags, v))
-

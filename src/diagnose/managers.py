@@ -54,7 +54,12 @@ class ProbeManager:
         "incr": instruments.IncrementInstrument,
     }
     # Names every instrument evaluation can read; add modules or helpers here.
-    global_namespace: dict[str, Any] = {"datetime": datetime, "math": math, "time": time, "mag": mag}
+    global_namespace: dict[str, Any] = {
+        "datetime": datetime,
+        "math": math,
+        "time": time,
+        "mag": mag,
+    }
 
     def __init__(self, process_id: str | None = None) -> None:
         self.specs: dict[str, dict[str, Any]] = {}
@@ -277,9 +282,5 @@ def _finish(instrument: Any, full_id: str) -> None:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, SpecError):
-        text = str(exc)
-    else:
-        text = f"{type(exc).__name__}: {exc}"
+    text = str(exc) if isinstance(exc, SpecError) else f"{type(exc).__name__}: {exc}"
     return " ".join(text.split())[:1000]
-

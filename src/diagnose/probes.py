@@ -263,7 +263,9 @@ class FunctionProbe:
             active_probes[target] = self
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(target={self.target!r}, instruments={dict(self.instruments)!r})"
+        return (
+            f"{type(self).__name__}(target={self.target!r}, instruments={dict(self.instruments)!r})"
+        )
 
     __str__ = __repr__
 

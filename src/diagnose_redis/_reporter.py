@@ -6,7 +6,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -115,16 +114,18 @@ class StatusReporter:
             fields = dict(self._fields)
         key = self.keys.status(self.process_id)
         beat = full or time.monotonic() - self._last_beat >= self.heartbeat
+        # hset(mapping=) below: redis-py types it Mapping[FieldT, EncodableT], whose key type
+        # is invariant, so it refuses a dict[str, str] it accepts at run time.
+        mapping: dict[str, str]
         try:
             if not beat and dirty <= fields.keys():
                 # The common case, one apply: a single HSET, no pipeline.
                 mapping = {f: fields[f] for f in dirty}
                 mapping[PROCESS_FIELD] = self.process_info()
-                self.client.hset(key, mapping=mapping)
+                self.client.hset(key, mapping=mapping)  # type: ignore[arg-type]
                 self.writes += 1
                 return
             pipe = self.client.pipeline(transaction=full)
-            mapping: dict[str, Any]
             if full:
                 pipe.delete(key)
                 mapping = dict(fields)
@@ -134,7 +135,7 @@ class StatusReporter:
                 if removed:
                     pipe.hdel(key, *removed)
             mapping[PROCESS_FIELD] = self.process_info()
-            pipe.hset(key, mapping=mapping)
+            pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
             # HSET keeps a key's TTL, so only heartbeats need to refresh it.
             if beat:
                 pipe.expire(key, int(STATUS_TTL_SECONDS))

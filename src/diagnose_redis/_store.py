@@ -8,7 +8,7 @@ import math
 import re
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -92,8 +92,10 @@ class SpecStore:
             pipe.set(keys.version, version)
             return version
 
-        result: int = self.client.transaction(publish, keys.version, value_from_callable=True)
-        return result
+        # redis-py types transaction()'s callable as returning None, but with
+        # value_from_callable=True transaction() returns what the callable returns.
+        result = self.client.transaction(publish, keys.version, value_from_callable=True)  # type: ignore[arg-type]
+        return cast(int, result)
 
     def remove(self, *spec_ids: str) -> list[str]:
         """Delete specs and publish their removal; return the ids that existed."""
@@ -142,8 +144,9 @@ class SpecStore:
             return chosen
 
         watched = [keys.version, *spec_keys] if only_expired else [keys.version]
-        result: list[str] = self.client.transaction(delete, *watched, value_from_callable=True)
-        return result
+        # value_from_callable=True: see put_many.
+        result = self.client.transaction(delete, *watched, value_from_callable=True)  # type: ignore[arg-type]
+        return cast(list[str], result)
 
     def publish_version(self) -> int:
         """Re-announce the current version as a no-op event so lagging subscribers resync."""
@@ -155,8 +158,9 @@ class SpecStore:
             pipe.publish(keys.events, encode_event("version", "", version, None, self.secret))
             return version
 
-        result: int = self.client.transaction(announce, keys.version, value_from_callable=True)
-        return result
+        # value_from_callable=True: see put_many.
+        result = self.client.transaction(announce, keys.version, value_from_callable=True)  # type: ignore[arg-type]
+        return cast(int, result)
 
     def version(self) -> int:
         """Return the current version: how many puts and deletes were ever published."""
@@ -224,13 +228,21 @@ class SpecStore:
     def processes(self, max_age: float = STATUS_TTL_SECONDS) -> dict[str, float]:
         """Return live process ids with their last heartbeat (unix seconds)."""
         since = time.time() - max_age
-        rows = self.client.zrangebyscore(self.keys.processes, since, "+inf", withscores=True)
+        # withscores=True: (member, score) pairs; redis-py's return type ignores withscores.
+        rows = cast(
+            list[tuple[bytes | str, float]],
+            self.client.zrangebyscore(self.keys.processes, since, "+inf", withscores=True),
+        )
         return {_text(pid): float(score) for pid, score in rows}
 
     def prune_processes(self, max_age: float = STATUS_TTL_SECONDS) -> list[str]:
         """Forget processes silent for longer than max_age seconds; return their ids."""
         until = time.time() - max_age
-        dead = [_text(p) for p in self.client.zrangebyscore(self.keys.processes, "-inf", until)]
+        # Without withscores, members only; redis-py's return type ignores withscores.
+        members = cast(
+            list[bytes | str], self.client.zrangebyscore(self.keys.processes, "-inf", until)
+        )
+        dead = [_text(p) for p in members]
         if dead:
             pipe = self.client.pipeline(transaction=True)
             pipe.zrem(self.keys.processes, *dead)

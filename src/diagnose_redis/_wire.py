@@ -156,7 +156,7 @@ def _seal(obj: Mapping[str, Any], secret: bytes | None, domain: bytes) -> bytes:
     return body
 
 
-def _open(raw: bytes, secret: bytes | None, domain: bytes) -> dict[str, Any]:
+def _open(raw: bytes | str, secret: bytes | None, domain: bytes) -> dict[str, Any]:
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise WireError("malformed", f"message is {type(raw).__name__}, not bytes")
     raw = bytes(raw)
@@ -215,7 +215,7 @@ def encode_spec(spec_id: str, spec: Mapping[str, Any], secret: bytes | None = No
     return _seal(_spec_body(spec), secret, _SPEC_DOMAIN + spec_id.encode() + b"\x00")
 
 
-def decode_spec(spec_id: str, raw: bytes, secret: bytes | None = None) -> dict[str, Any]:
+def decode_spec(spec_id: str, raw: bytes | str, secret: bytes | None = None) -> dict[str, Any]:
     """Decode a stored spec (with an empty ``applied``); raise WireError if it is not sound."""
     obj = _open(raw, secret, _SPEC_DOMAIN + spec_id.encode() + b"\x00")
     return _check_spec_shape(obj)

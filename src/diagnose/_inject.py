@@ -245,11 +245,15 @@ def with_return_hook(code: types.CodeType, hook: Any) -> types.CodeType:
     from bytecode import Bytecode, Instr
 
     bc = Bytecode.from_code(code)
-    call = (
-        [("PUSH_NULL", None), ("LOAD_CONST", hook), ("PRECALL", 0), ("CALL", 0), ("POP_TOP", None)]
-        if sys.version_info < (3, 12)
-        else [("LOAD_CONST", hook), ("PUSH_NULL", None), ("CALL", 0), ("POP_TOP", None)]
-    )
+    # How a call with no arguments is spelled changed in 3.12 (no PRECALL) and in 3.13
+    # (the callable goes below the NULL).
+    if sys.version_info < (3, 12):
+        call = [("PUSH_NULL", None), ("LOAD_CONST", hook), ("PRECALL", 0), ("CALL", 0)]
+    elif sys.version_info < (3, 13):
+        call = [("PUSH_NULL", None), ("LOAD_CONST", hook), ("CALL", 0)]
+    else:
+        call = [("LOAD_CONST", hook), ("PUSH_NULL", None), ("CALL", 0)]
+    call.append(("POP_TOP", None))
     out: list[Any] = []
     for instr in bc:
         if isinstance(instr, Instr) and instr.name in ("RETURN_VALUE", "RETURN_CONST"):

@@ -52,7 +52,7 @@ class Instrument:
         self,
         name: str,
         value: str,
-        event: str | None = None,
+        event: str = "return",
         expires: _dt.datetime | None = None,
         custom: dict[str, Any] | None = None,
         mgr: Any = None,
@@ -63,7 +63,7 @@ class Instrument:
             import diagnose
 
             mgr = diagnose.manager
-        if event is None:
+        if internal is not None and event == "return":
             event = "end" if internal else "return"
         if event not in EVENTS:
             raise ValueError(f"event must be one of {', '.join(EVENTS)}, not {event!r}")

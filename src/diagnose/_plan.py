@@ -189,9 +189,9 @@ class Plan:
                 if self._wants(names, name):
                     slow = f"_dgn_p.bind({a}, {k})[{name!r}]"
                     items.append(f"{name!r}: ({k}[{name!r}] if {name!r} in {k} else {slow})")
-            for name in (sig.varargs, sig.varkw):
-                if name and self._wants(names, name):
-                    items.append(f"{name!r}: _dgn_p.bind({a}, {k})[{name!r}]")
+            for star in (sig.varargs, sig.varkw):
+                if star and self._wants(names, star):
+                    items.append(f"{star!r}: _dgn_p.bind({a}, {k})[{star!r}]")
         if event == "return":
             if self._wants(names, "result"):
                 items.append("'result': _dgn_r")

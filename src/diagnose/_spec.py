@@ -61,7 +61,7 @@ def check_expression(expr: object, what: str = "value") -> ast.Expression:
     return tree
 
 
-def compile_expression(expr: str, what: str = "value") -> Any:
+def compile_expression(expr: object, what: str = "value") -> Any:
     """Check an expression against the policy and compile it for eval()."""
     tree = check_expression(expr, what)
     try:

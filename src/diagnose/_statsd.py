@@ -38,7 +38,7 @@ def client() -> Any:
                 # datadog's package is slow to import (~0.1 s): keep it off `import diagnose`.
                 from datadog.dogstatsd.base import DogStatsd
 
-                settings = {
+                settings: dict[str, Any] = {
                     "host": os.environ.get("DIAGNOSE_STATSD_HOST", "127.0.0.1"),
                     "port": int(os.environ.get("DIAGNOSE_STATSD_PORT", "8125")),
                     "disable_telemetry": True,

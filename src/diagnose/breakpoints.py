@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from . import _inject
 from ._resolve import resolve, underlying_function
@@ -108,7 +108,7 @@ class Breakpoint:
         if patch is not None:
             patch.detach(self)
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         self._detach()
         self.release()
         while self._started_threads:

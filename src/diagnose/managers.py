@@ -247,8 +247,9 @@ class ProbeManager:
         if instrument is None:
             return
         for full_id, (owned_probe, _fp) in list(self._owned.items()):
-            if owned_probe.instruments.get(full_id) is instrument:
-                error = f"runtime error: {instrument.error}"
+            current = owned_probe.instruments.get(full_id)
+            if current is instrument:
+                error = f"runtime error: {current.error}"
                 self._runtime_errors[full_id] = error
                 spec_id = full_id.split(":", 1)[1]
                 spec = self.specs.get(spec_id)

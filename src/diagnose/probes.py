@@ -7,7 +7,7 @@ import sys
 import threading
 import types
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from . import _inject
 from ._plan import Plan
@@ -234,7 +234,9 @@ class InstrumentDict(dict):  # type: ignore[type-arg]
         self._changed()
         return value
 
-    def __ior__(self, other: Any) -> InstrumentDict:
+    # dict's __ior__ takes any mapping or pairs, its __or__ only a dict: mypy's check that
+    # they agree fails for dict itself (typeshed silences it the same way).
+    def __ior__(self, other: Any) -> InstrumentDict:  # type: ignore[misc]
         super().__ior__(other)
         self._changed()
         return self
@@ -287,7 +289,8 @@ class FunctionProbe:
                 # Already attached: every change to instruments re-plans at once.
                 self.started = True
                 return
-            patch = patch_for(self.func)
+            # mypy applies FunctionType.__get__ to the property's value (MethodType).
+            patch = patch_for(cast(types.FunctionType, self.func))
             patch.probes.append(self)
             self._patch = patch
             self.started = True

@@ -13,7 +13,14 @@ from typing import Any
 from . import instruments, managers, probes
 from ._spec import validate_spec
 from ._statsd import configure as configure_statsd
-from .exceptions import ExpressionRefused, ProbeError, SpecError
+from .exceptions import (
+    ExpressionRefused,
+    NotAFunction,
+    ProbeError,
+    SpecError,
+    TargetImportError,
+    TargetNotFound,
+)
 from .instruments import (
     HistogramInstrument,
     IncrementInstrument,
@@ -32,10 +39,13 @@ __all__ = (
     "Instrument",
     "InstrumentManager",
     "LogInstrument",
+    "NotAFunction",
     "ProbeError",
     "ProbeManager",
     "ProbeTestInstrument",
     "SpecError",
+    "TargetImportError",
+    "TargetNotFound",
     "attach_to",
     "configure_statsd",
     "instruments",

@@ -140,8 +140,11 @@ class Plan:
         self.end_other_names = (
             None if end_names is None else frozenset(end_names - self.local_names)
         )
-        self.hotspots = bool(self.returns) and (
-            self.return_names is None or "hotspots" in self.return_names
+        # As in the original library: hotspots are timed for return instruments whose
+        # value or tags mention them.
+        self.hotspots = any(
+            "hotspots" in str(i.value) or "hotspots" in str(i.custom.get("tags") or "")
+            for i, _probe in self.returns
         )
         deadlines = [e[0]._deadline for e in entries if e[0]._deadline is not None]
         self.deadline = min(deadlines) if deadlines else None
@@ -155,6 +158,8 @@ class Plan:
         """Return a dict display of the names an event's instruments read."""
         sig = self.sig
         a, k = sig.args, sig.kwargs
+        if names is None:
+            return self._whole_namespace(event)
         items: list[str] = []
         if self._wants(names, "args"):
             items.append(f"'args': {a}")
@@ -202,6 +207,33 @@ class Plan:
             if self._wants(names, "hotspots"):
                 items.append("'hotspots': _dgn_h")
         return "{" + ", ".join(items) + "}"
+
+    def _whole_namespace(self, event: str) -> str:
+        """Return the dict display of every name, for instruments that may read any name.
+
+        As in the original library: the arguments passed, by name (positional ones by
+        their parameter's name, keywords as passed), and no hotspots unless mentioned.
+        """
+        a, k = self.sig.args, self.sig.kwargs
+        items = [
+            f"'args': {a}",
+            f"'kwargs': {k}",
+            "'start': _dgn_t0",
+            "'now': _dgn_utcnow()",
+            "'frame': _dgn_getframe(0)",
+            f"**_dgn_p.passed({a}, {k})",
+        ]
+        if event == "return":
+            items += ["'result': _dgn_r", "'end': _dgn_t1", "'elapsed': _dgn_t1 - _dgn_t0"]
+            if self.hotspots:
+                items.append("'hotspots': _dgn_h")
+        return "{" + ", ".join(items) + "}"
+
+    def passed(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Return the arguments of a call by name: positional ones, then keywords."""
+        names = dict(zip(self.sig.positional, args, strict=False))
+        names.update(kwargs)
+        return names
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
         """Return the target's parameters bound to a call's arguments, defaults applied;

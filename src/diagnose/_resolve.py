@@ -8,7 +8,7 @@ import inspect
 import types
 from typing import Any
 
-from .exceptions import ProbeError
+from .exceptions import NotAFunction, ProbeError, TargetImportError, TargetNotFound
 
 __all__ = ("resolve", "underlying_function")
 
@@ -29,10 +29,10 @@ def _import_longest(parts: list[str]) -> tuple[Any, list[str]]:
             error = exc
             break
     if error is not None:
-        raise ProbeError(
+        raise TargetImportError(
             f"cannot import {'.'.join(parts)}: {type(error).__name__}: {error}"
         ) from None
-    raise ProbeError(f"no module found for target {'.'.join(parts)!r}")
+    raise TargetImportError(f"no module found for target {'.'.join(parts)!r}")
 
 
 def _static_attribute(owner: Any, name: str) -> Any:
@@ -57,7 +57,7 @@ def underlying_function(obj: Any, target: str = "") -> types.FunctionType:
             obj = obj.__func__
         elif isinstance(obj, property):
             if obj.fget is None:
-                raise ProbeError(f"{target} is a property without a getter")
+                raise NotAFunction(f"{target} is a property without a getter")
             obj = obj.fget
         elif isinstance(obj, functools.cached_property):
             obj = obj.func
@@ -74,8 +74,8 @@ def underlying_function(obj: Any, target: str = "") -> types.FunctionType:
             obj = obj.__wrapped__
         else:
             kind = "a class" if inspect.isclass(obj) else f"a {type(obj).__name__}"
-            raise ProbeError(f"{target} is {kind}, not a Python function")
-    raise ProbeError(f"{target}: too many wrappers to unwrap")
+            raise NotAFunction(f"{target} is {kind}, not a Python function")
+    raise NotAFunction(f"{target}: too many wrappers to unwrap")
 
 
 def resolve(target: str) -> types.FunctionType:
@@ -89,6 +89,7 @@ def resolve(target: str) -> types.FunctionType:
         try:
             obj = _static_attribute(obj, name)
         except AttributeError:
-            raise ProbeError(f"{path} has no attribute {name!r}") from None
+            what = "attribute or submodule" if inspect.ismodule(obj) else "attribute"
+            raise TargetNotFound(f"{path} has no {what} {name!r}") from None
         path = f"{path}.{name}"
     return underlying_function(obj, target)

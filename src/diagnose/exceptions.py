@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ("ExpressionRefused", "ProbeError", "SpecError")
+__all__ = (
+    "ExpressionRefused",
+    "NotAFunction",
+    "ProbeError",
+    "SpecError",
+    "TargetImportError",
+    "TargetNotFound",
+)
 
 
 class SpecError(ValueError):
@@ -13,5 +20,17 @@ class ExpressionRefused(SpecError):
     """An instrument's expression does not compile, or the expression policy refuses it."""
 
 
-class ProbeError(RuntimeError):
+class ProbeError(Exception):
     """A probe cannot attach to its target (not found, or not a Python function)."""
+
+
+class TargetImportError(ProbeError, ImportError):
+    """The module of a probe's target cannot be imported."""
+
+
+class TargetNotFound(ProbeError, AttributeError):
+    """A probe's target names an attribute that does not exist."""
+
+
+class NotAFunction(ProbeError, TypeError):
+    """A probe's target is not a Python function (a class, a builtin, a constant...)."""

@@ -21,6 +21,7 @@ __all__ = (
 )
 
 omitted = object()
+_WHOLE_NAMESPACE = frozenset({"locals", "vars", "dir"})
 
 
 def _names_in(code: types.CodeType) -> set[str]:
@@ -131,6 +132,8 @@ class Instrument:
                     names |= _names_in(self.compiled(expr))
                 except SyntaxError:
                     pass
+        if names & _WHOLE_NAMESPACE:
+            return None  # locals() and friends read every name
         return names
 
     def nested_scopes(self) -> bool:
@@ -153,6 +156,8 @@ class Instrument:
         """Return True when check_call() may say no: it or the manager's is overridden."""
         from .managers import ProbeManager
 
+        if "check_call" in vars(self) or "check_call" in getattr(self.mgr, "__dict__", {}):
+            return True  # replaced on the instance (mock.patch, for one)
         mine = type(self).check_call is not Instrument.check_call
         mgr_check = getattr(type(self.mgr), "check_call", None)
         return mine or mgr_check is not ProbeManager.check_call

@@ -156,11 +156,12 @@ class Instrument:
         """Return True when check_call() may say no: it or the manager's is overridden."""
         from .managers import ProbeManager
 
-        if "check_call" in vars(self) or "check_call" in getattr(self.mgr, "__dict__", {}):
-            return True  # replaced on the instance (mock.patch, for one)
-        mine = type(self).check_call is not Instrument.check_call
-        mgr_check = getattr(type(self.mgr), "check_call", None)
-        return mine or mgr_check is not ProbeManager.check_call
+        # Compare the bound methods' functions: that also catches a check_call replaced
+        # on the instance (mock.patch does that), without touching the instances'
+        # __dict__ (materialising it makes every later attribute read slower).
+        mine = getattr(self.check_call, "__func__", None) is not Instrument.check_call
+        mgr_check = getattr(self.mgr, "check_call", None)
+        return mine or getattr(mgr_check, "__func__", None) is not ProbeManager.check_call
 
     def evaluate(self, value: str, _globals: dict[str, Any], _locals: dict[str, Any]) -> Any:
         """Evaluate the expression value in the given namespaces."""

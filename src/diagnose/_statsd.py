@@ -13,6 +13,14 @@ _lock = threading.Lock()
 _settings: dict[str, Any] = {}
 
 
+def _reset_lock_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_lock_in_child)
+
+
 def configure(host: str | None = None, port: int | None = None, **options: Any) -> None:
     """Set where metrics go (default DIAGNOSE_STATSD_HOST:DIAGNOSE_STATSD_PORT, else
     127.0.0.1:8125); the next metric uses a new client."""

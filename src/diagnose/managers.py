@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -78,6 +79,7 @@ class ProbeManager:
         self._runtime_errors: dict[str, str] = {}
         self.instrument_classes = dict(type(self).instrument_classes)
         self.global_namespace = dict(type(self).global_namespace)
+        _managers.add(self)
 
     # --- applying specs ---------------------------------------------------------------
 
@@ -273,6 +275,26 @@ class ProbeManager:
 
 
 InstrumentManager = ProbeManager
+
+_managers: weakref.WeakSet[ProbeManager] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # Threads do not survive fork(): a lock one of them held would never be released,
+    # and apply_in_background's thread has to start again in the child.
+    parent_id = f"{socket.gethostname()}:{os.getppid()}"
+    for mgr in list(_managers):
+        if mgr.process_id == parent_id:
+            mgr.process_id = default_process_id()
+        mgr.lock = threading.RLock()
+        mgr._wake = threading.Event()
+        mgr._stop_background = threading.Event()
+        if mgr.apply_thread is not None:
+            mgr.apply_thread = None
+            mgr.apply_in_background(mgr.period)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _finish(instrument: Any, full_id: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 import threading
 import types
@@ -25,6 +26,15 @@ active_probes: dict[str, FunctionProbe] = {}
 # (``mod.f`` and ``other.f`` after ``from mod import f``); they share its patch.
 _patches: dict[int, _Patch] = {}
 _lock = threading.RLock()
+
+
+def _reset_lock_in_child() -> None:
+    # A thread that held the lock at fork() does not exist in the child.
+    global _lock
+    _lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 
 def attach_to(target: str) -> FunctionProbe:

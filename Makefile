@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-fleet clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ lint: $(VENV)/.test
 
 bench: $(VENV)/.test
 	$(PY) bench/probe_overhead.py
+
+bench-fleet: $(VENV)/.test
+	$(PY) bench/fleet_latency.py --workers 10 50 100
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache

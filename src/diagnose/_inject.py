@@ -3,8 +3,11 @@
 The function object itself is never replaced, so every reference to it (module and
 class attributes, ``from x import f`` copies, registries, closures, partials and the
 decorators that wrapped it) sees the probe. The swapped-in code has the target's own
-parameters, so ``inspect.signature`` and the defaults are unchanged; it calls a copy
-of the original function, and removes its own frame from any traceback it re-raises.
+parameters (or, when instruments read the call's ``args`` and ``kwargs`` as passed,
+``*args, **kwargs`` with ``__signature__`` set while attached), so ``inspect.signature``
+and the defaults are unchanged. It calls a copy of the original function, and removes
+its own frame from any traceback it re-raises. The generated source is compiled once
+per shape; the objects it uses are put in as constants of the code object.
 """
 
 from __future__ import annotations

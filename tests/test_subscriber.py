@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import msgpack
@@ -17,6 +17,7 @@ import diagnose_redis
 from diagnose_redis import SpecStore, _wire
 from diagnose_redis._subscriber import Subscriber
 from diagnose_redis._wire import MAX_MESSAGE_BYTES, encode_event, encode_spec
+from probe_targets.support import wait_for
 
 TARGET = f"{__name__}.target"
 
@@ -34,16 +35,6 @@ def spec(value: str = "result", lifespan: float | None = None, **extra: Any) -> 
         "lifespan": lifespan,
         **extra,
     }
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Poll condition until it is truthy or the deadline passes; return its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.01)
 
 
 @pytest.fixture

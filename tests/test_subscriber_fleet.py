@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +18,10 @@ import redis
 from coordinator._embedded import RedisServer
 from diagnose_redis import SpecStore
 from diagnose_redis._wire import encode_event
+from probe_targets.support import wait_for
 
 WORKER = Path(__file__).with_name("fleet_worker.py")
 TARGET = "fleet_worker.work"
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Poll condition until it is truthy or the deadline passes; return its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.02)
 
 
 def log_spec(name: str, value: str = "result", **extra: Any) -> dict[str, Any]:

@@ -236,39 +236,23 @@ def processes(ctx: click.Context, as_json: bool, max_age: float | None) -> None:
     _commands.processes(_settings(ctx), max_age=max_age, as_json=_use_json(ctx, as_json))
 
 
+def _seconds_option(flag: str, default: float, help: str) -> Any:
+    """Return a click option taking a number of seconds (at least 0.05)."""
+    return click.option(
+        flag,
+        type=click.FloatRange(min=0.05),
+        default=default,
+        show_default=True,
+        metavar="S",
+        help=help,
+    )
+
+
 @cli.command()
-@click.option(
-    "--sweep-interval",
-    type=click.FloatRange(min=0.05),
-    default=1.0,
-    show_default=True,
-    metavar="S",
-    help="Seconds between sweeps of expired specs.",
-)
-@click.option(
-    "--prune-interval",
-    type=click.FloatRange(min=0.05),
-    default=5.0,
-    show_default=True,
-    metavar="S",
-    help="Seconds between prunes of dead processes.",
-)
-@click.option(
-    "--version-interval",
-    type=click.FloatRange(min=0.05),
-    default=10.0,
-    show_default=True,
-    metavar="S",
-    help="Seconds between re-publishing the version.",
-)
-@click.option(
-    "--max-age",
-    type=click.FloatRange(min=0.05),
-    default=30.0,
-    show_default=True,
-    metavar="S",
-    help="Prune processes silent for longer than S seconds.",
-)
+@_seconds_option("--sweep-interval", 1.0, "Seconds between sweeps of expired specs.")
+@_seconds_option("--prune-interval", 5.0, "Seconds between prunes of dead processes.")
+@_seconds_option("--version-interval", 10.0, "Seconds between re-publishing the version.")
+@_seconds_option("--max-age", 30.0, "Prune processes silent for longer than S seconds.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every sweep and prune.")
 @click.pass_context
 def serve(

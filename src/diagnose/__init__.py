@@ -76,10 +76,7 @@ def sensor(
         yield instrument
     finally:
         probe.instruments.pop(name, None)
-        if not probe.instruments:
-            probe.stop()
-            if probes.active_probes.get(target) is probe:
-                del probes.active_probes[target]
+        probes.release(probe)
 
 
 def __getattr__(name: str) -> Any:

@@ -383,7 +383,9 @@ class Plan:
         if bound is not None:
             ns.update(bound)
         parameters = set(self.sig.names)
-        ns.update({"result": exc, "end": t1, "hotspots": hotspots})
+        ns.update({"result": exc, "end": t1})
+        if self.hotspots:
+            ns["hotspots"] = hotspots
         ns["elapsed"] = None if t0 is None else t1 - t0
         for instrument, probe in self.returns:
             if bound is None:

@@ -8,6 +8,7 @@ import inspect
 import types
 from typing import Any
 
+from ._spec import DOTTED_PATH_ERROR, is_dotted_path
 from .exceptions import NotAFunction, ProbeError, TargetImportError, TargetNotFound
 
 __all__ = ("resolve", "underlying_function")
@@ -80,9 +81,9 @@ def underlying_function(obj: Any, target: str = "") -> types.FunctionType:
 
 def resolve(target: str) -> types.FunctionType:
     """Return the Python function a dotted target names; raise ProbeError if there is none."""
+    if not is_dotted_path(target):
+        raise ProbeError(DOTTED_PATH_ERROR.format(target))
     parts = target.split(".")
-    if len(parts) < 2 or not all(p.isidentifier() for p in parts):
-        raise ProbeError(f"target must be a dotted path like 'pkg.module.func', not {target!r}")
     obj, rest = _import_longest(parts)
     path = obj.__name__
     for name in rest:

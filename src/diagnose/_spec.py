@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import datetime as _dt
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,8 +24,18 @@ __all__ = (
 EVENTS = ("call", "return", "end")
 MAX_EXPRESSION_CHARS = 4096
 MAX_LIFESPAN_MINUTES = 366 * 24 * 60
-_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 _INSTRUMENT_FIELDS = {"type", "name", "value", "event", "internal", "custom"}
+
+
+def is_dotted_path(target: object) -> bool:
+    """Return True for a dotted path of two or more identifiers, like 'pkg.module.func'."""
+    if not isinstance(target, str):
+        return False
+    parts = target.split(".")
+    return len(parts) >= 2 and all(part.isidentifier() for part in parts)
+
+
+DOTTED_PATH_ERROR = "target must be a dotted path like 'pkg.module.func', not {!r}"
 
 
 def check_expression(expr: object, what: str = "value") -> ast.Expression:
@@ -100,8 +109,8 @@ def validate_spec(
     if not isinstance(spec, Mapping):
         raise SpecError(f"a spec must be a map, not {type(spec).__name__}")
     target = spec.get("target")
-    if not isinstance(target, str) or not _DOTTED.match(target):
-        raise SpecError(f"target must be a dotted path like 'pkg.module.func', not {target!r}")
+    if not is_dotted_path(target):
+        raise SpecError(DOTTED_PATH_ERROR.format(target))
 
     instrument = spec.get("instrument")
     if not isinstance(instrument, Mapping):

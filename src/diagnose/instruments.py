@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import sys
+import time
 import types
 from typing import Any
 
@@ -110,8 +111,6 @@ class Instrument:
 
     def is_live(self) -> bool:
         """Return True while the instrument may still fire (it has not expired)."""
-        import time
-
         return self._deadline is None or time.time() < self._deadline
 
     def compiled(self, expr: str) -> Any:

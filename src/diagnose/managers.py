@@ -11,8 +11,8 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 from . import instruments, probes
 from ._spec import expires_at, validate_spec
@@ -38,6 +38,26 @@ def mag(obj: Any, base: float = 10) -> int:
         return int(math.log10(size) if base == 10 else math.log(size, base))
     except (TypeError, ValueError):
         return -1
+
+
+class _Owned(NamedTuple):
+    """An instrument a manager put on a probe, and the spec fields it was made from."""
+
+    probe: probes.FunctionProbe
+    key: Any
+    expires: datetime.datetime | None
+
+
+def _spec_key(spec: Any) -> Any:
+    """Return the fields of a raw spec that make its instrument (not ``applied``)."""
+    if not isinstance(spec, Mapping):
+        return None
+    return (
+        spec.get("target"),
+        spec.get("lastmodified"),
+        spec.get("lifespan"),
+        repr(spec.get("instrument")),
+    )
 
 
 class ProbeManager:
@@ -71,8 +91,8 @@ class ProbeManager:
         self.apply_thread: threading.Thread | None = None
         self._stop_background = threading.Event()
         self._wake = threading.Event()
-        # full instrument id -> (probe, fingerprint of the spec it came from)
-        self._owned: dict[str, tuple[probes.FunctionProbe, Any]] = {}
+        # full instrument id -> the probe holding it, and what it was made from
+        self._owned: dict[str, _Owned] = {}
         self._listeners: list[Callable[[str], None]] = []
         # full instrument id -> the error its instrument raised while firing; it stays
         # in applied until the spec changes.
@@ -89,41 +109,46 @@ class ProbeManager:
             self._apply()
 
     def _apply(self) -> None:
-        wanted: dict[str, str] = {}
+        wanted: set[str] = set()
         now = time.time()
         for spec_id, spec in list(self.specs.items()):
             full_id = f"{self.short_id}:{spec_id}"
             try:
-                clean = validate_spec(spec, known_types=self.instrument_classes)
-                expires = expires_at(clean)
+                key = _spec_key(spec)
+                owned = self._owned.get(full_id)
+                # A spec unchanged since it was applied is neither validated (that parses
+                # and compiles its expressions) nor attached again.
+                current = (
+                    owned is not None
+                    and owned.key == key
+                    and owned.probe.started
+                    and full_id in owned.probe.instruments
+                )
+                if current:
+                    assert owned is not None
+                    expires = owned.expires
+                else:
+                    clean = validate_spec(spec, known_types=self.instrument_classes)
+                    expires = expires_at(clean)
                 if expires is not None and expires.timestamp() <= now:
                     self.mark(spec_id, spec)
                     continue
-                wanted[full_id] = clean["target"]
-                self._attach(full_id, clean, expires)
+                wanted.add(full_id)
+                if not current:
+                    self._attach(full_id, clean, expires, key)
                 self.mark(spec_id, spec, error=self._runtime_errors.get(full_id))
             except Exception as exc:
-                wanted.pop(full_id, None)
+                wanted.discard(full_id)
                 self._detach(full_id)
                 self.mark(spec_id, spec, error=_describe(exc))
         for full_id in list(self._owned):
             if full_id not in wanted:
                 self._detach(full_id)
 
-    def _attach(self, full_id: str, spec: dict[str, Any], expires: Any) -> None:
-        fingerprint = (
-            spec["target"],
-            spec["lastmodified"],
-            spec["lifespan"],
-            repr(sorted(spec["instrument"].items())),
-        )
+    def _attach(self, full_id: str, spec: dict[str, Any], expires: Any, key: Any) -> None:
         owned = self._owned.get(full_id)
-        if owned is not None:
-            probe, old = owned
-            if old == fingerprint and full_id in probe.instruments and probe.started:
-                return
-            if probe.target != spec["target"]:
-                self._detach(full_id)
+        if owned is not None and owned.probe.target != spec["target"]:
+            self._detach(full_id)
         self._runtime_errors.pop(full_id, None)
         settings = dict(spec["instrument"])
         cls = self.instrument_classes[settings.pop("type")]
@@ -138,28 +163,21 @@ class ProbeManager:
         except BaseException:
             self._owned.pop(full_id, None)
             probe.instruments.pop(full_id, None)
-            if not probe.instruments:
-                probe.stop()
-                if probes.active_probes.get(probe.target) is probe:
-                    del probes.active_probes[probe.target]
+            probes.release(probe)
             raise
         if previous is not None and previous is not instrument:
             _finish(previous, full_id)
-        self._owned[full_id] = (probe, fingerprint)
+        self._owned[full_id] = _Owned(probe, key, expires)
 
     def _detach(self, full_id: str) -> None:
         self._runtime_errors.pop(full_id, None)
         owned = self._owned.pop(full_id, None)
         if owned is None:
             return
-        probe = owned[0]
-        instrument = probe.instruments.pop(full_id, None)
+        instrument = owned.probe.instruments.pop(full_id, None)
         if instrument is not None:
             _finish(instrument, full_id)
-        if not probe.instruments:
-            probe.stop()
-            if probes.active_probes.get(probe.target) is probe:
-                del probes.active_probes[probe.target]
+        probes.release(owned.probe)
 
     def mark(self, spec_id: str, spec: dict[str, Any], error: str | None = None) -> None:
         """Record in spec["applied"] that this process applied it (or why not)."""
@@ -248,8 +266,8 @@ class ProbeManager:
         )
         if instrument is None:
             return
-        for full_id, (owned_probe, _fp) in list(self._owned.items()):
-            current = owned_probe.instruments.get(full_id)
+        for full_id, owned in list(self._owned.items()):
+            current = owned.probe.instruments.get(full_id)
             if current is instrument:
                 error = f"runtime error: {current.error}"
                 self._runtime_errors[full_id] = error

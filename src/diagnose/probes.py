@@ -16,7 +16,7 @@ from ._resolve import resolve
 
 _getframe = sys._getframe
 
-__all__ = ("FunctionProbe", "active_probes", "attach_to", "start_all")
+__all__ = ("FunctionProbe", "active_probes", "attach_to", "release", "start_all")
 
 # Every FunctionProbe by target. One target has at most one probe: add instruments to
 # it (attach_to) rather than making a second one.
@@ -44,6 +44,15 @@ def attach_to(target: str) -> FunctionProbe:
         if probe is None:
             probe = FunctionProbe(target)
         return probe
+
+
+def release(probe: FunctionProbe) -> None:
+    """Stop and forget a probe that has no instruments left."""
+    with _lock:
+        if not probe.instruments:
+            probe.stop()
+            if active_probes.get(probe.target) is probe:
+                del active_probes[probe.target]
 
 
 def start_all() -> None:
@@ -74,22 +83,17 @@ class _EndHook:
         for instrument, probe in ends:
             try:
                 gns = instrument.mgr.global_namespace
+                g = frame.f_globals
                 if instrument._nested:
-                    merged = dict(frame.f_globals)
-                    merged.update(gns)
-                    merged.update(f_locals)
-                    if instrument._checks_calls and not instrument.check_call(probe):
-                        continue
-                    instrument.fire(merged, merged)
-                    continue
-                if other is None or (other and not gns.keys().isdisjoint(other)):
-                    ns = dict(gns)
-                    ns.update(f_locals)
+                    # A lambda or comprehension looks names up in its globals only.
+                    g = ns = {**g, **gns, **f_locals}
+                elif other is None or (other and not gns.keys().isdisjoint(other)):
+                    ns = {**gns, **f_locals}
                 else:
                     ns = f_locals
                 if instrument._checks_calls and not instrument.check_call(probe):
                     continue
-                instrument.fire(frame.f_globals, ns)
+                instrument.fire(g, ns)
             except KeyboardInterrupt:
                 raise
             except BaseException:
@@ -115,7 +119,6 @@ class _Patch:
     def __init__(self, func: types.FunctionType) -> None:
         self.func = func
         self.original = func.__code__
-        self.kind = _inject.kind_of(self.original)
         self.plain = _inject.copy_function(func)
         self._hooked: Any = None
         self.end_hook = _EndHook(self)
@@ -194,13 +197,9 @@ class _Patch:
                 self.probes.remove(owner)
             if owner in self.breakpoints:
                 self.breakpoints.remove(owner)
-            if not self.probes and not self.breakpoints:
-                self.plan = Plan(self, [], self.original)
-                self._restore()
-                if _patches.get(id(self.func)) is self:
-                    del _patches[id(self.func)]
-            else:
-                self.refresh()
+            self.refresh()
+            if not self.probes and not self.breakpoints and _patches.get(id(self.func)) is self:
+                del _patches[id(self.func)]
 
 
 class InstrumentDict(dict):  # type: ignore[type-arg]
@@ -270,7 +269,6 @@ class FunctionProbe:
             self.target = target
             self._patch: _Patch | None = None
             self._func: types.FunctionType | None = None
-            self.started = False
             self.instruments = InstrumentDict(self, instruments or {})
             active_probes[target] = self
 
@@ -296,14 +294,11 @@ class FunctionProbe:
         """Attach to the target; a no-op when already started. Raises ProbeError if missing."""
         with _lock:
             if self._patch is not None:
-                # Already attached: every change to instruments re-plans at once.
-                self.started = True
-                return
+                return  # already started: every change to instruments re-plans at once
             # mypy applies FunctionType.__get__ to the property's value (MethodType).
             patch = patch_for(cast(types.FunctionType, self.func))
             patch.probes.append(self)
             self._patch = patch
-            self.started = True
             try:
                 patch.refresh()
             except BaseException:
@@ -313,7 +308,6 @@ class FunctionProbe:
     def stop(self) -> None:
         """Detach from the target: its original code is back, at no cost per call."""
         with _lock:
-            self.started = False
             patch, self._patch = self._patch, None
             if patch is not None:
                 patch.detach(self)
@@ -322,6 +316,11 @@ class FunctionProbe:
         patch = self._patch
         if patch is not None:
             patch.refresh()
+
+    @property
+    def started(self) -> bool:
+        """True between start() and stop()."""
+        return self._patch is not None
 
     @property
     def attached(self) -> bool:

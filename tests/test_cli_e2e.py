@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from diagnose_redis import Keys, SpecStore
+from probe_targets.support import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 COORDINATOR = str(Path(sys.executable).parent / "coordinator")
@@ -33,12 +34,9 @@ def coordinator(
     )
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll condition until it holds, failing after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll condition until it holds, failing the test after timeout seconds."""
+    assert wait_for(condition, timeout, interval=0.05), f"timed out waiting for {what}"
 
 
 class Fleet:
@@ -72,7 +70,7 @@ class Fleet:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                 )
-        wait_for(lambda: set(self.procs) <= set(self.store.processes()), 20, "heartbeats")
+        wait_until(lambda: set(self.procs) <= set(self.store.processes()), 20, "heartbeats")
 
     def output(self, process_id: str) -> str:
         """Return what a worker printed so far."""
@@ -132,7 +130,7 @@ def test_publish_wait_applies_on_every_worker_and_they_log(fleet: Fleet) -> None
     assert lines[0] == "totals"
     for process_id in fleet.procs:
         assert any(line.split()[:3] == [process_id, "totals", "applied"] for line in lines)
-        wait_for(lambda pid=process_id: "Probe (totals) = " in fleet.output(pid), 10, "output")
+        wait_until(lambda pid=process_id: "Probe (totals) = " in fleet.output(pid), 10, "output")
 
 
 def test_publish_wait_json_reports_each_process(fleet: Fleet) -> None:
@@ -194,7 +192,7 @@ def test_status_processes_list_and_remove_follow_the_fleet(fleet: Fleet) -> None
     removed = coordinator(url, prefix, "remove", "s1")
     assert (removed.returncode, removed.stdout) == (0, "s1\n")
     assert coordinator(url, prefix, "list").stdout.strip() == "No specs."
-    wait_for(lambda: all("probe detached" in fleet.output(p) for p in fleet.procs), 10, "detach")
+    wait_until(lambda: all("probe detached" in fleet.output(p) for p in fleet.procs), 10, "detach")
 
 
 def test_publish_wait_exits_3_when_a_process_never_answers(redis_url: str, prefix: str) -> None:

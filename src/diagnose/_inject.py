@@ -65,6 +65,7 @@ def copy_function(func: types.FunctionType, code: types.CodeType | None = None) 
         code or func.__code__, func.__globals__, func.__name__, func.__defaults__, func.__closure__
     )
     clone.__kwdefaults__ = func.__kwdefaults__
+    clone.__annotations__ = func.__annotations__
     clone.__qualname__ = func.__qualname__
     clone.__module__ = func.__module__
     clone.__doc__ = func.__doc__

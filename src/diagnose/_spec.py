@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import datetime as _dt
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +16,7 @@ __all__ = (
     "MAX_EXPRESSION_CHARS",
     "MAX_LIFESPAN_MINUTES",
     "check_expression",
+    "compile_eval",
     "compile_expression",
     "expires_at",
     "to_utc",
@@ -70,11 +72,19 @@ def check_expression(expr: object, what: str = "value") -> ast.Expression:
     return tree
 
 
-def compile_expression(expr: object, what: str = "value") -> Any:
+@functools.lru_cache(maxsize=256)
+def compile_eval(expr: str, filename: str) -> Any:
+    """Compile an expression for eval(), once: code objects are immutable, so an instrument
+    shares the code its spec's validation compiled (under the instrument's filename)."""
+    return compile(expr.strip(), filename, "eval")
+
+
+def compile_expression(expr: object, what: str = "value", filename: str | None = None) -> Any:
     """Check an expression against the policy and compile it for eval()."""
-    tree = check_expression(expr, what)
+    check_expression(expr, what)
+    assert isinstance(expr, str)
     try:
-        return compile(tree, f"<diagnose {what}>", "eval")
+        return compile_eval(expr, filename or f"<diagnose {what}>")
     except (SyntaxError, ValueError) as exc:
         raise ExpressionRefused(f"{what} {expr!r} does not compile: {exc}") from None
 
@@ -128,7 +138,7 @@ def validate_spec(
     name = instrument.get("name")
     if not isinstance(name, str) or not name:
         raise SpecError("instrument.name must be a non-empty string")
-    compile_expression(instrument.get("value"), "value")
+    compile_expression(instrument.get("value"), "value", f"<probe {name}>")
 
     event = instrument.get("event")
     internal = instrument.get("internal")
@@ -147,7 +157,7 @@ def validate_spec(
     if not isinstance(custom, Mapping):
         raise SpecError("instrument.custom must be a map")
     if custom.get("tags") is not None:
-        compile_expression(custom["tags"], "custom.tags")
+        compile_expression(custom["tags"], "custom.tags", f"<probe {name}>")
 
     lifespan = spec.get("lifespan")
     if lifespan is not None:

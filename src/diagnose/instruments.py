@@ -10,7 +10,7 @@ import types
 from typing import Any
 
 from . import _statsd
-from ._spec import EVENTS, to_utc
+from ._spec import EVENTS, compile_eval, to_utc
 
 __all__ = (
     "HistogramInstrument",
@@ -117,7 +117,7 @@ class Instrument:
         """Return expr compiled for eval(), cached."""
         code = self._codes.get(expr)
         if code is None:
-            code = self._codes[expr] = compile(expr.strip(), f"<probe {self.name}>", "eval")
+            code = self._codes[expr] = compile_eval(expr, f"<probe {self.name}>")
         return code
 
     def names(self) -> set[str] | None:

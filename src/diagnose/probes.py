@@ -73,9 +73,9 @@ class _EndHook:
         # Runs on every return of the target while end instruments are live, so it does
         # the least it can; the wrapper already checked expiry before the call.
         plan = self.patch.plan
-        ends = plan.ends
-        if not ends:
+        if plan is None or not plan.ends:
             return
+        ends = plan.ends
         if frame is None:
             frame = _getframe(1)
         f_locals = frame.f_locals
@@ -124,13 +124,20 @@ class _Patch:
         self.end_hook = _EndHook(self)
         self.probes: list[FunctionProbe] = []
         self.breakpoints: list[Any] = []
-        self.plan = Plan(self, [], self.original)
+        self.plan: Plan | None = None  # none until the first refresh()
         self.installed: types.CodeType | None = None
         self.codes: set[types.CodeType] = {self.original}
-        # A generic wrapper takes (*args, **kwargs); while it is attached,
-        # __signature__ keeps inspect.signature() answering for the target itself.
-        self.signature = inspect.signature(func, follow_wrapped=False)
+        self._signature: inspect.Signature | None = None
         self._set_signature = False
+
+    @property
+    def signature(self) -> inspect.Signature:
+        """The target's signature. A generic wrapper takes (*args, **kwargs); while it is
+        attached, __signature__ keeps inspect.signature() answering for the target itself."""
+        if self._signature is None:
+            # From the copy: func itself may run a wrapper's code by now.
+            self._signature = inspect.signature(self.plain, follow_wrapped=False)
+        return self._signature
 
     def hooked(self) -> Any:
         """Return a copy of the function whose code fires end instruments before returning."""

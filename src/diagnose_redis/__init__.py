@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Any
 from ._wire import Keys, WireError
 
 if TYPE_CHECKING:
+    from ._process import start
     from ._store import SpecStore
-    from ._subscriber import Subscriber, start
+    from ._subscriber import Subscriber
 
 __all__ = ("Keys", "SpecStore", "Subscriber", "WireError", "start")
 
-_LAZY = {"SpecStore": "._store", "Subscriber": "._subscriber", "start": "._subscriber"}
+_LAZY = {"SpecStore": "._store", "Subscriber": "._subscriber", "start": "._process"}
 
 
 def __getattr__(name: str) -> Any:

@@ -21,8 +21,9 @@ class StatusReporter:
     """Mirror a dict of status fields into ``P:status:PROCESS_ID``, and heartbeat.
 
     Writes only the fields that changed, plus ``_process``; rewrites the whole hash after a
-    connection failure or when asked (the server may have restarted empty). It never blocks
-    whoever updates the fields: all I/O happens in its thread.
+    connection failure or when asked (the server may have restarted empty). Whoever updates
+    the fields either wakes the reporter's thread to write them, or writes them itself with
+    flush() (the listener does, being awake anyway); a failed write is retried by the thread.
     """
 
     def __init__(
@@ -43,6 +44,8 @@ class StatusReporter:
         self.writes = 0
         self.failures = 0
         self._lock = threading.Lock()
+        # Held while writing to Redis, by the thread or by flush(): one writer at a time.
+        self._io = threading.Lock()
         self._fields: dict[str, str] = {}
         self._dirty: set[str] = set()
         self._full = True
@@ -58,8 +61,9 @@ class StatusReporter:
         """Start the reporter thread."""
         self._thread.start()
 
-    def update(self, changes: dict[str, str | None]) -> None:
-        """Set (JSON text) or delete (None) status fields, and wake the reporter."""
+    def update(self, changes: dict[str, str | None], wake: bool = True) -> None:
+        """Set (JSON text) or delete (None) status fields; wake the reporter unless told not
+        to (the caller then calls flush())."""
         with self._lock:
             for field, value in changes.items():
                 if value is None:
@@ -67,7 +71,24 @@ class StatusReporter:
                 else:
                     self._fields[field] = value
                 self._dirty.add(field)
-        self._wake.set()
+        if wake:
+            self._wake.set()
+
+    def flush(self) -> None:
+        """Write the changes now, in this thread; leave them to the reporter's thread if it
+        is writing, or if the write fails (it retries with backoff)."""
+        if not self._io.acquire(blocking=False):
+            self._wake.set()
+            return
+        try:
+            if not self._stopping.is_set():
+                self._write()
+        except Exception as exc:
+            self.failures += 1
+            log.debug("status write failed (%s); the reporter retries", exc)
+            self._wake.set()
+        finally:
+            self._io.release()
 
     def poke(self, full: bool = False) -> None:
         """Write ``_process`` soon; with full, rewrite the whole hash."""
@@ -96,7 +117,8 @@ class StatusReporter:
             if self._stopping.is_set():
                 break
             try:
-                self._write()
+                with self._io:
+                    self._write()
             except Exception as exc:
                 failures += 1
                 self.failures += 1
@@ -152,9 +174,11 @@ class StatusReporter:
 
     def _remove(self) -> None:
         try:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.delete(self.keys.status(self.process_id))
-            pipe.zrem(self.keys.processes, self.process_id)
-            pipe.execute()
+            # Under the I/O lock: a flush() running now cannot write the status back after.
+            with self._io:
+                pipe = self.client.pipeline(transaction=True)
+                pipe.delete(self.keys.status(self.process_id))
+                pipe.zrem(self.keys.processes, self.process_id)
+                pipe.execute()
         except Exception as exc:
             log.debug("could not remove status on stop: %s", exc)

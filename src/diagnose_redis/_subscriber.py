@@ -3,21 +3,25 @@
 Three daemon threads, so that no Redis trouble ever reaches the host or delays an expiry:
 
 - the listener owns the pub/sub connection: it subscribes, then reads the full set of specs
-  (a resync), then reads events into the applier's inbox as fast as they come, so the
-  server's output buffer for pub/sub clients never fills. It resyncs again on every
-  reconnect, when an event's version is not the last plus one, on a ``version`` event ahead
-  of what it has, on an ``expired`` keyspace event for a spec, and every RESYNC_SECONDS.
-- the applier (no I/O) merges what the inbox holds, applies it through the manager, detaches
-  expired specs on a local timer, and hands the outcome to the reporter.
-- the reporter (``_reporter.py``) writes the status hash and heartbeats.
+  (a resync), then reads events. It resyncs again on every reconnect, when an event's version
+  is not the last plus one, on a ``version`` event ahead of what it has, on an ``expired``
+  keyspace event for a spec, and every RESYNC_SECONDS. It applies what it read, and writes
+  the status WRITE_DELAY later, itself: a publish wakes no other thread. But when the applier
+  has work queued or the manager is busy (the host holds its lock, say), it queues the work
+  for the applier and goes back to reading at once, so that the server's output buffer for
+  pub/sub clients never fills behind a slow apply.
+- the applier (no I/O) applies what was queued for it, detaches expired specs on a local
+  timer, and passes on runtime errors of instruments.
+- the reporter (``_reporter.py``) heartbeats, and writes the status when the listener did
+  not or could not (after the applier's work, or a failed write).
 """
 
 from __future__ import annotations
 
-import atexit
 import datetime as _dt
 import json
 import logging
+import math
 import os
 import queue
 import socket
@@ -40,18 +44,23 @@ from ._wire import (
     secret_bytes,
 )
 
-__all__ = ("Subscriber", "start")
+__all__ = ("Subscriber",)
 
 log = logging.getLogger("diagnose_redis")
 log.addHandler(logging.NullHandler())
 
 RESYNC_SECONDS = 30.0
 HEALTH_SECONDS = 2.0
-READ_TIMEOUT = 0.25
+READ_TIMEOUT = 1.0
+# How long the status write waits after an apply: a burst of publishes is written once,
+# and the fleet's other processes get to apply first (they all write at once otherwise).
+WRITE_DELAY = 0.05
+DRAIN_LIMIT = 1000
 
 _SNAPSHOT = "snapshot"
 _EVENT = "event"
 _REFRESH = "refresh"
+_WAKE = "wake"
 _STOP = "stop"
 
 
@@ -146,10 +155,20 @@ class Subscriber:
         self.stopped = threading.Event()
         self.owned: set[str] = set()
         self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        # Held while applying. The listener applies itself only when it gets this lock at
+        # once and the applier has applied all it queued (_queued is written by the
+        # listener only, _done by the applier only, under the lock): order is kept.
+        self._apply_lock = threading.Lock()
+        self._queued = 0
+        self._done = 0
+        self._in_apply = threading.local()
+        self._wake_at = math.inf
         self._reported: dict[str, tuple[Any, Any]] = {}
+        self._reported_version = -1
         self._seen: int | None = None
         self._resync_due = False
-        self._threads: list[threading.Thread] = []
+        self._write_due: float | None = None
+        self._threads: dict[str, threading.Thread] = {}
         self.client = redis.Redis.from_url(
             url,
             socket_connect_timeout=2,
@@ -164,7 +183,19 @@ class Subscriber:
         self._expired_channel = f"__keyevent@{db}__:expired"
         self.reporter = StatusReporter(self.client, self.keys, process_id, self._process_info)
         self._backoff = ExponentialWithJitterBackoff(cap=1.0, base=0.05)
-        self._library = _library_version()
+        self._static_info = (
+            json.dumps(
+                {
+                    "host": socket.gethostname(),
+                    "pid": self.pid,
+                    "process_id": self.process_id,
+                    "started": self.started.isoformat(),
+                    "library": _library_version(),
+                    "signed": self.secret is not None,
+                }
+            )[:-1]
+            + ", "
+        )
 
     # --- life cycle ----------------------------------------------------------------
 
@@ -173,11 +204,15 @@ class Subscriber:
         self.manager.process_id = self.process_id
         if hasattr(self.manager, "add_listener"):
             self.manager.add_listener(self._on_applied_change)
-        self._threads = [
-            threading.Thread(target=self._listen, name="diagnose_redis.listener", daemon=True),
-            threading.Thread(target=self._apply_loop, name="diagnose_redis.applier", daemon=True),
-        ]
-        for thread in self._threads:
+        self._threads = {
+            "listener": threading.Thread(
+                target=self._listen, name="diagnose_redis.listener", daemon=True
+            ),
+            "applier": threading.Thread(
+                target=self._apply_loop, name="diagnose_redis.applier", daemon=True
+            ),
+        }
+        for thread in self._threads.values():
             thread.start()
         self.reporter.start()
         return self
@@ -194,14 +229,15 @@ class Subscriber:
         self.stopped.set()
         self._inbox.put((_STOP,))
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(max(0.0, deadline - time.monotonic()))
+        applier = self._threads.get("applier")
+        if applier is not None and applier is not threading.current_thread():
+            applier.join(max(0.0, deadline - time.monotonic()))
         self.reporter.stop(max(0.1, deadline - time.monotonic()))
         try:
             if hasattr(self.manager, "remove_listener"):
                 self.manager.remove_listener(self._on_applied_change)
             with self.manager.lock:
+                # _apply() does nothing once stopped is set, so nothing comes back.
                 for spec_id in self.owned:
                     self.manager.specs.pop(spec_id, None)
                 self.owned.clear()
@@ -209,9 +245,13 @@ class Subscriber:
         except Exception as exc:
             log.debug("detaching on stop failed: %s", exc)
         try:
+            # Closing the pool's connections also wakes the listener from its read.
             self.client.close()
         except Exception:
             pass
+        listener = self._threads.get("listener")
+        if listener is not None and listener is not threading.current_thread():
+            listener.join(max(0.0, deadline - time.monotonic()))
 
     def __enter__(self) -> Subscriber:
         return self
@@ -226,22 +266,20 @@ class Subscriber:
         return f"<Subscriber {self.process_id!r} {self.prefix!r} {state} version={self.version}>"
 
     def _process_info(self) -> str:
-        return json.dumps(
-            {
-                "host": socket.gethostname(),
-                "pid": self.pid,
-                "process_id": self.process_id,
-                "started": self.started.isoformat(),
-                "version": self.version,
-                "library": self._library,
-                "connected": self.connected.is_set(),
-                "received": self.received,
-                "applies": self.applies,
-                "resyncs": self.resyncs,
-                "reconnects": self.reconnects,
-                "dropped": dict(self.dropped),
-                "signed": self.secret is not None,
-            }
+        # The fields that never change are encoded once; this runs on every status write.
+        return (
+            self._static_info
+            + json.dumps(
+                {
+                    "version": self.version,
+                    "connected": self.connected.is_set(),
+                    "received": self.received,
+                    "applies": self.applies,
+                    "resyncs": self.resyncs,
+                    "reconnects": self.reconnects,
+                    "dropped": dict(self.dropped),
+                }
+            )[1:]
         )
 
     def _drop(self, reason: str, detail: object) -> None:
@@ -261,12 +299,17 @@ class Subscriber:
                 failures = 0
             except Exception as exc:
                 failures += 1
-                if self.connected.is_set():
+                if self.stopped.is_set():
+                    pass
+                elif self.connected.is_set():
                     log.info("diagnose_redis lost Redis (%s); reconnecting", exc)
                 else:
                     log.debug("diagnose_redis cannot reach Redis: %s", exc)
             finally:
                 self.connected.clear()
+                if self._write_due is not None:
+                    self._write_due = None
+                    self.reporter.poke()
                 if pubsub is not None:
                     try:
                         pubsub.reset()
@@ -284,31 +327,47 @@ class Subscriber:
         while confirmed != {events, expired}:
             if time.monotonic() > deadline:
                 raise TimeoutError("no subscribe confirmation")
-            message = pubsub.get_message(timeout=READ_TIMEOUT)
+            message = pubsub.get_message(timeout=0.25)
             if message and message["type"] == "subscribe":
                 confirmed.add(message["channel"])
-        self._resync()
+        self._deliver([self._resync()])
         self.reconnects += 1
         self.connected.set()
         self.reporter.poke(full=True)
         last_rx = last_resync = time.monotonic()
         pinged = 0.0
         while not self.stopped.is_set():
-            message = pubsub.get_message(timeout=READ_TIMEOUT)
+            timeout = READ_TIMEOUT
+            if self._write_due is not None:
+                timeout = max(0.0, min(timeout, self._write_due - time.monotonic()))
+            message = pubsub.get_message(timeout=timeout)
             now = time.monotonic()
+            if self._write_due is not None and now >= self._write_due:
+                self._write_due = None
+                self.reporter.flush()
             if message is not None:
                 last_rx = now
-                self._on_message(message, events, expired)
+                # Take whatever else has arrived too: a burst is applied once.
+                work: list[tuple[Any, ...]] = []
+                for _ in range(DRAIN_LIMIT):
+                    self._on_message(message, events, expired, work)
+                    message = pubsub.get_message(timeout=0)
+                    if message is None:
+                        break
+                if work:
+                    self._deliver(work)
             elif now - last_rx > 3 * HEALTH_SECONDS:
                 raise ConnectionError("no answer to health checks")
             elif now - last_rx > HEALTH_SECONDS and now - pinged > HEALTH_SECONDS:
                 pubsub.ping()
                 pinged = now
             if self._resync_due or now - last_resync > RESYNC_SECONDS:
-                self._resync()
+                self._deliver([self._resync()])
                 last_resync = time.monotonic()
 
-    def _on_message(self, message: dict[str, Any], events: bytes, expired: bytes) -> None:
+    def _on_message(
+        self, message: dict[str, Any], events: bytes, expired: bytes, work: list[tuple[Any, ...]]
+    ) -> None:
         kind = message["type"]
         if kind == "subscribe":
             # Subscribed again without our asking: the connection was re-made under us.
@@ -331,9 +390,6 @@ class Subscriber:
         except Exception as exc:
             self._drop("malformed", exc)
             return
-        self._on_event(event)
-
-    def _on_event(self, event: dict[str, Any]) -> None:
         version = event["version"]
         seen = self._seen if self._seen is not None else 0
         if event["op"] == "version":
@@ -341,10 +397,9 @@ class Subscriber:
                 self._resync_due = True
             elif version < seen:
                 self._check_reset(seen)
-            return
-        if version == seen + 1:
+        elif version == seen + 1:
             self._seen = version
-            self._inbox.put((_EVENT, event))
+            work.append((_EVENT, event))
         elif version > seen + 1:
             self._resync_due = True
         else:
@@ -358,7 +413,7 @@ class Subscriber:
         if current < seen:
             self._resync_due = True
 
-    def _resync(self) -> None:
+    def _resync(self) -> tuple[Any, ...]:
         self._resync_due = False
         pipe = self.client.pipeline(transaction=True)
         pipe.get(self.keys.version)
@@ -377,41 +432,78 @@ class Subscriber:
         version = int(raw_version or 0)
         self._seen = version
         self.resyncs += 1
-        self._inbox.put((_SNAPSHOT, version, specs))
+        return (_SNAPSHOT, version, specs)
+
+    def _deliver(self, work: list[tuple[Any, ...]]) -> None:
+        """Apply work in this thread when that cannot wait or reorder; else queue it."""
+        if self._apply_lock.acquire(blocking=False):
+            try:
+                lock = self.manager.lock
+                if self._queued == self._done and lock.acquire(blocking=False):
+                    try:
+                        reported = self._apply(work)
+                    finally:
+                        lock.release()
+                    if reported and self._write_due is None:
+                        # Written by this thread when the time comes (see _session).
+                        self._write_due = time.monotonic() + WRITE_DELAY
+                    if self._soonest_expiry() < self._wake_at:
+                        self._inbox.put((_WAKE,))
+                    return
+            finally:
+                self._apply_lock.release()
+        self._queued += len(work)
+        for item in work:
+            self._inbox.put(item)
 
     # --- the applier --------------------------------------------------------------
 
     def _on_applied_change(self, spec_id: str) -> None:
+        # During our own apply the report follows anyway; otherwise an instrument failed
+        # in some thread of the host, and its error goes to the status.
+        if getattr(self._in_apply, "active", False):
+            return
         if spec_id in self.owned and not self.stopped.is_set():
             self._inbox.put((_REFRESH,))
 
-    def _next_expiry(self) -> float | None:
-        soonest = None
+    def _soonest_expiry(self) -> float:
+        soonest = math.inf
         specs = self.manager.specs
         for spec_id in list(self.owned):
             spec = specs.get(spec_id)
             when = _expiry(spec) if spec is not None else None
-            if when is not None and (soonest is None or when < soonest):
+            if when is not None and when < soonest:
                 soonest = when
         return soonest
 
     def _apply_loop(self) -> None:
         while True:
             try:
-                expiry = self._next_expiry()
-                timeout = None if expiry is None else max(0.0, expiry - time.time())
+                with self._apply_lock:
+                    self._wake_at = self._soonest_expiry()
+                timeout = None
+                if self._wake_at != math.inf:
+                    timeout = min(max(0.0, self._wake_at - time.time()), 3600.0)
                 try:
                     items = [self._inbox.get(timeout=timeout)]
                 except queue.Empty:
                     items = []
-                while True:
+                with self._apply_lock:
+                    while True:
+                        try:
+                            items.append(self._inbox.get_nowait())
+                        except queue.Empty:
+                            break
+                    if any(item[0] == _STOP for item in items):
+                        return
+                    queued = sum(1 for item in items if item[0] in (_SNAPSHOT, _EVENT))
                     try:
-                        items.append(self._inbox.get_nowait())
-                    except queue.Empty:
-                        break
-                if any(item[0] == _STOP for item in items):
-                    return
-                self._apply(items)
+                        with self.manager.lock:
+                            reported = self._apply(items)
+                    finally:
+                        self._done += queued
+                if reported:
+                    self.reporter.poke()
             except Exception as exc:
                 self.errors += 1
                 self.error = f"{type(exc).__name__}: {exc}"
@@ -419,7 +511,10 @@ class Subscriber:
                 if self.stopped.wait(0.05):
                     return
 
-    def _apply(self, items: list[tuple[Any, ...]]) -> None:
+    def _apply(self, items: list[tuple[Any, ...]]) -> bool:
+        """Merge work items, apply them and any expiry (hold manager.lock); True if reported."""
+        if self.stopped.is_set():
+            return False
         changes: dict[str, dict[str, Any] | None] = {}
         version = self.version
         for item in items:
@@ -434,40 +529,43 @@ class Subscriber:
         now = time.time()
         manager = self.manager
         removed: list[str] = []
-        with manager.lock:
-            for spec_id in list(self.owned):
-                if spec_id not in changes:
-                    expiry = _expiry(manager.specs.get(spec_id) or {})
-                    if expiry is not None and expiry <= now:
-                        changes[spec_id] = None
-            effective = False
-            for spec_id, spec in changes.items():
-                if spec is not None:
-                    expiry = _expiry(spec)
-                    if expiry is not None and expiry <= now:
-                        spec = None
-                current = manager.specs.get(spec_id) if spec_id in self.owned else None
-                if _same(current, spec):
-                    continue
-                effective = True
-                if spec is None:
-                    manager.specs.pop(spec_id, None)
-                    self.owned.discard(spec_id)
-                    removed.append(spec_id)
-                else:
-                    manager.specs[spec_id] = spec
-                    self.owned.add(spec_id)
-            if effective:
-                manager.process_id = self.process_id
+        for spec_id in list(self.owned):
+            if spec_id not in changes:
+                expiry = _expiry(manager.specs.get(spec_id) or {})
+                if expiry is not None and expiry <= now:
+                    changes[spec_id] = None
+        effective = False
+        for spec_id, spec in changes.items():
+            if spec is not None:
+                expiry = _expiry(spec)
+                if expiry is not None and expiry <= now:
+                    spec = None
+            current = manager.specs.get(spec_id) if spec_id in self.owned else None
+            if _same(current, spec):
+                continue
+            effective = True
+            if spec is None:
+                manager.specs.pop(spec_id, None)
+                self.owned.discard(spec_id)
+                removed.append(spec_id)
+            else:
+                manager.specs[spec_id] = spec
+                self.owned.add(spec_id)
+        if effective:
+            manager.process_id = self.process_id
+            self._in_apply.active = True
+            try:
                 manager.apply()
-                self.applies += 1
-            report = self._collect(removed)
+            finally:
+                self._in_apply.active = False
+            self.applies += 1
+        report = self._collect(removed)
         self.version = version
-        if report or version != self._reported_version:
-            self.reporter.update(report)
-            self._reported_version = version
-
-    _reported_version = -1
+        if not report and version == self._reported_version:
+            return False
+        self.reporter.update(report, wake=False)
+        self._reported_version = version
+        return True
 
     def _collect(self, removed: list[str]) -> dict[str, str | None]:
         at = _dt.datetime.now(_dt.UTC)
@@ -489,110 +587,3 @@ class Subscriber:
                 lm = lm if isinstance(lm, _dt.datetime) else None
                 report[spec_id] = encode_status_field(lm, None if err is None else str(err), at)
         return report
-
-
-# --- once per process ---------------------------------------------------------------
-
-_lock = threading.Lock()
-_current: Subscriber | None = None
-_orphans: list[Subscriber] = []
-
-
-def _default_process_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def start(
-    url: str | None = None,
-    *,
-    process_id: str | None = None,
-    prefix: str | None = None,
-    secret: str | bytes | None = None,
-    manager: Any = None,
-) -> Subscriber:
-    """Start this process's subscriber (once: a second call returns the running one)."""
-    global _current
-    with _lock:
-        if _current is not None and _current.running and _current.pid == os.getpid():
-            return _current
-        env = os.environ
-        given = process_id or env.get("DIAGNOSE_PROCESS_ID") or None
-        url = url or env.get("DIAGNOSE_REDIS_URL") or "redis://localhost:6379/0"
-        try:
-            subscriber = Subscriber(
-                url,
-                process_id=given or _default_process_id(),
-                prefix=prefix or env.get("DIAGNOSE_PREFIX") or "diagnose",
-                secret=secret if secret is not None else env.get("DIAGNOSE_SECRET") or None,
-                manager=manager,
-                explicit_id=given is not None,
-            )
-            subscriber.start()
-        except Exception as exc:
-            # Never raise into the host: hand back a stopped subscriber that says why.
-            log.warning("diagnose_redis could not start: %s", exc)
-            subscriber = _Failed(url, process_id=given or _default_process_id(), error=exc)
-        _current = subscriber
-        return subscriber
-
-
-class _Failed(Subscriber):
-    """A subscriber that could not start (a bad URL, say): stopped, with the error."""
-
-    def __init__(self, url: str, *, process_id: str, error: BaseException) -> None:
-        self.url = url
-        self.process_id = process_id
-        self.pid = os.getpid()
-        self.error = f"{type(error).__name__}: {error}"
-        self.stopped = threading.Event()
-        self.stopped.set()
-        self.connected = threading.Event()
-        self.prefix = ""
-        self.version = 0
-
-    def stop(self, timeout: float = 3.0) -> None:
-        """Do nothing: it never started."""
-
-
-def _after_fork_in_child() -> None:
-    global _current, _lock
-    _lock = threading.Lock()
-    parent = _current
-    if parent is None or not parent.running:
-        _current = None
-        return
-    # Keep the parent's objects alive, untouched: closing their sockets here could shut
-    # down the parent's connections.
-    _orphans.append(parent)
-    _current = None
-    try:
-        lock = parent.manager.lock
-        if lock.acquire(blocking=False):
-            lock.release()
-        else:
-            parent.manager.lock = threading.RLock()
-        process_id = (
-            f"{parent.process_id}:{os.getpid()}" if parent.explicit_id else _default_process_id()
-        )
-        child = Subscriber(
-            parent.url,
-            process_id=process_id,
-            prefix=parent.prefix,
-            secret=parent.secret,
-            manager=parent.manager,
-            explicit_id=parent.explicit_id,
-        )
-        child.owned = set(parent.owned)
-        _current = child.start()
-    except Exception as exc:
-        log.debug("diagnose_redis could not restart after fork: %s", exc)
-
-
-def _stop_at_exit() -> None:
-    subscriber = _current
-    if subscriber is not None and subscriber.running and subscriber.pid == os.getpid():
-        subscriber.stop(timeout=1.0)
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_stop_at_exit)

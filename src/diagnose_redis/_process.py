@@ -1,0 +1,120 @@
+"""One subscriber per process: start() and its settings, and what happens at fork and at exit."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+from ._subscriber import Subscriber
+
+__all__ = ("start",)
+
+log = logging.getLogger("diagnose_redis")
+
+_lock = threading.Lock()
+_current: Subscriber | None = None
+_orphans: list[Subscriber] = []
+
+
+def _default_process_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def start(
+    url: str | None = None,
+    *,
+    process_id: str | None = None,
+    prefix: str | None = None,
+    secret: str | bytes | None = None,
+    manager: Any = None,
+) -> Subscriber:
+    """Start this process's subscriber (once: a second call returns the running one)."""
+    global _current
+    with _lock:
+        if _current is not None and _current.running and _current.pid == os.getpid():
+            return _current
+        env = os.environ
+        given = process_id or env.get("DIAGNOSE_PROCESS_ID") or None
+        url = url or env.get("DIAGNOSE_REDIS_URL") or "redis://localhost:6379/0"
+        try:
+            subscriber = Subscriber(
+                url,
+                process_id=given or _default_process_id(),
+                prefix=prefix or env.get("DIAGNOSE_PREFIX") or "diagnose",
+                secret=secret if secret is not None else env.get("DIAGNOSE_SECRET") or None,
+                manager=manager,
+                explicit_id=given is not None,
+            )
+            subscriber.start()
+        except Exception as exc:
+            # Never raise into the host: hand back a stopped subscriber that says why.
+            log.warning("diagnose_redis could not start: %s", exc)
+            subscriber = _Failed(url, process_id=given or _default_process_id(), error=exc)
+        _current = subscriber
+        return subscriber
+
+
+class _Failed(Subscriber):
+    """A subscriber that could not start (a bad URL, say): stopped, with the error."""
+
+    def __init__(self, url: str, *, process_id: str, error: BaseException) -> None:
+        self.url = url
+        self.process_id = process_id
+        self.pid = os.getpid()
+        self.error = f"{type(error).__name__}: {error}"
+        self.stopped = threading.Event()
+        self.stopped.set()
+        self.connected = threading.Event()
+        self.prefix = ""
+        self.version = 0
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Do nothing: it never started."""
+
+
+def _after_fork_in_child() -> None:
+    global _current, _lock
+    _lock = threading.Lock()
+    parent = _current
+    if parent is None or not parent.running:
+        _current = None
+        return
+    # Keep the parent's objects alive, untouched: closing their sockets here could shut
+    # down the parent's connections.
+    _orphans.append(parent)
+    _current = None
+    try:
+        lock = parent.manager.lock
+        if lock.acquire(blocking=False):
+            lock.release()
+        else:
+            parent.manager.lock = threading.RLock()
+        process_id = (
+            f"{parent.process_id}:{os.getpid()}" if parent.explicit_id else _default_process_id()
+        )
+        child = Subscriber(
+            parent.url,
+            process_id=process_id,
+            prefix=parent.prefix,
+            secret=parent.secret,
+            manager=parent.manager,
+            explicit_id=parent.explicit_id,
+        )
+        child.owned = set(parent.owned)
+        _current = child.start()
+    except Exception as exc:
+        log.debug("diagnose_redis could not restart after fork: %s", exc)
+
+
+def _stop_at_exit() -> None:
+    subscriber = _current
+    if subscriber is not None and subscriber.running and subscriber.pid == os.getpid():
+        subscriber.stop(timeout=1.0)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_stop_at_exit)

@@ -27,6 +27,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+import diagnose  # noqa: E402, F401  SpecStore.put validates with it: not a cost of round 0
 from coordinator._embedded import RedisServer  # noqa: E402
 from diagnose_redis import SpecStore  # noqa: E402
 

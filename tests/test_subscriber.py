@@ -225,3 +225,51 @@ def test_slow_apply_keeps_subscription(client, redis_url: str, prefix: str, mana
             assert sub.reconnects == 1 and sub.resyncs == 1
     finally:
         client.config_set("client-output-buffer-limit", old)
+
+
+def test_order_kept_across_queued_and_direct_applies(client, redis_url: str, prefix, manager):
+    """Work queued while the manager was busy is applied before anything read after it."""
+    store = SpecStore(client, prefix)
+    with subscribe(redis_url, prefix, manager) as sub:
+        with manager.lock:
+            store.put("s", spec("result * 1"))
+            assert wait_for(lambda: sub.received == 1)
+        # Published while the applier may still hold the first put: the listener must queue
+        # this one behind it rather than apply it first.
+        store.put("s", spec("result * 2"))
+        last = store.get("s")["lastmodified"]
+        assert wait_for(lambda: sub.version == 2 and applied(manager, "s"))
+        assert manager.specs["s"]["instrument"]["value"] == "result * 2"
+        assert manager.specs["s"]["lastmodified"] == last
+
+        def reported_lm() -> Any:
+            return (store.status("s").get("test:1", {}).get("s") or {}).get("lm")
+
+        assert wait_for(lambda: reported_lm() == last)
+
+
+def test_runtime_error_of_an_instrument_reaches_status(client, redis_url: str, prefix, manager):
+    """An instrument failing in a host thread shows as the spec's error in the status hash."""
+    store = SpecStore(client, prefix)
+    with subscribe(redis_url, prefix, manager):
+        store.put("boom", spec("result.no_such_attribute"))
+        assert wait_for(lambda: applied(manager, "boom"))
+        assert target(1) == 2  # the instrument fails; the target does not
+        key = store.keys.status("test:1")
+
+        def error() -> str | None:
+            raw = client.hget(key, "boom")
+            return json.loads(raw)["err"] if raw else None
+
+        message = wait_for(error)
+        assert message and "runtime error" in message and "no_such_attribute" in message
+
+
+def test_stop_is_prompt_while_listener_waits(redis_url: str, prefix: str, manager) -> None:
+    """stop() wakes the listener from its read instead of waiting out its timeout."""
+    sub = subscribe(redis_url, prefix, manager)
+    began = time.monotonic()
+    sub.stop()
+    took = time.monotonic() - began
+    assert not any(t.is_alive() for t in sub._threads.values())
+    assert took < 0.9, f"stop() took {took:.2f} s"

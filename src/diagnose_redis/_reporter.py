@@ -49,6 +49,7 @@ class StatusReporter:
         self._fields: dict[str, str] = {}
         self._dirty: set[str] = set()
         self._full = True
+        self._info_due = False
         self._last_beat = 0.0
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -92,8 +93,9 @@ class StatusReporter:
 
     def poke(self, full: bool = False) -> None:
         """Write ``_process`` soon; with full, rewrite the whole hash."""
-        if full:
-            with self._lock:
+        with self._lock:
+            self._info_due = True
+            if full:
                 self._full = True
         self._wake.set()
 
@@ -106,10 +108,12 @@ class StatusReporter:
 
     def _run(self) -> None:
         failures = 0
-        next_beat = 0.0
+        retry_at = 0.0
         while not self._stopping.is_set():
             now = time.monotonic()
-            if now < next_beat and self._wake.wait(next_beat - now):
+            # The next heartbeat counts from the last one, whoever wrote it (see flush()).
+            due = retry_at if failures else self._last_beat + self.heartbeat
+            if now < due and self._wake.wait(due - now):
                 # Let a burst of changes settle, and let the fleet's other processes apply
                 # first: every worker writes at once after a publish otherwise.
                 self._stopping.wait(self.coalesce)
@@ -123,19 +127,21 @@ class StatusReporter:
                 failures += 1
                 self.failures += 1
                 log.debug("status write failed (%s), retrying", exc)
-                next_beat = time.monotonic() + self._backoff.compute(failures)
+                retry_at = time.monotonic() + self._backoff.compute(failures)
                 continue
             failures = 0
-            next_beat = time.monotonic() + self.heartbeat
         self._remove()
 
     def _write(self) -> None:
         with self._lock:
             dirty, self._dirty = self._dirty, set()
             full, self._full = self._full, False
+            info, self._info_due = self._info_due, False
             fields = dict(self._fields)
-        key = self.keys.status(self.process_id)
         beat = full or time.monotonic() - self._last_beat >= self.heartbeat
+        if not (dirty or beat or info):
+            return
+        key = self.keys.status(self.process_id)
         # hset(mapping=) below: redis-py types it Mapping[FieldT, EncodableT], whose key type
         # is invariant, so it refuses a dict[str, str] it accepts at run time.
         mapping: dict[str, str]
@@ -169,6 +175,7 @@ class StatusReporter:
             with self._lock:
                 self._dirty |= dirty
                 self._full = True
+                self._info_due = True
             raise
         self.writes += 1
 

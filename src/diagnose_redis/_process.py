@@ -9,6 +9,7 @@ import socket
 import threading
 from typing import Any
 
+from ._mirror import Mirror
 from ._subscriber import Subscriber
 
 __all__ = ("start",)
@@ -70,7 +71,7 @@ class _Failed(Subscriber):
         self.stopped.set()
         self.connected = threading.Event()
         self.prefix = ""
-        self.version = 0
+        self.mirror = Mirror(None, process_id)
 
     def stop(self, timeout: float = 3.0) -> None:
         """Do nothing: it never started."""
@@ -104,7 +105,7 @@ def _after_fork_in_child() -> None:
             manager=parent.manager,
             explicit_id=parent.explicit_id,
         )
-        child.owned = set(parent.owned)
+        child.mirror.owned = set(parent.owned)
         _current = child.start()
     except Exception as exc:
         log.debug("diagnose_redis could not restart after fork: %s", exc)

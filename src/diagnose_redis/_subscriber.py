@@ -34,13 +34,13 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
+from ._mirror import EVENT, SNAPSHOT, Mirror
 from ._reporter import StatusReporter
 from ._wire import (
     Keys,
     WireError,
     decode_event,
     decode_spec,
-    encode_status_field,
     secret_bytes,
 )
 
@@ -57,8 +57,6 @@ READ_TIMEOUT = 1.0
 WRITE_DELAY = 0.05
 DRAIN_LIMIT = 1000
 
-_SNAPSHOT = "snapshot"
-_EVENT = "event"
 _REFRESH = "refresh"
 _WAKE = "wake"
 _STOP = "stop"
@@ -96,27 +94,6 @@ def _library_version() -> str:
         return "unknown"
 
 
-def _expiry(spec: dict[str, Any]) -> float | None:
-    lifespan = spec.get("lifespan")
-    lastmodified = spec.get("lastmodified")
-    if lifespan is None or not isinstance(lastmodified, _dt.datetime):
-        return None
-    if lastmodified.tzinfo is None:
-        lastmodified = lastmodified.replace(tzinfo=_dt.UTC)
-    try:
-        return lastmodified.timestamp() + float(lifespan) * 60
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
-def _same(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return {k: v for k, v in a.items() if k != "applied"} == {
-        k: v for k, v in b.items() if k != "applied"
-    }
-
-
 class Subscriber:
     """Apply the specs published under a prefix to this process, and report what happened."""
 
@@ -143,9 +120,7 @@ class Subscriber:
         self.explicit_id = explicit_id
         self.pid = os.getpid()
         self.started = _dt.datetime.now(_dt.UTC)
-        self.version = 0
         self.received = 0
-        self.applies = 0
         self.resyncs = 0
         self.reconnects = 0
         self.errors = 0
@@ -153,7 +128,7 @@ class Subscriber:
         self.error: str | None = None
         self.connected = threading.Event()
         self.stopped = threading.Event()
-        self.owned: set[str] = set()
+        self.mirror = Mirror(manager, process_id)
         self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         # Held while applying. The listener applies itself only when it gets this lock at
         # once and the applier has applied all it queued (_queued is written by the
@@ -161,10 +136,7 @@ class Subscriber:
         self._apply_lock = threading.Lock()
         self._queued = 0
         self._done = 0
-        self._in_apply = threading.local()
         self._wake_at = math.inf
-        self._reported: dict[str, tuple[Any, Any]] = {}
-        self._reported_version = -1
         self._seen: int | None = None
         self._resync_due = False
         self._write_due: float | None = None
@@ -218,6 +190,16 @@ class Subscriber:
         return self
 
     @property
+    def owned(self) -> set[str]:
+        """The ids of the specs this subscriber applied to the manager."""
+        return self.mirror.owned
+
+    @property
+    def version(self) -> int:
+        """The spec version last applied."""
+        return self.mirror.version
+
+    @property
     def running(self) -> bool:
         """Return True until stop() is called."""
         return not self.stopped.is_set()
@@ -236,12 +218,8 @@ class Subscriber:
         try:
             if hasattr(self.manager, "remove_listener"):
                 self.manager.remove_listener(self._on_applied_change)
-            with self.manager.lock:
-                # _apply() does nothing once stopped is set, so nothing comes back.
-                for spec_id in self.owned:
-                    self.manager.specs.pop(spec_id, None)
-                self.owned.clear()
-                self.manager.apply()
+            # _apply() does nothing once stopped is set, so nothing comes back.
+            self.mirror.release()
         except Exception as exc:
             log.debug("detaching on stop failed: %s", exc)
         try:
@@ -274,7 +252,7 @@ class Subscriber:
                     "version": self.version,
                     "connected": self.connected.is_set(),
                     "received": self.received,
-                    "applies": self.applies,
+                    "applies": self.mirror.applies,
                     "resyncs": self.resyncs,
                     "reconnects": self.reconnects,
                     "dropped": dict(self.dropped),
@@ -399,7 +377,7 @@ class Subscriber:
                 self._check_reset(seen)
         elif version == seen + 1:
             self._seen = version
-            work.append((_EVENT, event))
+            work.append((EVENT, event))
         elif version > seen + 1:
             self._resync_due = True
         else:
@@ -432,7 +410,7 @@ class Subscriber:
         version = int(raw_version or 0)
         self._seen = version
         self.resyncs += 1
-        return (_SNAPSHOT, version, specs)
+        return (SNAPSHOT, version, specs)
 
     def _deliver(self, work: list[tuple[Any, ...]]) -> None:
         """Apply work in this thread when that cannot wait or reorder; else queue it."""
@@ -442,12 +420,15 @@ class Subscriber:
                 if self._queued == self._done and lock.acquire(blocking=False):
                     try:
                         reported = self._apply(work)
+                    except Exception as exc:
+                        self._failed(exc)
+                        return
                     finally:
                         lock.release()
                     if reported and self._write_due is None:
                         # Written by this thread when the time comes (see _session).
                         self._write_due = time.monotonic() + WRITE_DELAY
-                    if self._soonest_expiry() < self._wake_at:
+                    if self.mirror.soonest_expiry() < self._wake_at:
                         self._inbox.put((_WAKE,))
                     return
             finally:
@@ -461,26 +442,16 @@ class Subscriber:
     def _on_applied_change(self, spec_id: str) -> None:
         # During our own apply the report follows anyway; otherwise an instrument failed
         # in some thread of the host, and its error goes to the status.
-        if getattr(self._in_apply, "active", False):
+        if self.mirror.applying:
             return
         if spec_id in self.owned and not self.stopped.is_set():
             self._inbox.put((_REFRESH,))
-
-    def _soonest_expiry(self) -> float:
-        soonest = math.inf
-        specs = self.manager.specs
-        for spec_id in list(self.owned):
-            spec = specs.get(spec_id)
-            when = _expiry(spec) if spec is not None else None
-            if when is not None and when < soonest:
-                soonest = when
-        return soonest
 
     def _apply_loop(self) -> None:
         while True:
             try:
                 with self._apply_lock:
-                    self._wake_at = self._soonest_expiry()
+                    self._wake_at = self.mirror.soonest_expiry()
                 timeout = None
                 if self._wake_at != math.inf:
                     timeout = min(max(0.0, self._wake_at - time.time()), 3600.0)
@@ -496,7 +467,7 @@ class Subscriber:
                             break
                     if any(item[0] == _STOP for item in items):
                         return
-                    queued = sum(1 for item in items if item[0] in (_SNAPSHOT, _EVENT))
+                    queued = sum(1 for item in items if item[0] in (SNAPSHOT, EVENT))
                     try:
                         with self.manager.lock:
                             reported = self._apply(items)
@@ -505,85 +476,22 @@ class Subscriber:
                 if reported:
                     self.reporter.poke()
             except Exception as exc:
-                self.errors += 1
-                self.error = f"{type(exc).__name__}: {exc}"
-                log.debug("diagnose_redis applier error", exc_info=True)
+                self._failed(exc)
                 if self.stopped.wait(0.05):
                     return
 
+    def _failed(self, exc: Exception) -> None:
+        # A bug of ours, not of a spec (the manager reports those): count it, and go on.
+        self.errors += 1
+        self.error = f"{type(exc).__name__}: {exc}"
+        log.debug("diagnose_redis could not apply", exc_info=True)
+
     def _apply(self, items: list[tuple[Any, ...]]) -> bool:
-        """Merge work items, apply them and any expiry (hold manager.lock); True if reported."""
+        """Apply work items and any expiry (hold manager.lock); True if there is a report."""
         if self.stopped.is_set():
             return False
-        changes: dict[str, dict[str, Any] | None] = {}
-        version = self.version
-        for item in items:
-            if item[0] == _SNAPSHOT:
-                _, version, specs = item
-                changes = {spec_id: None for spec_id in self.owned}
-                changes.update(specs)
-            elif item[0] == _EVENT:
-                event = item[1]
-                version = max(version, event["version"])
-                changes[event["id"]] = event["spec"] if event["op"] == "put" else None
-        now = time.time()
-        manager = self.manager
-        removed: list[str] = []
-        for spec_id in list(self.owned):
-            if spec_id not in changes:
-                expiry = _expiry(manager.specs.get(spec_id) or {})
-                if expiry is not None and expiry <= now:
-                    changes[spec_id] = None
-        effective = False
-        for spec_id, spec in changes.items():
-            if spec is not None:
-                expiry = _expiry(spec)
-                if expiry is not None and expiry <= now:
-                    spec = None
-            current = manager.specs.get(spec_id) if spec_id in self.owned else None
-            if _same(current, spec):
-                continue
-            effective = True
-            if spec is None:
-                manager.specs.pop(spec_id, None)
-                self.owned.discard(spec_id)
-                removed.append(spec_id)
-            else:
-                manager.specs[spec_id] = spec
-                self.owned.add(spec_id)
-        if effective:
-            manager.process_id = self.process_id
-            self._in_apply.active = True
-            try:
-                manager.apply()
-            finally:
-                self._in_apply.active = False
-            self.applies += 1
-        report = self._collect(removed)
-        self.version = version
-        if not report and version == self._reported_version:
+        report = self.mirror.merge(items)
+        if report is None:
             return False
         self.reporter.update(report, wake=False)
-        self._reported_version = version
         return True
-
-    def _collect(self, removed: list[str]) -> dict[str, str | None]:
-        at = _dt.datetime.now(_dt.UTC)
-        report: dict[str, str | None] = {}
-        for spec_id in removed:
-            if self._reported.pop(spec_id, None) is not None:
-                report[spec_id] = None
-        for spec_id in self.owned:
-            spec = self.manager.specs.get(spec_id) or {}
-            applied = spec.get("applied") or {}
-            entry = applied.get(self.process_id)
-            if isinstance(entry, dict):
-                outcome = (entry.get("lm"), entry.get("err"))
-            else:
-                outcome = (spec.get("lastmodified"), "not applied")
-            if self._reported.get(spec_id) != outcome:
-                self._reported[spec_id] = outcome
-                lm, err = outcome
-                lm = lm if isinstance(lm, _dt.datetime) else None
-                report[spec_id] = encode_status_field(lm, None if err is None else str(err), at)
-        return report

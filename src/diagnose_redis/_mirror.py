@@ -1,0 +1,158 @@
+"""What a subscriber applied: its specs in the ProbeManager, kept equal to what Redis holds.
+
+No threads and no I/O here: the subscriber hands over snapshots (the full set of specs, read
+at a resync) and events (one put or delete), and gets back the status fields that changed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import threading
+import time
+from typing import Any
+
+from ._wire import encode_status_field
+
+__all__ = ("EVENT", "SNAPSHOT", "Mirror", "expiry")
+
+SNAPSHOT = "snapshot"
+EVENT = "event"
+
+
+def expiry(spec: dict[str, Any]) -> float | None:
+    """Return when a spec's lifespan ends (unix seconds), or None if never."""
+    lifespan = spec.get("lifespan")
+    lastmodified = spec.get("lastmodified")
+    if lifespan is None or not isinstance(lastmodified, _dt.datetime):
+        return None
+    if lastmodified.tzinfo is None:
+        lastmodified = lastmodified.replace(tzinfo=_dt.UTC)
+    try:
+        return lastmodified.timestamp() + float(lifespan) * 60
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _same(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return {k: v for k, v in a.items() if k != "applied"} == {
+        k: v for k, v in b.items() if k != "applied"
+    }
+
+
+class Mirror:
+    """The specs one subscriber put in a manager (``owned``), and what it last reported."""
+
+    def __init__(self, manager: Any, process_id: str) -> None:
+        self.manager = manager
+        self.process_id = process_id
+        self.owned: set[str] = set()
+        self.version = 0
+        self.applies = 0
+        self._reported: dict[str, tuple[Any, Any]] = {}
+        self._reported_version = -1
+        self._local = threading.local()
+
+    @property
+    def applying(self) -> bool:
+        """True in the thread running merge()'s manager.apply(), while it does."""
+        return getattr(self._local, "applying", False)
+
+    def merge(self, items: list[tuple[Any, ...]]) -> dict[str, str | None] | None:
+        """Apply snapshot and event items, and remove what has expired (hold manager.lock).
+
+        Return the status fields that changed (JSON text, or None for a field to delete),
+        or None when there is nothing to report, not even a new version.
+        """
+        changes: dict[str, dict[str, Any] | None] = {}
+        version = self.version
+        for item in items:
+            if item[0] == SNAPSHOT:
+                _, version, specs = item
+                changes = {spec_id: None for spec_id in self.owned}
+                changes.update(specs)
+            elif item[0] == EVENT:
+                event = item[1]
+                version = max(version, event["version"])
+                changes[event["id"]] = event["spec"] if event["op"] == "put" else None
+        now = time.time()
+        manager = self.manager
+        removed: list[str] = []
+        for spec_id in list(self.owned):
+            if spec_id not in changes:
+                when = expiry(manager.specs.get(spec_id) or {})
+                if when is not None and when <= now:
+                    changes[spec_id] = None
+        effective = False
+        for spec_id, spec in changes.items():
+            if spec is not None:
+                when = expiry(spec)
+                if when is not None and when <= now:
+                    spec = None
+            current = manager.specs.get(spec_id) if spec_id in self.owned else None
+            if _same(current, spec):
+                continue
+            effective = True
+            if spec is None:
+                manager.specs.pop(spec_id, None)
+                self.owned.discard(spec_id)
+                removed.append(spec_id)
+            else:
+                manager.specs[spec_id] = spec
+                self.owned.add(spec_id)
+        if effective:
+            manager.process_id = self.process_id
+            self._local.applying = True
+            try:
+                manager.apply()
+            finally:
+                self._local.applying = False
+            self.applies += 1
+        report = self._collect(removed)
+        self.version = version
+        if not report and version == self._reported_version:
+            return None
+        self._reported_version = version
+        return report
+
+    def soonest_expiry(self) -> float:
+        """Return when the first owned spec expires (unix seconds), or math.inf."""
+        soonest = math.inf
+        specs = self.manager.specs
+        for spec_id in list(self.owned):
+            spec = specs.get(spec_id)
+            when = expiry(spec) if spec is not None else None
+            if when is not None and when < soonest:
+                soonest = when
+        return soonest
+
+    def release(self) -> None:
+        """Take every owned spec out of the manager, detaching its probes."""
+        with self.manager.lock:
+            for spec_id in self.owned:
+                self.manager.specs.pop(spec_id, None)
+            self.owned.clear()
+            self.manager.apply()
+
+    def _collect(self, removed: list[str]) -> dict[str, str | None]:
+        at = _dt.datetime.now(_dt.UTC)
+        report: dict[str, str | None] = {}
+        for spec_id in removed:
+            if self._reported.pop(spec_id, None) is not None:
+                report[spec_id] = None
+        for spec_id in self.owned:
+            spec = self.manager.specs.get(spec_id) or {}
+            applied = spec.get("applied") or {}
+            entry = applied.get(self.process_id)
+            if isinstance(entry, dict):
+                outcome = (entry.get("lm"), entry.get("err"))
+            else:
+                outcome = (spec.get("lastmodified"), "not applied")
+            if self._reported.get(spec_id) != outcome:
+                self._reported[spec_id] = outcome
+                lm, err = outcome
+                lm = lm if isinstance(lm, _dt.datetime) else None
+                report[spec_id] = encode_status_field(lm, None if err is None else str(err), at)
+        return report

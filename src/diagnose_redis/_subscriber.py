@@ -6,10 +6,11 @@ Three daemon threads, so that no Redis trouble ever reaches the host or delays a
   (a resync), then reads events. It resyncs again on every reconnect, when an event's version
   is not the last plus one, on a ``version`` event ahead of what it has, on an ``expired``
   keyspace event for a spec, and every RESYNC_SECONDS. It applies what it read, and writes
-  the status WRITE_DELAY later, itself: a publish wakes no other thread. But when the applier
-  has work queued or the manager is busy (the host holds its lock, say), it queues the work
-  for the applier and goes back to reading at once, so that the server's output buffer for
-  pub/sub clients never fills behind a slow apply.
+  the status WRITE_DELAY later, itself: a publish wakes no other thread (unless it brings an
+  expiry sooner than the applier's next). But when the applier has work queued or the
+  manager is busy (the host holds its lock, say), it queues the work for the applier and
+  goes back to reading at once, so that the server's output buffer for pub/sub clients
+  never fills behind a slow apply.
 - the applier (no I/O) applies what was queued for it, detaches expired specs on a local
   timer, and passes on runtime errors of instruments.
 - the reporter (``_reporter.py``) heartbeats, and writes the status when the listener did

@@ -160,17 +160,8 @@ class Plan:
         a, k = sig.args, sig.kwargs
         if names is None:
             return self._whole_namespace(event)
-        items: list[str] = []
-        if self._wants(names, "args"):
-            items.append(f"'args': {a}")
-        if self._wants(names, "kwargs"):
-            items.append(f"'kwargs': {k}")
-        if self._wants(names, "start"):
-            items.append("'start': _dgn_t0")
-        if self._wants(names, "now"):
-            items.append("'now': _dgn_utcnow()")
-        if self._wants(names, "frame"):
-            items.append("'frame': _dgn_getframe(0)")
+        before, after = self._specials(event)
+        items = [f"{name!r}: {value}" for name, value in before if name in names]
         unknown = names is None or bool(names - SPECIAL_NAMES - set(sig.names))
         if sig.exact:
             # Every parameter is a local of the wrapper, defaults applied.
@@ -197,16 +188,29 @@ class Plan:
             for star in (sig.varargs, sig.varkw):
                 if star and self._wants(names, star):
                     items.append(f"{star!r}: _dgn_p.bind({a}, {k})[{star!r}]")
-        if event == "return":
-            if self._wants(names, "result"):
-                items.append("'result': _dgn_r")
-            if self._wants(names, "end"):
-                items.append("'end': _dgn_t1")
-            if self._wants(names, "elapsed"):
-                items.append("'elapsed': _dgn_t1 - _dgn_t0")
-            if self._wants(names, "hotspots"):
-                items.append("'hotspots': _dgn_h")
+        items += [f"{name!r}: {value}" for name, value in after if name in names]
         return "{" + ", ".join(items) + "}"
+
+    def _specials(self, event: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """Return the names every evaluation may read besides the parameters, with the code
+        giving each: those shown before the parameters, and those after (return only)."""
+        a, k = self.sig.args, self.sig.kwargs
+        before = [
+            ("args", a),
+            ("kwargs", k),
+            ("start", "_dgn_t0"),
+            ("now", "_dgn_utcnow()"),
+            ("frame", "_dgn_getframe(0)"),
+        ]
+        after = []
+        if event == "return":
+            after = [
+                ("result", "_dgn_r"),
+                ("end", "_dgn_t1"),
+                ("elapsed", "_dgn_t1 - _dgn_t0"),
+                ("hotspots", "_dgn_h"),
+            ]
+        return before, after
 
     def _whole_namespace(self, event: str) -> str:
         """Return the dict display of every name, for instruments that may read any name.
@@ -215,18 +219,12 @@ class Plan:
         their parameter's name, keywords as passed), and no hotspots unless mentioned.
         """
         a, k = self.sig.args, self.sig.kwargs
-        items = [
-            f"'args': {a}",
-            f"'kwargs': {k}",
-            "'start': _dgn_t0",
-            "'now': _dgn_utcnow()",
-            "'frame': _dgn_getframe(0)",
-            f"**_dgn_p.passed({a}, {k})",
+        before, after = self._specials(event)
+        items = [f"{name!r}: {value}" for name, value in before]
+        items.append(f"**_dgn_p.passed({a}, {k})")
+        items += [
+            f"{name!r}: {value}" for name, value in after if name != "hotspots" or self.hotspots
         ]
-        if event == "return":
-            items += ["'result': _dgn_r", "'end': _dgn_t1", "'elapsed': _dgn_t1 - _dgn_t0"]
-            if self.hotspots:
-                items.append("'hotspots': _dgn_h")
         return "{" + ", ".join(items) + "}"
 
     def passed(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:

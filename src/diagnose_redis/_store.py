@@ -25,11 +25,33 @@ from ._wire import (
     secret_bytes,
 )
 
-__all__ = ("SpecStore",)
+__all__ = ("SpecStore", "read_specs")
 
 
 def _text(value: str | bytes) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def read_specs(
+    client: redis.Redis, keys: Keys, ids: Iterable[str | bytes], secret: bytes | None
+) -> tuple[dict[str, dict[str, Any]], list[tuple[str, WireError]]]:
+    """Read and decode the stored specs of ids, in one MGET.
+
+    Return the sound ones by id, and (id, error) for each that fails to decode or verify;
+    ids whose key has expired are in neither.
+    """
+    names = sorted(_text(i) for i in ids)
+    values = client.mget([keys.spec(spec_id) for spec_id in names]) if names else []
+    found: dict[str, dict[str, Any]] = {}
+    unsound: list[tuple[str, WireError]] = []
+    for spec_id, raw in zip(names, values, strict=True):
+        if raw is None:
+            continue
+        try:
+            found[spec_id] = decode_spec(spec_id, raw, secret)
+        except WireError as exc:
+            unsound.append((spec_id, exc))
+    return found, unsound
 
 
 class SpecStore:
@@ -173,18 +195,8 @@ class SpecStore:
 
     def specs(self) -> dict[str, dict[str, Any]]:
         """Return every live stored spec by id, skipping values that fail to decode or verify."""
-        ids = sorted(_text(i) for i in self.client.smembers(self.keys.ids))
-        if not ids:
-            return {}
-        values = self.client.mget([self.keys.spec(spec_id) for spec_id in ids])
-        found = {}
-        for spec_id, raw in zip(ids, values, strict=True):
-            if raw is None:
-                continue
-            try:
-                found[spec_id] = decode_spec(spec_id, raw, self.secret)
-            except WireError:
-                continue
+        ids = self.client.smembers(self.keys.ids)
+        found, _unsound = read_specs(self.client, self.keys, ids, self.secret)
         return found
 
     def pttl(self, spec_id: str) -> int | None:

@@ -37,11 +37,11 @@ from redis.retry import Retry
 
 from ._mirror import EVENT, SNAPSHOT, Mirror
 from ._reporter import StatusReporter
+from ._store import read_specs
 from ._wire import (
     Keys,
     WireError,
     decode_event,
-    decode_spec,
     secret_bytes,
 )
 
@@ -398,16 +398,9 @@ class Subscriber:
         pipe.get(self.keys.version)
         pipe.smembers(self.keys.ids)
         raw_version, raw_ids = pipe.execute()
-        ids = sorted(i.decode("utf-8", "replace") for i in raw_ids)
-        values = self.client.mget([self.keys.spec(i) for i in ids]) if ids else []
-        specs = {}
-        for spec_id, raw in zip(ids, values, strict=True):
-            if raw is None:
-                continue
-            try:
-                specs[spec_id] = decode_spec(spec_id, raw, self.secret)
-            except WireError as exc:
-                self._drop(exc.reason, f"stored spec {spec_id}: {exc}")
+        specs, unsound = read_specs(self.client, self.keys, raw_ids, self.secret)
+        for spec_id, exc in unsound:
+            self._drop(exc.reason, f"stored spec {spec_id}: {exc}")
         version = int(raw_version or 0)
         self._seen = version
         self.resyncs += 1

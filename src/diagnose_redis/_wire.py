@@ -96,22 +96,20 @@ class Keys:
 
     def spec_id(self, key: str | bytes) -> str | None:
         """Return the spec id a key names, or None if it is not a spec key."""
-        if isinstance(key, bytes):
-            key = key.decode("utf-8", "replace")
-        if key.startswith(self.spec_prefix):
-            return key[len(self.spec_prefix) :]
-        return None
+        return _after(self.spec_prefix, key)
 
     def process_id(self, key: str | bytes) -> str | None:
         """Return the process id a status key names, or None if it is not a status key."""
-        if isinstance(key, bytes):
-            key = key.decode("utf-8", "replace")
-        if key.startswith(self.status_prefix):
-            return key[len(self.status_prefix) :]
-        return None
+        return _after(self.status_prefix, key)
 
     def __repr__(self) -> str:
         return f"Keys({self.prefix!r})"
+
+
+def _after(prefix: str, key: str | bytes) -> str | None:
+    if isinstance(key, bytes):
+        key = key.decode("utf-8", "replace")
+    return key[len(prefix) :] if key.startswith(prefix) else None
 
 
 def secret_bytes(secret: str | bytes | None) -> bytes | None:

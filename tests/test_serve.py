@@ -40,6 +40,16 @@ async def _eventually(condition: Callable[[], bool], timeout: float) -> None:
             await anyio.sleep(0.02)
 
 
+async def _run_until(service: FleetService, condition: Callable[[], bool]) -> None:
+    """Run the service until condition holds (failing after 5 s), then cancel it."""
+    async with anyio.create_task_group() as tg:
+        await tg.start(
+            lambda task_status: service.run(handle_signals=False, task_status=task_status)
+        )
+        await _eventually(condition, 5)
+        tg.cancel_scope.cancel()
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("sweep_interval", [0.2, 60.0], ids=["sweep", "expired-event"])
 async def test_expired_spec_becomes_a_published_removal(
@@ -50,12 +60,7 @@ async def test_expired_spec_becomes_a_published_removal(
     store = settings.store()
     store.put("short", _spec(0.01))
     service = FleetService(settings, ServeOptions(sweep_interval=sweep_interval))
-    async with anyio.create_task_group() as tg:
-        await tg.start(
-            lambda task_status: service.run(handle_signals=False, task_status=task_status)
-        )
-        await _eventually(lambda: "short" in service.removed, 5)
-        tg.cancel_scope.cancel()
+    await _run_until(service, lambda: "short" in service.removed)
     assert store.specs() == {}
     assert not settings.client().sismember(Keys(prefix).ids, "short")
     if sweep_interval > 1:
@@ -73,12 +78,7 @@ async def test_removal_reaches_subscribers_on_the_events_channel(
     pubsub.subscribe(Keys(prefix).events)
     store.put("short", _spec(0.01))
     service = FleetService(settings, ServeOptions(sweep_interval=0.2, version_interval=60))
-    async with anyio.create_task_group() as tg:
-        await tg.start(
-            lambda task_status: service.run(handle_signals=False, task_status=task_status)
-        )
-        await _eventually(lambda: "short" in service.removed, 5)
-        tg.cancel_scope.cancel()
+    await _run_until(service, lambda: "short" in service.removed)
     messages = []
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline and not any(b"delete" in m for m in messages):
@@ -97,12 +97,7 @@ async def test_dead_processes_are_pruned_and_live_ones_kept(redis_url: str, pref
     now = time.time()
     client.zadd(Keys(prefix).processes, {"dead-1": now - 120, "alive-1": now})
     service = FleetService(settings, ServeOptions(prune_interval=0.1, max_age=30))
-    async with anyio.create_task_group() as tg:
-        await tg.start(
-            lambda task_status: service.run(handle_signals=False, task_status=task_status)
-        )
-        await _eventually(lambda: "dead-1" in service.pruned, 5)
-        tg.cancel_scope.cancel()
+    await _run_until(service, lambda: "dead-1" in service.pruned)
     assert set(settings.store().processes(max_age=3600)) == {"alive-1"}
 
 
@@ -121,12 +116,7 @@ async def test_version_is_republished_periodically(redis_url: str, prefix: str) 
             received.append(message["data"])
         return len(received) >= 2
 
-    async with anyio.create_task_group() as tg:
-        await tg.start(
-            lambda task_status: service.run(handle_signals=False, task_status=task_status)
-        )
-        await _eventually(poll, 5)
-        tg.cancel_scope.cancel()
+    await _run_until(service, poll)
     pubsub.close()
     assert all(b"version" in data for data in received)
 

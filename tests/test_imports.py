@@ -56,3 +56,37 @@ def test_breakpoints_load_on_demand() -> None:
     """diagnose.breakpoints is reachable as an attribute, with Breakpoint and do."""
     assert hasattr(diagnose.breakpoints, "Breakpoint")
     assert callable(diagnose.breakpoints.do)
+
+
+def _diagnose_modules() -> list[str]:
+    import pkgutil
+
+    names = ["diagnose"]
+    for info in pkgutil.walk_packages(diagnose.__path__, "diagnose."):
+        names.append(info.name)
+    return sorted(names)
+
+
+def test_every_module_imports_first_in_a_fresh_interpreter() -> None:
+    """Each module of diagnose imports cleanly as the first one: no import circle."""
+    modules = _diagnose_modules()
+    assert "diagnose._fire" in modules and "diagnose.instruments.base" in modules
+    code = (
+        "import importlib, sys\n"
+        "failed = []\n"
+        "for name in sys.argv[1:]:\n"
+        "    for loaded in [m for m in sys.modules if m.split('.')[0] == 'diagnose']:\n"
+        "        del sys.modules[loaded]\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except Exception as exc:\n"
+        "        failed.append(f'{name}: {type(exc).__name__}: {exc}')\n"
+        "print('\\n'.join(failed))\n"
+    )
+    # One interpreter per module would take seconds: unloading the package between
+    # imports gives each module a fresh start just the same.
+    out = subprocess.run(
+        [sys.executable, "-c", code, *modules], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""

@@ -62,7 +62,7 @@ def test_log_with_tags(probes: ProbeSet, capsys: pytest.CaptureFixture[str]) -> 
     out = capsys.readouterr().out
     assert out.startswith("Probe (tagged)[tags=") and out.endswith("] = 15\n")
     tags = out[len("Probe (tagged)[tags=") : -len("] = 15\n")]
-    assert "rate:3" in tags and "kind:retail" in tags
+    assert tags == str({"rate": 3, "kind": "retail"})
     assert out.count("\n") == 1
 
 
@@ -115,7 +115,7 @@ def test_test_instrument_keeps_log_and_results(probes: ProbeSet) -> None:
     )
     shop.price(1)
     shop.price(2)
-    assert inst.log == [(["a:1"], 2), (["a:2"], 4)]
+    assert inst.log == [({"a": 1}, 2), ({"a": 2}, 4)]
     assert inst.results == [2, 4]
 
 
@@ -238,7 +238,7 @@ def test_hotspots_in_tags(probes: ProbeSet) -> None:
     shop.slow(3)
     [(tags, value)] = inst.log
     assert value == 3 * sum(range(20000))
-    assert len(tags) == 1 and tags[0].startswith("line:") and tags[0] != "line:None"
+    assert list(tags) == ["line"] and isinstance(tags["line"], int)
 
 
 # --- attaching ----------------------------------------------------------------------------

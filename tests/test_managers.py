@@ -343,12 +343,23 @@ def test_runtime_error_instrument_stays_silent_after_apply(mgr: CapturingManager
 
 def test_get_tags_are_added_to_every_instrument(mgr: CapturingManager) -> None:
     """Tags from the manager's get_tags() come with every value an instrument keeps."""
-    mgr.get_tags = lambda: ["host:web-1"]  # type: ignore[method-assign]
+    mgr.get_tags = lambda: {"host": "web-1"}  # type: ignore[method-assign]
     mgr.specs["s1"] = make_spec(custom={"tags": "{'amount': amount}"})
     mgr.apply()
     shop.price(2)
     assert the_instrument("probe_targets.shop.price", "spec").log == [
-        (["host:web-1", "amount:2"], 4)
+        ({"host": "web-1", "amount": 2}, 4)
+    ]
+
+
+def test_get_tags_as_strings_still_merge(mgr: CapturingManager) -> None:
+    """A get_tags() returning "key:value" strings (our older API) merges as a dict."""
+    mgr.get_tags = lambda: ["host:web-1", "canary"]  # type: ignore[method-assign]
+    mgr.specs["s1"] = make_spec(custom={"tags": "{'amount': amount}"})
+    mgr.apply()
+    shop.price(2)
+    assert the_instrument("probe_targets.shop.price", "spec").log == [
+        ({"host": "web-1", "canary": None, "amount": 2}, 4)
     ]
 
 

@@ -185,13 +185,24 @@ def _compile_wrapper(source: str, filename: str) -> types.CodeType:
 
 
 def build_wrapper_code(
-    target: types.CodeType, orig: Any, sections: Sections, sig: Signature | None = None
+    target: types.CodeType,
+    orig: Any,
+    sections: Sections,
+    sig: Signature | None = None,
+    *,
+    label: str | None = None,
+    kind_of_wrapper: str = "probe",
 ) -> types.CodeType:
     """Build code with target's parameters and free variables that runs sections around orig.
 
     The code calls ``orig`` with every parameter, sets ``_dgn_r`` to what it returned,
     and returns that. ``sections.on_error`` runs with ``_dgn_e`` set to an exception
     it raised, which then propagates without the wrapper's frame in its traceback.
+
+    The wrapper's frames (seen in the traceback of an instrument's error) are named
+    after the target but filed under ``<probe LABEL>`` (``<breakpoint LABEL>``), with the
+    generated source's line numbers: never lines of the target's file, which hold other
+    code.
     """
     kind = kind_of(target)
     sig = sig or Signature(target)
@@ -224,7 +235,7 @@ def build_wrapper_code(
     lines.append(f"    {prefix} __dgn_wrapper__({sig.params}):")
     lines += ["        " + line for line in body]
     lines.append("    return __dgn_wrapper__")
-    code = _compile_wrapper("\n".join(lines), target.co_filename)
+    code = _compile_wrapper("\n".join(lines), f"<diagnose {kind_of_wrapper}>")
     if code.co_freevars != target.co_freevars:
         raise ValueError(f"free variables differ: {code.co_freevars} != {target.co_freevars}")
     consts = tuple(
@@ -236,7 +247,7 @@ def build_wrapper_code(
         co_flags=flags,
         co_name=target.co_name,
         co_qualname=target.co_qualname,
-        co_firstlineno=target.co_firstlineno,
+        co_filename=f"<{kind_of_wrapper} {label or target.co_qualname}>",
     )
 
 

@@ -1,30 +1,21 @@
-"""The spec: what one instrument on one target is, validated the same way everywhere."""
+"""The spec: what one instrument on one target is, validated the same way everywhere.
+
+The schema only: expressions are checked by ``_expr`` (the policy), times by ``_time``.
+"""
 
 from __future__ import annotations
 
-import ast
 import datetime as _dt
-import functools
 import math
 from collections.abc import Mapping
 from typing import Any
 
-from .exceptions import ExpressionRefused, SpecError
+from ._expr import compile_expression
+from .exceptions import SpecError
 
-__all__ = (
-    "EVENTS",
-    "MAX_EXPRESSION_CHARS",
-    "MAX_LIFESPAN_MINUTES",
-    "check_expression",
-    "compile_eval",
-    "compile_expression",
-    "expires_at",
-    "to_utc",
-    "validate_spec",
-)
+__all__ = ("EVENTS", "MAX_LIFESPAN_MINUTES", "is_dotted_path", "validate_spec")
 
 EVENTS = ("call", "return", "end")
-MAX_EXPRESSION_CHARS = 4096
 MAX_LIFESPAN_MINUTES = 366 * 24 * 60
 _INSTRUMENT_FIELDS = {"type", "name", "value", "event", "internal", "custom"}
 
@@ -38,70 +29,6 @@ def is_dotted_path(target: object) -> bool:
 
 
 DOTTED_PATH_ERROR = "target must be a dotted path like 'pkg.module.func', not {!r}"
-
-
-def check_expression(expr: object, what: str = "value") -> ast.Expression:
-    """Parse an instrument expression and apply the expression policy to it.
-
-    The policy refuses what could escape the probe or change the target's state:
-    dunder names and attributes (``__class__``, ``__import__``...), assignment
-    expressions, and expressions longer than MAX_EXPRESSION_CHARS.
-    """
-    if not isinstance(expr, str):
-        raise ExpressionRefused(f"{what} must be a string expression, not {type(expr).__name__}")
-    if not expr.strip():
-        raise ExpressionRefused(f"{what} is empty")
-    if len(expr) > MAX_EXPRESSION_CHARS:
-        raise ExpressionRefused(f"{what} is longer than {MAX_EXPRESSION_CHARS} characters")
-    try:
-        tree = ast.parse(expr.strip(), mode="eval")
-    except SyntaxError as exc:
-        raise ExpressionRefused(f"{what} {expr!r} does not compile: {exc.msg}") from None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.NamedExpr):
-            raise ExpressionRefused(f"{what} {expr!r} refused: assignment expressions (:=)")
-        name = None
-        if isinstance(node, ast.Name):
-            name = node.id
-        elif isinstance(node, ast.Attribute):
-            name = node.attr
-        elif isinstance(node, ast.keyword):
-            name = node.arg
-        if name is not None and name.startswith("__"):
-            raise ExpressionRefused(f"{what} {expr!r} refused: dunder name {name!r}")
-    return tree
-
-
-@functools.lru_cache(maxsize=256)
-def compile_eval(expr: str, filename: str) -> Any:
-    """Compile an expression for eval(), once: code objects are immutable, so an instrument
-    shares the code its spec's validation compiled (under the instrument's filename)."""
-    return compile(expr.strip(), filename, "eval")
-
-
-def compile_expression(expr: object, what: str = "value", filename: str | None = None) -> Any:
-    """Check an expression against the policy and compile it for eval()."""
-    check_expression(expr, what)
-    assert isinstance(expr, str)
-    try:
-        return compile_eval(expr, filename or f"<diagnose {what}>")
-    except (SyntaxError, ValueError) as exc:
-        raise ExpressionRefused(f"{what} {expr!r} does not compile: {exc}") from None
-
-
-def to_utc(value: _dt.datetime) -> _dt.datetime:
-    """Return an aware UTC datetime; naive values are taken as UTC."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=_dt.UTC)
-    return value.astimezone(_dt.UTC)
-
-
-def expires_at(spec: Mapping[str, Any]) -> _dt.datetime | None:
-    """Return when a spec's instrument stops firing (aware UTC), or None if never."""
-    lifespan = spec.get("lifespan")
-    if lifespan is None:
-        return None
-    return to_utc(spec["lastmodified"]) + _dt.timedelta(minutes=lifespan)
 
 
 def validate_spec(

@@ -6,6 +6,8 @@ import os
 import threading
 from typing import Any
 
+from ._fork import LOCKS, after_fork_in_child
+
 __all__ = ("client", "configure")
 
 _client: Any = None
@@ -13,12 +15,10 @@ _lock = threading.Lock()
 _settings: dict[str, Any] = {}
 
 
+@after_fork_in_child(LOCKS)
 def _reset_lock_in_child() -> None:
     global _lock
     _lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 
 def configure(host: str | None = None, port: int | None = None, **options: Any) -> None:

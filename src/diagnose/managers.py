@@ -15,7 +15,11 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from . import instruments, probes
-from ._spec import expires_at, validate_spec
+from ._fork import STATE, after_fork_in_child
+from ._hooks import ManagerHooks
+from ._spec import validate_spec
+from ._text import one_line
+from ._time import expires_at
 from .exceptions import SpecError
 
 __all__ = ("InstrumentManager", "ProbeManager", "default_process_id", "mag")
@@ -60,7 +64,7 @@ def _spec_key(spec: Any) -> Any:
     )
 
 
-class ProbeManager:
+class ProbeManager(ManagerHooks):
     """Apply ``specs`` ({id: spec}) to the process's probes, and record the outcome.
 
     apply() attaches, updates and removes this manager's instruments so that they match
@@ -156,7 +160,6 @@ class ProbeManager:
         probe = probes.attach_to(spec["target"])
         # Replacing the instrument in place re-plans the probe once, with no moment
         # at which the target runs without it.
-        previous = probe.instruments.get(full_id)
         try:
             probe.instruments[full_id] = instrument
             probe.start()
@@ -165,8 +168,6 @@ class ProbeManager:
             probe.instruments.pop(full_id, None)
             probes.release(probe)
             raise
-        if previous is not None and previous is not instrument:
-            _finish(previous, full_id)
         self._owned[full_id] = _Owned(probe, key, expires)
 
     def _detach(self, full_id: str) -> None:
@@ -174,9 +175,7 @@ class ProbeManager:
         owned = self._owned.pop(full_id, None)
         if owned is None:
             return
-        instrument = owned.probe.instruments.pop(full_id, None)
-        if instrument is not None:
-            _finish(instrument, full_id)
+        owned.probe.instruments.pop(full_id, None)
         probes.release(owned.probe)
 
     def mark(self, spec_id: str, spec: dict[str, Any], error: str | None = None) -> None:
@@ -248,14 +247,6 @@ class ProbeManager:
 
     # --- hooks for subclasses -------------------------------------------------------
 
-    def check_call(self, probe: Any, instrument: Any, *args: Any, **kwargs: Any) -> bool:
-        """Return True if the instrument should fire for this call (always, by default)."""
-        return True
-
-    def get_tags(self) -> list[str]:
-        """Return tags ("key:value") added to every instrument's output."""
-        return []
-
     def handle_error(self, probe: Any = None, instrument: Any = None) -> None:
         """Handle an error raised by an instrument: log it, and show it in its spec's status."""
         log.warning(
@@ -297,6 +288,7 @@ InstrumentManager = ProbeManager
 _managers: weakref.WeakSet[ProbeManager] = weakref.WeakSet()
 
 
+@after_fork_in_child(STATE)
 def _after_fork_in_child() -> None:
     # Threads do not survive fork(): a lock one of them held would never be released,
     # and apply_in_background's thread has to start again in the child.
@@ -312,16 +304,5 @@ def _after_fork_in_child() -> None:
             mgr.apply_in_background(mgr.period)
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _finish(instrument: Any, full_id: str) -> None:
-    try:
-        instrument.finish()
-    except Exception:
-        log.exception("instrument %s failed to finish", full_id)
-
-
 def _describe(exc: BaseException) -> str:
-    text = str(exc) if isinstance(exc, SpecError) else f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())[:1000]
+    return one_line(exc, bare=isinstance(exc, SpecError))

@@ -66,7 +66,7 @@ class SpecStore:
 
     def _validate(self, spec_id: str, spec: Mapping[str, Any]) -> tuple[dict[str, Any], int | None]:
         from diagnose import SpecError, validate_spec
-        from diagnose._spec import expires_at
+        from diagnose._time import expires_at
 
         try:
             check_spec_id(spec_id)

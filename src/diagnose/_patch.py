@@ -1,0 +1,179 @@
+"""The code swap on one function object, shared by its probes and breakpoints.
+
+A Patch installs code built in layers around the function's original code: the
+probes' wrapper (when some instrument is live), then one wrapper per active Breakpoint.
+Whatever is added or removed, in any order, the layers are rebuilt from the original,
+and with nothing left the original code object itself is put back.
+
+Nothing here may outlive the probe that needed it. Code objects are not tracked by
+Python's garbage collector, so a reference cycle that runs through a code object's
+constants is never freed: the end hook (a constant of the target's hooked copy) holds
+its patch only weakly, and every installed wrapper (whose constants hold the plan, and
+so the patch) is dropped by the patch when it is replaced or restored.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import threading
+import types
+import weakref
+from typing import Any
+
+from . import _inject
+from ._fire import fire_end
+from ._fork import LOCKS, after_fork_in_child
+from ._plan import Plan
+from .exceptions import ProbeError
+
+__all__ = ("Patch", "lock", "patch_for")
+
+_getframe = sys._getframe
+
+# Held while any patch changes. One object for the life of the process: reinitialised
+# in place after fork() (a thread that held it then does not exist in the child).
+lock = threading.RLock()
+
+# The patch on each probed function object, by id(). Two targets may name one function
+# (``mod.f`` and ``other.f`` after ``from mod import f``); they share its patch.
+_patches: dict[int, Patch] = {}
+
+
+@after_fork_in_child(LOCKS)
+def _reset_lock_in_child() -> None:
+    lock._at_fork_reinit()  # type: ignore[attr-defined]
+
+
+def patch_for(func: types.FunctionType) -> Patch:
+    """Return the patch on func, making it if needed (call with lock held)."""
+    patch = _patches.get(id(func))
+    if patch is None or patch.func is not func:
+        patch = _patches[id(func)] = Patch(func)
+    return patch
+
+
+class _EndHook:
+    """Called by the target's own (hooked) code just before each return.
+
+    It is a constant of that code, so it refers to its patch weakly (see the module
+    docstring). It does the least it can: the wrapper already checked expiry.
+    """
+
+    __slots__ = ("_patch", "__weakref__")
+
+    def __init__(self, patch: Patch) -> None:
+        self._patch = weakref.ref(patch)
+
+    def __call__(self) -> None:
+        patch = self._patch()
+        plan = patch.plan if patch is not None else None
+        if plan is not None and plan.ends:
+            fire_end(plan.ends, _getframe(1), plan.end_other_names)
+
+
+class Patch:
+    """The layered code installed on one function object (see the module docstring)."""
+
+    def __init__(self, func: types.FunctionType) -> None:
+        self.func = func
+        self.original = func.__code__
+        self.plain = _inject.copy_function(func)
+        self._hooked: Any = None
+        self.probes: list[Any] = []
+        self.breakpoints: list[Any] = []
+        self.plan: Plan | None = None  # none until the first refresh()
+        self.installed: types.CodeType | None = None
+        self.codes: set[types.CodeType] = {self.original}
+        self._signature: inspect.Signature | None = None
+        self._set_signature = False
+
+    @property
+    def signature(self) -> inspect.Signature:
+        """The target's signature. A generic wrapper takes (*args, **kwargs); while it is
+        attached, __signature__ keeps inspect.signature() answering for the target itself."""
+        if self._signature is None:
+            # From the copy: func itself may run a wrapper's code by now.
+            self._signature = inspect.signature(self.plain, follow_wrapped=False)
+        return self._signature
+
+    @property
+    def label(self) -> str:
+        """The name of the target, as probe frames show it in tracebacks."""
+        return f"{self.func.__module__}.{self.func.__qualname__}"
+
+    def hooked(self) -> Any:
+        """Return a copy of the function whose code fires end instruments before returning."""
+        if self._hooked is None:
+            code = _inject.with_return_hook(self.original, _EndHook(self))
+            self.codes.add(code)
+            self._hooked = _inject.copy_function(self.func, code)
+        return self._hooked
+
+    def refresh(self) -> None:
+        """Rebuild the plan from the probes' live instruments, and the installed layers."""
+        with lock:
+            entries = []
+            for probe in self.probes:
+                for instrument in list(probe.instruments.values()):
+                    if instrument.is_live():
+                        entries.append((instrument, probe))
+            plan = Plan(self, entries, self.original)
+            code = self.original
+            if plan.live:
+                orig = self.hooked() if plan.ends else self.plain
+                code = _inject.build_wrapper_code(
+                    self.original, orig, plan.sections(), plan.sig, label=self.label
+                )
+                for instrument, _probe in entries:
+                    instrument.watch_expiry(self.expired)
+            for breakpoint in self.breakpoints:
+                code = breakpoint._wrap(self.original, _inject.copy_function(self.func, code))
+            self.plan = plan
+            if code is self.original:
+                self._restore()
+                return
+            if self.installed is not None and self.func.__code__ is not self.installed:
+                raise ProbeError(f"{self.func.__qualname__}'s code was replaced by someone else")
+            if not plan.live or plan.sig.exact:
+                self._drop_signature()
+            elif "__signature__" not in vars(self.func):
+                self.func.__signature__ = self.signature  # type: ignore[attr-defined]
+                self._set_signature = True
+            self.func.__code__ = code
+            self.installed = code
+
+    def expired(self) -> None:
+        """Drop instruments that stopped firing; called from the target's own call path."""
+        try:
+            self.refresh()
+        except Exception:
+            pass
+
+    def _restore(self) -> None:
+        if self.installed is not None:
+            if self.func.__code__ is self.installed:
+                self.func.__code__ = self.original
+            self.installed = None
+        self._drop_signature()
+
+    def _drop_signature(self) -> None:
+        if self._set_signature:
+            vars(self.func).pop("__signature__", None)
+            self._set_signature = False
+
+    def detach(self, owner: Any) -> None:
+        """Remove a probe or a breakpoint; with none left, put the original code back and
+        forget this patch (its plan, hooked copy and wrappers go with it)."""
+        with lock:
+            if owner in self.probes:
+                self.probes.remove(owner)
+            if owner in self.breakpoints:
+                self.breakpoints.remove(owner)
+            self.refresh()
+            if not self.probes and not self.breakpoints:
+                if _patches.get(id(self.func)) is self:
+                    del _patches[id(self.func)]
+                self.plan = None
+                self._hooked = None
+                self.codes = {self.original}

@@ -1,0 +1,31 @@
+"""Instruments: what a probe does when it fires (log, send a metric, keep a record).
+
+One module each: ``base`` (Instrument, the extension point), ``log``, ``metrics``
+(hist and incr), ``testing``. Their names are re-exported here, as the original
+library had them in one ``diagnose.instruments`` module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Instrument, omitted
+from .log import LogInstrument
+from .metrics import HistogramInstrument, IncrementInstrument, StatsdInstrumentBase
+from .testing import ProbeTestInstrument
+
+__all__ = (
+    "HistogramInstrument",
+    "IncrementInstrument",
+    "Instrument",
+    "LogInstrument",
+    "ProbeTestInstrument",
+    "StatsdInstrumentBase",
+    "omitted",
+    "statsd",
+)
+
+#: The statsd client hist and incr send to: set it to your own (an object with
+#: ``histogram(name, value, tags=...)`` and ``increment(name, value, tags=...)``);
+#: None means our DogStatsD client (see ``diagnose.configure_statsd``).
+statsd: Any = None

@@ -1,0 +1,231 @@
+"""The Instrument base class: what a probe evaluates when it fires, and the extension point."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from .. import probes
+from .._expr import compile_eval, has_nested_scope, names_read
+from .._hooks import default_manager, overrides_check_call
+from .._resolve import underlying_function
+from .._text import one_line
+from .._time import to_utc
+
+__all__ = ("EVENTS", "Instrument", "omitted", "tag_dict", "tag_list")
+
+EVENTS = ("call", "return", "end")
+omitted = object()
+
+
+class Instrument:
+    """An instrument which receives FunctionProbe events.
+
+    ``value`` is a Python expression evaluated at ``event``: "call" (before the target
+    runs), "return" (after it returns or raises; the default) or "end" (inside it, just
+    before it returns or raises). ``internal=True`` is the older spelling of "end".
+    ``expires`` is a datetime (naive means UTC) after which it never fires, or None.
+    ``custom`` holds anything else; ``custom["tags"]`` is an expression giving a dict.
+    ``mgr`` is the manager it reports to (default: ``diagnose.manager``).
+
+    The names an evaluation sees are those its expressions mention (see ``names()``):
+    a subclass whose ``fire`` reads other names from ``_locals`` lists them in
+    ``extra_names``, or sets it to None to get every name.
+    """
+
+    error_expiration = _dt.datetime(1970, 1, 1)
+    extra_names: frozenset[str] | None = frozenset()
+
+    def __init__(
+        self,
+        name: str,
+        value: str,
+        event: str = "return",
+        expires: _dt.datetime | None = None,
+        custom: dict[str, Any] | None = None,
+        mgr: Any = None,
+        internal: bool | None = None,
+    ) -> None:
+        if mgr is None:
+            mgr = default_manager()
+        if internal is not None and event == "return":
+            event = "end" if internal else "return"
+        if event not in EVENTS:
+            raise ValueError(f"event must be one of {', '.join(EVENTS)}, not {event!r}")
+        self.mgr = mgr
+        self.name = name
+        self.value = value
+        self.event = event
+        self.custom = custom or {}
+        self._expiry_watchers: list[weakref.WeakMethod[Callable[[], None]]] = []
+        self.expires = expires
+        self.error: str | None = None
+        self._codes: dict[str, Any] = {}
+
+    @property
+    def internal(self) -> bool:
+        """True for an "end" instrument (the older spelling)."""
+        return self.event == "end"
+
+    @internal.setter
+    def internal(self, value: bool) -> None:
+        self.event = "end" if value else "return"
+
+    @property
+    def expires(self) -> _dt.datetime | None:
+        return self._expires
+
+    @expires.setter
+    def expires(self, value: _dt.datetime | None) -> None:
+        self._expires = value
+        #: unix time from which it never fires, or None
+        self.deadline = None if value is None else to_utc(value).timestamp()
+        alive = []
+        for ref in self._expiry_watchers:
+            callback = ref()
+            if callback is not None:
+                alive.append(ref)
+                callback()
+        self._expiry_watchers = alive
+
+    def watch_expiry(self, callback: Callable[[], None]) -> None:
+        """Call callback (a bound method, held weakly) whenever ``expires`` changes."""
+        ref = weakref.WeakMethod(callback)
+        if ref not in self._expiry_watchers:
+            self._expiry_watchers.append(ref)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.name!r}, value={self.value!r}, "
+            f"event={self.event!r}, expires={self.expires!r}, custom={self.custom!r})"
+        )
+
+    __str__ = __repr__
+
+    def is_live(self) -> bool:
+        """Return True while the instrument may still fire (it has not expired)."""
+        return self.deadline is None or time.time() < self.deadline
+
+    # --- expressions ----------------------------------------------------------------
+
+    def compiled(self, expr: str) -> Any:
+        """Return expr compiled for eval(), cached."""
+        code = self._codes.get(expr)
+        if code is None:
+            code = self._codes[expr] = compile_eval(expr, f"<probe {self.name}>")
+        return code
+
+    def _compiled_expressions(self) -> list[Any]:
+        codes = []
+        for expr in (self.value, self.custom.get("tags")):
+            if isinstance(expr, str):
+                try:
+                    codes.append(self.compiled(expr))
+                except SyntaxError:
+                    pass
+        return codes
+
+    def names(self) -> set[str] | None:
+        """Return the names this instrument's evaluations read, or None for every name."""
+        if self.extra_names is None:
+            return None
+        return names_read(self._compiled_expressions(), self.extra_names)
+
+    def nested_scopes(self) -> bool:
+        """Return True when an expression has a lambda or comprehension (see _expr)."""
+        return has_nested_scope(self._compiled_expressions())
+
+    def evaluate(self, value: str, _globals: dict[str, Any], _locals: dict[str, Any]) -> Any:
+        """Evaluate the expression value in the given namespaces."""
+        v = _locals.get(value, omitted)
+        if v is omitted:
+            v = eval(self.compiled(value), _globals, _locals)
+        return v
+
+    def merge_tags(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> dict[str, Any]:
+        """Return the manager's tags updated with those of ``custom["tags"]``, as a dict."""
+        tags = tag_dict(self.mgr.get_tags())
+        expr = self.custom.get("tags")
+        if expr:
+            value = self.evaluate(expr, _globals, _locals)
+            if not isinstance(value, dict):
+                raise TypeError(f"custom tags must evaluate to a dict, not {type(value).__name__}")
+            tags.update(value)
+        return tags
+
+    # --- what subclasses implement ----------------------------------------------------
+
+    def fire(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> None:
+        """Do what the instrument is for, with the event's names.
+
+        The main extension point: evaluate ``self.value`` (``self.evaluate(self.value,
+        _globals, _locals)``) and emit it somewhere. ``_globals`` is the manager's
+        global_namespace (for "end": the target's globals), ``_locals`` the event's names
+        (see the class docstring). An exception stops this instrument (it goes to
+        ``handle_error``) and never reaches the target's caller.
+        """
+        raise NotImplementedError()
+
+    def check_call(self, probe: Any, *args: Any, **kwargs: Any) -> bool:
+        """Return True if this instrument should fire for this call.
+
+        By default, ask the manager. Override this in a subclass to check the call's
+        args and kwargs, or other state such as self.custom or thread-locals.
+        """
+        return bool(self.mgr.check_call(probe, self, *args, **kwargs))
+
+    def checks_calls(self) -> bool:
+        """Return True when check_call() may say no: it or the manager's is overridden
+        (compared by function, so a check_call patched on the instance counts too)."""
+        mine = getattr(self.check_call, "__func__", None) is not Instrument.check_call
+        return mine or overrides_check_call(self.mgr)
+
+    def handle_error(self, probe: Any) -> None:
+        """Stop firing after an error, record it, and hand it to the manager."""
+        exc = sys.exc_info()[1]
+        self.error = one_line(exc, 500) if exc is not None else "error"
+        if self.error_expiration:
+            # Expired long ago: it stays silent until someone edits it or the process
+            # restarts, so a broken expression costs one error per process, not per call.
+            self.expires = self.error_expiration
+        self.mgr.handle_error(probe, self)
+
+    def finish(self) -> None:
+        """Called after every call of the probed function (returned or raised), once all
+        instruments fired: a hook for per-call flushing. Does nothing by default."""
+
+    finish._diagnose_noop = True  # type: ignore[attr-defined]  # no call needed (see _fire)
+
+    def __call__(self, f: Any) -> Any:
+        """Use self as a decorator: attach a probe to the function for good."""
+        func = underlying_function(f, getattr(f, "__qualname__", repr(f)))
+        target = f"{func.__module__}.{func.__qualname__}".replace(".<locals>", "")
+        probe = probes.attach_to(target)
+        probe._bind(func)
+        # A prefix no manager owns, so that no manager's apply() removes it.
+        probe.instruments[f"hardcode:{hash(target)}:{id(self):x}"] = self
+        probe.start()
+        return f
+
+
+def tag_dict(tags: Any) -> dict[str, Any]:
+    """Return tags as a dict: a dict as it is, "key:value" strings split (a bare "key"
+    maps to None), as get_tags() of older managers returned them."""
+    if not tags:
+        return {}
+    if isinstance(tags, dict):
+        return dict(tags)
+    result: dict[str, Any] = {}
+    for tag in tags:
+        key, sep, value = str(tag).partition(":")
+        result[key] = value if sep else None
+    return result
+
+
+def tag_list(tags: dict[str, Any]) -> list[str]:
+    """Return tags as DogStatsD wants them: "key:value", or the bare key for None."""
+    return [str(k) if v is None else f"{k}:{v}" for k, v in tags.items()]

@@ -1,0 +1,57 @@
+"""hist and incr: send a numeric value as a metric, to the user's statsd client or ours.
+
+``diagnose.instruments.statsd`` is the plug-in point the original library had: None by
+default (our DogStatsD client over UDP is used), or any object with
+``histogram(name, value, tags=...)`` and ``increment(name, value, tags=...)``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from .. import _statsd
+from .base import Instrument, tag_list
+from .log import cut
+
+__all__ = ("HistogramInstrument", "IncrementInstrument", "StatsdInstrumentBase")
+
+
+def _client() -> Any:
+    user = getattr(sys.modules[__package__], "statsd", None)
+    return user if user is not None else _statsd.client()
+
+
+class StatsdInstrumentBase(Instrument):
+    """Send a numeric value as a statsd metric; tags go as ``["key:value", ...]``."""
+
+    MAX_CHARS = 2000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _client()  # make our client now, not on the target's first call
+
+    def fire(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> None:
+        v = self.evaluate(self.value, _globals, _locals)
+        if v is None:
+            return
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise TypeError(f"Cannot send non-numeric metric: {cut(str(v), self.MAX_CHARS)}")
+        self.emit(self.name, v, tag_list(self.merge_tags(_globals, _locals)))
+
+    def emit(self, name: str, value: float, tags: list[str]) -> None:
+        raise NotImplementedError()
+
+
+class HistogramInstrument(StatsdInstrumentBase):
+    """Send the value as a histogram sample (``name:value|h``)."""
+
+    def emit(self, name: str, value: float, tags: list[str]) -> None:
+        _client().histogram(name, value, tags=tags)
+
+
+class IncrementInstrument(StatsdInstrumentBase):
+    """Add the value to a counter (``name:value|c``)."""
+
+    def emit(self, name: str, value: float, tags: list[str]) -> None:
+        _client().increment(name, value, tags=tags)

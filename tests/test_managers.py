@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import gc
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -433,3 +434,37 @@ def test_forked_child_gets_its_own_id_lock_and_background_thread() -> None:
         os.close(read)
         os.waitpid(pid, 0)
         mine.stop_background()
+
+
+@pytest.mark.parametrize("event", ["call", "return", "end"])
+def test_instrument_error_traceback_names_the_probe_not_other_code(
+    event: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The logged traceback of a failing instrument files the probe's frames under
+    ``<probe TARGET>``; a frame in the target's file is on a line of the target itself."""
+    import inspect
+    import logging
+
+    mgr = diagnose.ProbeManager(process_id="tb-test")
+    mgr.instrument_classes["test"] = ProbeTestInstrument
+    mgr.specs["boom"] = make_spec(value="1 / 0", event=event)
+    first = shop.price.__code__.co_firstlineno
+    lines = range(first, first + len(inspect.getsource(shop.price).splitlines()))
+    try:
+        with caplog.at_level(logging.WARNING, logger="diagnose"):
+            mgr.apply()
+            assert shop.price(2) == 4
+    finally:
+        mgr.specs.clear()
+        mgr.apply()
+    [record] = [r for r in caplog.records if "failed and stopped firing" in r.getMessage()]
+    text = record.getMessage()
+    assert "ZeroDivisionError" in text
+    frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)', text)
+    assert frames, text
+    assert ("<probe spec>", "<module>") in [(f, n) for f, _l, n in frames]
+    for filename, line, name in frames:
+        if filename == shop.__file__:
+            assert int(line) in lines, f"{filename}:{line} is not in price(): {text}"
+        elif name == "price":
+            assert filename == "<probe probe_targets.shop.price>", text

@@ -578,3 +578,16 @@ def test_signature_and_code_restored_after_stop(probes: ProbeSet) -> None:
     probes.close()
     assert func.__code__ is original
     assert dict(vars(func)) == attrs
+
+
+def test_probe_frame_is_filed_under_the_probe(probes: ProbeSet) -> None:
+    """The wrapper's frame (``frame``) is named after the target but filed under
+    ``<probe TARGET>``, so no traceback or stack sends a reader to other code of its file."""
+    inst = probes.attach(
+        "probe_targets.shop.price", "(frame.f_code.co_filename, frame.f_code.co_name)"
+    )
+    shop.price(1)
+    assert inst.results == [("<probe probe_targets.shop.price>", "price")]
+    assert shop.price.__code__.co_filename == "<probe probe_targets.shop.price>"
+    probes.close()
+    assert shop.price.__code__.co_filename == shop.__file__

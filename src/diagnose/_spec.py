@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._expr import compile_expression
+from ._fire import MAX_RATE
 from .exceptions import SpecError
 
 __all__ = ("EVENTS", "MAX_LIFESPAN_MINUTES", "is_dotted_path", "validate_spec")
@@ -85,6 +86,17 @@ def validate_spec(
         raise SpecError("instrument.custom must be a map")
     if custom.get("tags") is not None:
         compile_expression(custom["tags"], "custom.tags", f"<probe {name}>")
+    rate = custom.get("rate")
+    if rate is not None and (
+        isinstance(rate, bool)
+        or not isinstance(rate, int | float)
+        or not math.isfinite(rate)
+        or not 0 < rate <= MAX_RATE
+    ):
+        raise SpecError(
+            f"custom.rate must be a number of events per second above 0 and at most "
+            f"{MAX_RATE}, not {rate!r}"
+        )
 
     lifespan = spec.get("lifespan")
     if lifespan is not None:

@@ -86,6 +86,11 @@ class ProbeManager(ManagerHooks):
         "mag": mag,
     }
 
+    # Events per second an instrument of a spec fires at most in this process, unless its
+    # custom["rate"] says otherwise; types not listed (hist, incr) are not limited, since
+    # a metric must count every call.
+    default_rates: dict[str, float] = {"log": 100, "snapshot": 1}
+
     def __init__(self, process_id: str | None = None) -> None:
         self.specs: dict[str, dict[str, Any]] = {}
         self.process_id = process_id or default_process_id()
@@ -155,8 +160,11 @@ class ProbeManager(ManagerHooks):
             self._detach(full_id)
         self._runtime_errors.pop(full_id, None)
         settings = dict(spec["instrument"])
-        cls = self.instrument_classes[settings.pop("type")]
+        itype = settings.pop("type")
+        cls = self.instrument_classes[itype]
         instrument = cls(mgr=self, expires=expires, **settings)
+        if settings["custom"].get("rate") is None:
+            instrument.rate = self.default_rates.get(itype)
         probe = probes.attach_to(spec["target"])
         # Replacing the instrument in place re-plans the probe once, with no moment
         # at which the target runs without it.
@@ -177,6 +185,16 @@ class ProbeManager(ManagerHooks):
             return
         owned.probe.instruments.pop(full_id, None)
         probes.release(owned.probe)
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Return each applied spec's counts in this process: fired, dropped, errors."""
+        counts = {}
+        with self.lock:
+            for full_id, owned in self._owned.items():
+                instrument = owned.probe.instruments.get(full_id)
+                if instrument is not None:
+                    counts[full_id.split(":", 1)[1]] = instrument.stats.as_dict()
+        return counts
 
     def mark(self, spec_id: str, spec: dict[str, Any], error: str | None = None) -> None:
         """Record in spec["applied"] that this process applied it (or why not)."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import probes
 from .._expr import compile_eval, has_nested_scope, names_read
+from .._fire import Stats
 from .._hooks import default_manager, overrides_check_call
 from .._resolve import underlying_function
 from .._text import one_line
@@ -61,6 +62,9 @@ class Instrument:
         self.value = value
         self.event = event
         self.custom = custom or {}
+        rate = self.custom.get("rate")
+        #: fired, dropped and errors in this process, and the rate limit's state
+        self.stats = Stats(rate if isinstance(rate, int | float) and rate > 0 else None)
         self._expiry_watchers: list[weakref.WeakMethod[Callable[[], None]]] = []
         self.expires = expires
         self.error: str | None = None
@@ -105,6 +109,16 @@ class Instrument:
         )
 
     __str__ = __repr__
+
+    @property
+    def rate(self) -> float | None:
+        """Events per second this instrument may fire at most (None: no limit)."""
+        ring = self.stats.ring
+        return None if ring is None else len(ring) / self.stats.period
+
+    @rate.setter
+    def rate(self, value: float | None) -> None:
+        self.stats.set_rate(value)
 
     def is_live(self) -> bool:
         """Return True while the instrument may still fire (it has not expired)."""

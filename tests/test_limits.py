@@ -1,0 +1,167 @@
+"""Rate limits, the evaluation budget and the counters of the fire gate."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import diagnose
+from diagnose import LogInstrument, ProbeManager, ProbeTestInstrument, SpecError, _fire
+from probe_targets import shop
+
+TARGET = "probe_targets.shop.price"
+
+
+@pytest.fixture
+def mgr() -> Iterator[ProbeManager]:
+    manager = ProbeManager(process_id="limits-test")
+    manager.instrument_classes["test"] = ProbeTestInstrument
+    yield manager
+    manager.specs.clear()
+    manager.apply()
+
+
+def spec(value: str = "result", type: str = "test", **custom: Any) -> dict[str, Any]:
+    return {
+        "target": TARGET,
+        "instrument": {"type": type, "name": "lim", "value": value, "custom": custom},
+        "lifespan": None,
+        "lastmodified": dt.datetime(2026, 1, 1),
+        "applied": {},
+    }
+
+
+def instrument(mgr: ProbeManager, spec_id: str = "s") -> Any:
+    return diagnose.probes.active_probes[TARGET].instruments[f"{mgr.short_id}:{spec_id}"]
+
+
+def hammer(seconds: float) -> tuple[int, float]:
+    """Call the target as fast as possible for about seconds; return (calls, duration)."""
+    calls = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(1000):
+            shop.price(2)
+        calls += 1000
+    return calls, time.perf_counter() - start
+
+
+def test_rate_limits_fires_per_second_and_counts_the_rest(mgr: ProbeManager) -> None:
+    """custom["rate"] caps fires in any one second; the events over it are counted."""
+    mgr.specs["s"] = spec(rate=50)
+    mgr.apply()
+    calls, seconds = hammer(1.3)
+    inst = instrument(mgr)
+    assert calls > 10_000
+    fired = len(inst.results)
+    assert 50 <= fired <= 50 * 2  # two windows of one second at most in 1.3 s
+    assert mgr.counters()["s"] == {"fired": fired, "dropped": calls - fired, "errors": 0}
+
+
+def test_a_burst_under_the_rate_passes_whole(mgr: ProbeManager) -> None:
+    """Events under the rate are never dropped, however close together."""
+    mgr.specs["s"] = spec(rate=20)
+    mgr.apply()
+    for amount in range(20):
+        shop.price(amount)
+    assert instrument(mgr).results == [2 * a for a in range(20)]
+    shop.price(1)
+    assert mgr.counters()["s"]["dropped"] == 1
+
+
+def test_log_specs_default_to_100_per_second(
+    mgr: ProbeManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log spec without a rate prints at most 100 lines a second of a hot target."""
+    out = io.StringIO()
+    monkeypatch.setattr(LogInstrument, "out", out)
+    mgr.specs["s"] = spec(type="log")
+    mgr.apply()
+    calls, seconds = hammer(0.5)
+    lines = out.getvalue().splitlines()
+    assert 1 <= len(lines) <= 100
+    assert mgr.counters()["s"] == {"fired": len(lines), "dropped": calls - len(lines), "errors": 0}
+
+
+def test_metrics_and_instruments_in_code_are_not_limited(mgr: ProbeManager) -> None:
+    """hist and incr count every call; an instrument made in code has no limit either."""
+    assert mgr.default_rates.get("hist") is None and mgr.default_rates.get("incr") is None
+    with diagnose.sensor(TARGET) as s:
+        for _ in range(500):
+            shop.price(1)
+    assert len(s.results) == 500
+
+
+@pytest.mark.parametrize("bad", [0, -1, "10", True, float("inf"), 10**9])
+def test_a_bad_rate_is_refused(bad: Any) -> None:
+    """custom.rate must be a positive number of events per second, at most 10,000."""
+    with pytest.raises(SpecError, match="custom.rate"):
+        diagnose.validate_spec(spec(rate=bad))
+
+
+@pytest.mark.parametrize("rate", [None, 100])
+def test_a_slow_expression_is_disabled_by_its_budget(mgr: ProbeManager, rate: Any) -> None:
+    """Evaluations over 50 ms within one second disable the instrument; the status says
+    budget exceeded, and the target's calls return their own results throughout."""
+    custom = {"rate": rate} if rate else {}
+    mgr.specs["s"] = spec("sum(range(100_000)) and result", **custom)
+    mgr.apply()
+    start = time.perf_counter()
+    while time.perf_counter() - start < 3 and instrument(mgr).error is None:
+        assert shop.price(3) == 6
+    inst = instrument(mgr)
+    assert inst.error is not None and "budget exceeded" in inst.error
+    err = mgr.specs["s"]["applied"][mgr.process_id]["err"]
+    assert "budget exceeded" in err and "limit 50 ms" in err
+    fired = len(inst.results)
+    for _ in range(100):
+        assert shop.price(3) == 6
+    assert len(inst.results) == fired  # disabled until the spec changes
+    mgr.specs["s"] = spec("result", **custom)
+    mgr.apply()
+    shop.price(3)
+    assert instrument(mgr).results == [6]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_budget_sampling_charges_calls_spread_over_time_by_their_share(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 4 ms expression called once a minute never trips the budget, though an unlimited
+    instrument times only one evaluation in 16; the same at 100 calls a second does."""
+    clock = FakeClock()
+    monkeypatch.setattr(_fire, "_clock", clock)
+
+    class Slow(ProbeTestInstrument):
+        def fire(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> None:
+            clock.now += 0.004
+            super().fire(_globals, _locals)
+
+    rare = Slow("rare", "result", mgr=diagnose.manager)
+    gate = _fire.Gate(rare, None, lambda: None)
+    for _ in range(100):
+        clock.now += 60
+        gate.fire({"result": 1})
+    assert rare.error is None and rare.stats.fired == 100
+
+    hot = Slow("hot", "result", mgr=diagnose.manager)
+    gate = _fire.Gate(hot, None, lambda: None)
+    for _ in range(100):
+        clock.now += 0.006
+        gate.fire({"result": 1})
+        if hot.error:
+            break
+    assert hot.error is not None and "budget exceeded" in hot.error
+    assert hot.stats.errors == 1

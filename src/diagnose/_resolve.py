@@ -11,7 +11,7 @@ from typing import Any
 from ._spec import DOTTED_PATH_ERROR, is_dotted_path
 from .exceptions import NotAFunction, ProbeError, TargetImportError, TargetNotFound
 
-__all__ = ("resolve", "underlying_function")
+__all__ = ("resolve", "resolve_target", "underlying_function")
 
 
 def _import_longest(parts: list[str]) -> tuple[Any, list[str]]:
@@ -94,3 +94,46 @@ def resolve(target: str) -> types.FunctionType:
             raise TargetNotFound(f"{path} has no {what} {name!r}") from None
         path = f"{path}.{name}"
     return underlying_function(obj, target)
+
+
+def _label(owner: Any) -> str:
+    """Name an owner object in messages: a module or class by its dotted name."""
+    if inspect.ismodule(owner):
+        return owner.__name__
+    if isinstance(owner, type):
+        return f"{owner.__module__}.{owner.__qualname__}"
+    return repr(owner)
+
+
+def resolve_target(target: Any) -> types.FunctionType:
+    """Return the Python function a target names, in any of the forms the original accepted.
+
+    target is a dotted path, an ``(object, "name")`` pair, or the function or method
+    object itself (bound or unbound, decorated or not). Each form gives the same
+    function as the dotted path of the same target: the innermost one, whose code a
+    probe or breakpoint swaps.
+    """
+    if isinstance(target, str):
+        return resolve(target)
+    if isinstance(target, tuple):
+        if len(target) != 2 or not isinstance(target[1], str):
+            raise TypeError(
+                f"a target pair must be (object, attribute name as a string), not {target!r}"
+            )
+        owner, name = target
+        path = f"{_label(owner)}.{name}"
+        try:
+            # Without binding or running it: a property on an instance is not evaluated.
+            obj = inspect.getattr_static(owner, name)
+        except AttributeError:
+            try:
+                obj = getattr(owner, name)  # a module __getattr__, a proxy's attributes
+            except AttributeError:
+                raise TargetNotFound(f"{_label(owner)} has no attribute {name!r}") from None
+        return underlying_function(obj, path)
+    if callable(target) or isinstance(target, staticmethod | classmethod | property):
+        name = getattr(target, "__qualname__", None) or repr(target)
+        return underlying_function(target, name)
+    raise TypeError(
+        f"a target is a dotted path, an (object, attribute name) pair or a function, not {target!r}"
+    )

@@ -10,24 +10,141 @@ waits for it to reach a breakpoint::
         assert worker.is_waiting      # worker is held inside Queue.get
     assert t.results == [...]
 
-Like probes, a Breakpoint swaps the target function's code, so every reference to the
-function hits it, however it was imported.
+A target is a dotted path, an ``(object, "name")`` pair, or the function or method
+itself. Like probes, a Breakpoint swaps the target function's code, so every reference
+to the function hits it, however it was imported. While a call is inside the target,
+``stackframe`` is the call's frame: its ``f_locals`` hold the arguments by name plus
+``args`` and ``kwargs``, and its ``f_back`` is the caller.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable
 from typing import Any, Literal
 
 from . import _inject
-from ._resolve import resolve, underlying_function
+from ._resolve import resolve_target
 
 __all__ = ("Breakpoint", "do")
 
 omitted: Any = object()
+
+EVENTS = ("call", "return", "error")
+
+# The generated layer reaches its objects through this constant, replaced in the code
+# object by the _Layer: an attribute of a constant needs no local name in the frame.
+_LAYER = "__diagnose_breakpoint_layer__"
+
+
+class _Layer:
+    """What one breakpoint's code layer on one function calls: a guard per call, the inner."""
+
+    __slots__ = ("breakpoint", "inner")
+
+    def __init__(self, breakpoint: Breakpoint, inner: Any) -> None:
+        self.breakpoint = breakpoint
+        self.inner = inner
+
+    def guard(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Guard:
+        return _Guard(self.breakpoint, args, kwargs)
+
+
+class _Guard:
+    """Hits the breakpoint as one call enters the target, and as it returns or raises."""
+
+    __slots__ = ("args", "breakpoint", "frame", "kwargs")
+
+    def __init__(self, breakpoint: Breakpoint, args: tuple[Any, ...], kwargs: dict[str, Any]):
+        self.breakpoint = breakpoint
+        self.args = args
+        self.kwargs = kwargs
+        self.frame: Any = None
+
+    def __enter__(self) -> None:
+        bp = self.breakpoint
+        # The layer's own frame: the target's parameters, args and kwargs; f_back the caller.
+        self.frame = bp.stackframe = sys._getframe(1)
+        try:
+            bp._hit("call", self.args, self.kwargs)
+        except BaseException:
+            bp.stackframe = None
+            raise
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
+        bp = self.breakpoint
+        try:
+            if exc_type is None:
+                bp._hit("return", self.args, self.kwargs)
+            else:
+                if tb is not None and tb.tb_frame is self.frame:
+                    exc.__traceback__ = tb.tb_next  # the exception is the target's own
+                if issubclass(exc_type, Exception):
+                    bp._hit("error", self.args, self.kwargs)
+        finally:
+            bp.stackframe = None
+            self.frame = None
+        return False
+
+
+def _layer_code(original: types.CodeType, layer: _Layer) -> types.CodeType:
+    """Return code with original's parameters that runs layer.inner inside a _Guard.
+
+    Its frame's only names, while the breakpoint can see it, are the parameters,
+    ``args``, ``kwargs`` (unless the target has parameters of those names) and the
+    target's free variables: what it needs besides is reached through constants, and
+    the names of the call's plumbing are deleted before the guard sees the outcome.
+    """
+    kind = _inject.kind_of(original)
+    sig = _inject.Signature(original)
+    own = set(sig.names) | set(original.co_freevars)
+    clash = {n for n in own if n.startswith("_dgn_")}
+    if clash:
+        raise ValueError(f"cannot set a breakpoint on a function with names {sorted(clash)}")
+    body: list[str] = []
+    if original.co_freevars:
+        body.append("if 0: " + "; ".join(original.co_freevars))
+    args, kwargs = sig.args, sig.kwargs
+    if "args" not in own:
+        body.append(f"args = {args}")
+        args = "args"
+    if "kwargs" not in own:
+        body.append(f"kwargs = {kwargs}")
+        kwargs = "kwargs"
+    invoke = [f'_dgn_o = "{_LAYER}".inner', *_inject._invoke_lines(kind, sig.forward)]
+    if kind != _inject.Kind.ASYNC_GENERATOR:
+        invoke.append("return _dgn_r")
+    plumbing = sorted(set(re.findall(r"\b_dgn_\w+", "\n".join(invoke))))
+    body.append(f'with "{_LAYER}".guard({args}, {kwargs}):')
+    body.append("    try:")
+    body += ["        " + line for line in invoke]
+    body.append("    finally:")
+    body.append("        " + " = ".join(plumbing) + " = None")
+    body.append("        del " + ", ".join(plumbing))
+
+    is_async = kind in (_inject.Kind.COROUTINE, _inject.Kind.ASYNC_GENERATOR)
+    prefix = "async def" if is_async else "def"
+    lines = ["def __diagnose_factory__():"]
+    if original.co_freevars:
+        lines.append("    " + " = ".join(original.co_freevars) + " = None")
+    lines.append(f"    {prefix} __dgn_breakpoint__({sig.params}):")
+    lines += ["        " + line for line in body]
+    lines.append("    return __dgn_breakpoint__")
+    code = _inject._compile_wrapper("\n".join(lines), original.co_filename)
+    if code.co_freevars != original.co_freevars:
+        raise ValueError(f"free variables differ: {code.co_freevars} != {original.co_freevars}")
+    consts = tuple(layer if isinstance(c, str) and c == _LAYER else c for c in code.co_consts)
+    return code.replace(
+        co_consts=consts,
+        co_flags=code.co_flags | (original.co_flags & _inject._CO_ITERABLE_COROUTINE),
+        co_name=original.co_name,
+        co_qualname=original.co_qualname,
+        co_firstlineno=original.co_firstlineno,
+    )
 
 
 class Breakpoint:
@@ -36,6 +153,9 @@ class Breakpoint:
     #: Kept for compatibility: the code swap reaches every reference in any case.
     patch_all_referrers = None
 
+    #: Kept for compatibility: waits wake as soon as their condition changes.
+    check_interval = 0.1
+
     def __init__(
         self,
         target: Any,
@@ -43,20 +163,45 @@ class Breakpoint:
         condition: Any = None,
         timeout: float | None = 10.0,
         fire: Callable[[], Any] | None = None,
+        *,
+        break_on_return: bool = False,
+        throw: BaseException | None = None,
+        check_interval: float | None = None,
     ) -> None:
-        """target is a dotted path or an (object, attribute name) pair; event is "call",
-        "return" or "error"; condition is None, a callable taking the target's arguments,
-        or a call number (or list of numbers, from 0) on which to fire."""
+        """target is a dotted path, an (object, attribute name) pair, or the function or
+        method object; event is "call", "return" or "error"; condition is None, a callable
+        taking the target's arguments, or a call number (or list of numbers, from 0) on
+        which to fire.
+
+        The 3.x form ``Breakpoint(obj, "funcname", ...)`` is accepted too, with its
+        meaning: it blocks the caller (or raises ``throw``), at the call or, with
+        ``break_on_return``, at the return.
+        """
+        self.exception: BaseException | None = None
+        if (
+            isinstance(event, str)
+            and event not in EVENTS
+            and not isinstance(target, str | tuple)
+            and hasattr(target, event)
+        ):
+            target = (target, event)
+            event = "return" if break_on_return else "call"
+            if throw is not None:
+                self.exception = throw
+                fire = self._fire_erroring
+            elif fire is None:
+                fire = self._fire_blocking
         self.target = target
         self.event = event
         self.condition = condition
         self.timeout = timeout
         self.fire = fire
+        if check_interval is not None:
+            self.check_interval = check_interval
         self.calls: list[bool] = []
         self.hits = 0
         self.blocked = False
         self.stackframe: Any = None
-        self.exception: BaseException | None = None
         self._started_threads: list[threading.Thread] = []
         self._cond = threading.Condition()
         self._patch: Any = None
@@ -64,10 +209,7 @@ class Breakpoint:
     # --- attaching ----------------------------------------------------------------
 
     def _function(self) -> Any:
-        if isinstance(self.target, str):
-            return resolve(self.target)
-        owner, name = self.target
-        return underlying_function(getattr(owner, name), f"{owner!r}.{name}")
+        return resolve_target(self.target)
 
     def __enter__(self) -> Breakpoint:
         self.calls = []
@@ -93,15 +235,9 @@ class Breakpoint:
                 self._patch = None
                 raise
 
-    def _wrap(self, original: Any, inner: Any) -> Any:
+    def _wrap(self, original: types.CodeType, inner: Any) -> types.CodeType:
         """Return code with original's parameters that hits this breakpoint around inner."""
-        sections = _inject.Sections()
-        sections.const("_dgn_bp", self)
-        sig = _inject.Signature(original)
-        sections.before.append(f"_dgn_bp._hit('call', {sig.args}, {sig.kwargs})")
-        sections.on_error.append(f"_dgn_bp._hit('error', {sig.args}, {sig.kwargs})")
-        sections.after.append(f"_dgn_bp._hit('return', {sig.args}, {sig.kwargs})")
-        return _inject.build_wrapper_code(original, inner, sections, sig)
+        return _layer_code(original, _Layer(self, inner))
 
     def _detach(self) -> None:
         patch, self._patch = self._patch, None
@@ -134,18 +270,8 @@ class Breakpoint:
     # --- called from the target's thread -------------------------------------------
 
     def _hit(self, event: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if event == "call":
-            self.stackframe = sys._getframe(1)
-        if event != self.event:
-            if event != "call":
-                self.stackframe = None
-            return
-        try:
-            if self._condition_met(args, kwargs) and self.fire is not None:
-                self.fire()
-        finally:
-            if event != "call":
-                self.stackframe = None
+        if event == self.event and self._condition_met(args, kwargs) and self.fire is not None:
+            self.fire()
 
     def _condition_met(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         condition = self.condition
@@ -157,7 +283,7 @@ class Breakpoint:
             elif isinstance(condition, set | tuple | list):
                 met = len(self.calls) in condition
             elif callable(condition):
-                met = bool(condition(*args, **kwargs))
+                met = condition(*args, **kwargs)  # kept as returned, as in the original
             else:
                 raise TypeError(
                     "Breakpoint.condition must be None, an int or list of ints, or a callable."
@@ -196,7 +322,10 @@ class Breakpoint:
             timeout = self.timeout
         with self._cond:
             if not self._cond.wait_for(lambda: self.hits >= hits, timeout):
-                raise RuntimeError(f"Breakpoint on {self.target} not hit after {timeout} seconds.")
+                raise RuntimeError(
+                    f"Breakpoint on {self.target} (event={self.event!r}) "
+                    f"not hit after {timeout} seconds."
+                )
 
     def wait_until(self, condition: Callable[[], Any], timeout: Any = omitted) -> None:
         """Block until condition() is true; RuntimeError after timeout."""
@@ -279,23 +408,15 @@ class do:  # noqa: N801 - the original library's name
             self.breakpoint.timeout = timeout
         return self
 
-    def _need_target(self, what: str) -> None:
-        if self.breakpoint.target is None:
-            raise RuntimeError(
-                f"You must call do().until(), .beyond(), or .error_on() before declaring .{what}."
-            )
-
     @property
     def returns(self) -> do:
-        """Fire when the target returns, not when it is called."""
-        self._need_target("returns")
+        """Fire when the target returns, not when it is called (before or after until())."""
         self.breakpoint.event = "return"
         return self
 
     @property
     def errors(self) -> do:
-        """Fire when the target raises, not when it is called."""
-        self._need_target("errors")
+        """Fire when the target raises, not when it is called (before or after until())."""
         self.breakpoint.event = "error"
         return self
 
@@ -322,7 +443,12 @@ class do:  # noqa: N801 - the original library's name
 
     def _gather_results(self) -> None:
         assert self.func is not None
-        self.results.append(self.func(*self.args, **self.kwargs))
+        try:
+            result = self.func(*self.args, **self.kwargs)
+        except BaseException as exc:
+            self.results.append(exc)  # then raised in the thread, as the original did
+            raise
+        self.results.append(result)
 
     def release(self) -> None:
         """Let the blocked thread go on."""

@@ -104,7 +104,6 @@ THING = f"{__name__}.Thing"
 TARGET_FORMS = {
     "dotted path": lambda: f"{THING}.advance_stage",
     "(class, name)": lambda: (Thing, "advance_stage"),
-    "(instance, name)": lambda: (Thing(), "advance_stage"),
     "unbound method": lambda: Thing.advance_stage,
     "bound method": lambda: Thing().advance_stage,
 }
@@ -118,6 +117,17 @@ def test_each_target_form_breaks_on_every_call_of_the_function(form: str) -> Non
         Thing().advance_multiple()
     assert bp.calls == [False, False, True, False]
     assert Thing.advance_stage.__code__ is original
+
+
+def test_instance_pair_breaks_on_the_calls_through_that_instance_only() -> None:
+    """(instance, "method"): the original patched that object, so other instances pass."""
+    mine, other = Thing(), Thing()
+    with Breakpoint((mine, "advance_stage")) as bp:
+        other.advance_multiple()
+        assert bp.calls == []
+        mine.advance_stage("x")
+        Thing.advance_stage(mine, "y")
+    assert bp.calls == [True, True]
 
 
 def test_block_on_an_unbound_method_holds_the_thread_before_the_call() -> None:

@@ -19,6 +19,7 @@ to the function hits it, however it was imported. While a call is inside the tar
 
 from __future__ import annotations
 
+import inspect
 import re
 import sys
 import threading
@@ -147,6 +148,23 @@ def _layer_code(original: types.CodeType, layer: _Layer) -> types.CodeType:
     )
 
 
+def _instance_of(target: Any) -> Any:
+    """For an (instance, "method") target, return the instance; else None.
+
+    The original patched the attribute on that one object, so only calls through it
+    hit the breakpoint; the code swap reaches every instance, so the hits are filtered.
+    """
+    if not isinstance(target, tuple) or len(target) != 2:
+        return None
+    owner, name = target
+    if isinstance(owner, type | types.ModuleType):
+        return None
+    if name in getattr(owner, "__dict__", {}):
+        return None  # the object's own attribute: a function stored on it, called as is
+    attr = inspect.getattr_static(type(owner), name, None)
+    return owner if isinstance(attr, types.FunctionType | property) else None
+
+
 class Breakpoint:
     """A tool to detect and synchronize execution or simulate errors during tests."""
 
@@ -205,6 +223,7 @@ class Breakpoint:
         self._started_threads: list[threading.Thread] = []
         self._cond = threading.Condition()
         self._patch: Any = None
+        self._instance: Any = None
 
     # --- attaching ----------------------------------------------------------------
 
@@ -224,6 +243,7 @@ class Breakpoint:
         from . import probes
 
         func = self._function()
+        self._instance = _instance_of(self.target)
         with probes._lock:
             patch = probes.patch_for(func)
             patch.breakpoints.append(self)
@@ -270,6 +290,8 @@ class Breakpoint:
     # --- called from the target's thread -------------------------------------------
 
     def _hit(self, event: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self._instance is not None and (not args or args[0] is not self._instance):
+            return  # an (instance, "method") target: the calls through that instance only
         if event == self.event and self._condition_met(args, kwargs) and self.fire is not None:
             self.fire()
 

@@ -10,8 +10,11 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import math
+import os
 import sys
 import threading
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +23,8 @@ import pytest
 from diagnose.breakpoints import Breakpoint, do
 
 HERE = sys.modules[__name__]
+posix_rename = os.rename
+factorial = math.factorial
 
 
 def square_of_x(x: int) -> int:
@@ -446,3 +451,82 @@ def test_async_generator_target_under_a_breakpoint_shows_no_plumbing() -> None:
     assert inspect.isasyncgenfunction(ticks)
     plain = {"n": 3, "args": (3,), "kwargs": {}}
     assert seen == [("call", plain), ("return", plain)]
+
+
+# --- builtins: no code to swap, so the references are replaced, as the original did ----
+
+
+@pytest.fixture
+def holder_of_getpid() -> Iterator[types.ModuleType]:
+    """A module that did ``from os import getpid``."""
+    module = types.ModuleType("compat_getpid_holder")
+    module.getpid = os.getpid  # type: ignore[attr-defined]
+    sys.modules[module.__name__] = module
+    try:
+        yield module
+    finally:
+        del sys.modules[module.__name__]
+
+
+def test_error_on_a_builtin_by_dotted_path() -> None:
+    """Breakpoint.error(OSError(...), "os.rename"): simulate a failing system call."""
+    with (
+        Breakpoint.error(OSError(28, "No space left on device"), "os.rename") as bp,
+        pytest.raises(OSError, match="No space left"),
+    ):
+        os.rename("/nonexistent/a", "/nonexistent/b")
+    assert bp.calls == [True]
+    assert os.rename is posix_rename
+
+
+def test_builtin_by_path_reaches_module_copies(holder_of_getpid: types.ModuleType) -> None:
+    getpid = os.getpid
+    with Breakpoint("os.getpid", condition=lambda: True) as bp:
+        assert os.getpid() == holder_of_getpid.getpid() == getpid()
+    assert bp.calls == [True, True]
+    assert os.getpid is getpid
+    assert holder_of_getpid.getpid is getpid
+
+
+def test_builtin_by_pair_replaces_that_attribute_only(holder_of_getpid: types.ModuleType) -> None:
+    with Breakpoint((os, "getpid")) as bp:
+        holder_of_getpid.getpid()
+        os.getpid()
+    assert bp.calls == [True]
+
+
+def test_do_until_a_builtin_blocks_the_thread_there() -> None:
+    t = do(lambda: math.factorial(5))
+    with t.until("math.factorial") as held:
+        assert held.results == []
+        assert dict(held.breakpoint.stackframe.f_locals) == {"args": (5,), "kwargs": {}}
+    assert t.results == [120]
+    assert math.factorial is factorial
+
+
+def test_builtin_method_inherited_by_a_python_class() -> None:
+    class Stack(list):  # type: ignore[type-arg]
+        pass
+
+    stack = Stack()
+    with Breakpoint((Stack, "append"), event="return") as bp:
+        stack.append(1)
+        [].append(2)
+    assert stack == [1]
+    assert bp.calls == [True]
+    assert "append" not in vars(Stack)
+
+
+def test_builtin_method_of_one_instance() -> None:
+    class Stack(list):  # type: ignore[type-arg]
+        pass
+
+    mine, other = Stack(), Stack()
+    with Breakpoint.error(ValueError("full"), (mine, "append")) as bp:
+        other.append(1)
+        with pytest.raises(ValueError, match="full"):
+            mine.append(2)
+    assert (mine, other) == ([], [1])
+    assert bp.calls == [True]
+    mine.append(3)
+    assert mine == [3]

@@ -29,7 +29,8 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from . import _inject
-from ._resolve import resolve_target
+from ._resolve import locate, resolve_target
+from .exceptions import NotAFunction
 
 __all__ = ("Breakpoint", "do")
 
@@ -165,6 +166,55 @@ def _instance_of(target: Any) -> Any:
     return owner if isinstance(attr, types.FunctionType | property) else None
 
 
+def _builtin_template(*args: Any, **kwargs: Any) -> None:
+    """The parameters of the layer put in place of a builtin."""
+
+
+_BUILTINS = (types.BuiltinFunctionType, types.MethodDescriptorType)
+
+# Modules whose references to a builtin a breakpoint leaves alone: its own waiting
+# (threading's Condition, diagnose) must not hit it.
+_UNTOUCHED = ("threading", "diagnose")
+
+
+def _module_globals_holding(obj: Any, name: str, skip: Any) -> list[tuple[Any, str]]:
+    """Return (module, name) for each other module whose global `name` is obj."""
+    found = []
+    for module in list(sys.modules.values()):
+        module_name = getattr(module, "__name__", "")
+        if module is skip or module_name.split(".")[0] in _UNTOUCHED:
+            continue
+        try:
+            if vars(module).get(name) is obj:
+                found.append((module, name))
+        except TypeError:
+            continue
+    return found
+
+
+class _Replaced:
+    """One reference to a builtin replaced by a breakpoint's wrapper, and how to undo it."""
+
+    __slots__ = ("name", "new", "own", "place", "previous")
+
+    def __init__(self, place: Any, name: str, own: bool, previous: Any, new: Any) -> None:
+        self.place, self.name, self.own, self.previous, self.new = (
+            place,
+            name,
+            own,
+            previous,
+            new,
+        )
+
+    def restore(self) -> None:
+        if vars(self.place).get(self.name) is not self.new:
+            return  # replaced again since: leave it
+        if self.own:
+            setattr(self.place, self.name, self.previous)
+        else:
+            delattr(self.place, self.name)
+
+
 class Breakpoint:
     """A tool to detect and synchronize execution or simulate errors during tests."""
 
@@ -224,6 +274,7 @@ class Breakpoint:
         self._cond = threading.Condition()
         self._patch: Any = None
         self._instance: Any = None
+        self._replaced: list[_Replaced] = []
 
     # --- attaching ----------------------------------------------------------------
 
@@ -242,7 +293,14 @@ class Breakpoint:
     def _attach(self) -> None:
         from . import probes
 
-        func = self._function()
+        try:
+            func = self._function()
+        except NotAFunction:
+            owner, name, obj = locate(self.target)
+            if not isinstance(obj, _BUILTINS):
+                raise
+            self._replace_builtin(owner, name, obj)
+            return
         self._instance = _instance_of(self.target)
         with probes._lock:
             patch = probes.patch_for(func)
@@ -259,10 +317,37 @@ class Breakpoint:
         """Return code with original's parameters that hits this breakpoint around inner."""
         return _layer_code(original, _Layer(self, inner))
 
+    def _replace_builtin(self, owner: Any, name: str, builtin: Any) -> None:
+        """Break on a builtin, which has no code to swap: replace the references to it.
+
+        As the original did: the attribute named (for a dotted path, also the module
+        globals that hold it under the same name, as ``from os import rename`` makes).
+        """
+        inner = builtin
+        if isinstance(builtin, types.MethodDescriptorType) and not isinstance(owner, type):
+            inner = getattr(owner, name)  # (instance, "method"): the call passes no self
+        code = _layer_code(_builtin_template.__code__, _Layer(self, inner))
+        wrapper: Any = types.FunctionType(code, {}, getattr(builtin, "__name__", name))
+        wrapper.__qualname__ = getattr(builtin, "__qualname__", name)
+        wrapper.__doc__ = getattr(builtin, "__doc__", None)
+        wrapper.__wrapped__ = builtin
+        if isinstance(owner, type) and isinstance(builtin, types.BuiltinFunctionType):
+            wrapper = staticmethod(wrapper)  # a builtin function stored on a class
+        places = [(owner, name)]
+        if isinstance(self.target, str) and isinstance(owner, types.ModuleType):
+            places += _module_globals_holding(builtin, name, owner)
+        for place, attr in places:
+            own = attr in getattr(place, "__dict__", {})
+            previous = vars(place)[attr] if own else None
+            setattr(place, attr, wrapper)
+            self._replaced.append(_Replaced(place, attr, own, previous, wrapper))
+
     def _detach(self) -> None:
         patch, self._patch = self._patch, None
         if patch is not None:
             patch.detach(self)
+        while self._replaced:
+            self._replaced.pop().restore()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         self._detach()

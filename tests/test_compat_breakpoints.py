@@ -530,3 +530,20 @@ def test_builtin_method_of_one_instance() -> None:
     assert bp.calls == [True]
     mine.append(3)
     assert mine == [3]
+
+
+def test_error_event_is_for_exceptions_not_a_generator_closed_early() -> None:
+    """The original's wrapper fired "error" on Exception only; GeneratorExit is not one."""
+
+    def numbers(n: int) -> Iterator[int]:
+        yield from range(n)
+
+    holder = type("Holder", (), {"numbers": staticmethod(numbers)})
+    with (
+        pytest.raises(AssertionError, match="was not met"),
+        Breakpoint((holder, "numbers"), event="error") as bp,
+    ):
+        gen = holder.numbers(5)
+        assert next(gen) == 0
+        gen.close()
+    assert bp.calls == []

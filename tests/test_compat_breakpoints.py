@@ -547,3 +547,37 @@ def test_error_event_is_for_exceptions_not_a_generator_closed_early() -> None:
         assert next(gen) == 0
         gen.close()
     assert bp.calls == []
+
+
+@pytest.mark.parametrize("breakpoint_leaves_first", [True, False])
+def test_breakpoint_and_probe_on_one_function(breakpoint_leaves_first: bool) -> None:
+    """Both fire on each call, the frame still shows the call only, and either may go first."""
+    import diagnose
+
+    original = square_of_x.__code__
+    target = f"{__name__}.square_of_x"
+    seen: list[dict[str, Any]] = []
+    bp = Breakpoint(square_of_x, event="return")
+    bp.fire = lambda: seen.append(dict(bp.stackframe.f_locals))
+    probe = diagnose.probes.attach_to(target)
+    try:
+        probe.instruments["t"] = inst = diagnose.ProbeTestInstrument("t", "result")
+        probe.start()
+        bp.__enter__()
+        assert square_of_x_plus_1(2) == 9
+        if breakpoint_leaves_first:
+            bp.__exit__(None, None, None)
+            assert square_of_x(4) == 16
+            probe.stop()
+        else:
+            probe.stop()
+            assert square_of_x(4) == 16
+            bp.__exit__(None, None, None)
+    finally:
+        probe.stop()
+        diagnose.probes.active_probes.pop(target, None)
+    assert inst.results == ([9, 16] if breakpoint_leaves_first else [9])
+    assert seen == [{"x": 3, "args": (3,), "kwargs": {}}] + (
+        [] if breakpoint_leaves_first else [{"x": 4, "args": (4,), "kwargs": {}}]
+    )
+    assert square_of_x.__code__ is original

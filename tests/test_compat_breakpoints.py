@@ -581,3 +581,62 @@ def test_breakpoint_and_probe_on_one_function(breakpoint_leaves_first: bool) -> 
         [] if breakpoint_leaves_first else [{"x": 4, "args": (4,), "kwargs": {}}]
     )
     assert square_of_x.__code__ is original
+
+
+def test_stackframe_args_and_kwargs_are_as_the_call_passed_them() -> None:
+    """As in the original's wrapper(*args, **kwargs); each parameter is there by name too."""
+    thing = Thing()
+    seen: list[dict[str, Any]] = []
+    bp = Breakpoint(Thing.advance_stage, condition=0)
+    bp.fire = lambda: seen.append(dict(bp.stackframe.f_locals))
+    with bp:
+        thing.advance_multiple()
+    assert seen == [{"self": thing, "to": "alpha", "args": (thing,), "kwargs": {"to": "alpha"}}]
+
+
+def test_stackframe_has_defaulted_parameters_by_name() -> None:
+    def scaled(x: int, factor: int = 2, *, offset: int = 0) -> int:
+        return x * factor + offset
+
+    holder = type("Holder", (), {"scaled": staticmethod(scaled)})
+    seen: list[dict[str, Any]] = []
+    bp = Breakpoint((holder, "scaled"))
+    bp.fire = lambda: seen.append(dict(bp.stackframe.f_locals))
+    with bp:
+        assert holder.scaled(3) == 6
+        assert holder.scaled(x=3, offset=1) == 7
+    assert seen == [
+        {"x": 3, "factor": 2, "offset": 0, "args": (3,), "kwargs": {}},
+        {"x": 3, "factor": 2, "offset": 1, "args": (), "kwargs": {"x": 3, "offset": 1}},
+    ]
+
+
+def test_condition_gets_the_arguments_as_passed() -> None:
+    """A condition reading **kwargs sees a keyword argument as a keyword."""
+    with Breakpoint(Thing.advance_stage, condition=lambda *a, **kw: kw["to"] == "gamma") as bp:
+        Thing().advance_multiple()
+    assert bp.calls == [False, False, True, False]
+
+
+def test_signature_and_defaults_unchanged_under_a_breakpoint() -> None:
+    before = inspect.signature(Thing.advance_stage)
+    defaults = square_of_x.__defaults__
+    with Breakpoint(Thing.advance_stage):
+        assert inspect.signature(Thing.advance_stage) == before
+        assert square_of_x.__defaults__ == defaults
+        Thing().advance_stage("x")
+    assert "__signature__" not in vars(Thing.advance_stage)
+    assert inspect.signature(Thing.advance_stage) == before
+
+
+def test_a_call_that_does_not_bind_raises_the_targets_own_error() -> None:
+    """The call and error events fire, as in the original, and the message is the target's."""
+    with pytest.raises(TypeError) as plain:
+        square_of_x()  # type: ignore[call-arg]
+    with (
+        Breakpoint(square_of_x, event="error") as bp,
+        pytest.raises(TypeError) as probed,
+    ):
+        square_of_x()  # type: ignore[call-arg]
+    assert str(probed.value) == str(plain.value)
+    assert bp.calls == [True]

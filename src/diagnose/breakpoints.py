@@ -46,11 +46,12 @@ _LAYER = "__diagnose_breakpoint_layer__"
 class _Layer:
     """What one breakpoint's code layer on one function calls: a guard per call, the inner."""
 
-    __slots__ = ("breakpoint", "inner")
+    __slots__ = ("bind", "breakpoint", "inner")
 
-    def __init__(self, breakpoint: Breakpoint, inner: Any) -> None:
+    def __init__(self, breakpoint: Breakpoint, inner: Any, bind: Any = None) -> None:
         self.breakpoint = breakpoint
         self.inner = inner
+        self.bind = bind
 
     def guard(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Guard:
         return _Guard(self.breakpoint, args, kwargs)
@@ -93,13 +94,41 @@ class _Guard:
         return False
 
 
-def _layer_code(original: types.CodeType, layer: _Layer) -> types.CodeType:
-    """Return code with original's parameters that runs layer.inner inside a _Guard.
+def _as_passed(code: types.CodeType) -> bool:
+    """Return True when a layer on code can take ``(*args, **kwargs)`` as the call passed
+    them: the target has no parameter or free variable of those names."""
+    sig = _inject.Signature(code)
+    return not {"args", "kwargs"} & (set(sig.names) | set(code.co_freevars))
 
-    Its frame's only names, while the breakpoint can see it, are the parameters,
-    ``args``, ``kwargs`` (unless the target has parameters of those names) and the
-    target's free variables: what it needs besides is reached through constants, and
-    the names of the call's plumbing are deleted before the guard sees the outcome.
+
+def _binder(original: types.CodeType, inner: Any) -> Any:
+    """Return a function with the target's parameters (and inner's defaults) that returns
+    them as a tuple: it binds a call's arguments, or raises the target's own TypeError."""
+    sig = _inject.Signature(original)
+    names = "".join(f"{n}, " for n in sig.names)
+    source = (
+        "def __diagnose_factory__():\n"
+        f"    def __dgn_bind__({sig.params}):\n"
+        f"        return ({names})\n"
+        "    return __dgn_bind__"
+    )
+    code = _inject._compile_wrapper(source, original.co_filename)
+    code = code.replace(co_name=original.co_name, co_qualname=original.co_qualname)
+    bind = types.FunctionType(code, {}, original.co_name, getattr(inner, "__defaults__", None))
+    bind.__kwdefaults__ = getattr(inner, "__kwdefaults__", None)
+    return bind
+
+
+def _layer_code(original: types.CodeType, layer: _Layer) -> types.CodeType:
+    """Return code for a function like original that runs layer.inner inside a _Guard.
+
+    Its frame's only names, while the breakpoint can see it, are ``args`` and
+    ``kwargs`` as the call passed them, each parameter by name (defaults applied) and
+    the target's free variables: what it needs besides is reached through constants,
+    and the names of the call's plumbing are deleted before the guard sees the outcome.
+    A target with a parameter named ``args`` or ``kwargs`` gets a layer with its own
+    parameters instead, where ``args`` and ``kwargs`` (unless they are its parameters)
+    are its positional and keyword-only parameters.
     """
     kind = _inject.kind_of(original)
     sig = _inject.Signature(original)
@@ -110,14 +139,27 @@ def _layer_code(original: types.CodeType, layer: _Layer) -> types.CodeType:
     body: list[str] = []
     if original.co_freevars:
         body.append("if 0: " + "; ".join(original.co_freevars))
-    args, kwargs = sig.args, sig.kwargs
-    if "args" not in own:
-        body.append(f"args = {args}")
-        args = "args"
-    if "kwargs" not in own:
-        body.append(f"kwargs = {kwargs}")
-        kwargs = "kwargs"
-    invoke = [f'_dgn_o = "{_LAYER}".inner', *_inject._invoke_lines(kind, sig.forward)]
+    if _as_passed(original):
+        params = forward = "*args, **kwargs"
+        args, kwargs = "args", "kwargs"
+        if sig.names:
+            # A call that does not bind leaves the names unset; the target raises as usual.
+            body += [
+                "try:",
+                f'    {", ".join(sig.names)}, = "{_LAYER}".bind(*args, **kwargs)',
+                "except TypeError:",
+                "    pass",
+            ]
+    else:
+        params, forward = sig.params, sig.forward
+        args, kwargs = sig.args, sig.kwargs
+        if "args" not in own:
+            body.append(f"args = {args}")
+            args = "args"
+        if "kwargs" not in own:
+            body.append(f"kwargs = {kwargs}")
+            kwargs = "kwargs"
+    invoke = [f'_dgn_o = "{_LAYER}".inner', *_inject._invoke_lines(kind, forward)]
     if kind != _inject.Kind.ASYNC_GENERATOR:
         invoke.append("return _dgn_r")
     plumbing = sorted(set(re.findall(r"\b_dgn_\w+", "\n".join(invoke))))
@@ -133,7 +175,7 @@ def _layer_code(original: types.CodeType, layer: _Layer) -> types.CodeType:
     lines = ["def __diagnose_factory__():"]
     if original.co_freevars:
         lines.append("    " + " = ".join(original.co_freevars) + " = None")
-    lines.append(f"    {prefix} __dgn_breakpoint__({sig.params}):")
+    lines.append(f"    {prefix} __dgn_breakpoint__({params}):")
     lines += ["        " + line for line in body]
     lines.append("    return __dgn_breakpoint__")
     code = _inject._compile_wrapper("\n".join(lines), original.co_filename)
@@ -147,6 +189,37 @@ def _layer_code(original: types.CodeType, layer: _Layer) -> types.CodeType:
         co_qualname=original.co_qualname,
         co_firstlineno=original.co_firstlineno,
     )
+
+
+# The signatures breakpoints put on functions whose layer takes (*args, **kwargs), so
+# that inspect.signature() still answers for the target: {id(func): [signature, users]}.
+_signatures: dict[int, list[Any]] = {}
+
+
+def _keep_signature(func: Any) -> bool:
+    """Hold the function's signature in __signature__ while an as-passed layer is on it;
+    return False when someone else's __signature__ is there already."""
+    held = _signatures.get(id(func))
+    if held is not None:
+        held[1] += 1
+        return True
+    if "__signature__" in vars(func):
+        return False
+    signature = inspect.signature(func, follow_wrapped=False)
+    func.__signature__ = signature
+    _signatures[id(func)] = [signature, 1]
+    return True
+
+
+def _release_signature(func: Any) -> None:
+    held = _signatures.get(id(func))
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] <= 0:
+        del _signatures[id(func)]
+        if vars(func).get("__signature__") is held[0]:
+            del func.__signature__
 
 
 def _instance_of(target: Any) -> Any:
@@ -275,6 +348,7 @@ class Breakpoint:
         self._patch: Any = None
         self._instance: Any = None
         self._replaced: list[_Replaced] = []
+        self._signed = False
 
     # --- attaching ----------------------------------------------------------------
 
@@ -304,18 +378,19 @@ class Breakpoint:
         self._instance = _instance_of(self.target)
         with probes._lock:
             patch = probes.patch_for(func)
+            self._signed = _as_passed(patch.original) and _keep_signature(func)
             patch.breakpoints.append(self)
             self._patch = patch
             try:
                 patch.refresh()
             except BaseException:
-                patch.detach(self)
-                self._patch = None
+                self._detach()
                 raise
 
     def _wrap(self, original: types.CodeType, inner: Any) -> types.CodeType:
         """Return code with original's parameters that hits this breakpoint around inner."""
-        return _layer_code(original, _Layer(self, inner))
+        bind = _binder(original, inner) if _as_passed(original) else None
+        return _layer_code(original, _Layer(self, inner, bind))
 
     def _replace_builtin(self, owner: Any, name: str, builtin: Any) -> None:
         """Break on a builtin, which has no code to swap: replace the references to it.
@@ -343,9 +418,15 @@ class Breakpoint:
             self._replaced.append(_Replaced(place, attr, own, previous, wrapper))
 
     def _detach(self) -> None:
+        from . import probes
+
         patch, self._patch = self._patch, None
         if patch is not None:
-            patch.detach(self)
+            with probes._lock:
+                if self._signed:
+                    self._signed = False
+                    _release_signature(patch.func)
+                patch.detach(self)
         while self._replaced:
             self._replaced.pop().restore()
 

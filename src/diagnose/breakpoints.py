@@ -12,9 +12,12 @@ waits for it to reach a breakpoint::
 
 A target is a dotted path, an ``(object, "name")`` pair, or the function or method
 itself. Like probes, a Breakpoint swaps the target function's code, so every reference
-to the function hits it, however it was imported. While a call is inside the target,
-``stackframe`` is the call's frame: its ``f_locals`` hold the arguments by name plus
-``args`` and ``kwargs``, and its ``f_back`` is the caller.
+to the function hits it, however it was imported; an ``(instance, "method")`` pair hits
+the calls through that instance only. A builtin (``"os.rename"``), which has no code to
+swap, is replaced at the attribute named (and, for a path, in the modules that imported
+it under that name) until the with-block ends. While a call is inside the target,
+``stackframe`` is the call's frame: its ``f_locals`` hold ``args`` and ``kwargs`` as the
+call passed them and each parameter by name, and its ``f_back`` is the caller.
 """
 
 from __future__ import annotations

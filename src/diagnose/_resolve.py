@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import sys
 import types
 from typing import Any
 
 from ._spec import DOTTED_PATH_ERROR, is_dotted_path
 from .exceptions import NotAFunction, ProbeError, TargetImportError, TargetNotFound
 
-__all__ = ("resolve", "underlying_function")
+__all__ = ("locate", "resolve", "resolve_target", "underlying_function")
 
 
 def _import_longest(parts: list[str]) -> tuple[Any, list[str]]:
@@ -79,18 +80,91 @@ def underlying_function(obj: Any, target: str = "") -> types.FunctionType:
     raise NotAFunction(f"{target}: too many wrappers to unwrap")
 
 
-def resolve(target: str) -> types.FunctionType:
-    """Return the Python function a dotted target names; raise ProbeError if there is none."""
+def _walk(target: str) -> tuple[Any, str, Any]:
+    """Return the owner, the last name and the attribute a dotted path names (not unwrapped)."""
     if not is_dotted_path(target):
         raise ProbeError(DOTTED_PATH_ERROR.format(target))
     parts = target.split(".")
     obj, rest = _import_longest(parts)
     path = obj.__name__
+    owner = obj
     for name in rest:
+        owner = obj
         try:
             obj = _static_attribute(obj, name)
         except AttributeError:
             what = "attribute or submodule" if inspect.ismodule(obj) else "attribute"
             raise TargetNotFound(f"{path} has no {what} {name!r}") from None
         path = f"{path}.{name}"
-    return underlying_function(obj, target)
+    return owner, parts[-1], obj
+
+
+def resolve(target: str) -> types.FunctionType:
+    """Return the Python function a dotted target names; raise ProbeError if there is none."""
+    return underlying_function(_walk(target)[2], target)
+
+
+def _label(owner: Any) -> str:
+    """Name an owner object in messages: a module or class by its dotted name."""
+    if inspect.ismodule(owner):
+        return owner.__name__
+    if isinstance(owner, type):
+        return f"{owner.__module__}.{owner.__qualname__}"
+    return repr(owner)
+
+
+def _pair(target: tuple[Any, ...]) -> tuple[Any, str, Any]:
+    """Return the owner, name and attribute of an (object, "name") target."""
+    if len(target) != 2 or not isinstance(target[1], str):
+        raise TypeError(
+            f"a target pair must be (object, attribute name as a string), not {target!r}"
+        )
+    owner, name = target
+    try:
+        # Without binding or running it: a property on an instance is not evaluated.
+        obj = inspect.getattr_static(owner, name)
+    except AttributeError:
+        try:
+            obj = getattr(owner, name)  # a module __getattr__, a proxy's attributes
+        except AttributeError:
+            raise TargetNotFound(f"{_label(owner)} has no attribute {name!r}") from None
+    return owner, name, obj
+
+
+def locate(target: Any) -> tuple[Any, str, Any]:
+    """Return (owner, name, attribute) for a target, the attribute as found (not unwrapped).
+
+    For what has no code to swap (a builtin function), this is the reference that can
+    be replaced instead: the path's or pair's attribute, or for a builtin function
+    object, the attribute of its module that holds it.
+    """
+    if isinstance(target, str):
+        return _walk(target)
+    if isinstance(target, tuple):
+        return _pair(target)
+    module = sys.modules.get(getattr(target, "__module__", None) or "")
+    name = getattr(target, "__name__", None)
+    if module is not None and name and getattr(module, name, None) is target:
+        return module, name, target
+    raise TypeError(f"cannot find where {target!r} is referenced")
+
+
+def resolve_target(target: Any) -> types.FunctionType:
+    """Return the Python function a target names, in any of the forms the original accepted.
+
+    target is a dotted path, an ``(object, "name")`` pair, or the function or method
+    object itself (bound or unbound, decorated or not). Each form gives the same
+    function as the dotted path of the same target: the innermost one, whose code a
+    probe or breakpoint swaps.
+    """
+    if isinstance(target, str):
+        return resolve(target)
+    if isinstance(target, tuple):
+        owner, name, obj = _pair(target)
+        return underlying_function(obj, f"{_label(owner)}.{name}")
+    if callable(target) or isinstance(target, staticmethod | classmethod | property):
+        name = getattr(target, "__qualname__", None) or repr(target)
+        return underlying_function(target, name)
+    raise TypeError(
+        f"a target is a dotted path, an (object, attribute name) pair or a function, not {target!r}"
+    )

@@ -241,9 +241,9 @@ def test_hotspots_in_tags_give_a_dict(attach: Any) -> None:
         custom={"tags": '{"source": "%s:%s" % (hotspots.worst.lineno, hotspots.worst.source)}'},
         expires=LATER,
     )
+    line = count_tens.__code__.co_firstlineno + 2  # read before the probe swaps the code
     attach(f"{HERE}.count_tens", inst)
     assert count_tens(0, 20000) == 2000
-    line = count_tens.__code__.co_firstlineno + 2
     assert [tags for tags, _value in inst.log] == [
         {"source": f"{line}:    tens = len([n for n in numbers if n % 10 == 0])\n"}
     ]

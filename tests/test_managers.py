@@ -184,7 +184,8 @@ def test_changing_a_spec_reapplies_it(mgr: CapturingManager) -> None:
     mgr.apply()
     assert changed["applied"][PID] == {"lm": changed["lastmodified"], "err": None}
     shop.price(4)
-    assert the_instrument("probe_targets.shop.price", "spec").results == [400]
+    # The same instrument, edited in place as the original did: its log carries on.
+    assert the_instrument("probe_targets.shop.price", "spec").results == [3, 400]
 
 
 def test_fixing_a_bad_spec_clears_its_error(mgr: CapturingManager) -> None:

@@ -57,6 +57,11 @@ __all__ = (
 )
 
 manager = ProbeManager()
+# As in the original: the process's manager uses the class's own registries, so a type or a
+# name added to ProbeManager.instrument_classes / global_namespace (a plug-in at its import
+# time) reaches it. Other managers start with copies of their own.
+manager.instrument_classes = ProbeManager.instrument_classes
+manager.global_namespace = ProbeManager.global_namespace
 
 
 @contextmanager

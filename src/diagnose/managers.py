@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import inspect
 import logging
 import math
 import os
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -40,7 +42,7 @@ def mag(obj: Any, base: float = 10) -> int:
         size = obj
     try:
         return int(math.log10(size) if base == 10 else math.log(size, base))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return -1
 
 
@@ -140,16 +142,16 @@ class ProbeManager(ManagerHooks):
                     clean = validate_spec(spec, known_types=self.instrument_classes)
                     expires = expires_at(clean)
                 if expires is not None and expires.timestamp() <= now:
-                    self.mark(spec_id, spec)
+                    self._mark(spec_id, spec, None)
                     continue
                 wanted.add(full_id)
                 if not current:
                     self._attach(full_id, clean, expires, key)
-                self.mark(spec_id, spec, error=self._runtime_errors.get(full_id))
+                self._mark(spec_id, spec, self._runtime_errors.get(full_id))
             except Exception as exc:
                 wanted.discard(full_id)
                 self._detach(full_id)
-                self.mark(spec_id, spec, error=_describe(exc))
+                self._mark(spec_id, spec, _describe(exc))
         for full_id in list(self._owned):
             if full_id not in wanted:
                 self._detach(full_id)
@@ -158,13 +160,23 @@ class ProbeManager(ManagerHooks):
         owned = self._owned.get(full_id)
         if owned is not None and owned.probe.target != spec["target"]:
             self._detach(full_id)
+            owned = None
         self._runtime_errors.pop(full_id, None)
         settings = dict(spec["instrument"])
         itype = settings.pop("type")
         cls = self.instrument_classes[itype]
+        rate = settings["custom"].get("rate") or self.default_rates.get(itype)
+        current = owned.probe.instruments.get(full_id) if owned is not None else None
+        if current is not None and type(current) is cls and owned is not None:
+            # As the original did: an edited spec updates its instrument in place, so the
+            # instrument's own state (a test instrument's log) carries on.
+            current.update(expires=expires, **settings)
+            current.rate = rate
+            owned.probe._instruments_changed()
+            self._owned[full_id] = _Owned(owned.probe, key, expires)
+            return
         instrument = cls(mgr=self, expires=expires, **settings)
-        if settings["custom"].get("rate") is None:
-            instrument.rate = self.default_rates.get(itype)
+        instrument.rate = rate
         probe = probes.attach_to(spec["target"])
         # Replacing the instrument in place re-plans the probe once, with no moment
         # at which the target runs without it.
@@ -196,8 +208,30 @@ class ProbeManager(ManagerHooks):
                     counts[full_id.split(":", 1)[1]] = instrument.stats.as_dict()
         return counts
 
+    # A subclass written for the original library overrides mark(id, doc, exception=False),
+    # where exception is a bool and the error is the one being handled.
+    _mark_takes_exception = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        params = list(inspect.signature(cls.mark).parameters)
+        cls._mark_takes_exception = len(params) >= 4 and params[3] == "exception"
+
+    def _mark(self, spec_id: str, spec: dict[str, Any], error: str | None) -> None:
+        if self._mark_takes_exception:
+            self.mark(spec_id, spec, error is not None)  # type: ignore[arg-type]
+        else:
+            self.mark(spec_id, spec, error)
+
     def mark(self, spec_id: str, spec: dict[str, Any], error: str | None = None) -> None:
-        """Record in spec["applied"] that this process applied it (or why not)."""
+        """Record in spec["applied"] that this process applied it (or why not).
+
+        ``error`` is the error text, or None; True (an override in the original's style
+        passing its ``exception`` flag on) means the exception being handled.
+        """
+        if isinstance(error, bool):
+            exc = sys.exc_info()[1]
+            error = (_describe(exc) if exc is not None else "error") if error else None
         applied = spec.get("applied")
         if not isinstance(applied, dict):
             applied = spec["applied"] = {}
@@ -283,7 +317,7 @@ class ProbeManager(ManagerHooks):
                 spec_id = full_id.split(":", 1)[1]
                 spec = self.specs.get(spec_id)
                 if spec is not None:
-                    self.mark(spec_id, spec, error=error)
+                    self._mark(spec_id, spec, error)
 
     def add_listener(self, callback: Callable[[str], None]) -> None:
         """Call callback(spec_id) whenever a spec's applied entry for this process changes."""
@@ -324,3 +358,36 @@ def _after_fork_in_child() -> None:
 
 def _describe(exc: BaseException) -> str:
     return one_line(exc, bare=isinstance(exc, SpecError))
+
+
+class MongoDBInstrumentManager(ProbeManager):
+    """A manager whose specs are the documents of a MongoDB collection (as in the original).
+
+    ``collection`` is duck-typed (``find()`` and ``update_one(query, update)``, as pymongo's
+    collections have them); each document is a spec with its id in ``id_field``. What
+    this process applied is also written back into the document's
+    ``applied.<process id with "." as "_">``.
+    """
+
+    def __init__(self, process_id: str | None, collection: Any, id_field: str = "id") -> None:
+        super().__init__(process_id)
+        self.collection = collection
+        self.id_field = id_field
+
+    @property  # type: ignore[override]
+    def specs(self) -> dict[str, dict[str, Any]]:
+        """The collection's documents by id (read at each access)."""
+        return {doc[self.id_field]: doc for doc in self.collection.find()}
+
+    @specs.setter
+    def specs(self, value: dict[str, dict[str, Any]]) -> None:
+        pass  # ProbeManager.__init__ sets it; the collection is the source of specs
+
+    def mark(self, spec_id: str, spec: dict[str, Any], error: str | None = None) -> None:
+        applied = spec.get("applied")
+        entry = {"lm": spec.get("lastmodified"), "err": error}
+        if isinstance(applied, dict) and applied.get(self.process_id) == entry:
+            return
+        super().mark(spec_id, spec, error)
+        key = "applied." + str(self.process_id).replace(".", "_")
+        self.collection.update_one({self.id_field: spec_id}, {"$set": {key: entry}})

@@ -161,14 +161,17 @@ class Instrument:
         return v
 
     def merge_tags(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> dict[str, Any]:
-        """Return the manager's tags updated with those of ``custom["tags"]``, as a dict."""
-        tags = tag_dict(self.mgr.get_tags())
+        """Return ``custom["tags"]`` (an expression giving a dict) updated with the
+        manager's ``get_tags()``, as a dict."""
+        tags: dict[str, Any] = {}
         expr = self.custom.get("tags")
         if expr:
             value = self.evaluate(expr, _globals, _locals)
             if not isinstance(value, dict):
                 raise TypeError(f"custom tags must evaluate to a dict, not {type(value).__name__}")
             tags.update(value)
+        # As in the original: the manager's tags win over the instrument's.
+        tags.update(tag_dict(self.mgr.get_tags()))
         return tags
 
     # --- what subclasses implement ----------------------------------------------------
@@ -191,6 +194,19 @@ class Instrument:
         args and kwargs, or other state such as self.custom or thread-locals.
         """
         return bool(self.mgr.check_call(probe, self, *args, **kwargs))
+
+    def update(self, **settings: Any) -> None:
+        """Change what the instrument is (name, value, event, custom, expires, internal) in
+        place, as an edited spec does; its error and budget start afresh."""
+        for field in ("name", "value", "event", "custom"):
+            if field in settings:
+                setattr(self, field, settings[field])
+        if settings.get("internal") is not None:
+            self.internal = settings["internal"]
+        self.custom = self.custom or {}
+        self.error = None
+        self.stats = Stats(self.rate)
+        self.expires = settings.get("expires")
 
     def checks_calls(self) -> bool:
         """Return True when check_call() may say no: it or the manager's is overridden
@@ -241,5 +257,5 @@ def tag_dict(tags: Any) -> dict[str, Any]:
 
 
 def tag_list(tags: dict[str, Any]) -> list[str]:
-    """Return tags as DogStatsD wants them: "key:value", or the bare key for None."""
-    return [str(k) if v is None else f"{k}:{v}" for k, v in tags.items()]
+    """Return tags as DogStatsD wants them, sorted: "key:value", or the bare key for None."""
+    return sorted(str(k) if v is None else f"{k}:{v}" for k, v in tags.items())

@@ -47,7 +47,10 @@ class LogInstrument(Instrument):
     logger: logging.Logger | None = None
 
     def fire(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> None:
-        v = cut(str(self.evaluate(self.value, _globals, _locals)), self.MAX_CHARS)
+        value = self.evaluate(self.value, _globals, _locals)
+        if value is None:
+            return  # as in the original: nothing to say
+        v = cut(str(value), self.MAX_CHARS)
         tags = self.merge_tags(_globals, _locals)
         self.emit(self.name, v, cut(str(tags), self.MAX_CHARS) if tags else "")
 

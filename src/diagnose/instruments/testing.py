@@ -13,10 +13,11 @@ class ProbeTestInstrument(Instrument):
     """Keep every ``(tags, value)`` in ``log``; ``results`` lists the values;
     ``finish_called`` turns True after the first call of the probed function ends."""
 
+    finish_called = False
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.log: list[tuple[dict[str, Any], Any]] = []
-        self.finish_called = False
 
     @property
     def results(self) -> list[Any]:

@@ -151,6 +151,7 @@ def test_budget_sampling_charges_calls_spread_over_time_by_their_share(
             super().fire(_globals, _locals)
 
     rare = Slow("rare", "result", mgr=diagnose.manager)
+    rare.budget = _fire.BUDGET_SECONDS
     gate = _fire.Gate(rare, None, lambda: None)
     for _ in range(100):
         clock.now += 60
@@ -158,6 +159,7 @@ def test_budget_sampling_charges_calls_spread_over_time_by_their_share(
     assert rare.error is None and rare.stats.fired == 100
 
     hot = Slow("hot", "result", mgr=diagnose.manager)
+    hot.budget = _fire.BUDGET_SECONDS
     gate = _fire.Gate(hot, None, lambda: None)
     for _ in range(100):
         clock.now += 0.006
@@ -166,3 +168,39 @@ def test_budget_sampling_charges_calls_spread_over_time_by_their_share(
             break
     assert hot.error is not None and "budget exceeded" in hot.error
     assert hot.stats.errors == 1
+
+
+def test_instruments_made_in_code_have_no_budget() -> None:
+    """An instrument built in code is the programmer's own: a slow one is never disabled
+    (the original's users' tests probe hot loops), and it is never even timed."""
+    with diagnose.sensor(TARGET, "sum(range(20_000)) and result") as s:
+        start = time.perf_counter()
+        calls = 0
+        while time.perf_counter() - start < 0.3:
+            shop.price(3)
+            calls += 1
+    assert s.error is None and len(s.results) == calls
+    assert s.stats.budget is None and s.stats.next_timed == float("inf")
+
+
+def test_a_garbage_collection_is_not_charged_to_the_expression(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Time the collector took during a timed evaluation is the process's, not the probe's."""
+    clock = FakeClock()
+    monkeypatch.setattr(_fire, "_clock", clock)
+
+    class Collecting(ProbeTestInstrument):
+        def fire(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> None:
+            _fire._on_gc("start", {})
+            clock.now += 0.2  # a long gen-2 collection
+            _fire._on_gc("stop", {})
+            super().fire(_globals, _locals)
+
+    inst = Collecting("gc", "result", mgr=diagnose.manager)
+    inst.budget = _fire.BUDGET_SECONDS
+    gate = _fire.Gate(inst, None, lambda: None)
+    for _ in range(40):
+        clock.now += 0.01
+        gate.fire({"result": 1})
+    assert inst.error is None and inst.results == [1] * 40

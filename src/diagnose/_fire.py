@@ -1,9 +1,12 @@
 """The one fire gate: whether an instrument fires for an event, and how.
 
-Every way an instrument can fire goes through a Gate: the generated wrapper calls
-``gate.fire(ns)`` for call and return events (also when the target raised), the end
-hook calls ``gate.fire_in_frame(...)`` inside the target, and ``gate.finish()`` runs
-after each call. So what decides firing is written once, here, in this order:
+Every way an instrument can fire goes through a Gate: the generated wrapper runs the
+gate's lines (``Gate.lines``) for call and return events (also when the target
+raised), the end hook calls ``gate.fire_in_frame(...)`` inside the target, and
+``gate.finish()`` runs after each call. The lines are the gate's own: for the common
+gate (no check_call, no rate limit) they inline the untimed evaluation, one counter
+and a compare, and call ``gate.fire`` for everything else; the decision of whether and
+how to fire is written once, here, in this order:
 
 1. ``check_call`` (when the instrument or its manager overrides it);
 2. the rate limit: at most ``instrument.rate`` fires in any one second (a ring of the
@@ -11,11 +14,14 @@ after each call. So what decides firing is written once, here, in this order:
    burst up to the rate passes whole and a hot path costs one clock read per call;
    events over it are dropped and counted, never queued;
 3. the evaluation (``instrument.fire``), with the namespaces its expressions need;
-4. the budget: an instrument whose evaluations take over BUDGET_SECONDS within one
-   second is disabled (``BudgetExceeded``) until its spec changes. Timing every call
+4. the budget (instruments of specs; those made in code are the programmer's own): an
+   instrument whose evaluations take over BUDGET_SECONDS within one second is disabled
+   (``BudgetExceeded``) until its spec changes. Timing every call
    would cost two clock reads per call, so a gate times one evaluation in SAMPLE
    (every one for rate-limited instruments, which fire rarely) and charges it for the
-   calls since the last timed one, spread over the time they took;
+   calls since the last timed one, spread over the time they took; time the garbage
+   collector took meanwhile is not charged, and one slow timing (the thread preempted)
+   stands for itself only;
 5. errors: any exception stops the instrument (``handle_error``) and never reaches
    the target's caller.
 
@@ -29,6 +35,7 @@ rate limit; they never block a thread.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 import types
@@ -39,6 +46,19 @@ __all__ = ("BUDGET_SECONDS", "MAX_RATE", "BudgetExceeded", "Gate", "Stats", "fir
 
 _NO_KWARGS: dict[str, Any] = {}
 _clock = time.perf_counter
+
+# Seconds spent in the garbage collector so far (and when the running collection began).
+_gc_time = [0.0, 0.0]
+
+
+def _on_gc(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        _gc_time[1] = _clock()
+    else:
+        _gc_time[0] += _clock() - _gc_time[1]
+
+
+gc.callbacks.append(_on_gc)
 
 #: Evaluation time an instrument may spend within one second of one process.
 BUDGET_SECONDS = 0.050
@@ -57,28 +77,29 @@ class Stats:
     and the state its rate limit and budget share across the functions it sits on."""
 
     __slots__ = (
-        "calls",
+        "budget",
         "dropped",
         "errors",
         "fired",
+        "last_elapsed",
         "last_timed",
         "next_timed",
         "period",
         "ring",
         "slot",
         "spent",
-        "timed_calls",
+        "timed_fired",
         "window",
     )
 
-    def __init__(self, rate: float | None) -> None:
+    def __init__(self, rate: float | None = None, budget: float | None = None) -> None:
         self.fired = self.dropped = self.errors = 0
         self.set_rate(rate)
-        self.calls = 0  # evaluations started, for the budget's sampling
-        self.next_timed = 1
-        self.timed_calls = 0
+        self.set_budget(budget)
+        self.timed_fired = 0
         self.last_timed = self.window = _clock()
         self.spent = 0.0
+        self.last_elapsed = math.inf
 
     def set_rate(self, rate: float | None) -> None:
         """Allow at most rate fires per second (None: no limit)."""
@@ -91,6 +112,13 @@ class Stats:
             self.period = 1.0 if rate >= 1 else 1.0 / rate
             self.ring = [-math.inf] * size
         self.slot = 0
+
+    def set_budget(self, budget: float | None) -> None:
+        """Disable the instrument when its evaluations take over budget seconds within one
+        second (None: no budget, and no timing)."""
+        self.budget = budget
+        # The budget's sampling: the next evaluation is timed when fired reaches next_timed.
+        self.next_timed: float = 0 if budget is not None else math.inf
 
     def as_dict(self) -> dict[str, int]:
         return {"fired": self.fired, "dropped": self.dropped, "errors": self.errors}
@@ -121,6 +149,35 @@ class Gate:
         self.stats: Stats = instrument.stats
         self.sample = 1 if self.stats.ring is not None else SAMPLE
 
+    @property
+    def simple(self) -> bool:
+        """True when the wrapper may inline the untimed evaluation (see ``lines``)."""
+        return not (self.checks_calls or self.nested or self.stats.ring is not None)
+
+    def lines(self, name: str, args: str, kwargs: str) -> tuple[list[str], dict[str, Any]]:
+        """Return the wrapper's lines that fire this gate with the event's names in
+        ``_dgn_ns`` (``args``/``kwargs`` give the call's arguments in the wrapper), and the
+        constants they use, named after ``name``."""
+        if not self.simple:
+            consts = {name: self.fire}
+            if self.checks_calls:
+                return [f"{name}(_dgn_ns, {args}, {kwargs})"], consts
+            return [f"{name}(_dgn_ns)"], consts
+        st, inst, gate = f"{name}s", f"{name}i", f"{name}g"
+        consts = {st: self.stats, inst: self.instrument, gate: self}
+        return [
+            f"if {st}.fired < {st}.next_timed:",
+            "    try:",
+            f"        {inst}.fire({inst}.mgr.global_namespace, _dgn_ns)",
+            f"        {st}.fired += 1",
+            "    except KeyboardInterrupt:",
+            "        raise",
+            "    except BaseException:",
+            f"        {gate}.failed()",
+            "else:",
+            f"    {gate}.fire(_dgn_ns)",
+        ], consts
+
     def _admit(self) -> bool:
         """Return True if the rate limit lets one more event through now (and count it),
         False to drop it (counted)."""
@@ -141,32 +198,40 @@ class Gate:
     def _evaluate(self, g: dict[str, Any], ns: Any) -> None:
         """Run the instrument, timing one evaluation in ``sample`` against the budget."""
         stats = self.stats
-        calls = stats.calls = stats.calls + 1
-        if calls < stats.next_timed:
+        if stats.fired < stats.next_timed:
             self.instrument.fire(g, ns)
             stats.fired += 1
             return
+        gc_before = _gc_time[0]
         t0 = _clock()
         try:
             self.instrument.fire(g, ns)
         finally:
             t1 = _clock()
-            stats.next_timed = calls + self.sample
-            # The calls since the last timed one took about as long each; when they were
-            # spread over more than a second, only their share per second counts.
-            count = calls - stats.timed_calls
+            # A garbage collection that ran meanwhile is the process's cost, not the
+            # expression's.
+            elapsed = max(0.0, t1 - t0 - (_gc_time[0] - gc_before))
+            fired = stats.fired + 1
+            stats.next_timed = fired + self.sample - 1
+            # The evaluations since the last timed one took about as long each (the
+            # smaller of the last two timings, so that one evaluation the thread was
+            # preempted in counts once, not once per evaluation it stands for); when they
+            # were spread over more than a second, only their share per second counts.
+            count = fired - stats.timed_fired
+            typical = min(elapsed, stats.last_elapsed)
             span = t1 - stats.last_timed
-            charge = (t1 - t0) * count / (span if span > 1.0 else 1.0)
-            stats.timed_calls, stats.last_timed = calls, t1
+            charge = (elapsed + typical * (count - 1)) / (span if span > 1.0 else 1.0)
+            stats.timed_fired, stats.last_timed, stats.last_elapsed = fired, t1, elapsed
             if t1 - stats.window >= 1.0:
                 stats.window, stats.spent = t1, charge
             else:
                 stats.spent += charge
         stats.fired += 1
-        if stats.spent > BUDGET_SECONDS:
+        budget = stats.budget
+        if budget is not None and stats.spent > budget:
             raise BudgetExceeded(
                 f"budget exceeded: {stats.spent * 1000:.0f} ms of evaluation within 1 s "
-                f"(limit {BUDGET_SECONDS * 1000:.0f} ms); disabled until the spec changes"
+                f"(limit {budget * 1000:.0f} ms); disabled until the spec changes"
             )
 
     def fire(

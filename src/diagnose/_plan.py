@@ -179,11 +179,12 @@ class Plan:
     def _gate_lines(self, gates: list[Gate], s: Sections) -> list[str]:
         lines = []
         for gate in gates:
-            fire = s.const(f"_dgn_g{len(s.consts)}", gate.fire)
-            if gate.checks_calls:
-                lines.append(f"    {fire}(_dgn_ns, {self.sig.args}, {self.sig.kwargs})")
-            else:
-                lines.append(f"    {fire}(_dgn_ns)")
+            gate_lines, consts = gate.lines(
+                f"_dgn_g{len(s.consts)}_", self.sig.args, self.sig.kwargs
+            )
+            for name, value in consts.items():
+                s.const(name, value)
+            lines += ["    " + line for line in gate_lines]
         return lines
 
     def _return_lines(self, s: Sections, timed: bool) -> list[str]:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from . import instruments, probes
+from ._fire import BUDGET_SECONDS
 from ._fork import STATE, after_fork_in_child
 from ._hooks import ManagerHooks
 from ._spec import validate_spec
@@ -92,6 +93,8 @@ class ProbeManager(ManagerHooks):
     # custom["rate"] says otherwise; types not listed (hist, incr) are not limited, since
     # a metric must count every call.
     default_rates: dict[str, float] = {"log": 100, "snapshot": 1}
+    # Seconds of evaluation an instrument of a spec may take within one second.
+    budget: float | None = BUDGET_SECONDS
 
     def __init__(self, process_id: str | None = None) -> None:
         self.specs: dict[str, dict[str, Any]] = {}
@@ -172,11 +175,13 @@ class ProbeManager(ManagerHooks):
             # instrument's own state (a test instrument's log) carries on.
             current.update(expires=expires, **settings)
             current.rate = rate
+            current.budget = self.budget
             owned.probe._instruments_changed()
             self._owned[full_id] = _Owned(owned.probe, key, expires)
             return
         instrument = cls(mgr=self, expires=expires, **settings)
         instrument.rate = rate
+        instrument.budget = self.budget
         probe = probes.attach_to(spec["target"])
         # Replacing the instrument in place re-plans the probe once, with no moment
         # at which the target runs without it.

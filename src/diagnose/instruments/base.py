@@ -111,6 +111,15 @@ class Instrument:
     __str__ = __repr__
 
     @property
+    def budget(self) -> float | None:
+        """Seconds of evaluation allowed within one second (None: no budget)."""
+        return self.stats.budget
+
+    @budget.setter
+    def budget(self, value: float | None) -> None:
+        self.stats.set_budget(value)
+
+    @property
     def rate(self) -> float | None:
         """Events per second this instrument may fire at most (None: no limit)."""
         ring = self.stats.ring
@@ -205,7 +214,7 @@ class Instrument:
             self.internal = settings["internal"]
         self.custom = self.custom or {}
         self.error = None
-        self.stats = Stats(self.rate)
+        self.stats = Stats(self.rate, self.budget)
         self.expires = settings.get("expires")
 
     def checks_calls(self) -> bool:

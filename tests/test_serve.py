@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -167,6 +168,22 @@ def test_serve_subprocess_stops_cleanly_on_signal(
     assert "published removal of short" in stderr
     assert "stopped" in stderr
     assert "Traceback" not in stderr
+    assert "" not in stderr.splitlines()
+    for log_line in stderr.splitlines():
+        assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [A-Z]+ ", log_line), log_line
+
+
+def test_serve_logs_times_in_utc_with_a_z() -> None:
+    """serve's log lines carry the record's time in UTC, ISO-8601 with a Z."""
+    import logging
+
+    from coordinator._serve import UTCFormatter
+
+    record = logging.LogRecord("coordinator.serve", logging.INFO, __file__, 1, "hi", None, None)
+    record.created = _dt.datetime(2026, 11, 24, 19, 36, 20, 646000, tzinfo=_dt.UTC).timestamp()
+    record.msecs = 646.0
+    line = UTCFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s").format(record)
+    assert line == "2026-11-24T19:36:20.646Z INFO coordinator.serve: hi"
 
 
 def test_serve_subprocess_exits_4_without_redis(prefix: str) -> None:

@@ -179,6 +179,53 @@ def test_publish_wait_exits_1_when_processes_report_an_error(fleet: Fleet) -> No
     assert "error" in result.stderr
 
 
+def test_publish_wait_names_late_processes_instead_of_dropping_them(fleet: Fleet) -> None:
+    """A process whose heartbeat is late is named on stderr and shown LIVE no, not dropped."""
+    fleet.store.client.zadd(Keys(fleet.prefix).processes, {"stalled-9": time.time() - 40})
+    result = coordinator(
+        fleet.redis_url,
+        fleet.prefix,
+        "publish",
+        "late",
+        "-t",
+        "shop.pricing.total",
+        "--value",
+        "result",
+        "--wait",
+        "--timeout",
+        "20",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(
+        "warning: 1 process is late (no heartbeat for over 15s) and not waited for: "
+        "stalled-9 (last heartbeat 4"
+    )
+    assert ["stalled-9", "late", "pending", "no"] in [line.split()[:4] for line in lines]
+    document = json.loads(
+        coordinator(fleet.redis_url, fleet.prefix, "status", "late", "--json").stdout
+    )
+    assert document["processes"]["stalled-9"]["live"] is False
+    assert document["processes"]["w-1"]["live"] is True
+
+
+def test_error_counts_count_processes_per_spec_and_name_it(fleet: Fleet, tmp_path: Path) -> None:
+    """Two broken specs on two processes: each spec counts its own 2 of 2, by name."""
+    path = tmp_path / "broken.yaml"
+    path.write_text(
+        "bad1:\n  target: shop.pricing.nope1\n  instrument: {type: log, value: result}\n"
+        "bad2:\n  target: shop.pricing.nope2\n  instrument: {type: log, value: result}\n"
+    )
+    result = coordinator(
+        fleet.redis_url, fleet.prefix, "publish", "--file", str(path), "--wait", "--timeout", "20"
+    )
+    assert_clean_error(
+        result, 1, "bad1: 2 of 2 processes reported an error", "bad2: 2 of 2 processes", "nope2"
+    )
+    assert "4 of 2" not in result.stderr
+    assert result.stdout == "bad1\nbad2\n"
+
+
 def test_status_processes_list_and_remove_follow_the_fleet(fleet: Fleet) -> None:
     """status, processes, list and remove show and change what the workers run."""
     url, prefix = fleet.redis_url, fleet.prefix

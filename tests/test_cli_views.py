@@ -191,3 +191,16 @@ def test_remove_of_another_secrets_spec_asks_for_force(run: Cli) -> None:
     code, stdout, _ = run("--secret", "s2", "remove", "mine", "signed", "--force")
     assert (code, stdout) == (0, "mine\nsigned\n")
     assert run("--json", "list")[1].count('"target"') == 0
+
+
+def test_processes_names_late_processes_on_stderr(run: Cli) -> None:
+    """processes counts the live ones and names the late ones on stderr, and in JSON."""
+    run.client.zadd(run.keys.processes, {"fresh-1": time.time(), "stalled-1": time.time() - 60})
+    code, stdout, stderr = run("processes")
+    assert code == 0
+    assert stdout.splitlines()[-1] == "1 process online."
+    assert "stalled-1" not in stdout
+    assert stderr.startswith("warning: 1 process is late (no heartbeat for over 15s)")
+    assert "stalled-1 (last heartbeat 1m0" in stderr
+    document = json.loads(run("processes", "--json")[1])
+    assert (document["count"], list(document["late"])) == (1, ["stalled-1"])

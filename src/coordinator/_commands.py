@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import math
 import sys
 import time
 from collections.abc import Mapping
@@ -367,17 +368,19 @@ def status(settings: Settings, spec_id: str | None, *, as_json: bool, wide: bool
 
 
 def processes(settings: Settings, *, max_age: float | None, as_json: bool) -> None:
-    """List live processes and their last heartbeat, Celery style."""
+    """List live processes and their last heartbeat, Celery style; name the late ones."""
     store = settings.store()
-    live = store.processes(max_age=LIVE_SECONDS if max_age is None else max_age)
+    max_age = LIVE_SECONDS if max_age is None else max_age
+    known = store.processes(max_age=math.inf)
+    now = time.time()
+    live = {pid: ts for pid, ts in known.items() if now - ts <= max_age}
+    late = {pid: ts for pid, ts in known.items() if pid not in live}
     if as_json:
         emit_json(
             {
                 "count": len(live),
-                "processes": {
-                    pid: {"heartbeat": _dt.datetime.fromtimestamp(float(ts), _dt.UTC)}
-                    for pid, ts in sorted(live.items())
-                },
+                "processes": {pid: {"heartbeat": _utc(ts)} for pid, ts in sorted(live.items())},
+                "late": {pid: {"heartbeat": _utc(ts)} for pid, ts in sorted(late.items())},
             }
         )
         return
@@ -385,3 +388,14 @@ def processes(settings: Settings, *, max_age: float | None, as_json: bool) -> No
     if rows:
         print_table([Column("process"), Column("heartbeat"), Column("age")], rows)
     click.echo(f"{_plural(len(live), 'process', 'processes')} online.")
+    if late:
+        click.echo(
+            f"warning: {_plural(len(late), 'process is', 'processes are')} late (no heartbeat "
+            f"for over {max_age:g}s) and not counted: "
+            + ", ".join(f"{pid} (last heartbeat {ago(ts)})" for pid, ts in sorted(late.items())),
+            err=True,
+        )
+
+
+def _utc(unix_time: float) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(float(unix_time), _dt.UTC)

@@ -94,23 +94,25 @@ def test_list_wide_and_json_show_full_values(run: Cli) -> None:
     assert document["unverified"] == []
 
 
-def test_status_fits_80_columns_and_status_id_gives_errors_in_full(run: Cli) -> None:
-    """status cuts a long error at 80 columns; status ID then prints every error in full."""
+def test_status_fits_80_columns_and_gives_errors_in_full_below(run: Cli) -> None:
+    """status cuts a long error in the table at 80 columns, and prints it in full below."""
     _publish(run, "broken", "shop.pricing.nope")
-    run.report("web-1.prod.example:4242", "broken", LONG_ERROR)
+    run.report("shop-web-7d9f8b6c5-x2x9k:1", "broken", LONG_ERROR)
     code, stdout, _ = run("status")
     assert code == 0
-    _assert_fits(stdout, 80)
+    _assert_fits(stdout.split("\n\n")[0], 80)
     assert stdout.splitlines()[1].split()[:4] == [
-        "web-1.prod.example:4242",
+        "shop-web-7d9f8b6c5-x2x9k:1",
         "broken",
         "error",
         "yes",
     ]
-    assert "…" in stdout and LONG_ERROR not in stdout
+    table, below = stdout.split("\n\nErrors in full:\n")
+    assert "…" in table and LONG_ERROR not in table
+    assert below == f"  broken on shop-web-7d9f8b6c5-x2x9k:1: {LONG_ERROR}\n"
     code, stdout, _ = run("status", "broken")
     assert code == 0
-    assert f"  web-1.prod.example:4242: {LONG_ERROR}" in stdout.splitlines()
+    assert f"  broken on shop-web-7d9f8b6c5-x2x9k:1: {LONG_ERROR}" in stdout.splitlines()
     code, stdout, _ = run("status", "--wide", columns=60)
     assert LONG_ERROR in stdout
 

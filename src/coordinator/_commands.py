@@ -71,6 +71,9 @@ def print_results(
     no_probes_rows: bool = False,
 ) -> None:
     """Print each process's result for each spec: the table of status and publish --wait."""
+    # APPLIED LM (the lastmodified each process applied) is in --wide only: STATE already says
+    # whether it is the spec's current one (applied, error) or an older one (stale), and 20
+    # more columns would leave no room at 80 columns next to a pod-sized process id.
     rows: list[tuple[object, ...]] = []
     for process, entries in sorted(results.items()):
         live = "yes" if is_live(process) else "no"
@@ -95,16 +98,21 @@ def print_results(
     print_table(columns, rows, empty=empty, wide=wide, err=err)
 
 
-def _print_full_errors(results: Results) -> None:
-    by_error: dict[str, list[str]] = {}
+def _print_full_errors(results: Results, most: int = 5) -> None:
+    """Print each distinct error under the table, in full, with the processes reporting it."""
+    by_error: dict[tuple[str, str], list[str]] = {}
     for process, entries in sorted(results.items()):
-        for r in entries.values():
+        for spec_id, r in sorted(entries.items()):
             if r.err:
-                by_error.setdefault(r.err, []).append(process)
-    if by_error:
-        click.echo("\nErrors in full:")
-        for text, processes_with_it in by_error.items():
-            click.echo(f"  {', '.join(processes_with_it)}: {text}")
+                by_error.setdefault((spec_id, r.err), []).append(process)
+    if not by_error:
+        return
+    click.echo("\nErrors in full:")
+    for (spec_id, text), names in sorted(by_error.items()):
+        shown = ", ".join(names[:most]) + (
+            f" and {len(names) - most} more" if len(names) > most else ""
+        )
+        click.echo(f"  {spec_id} on {shown}: {text}")
 
 
 def _failures(results: Results, spec_ids: list[str], waited: list[str]) -> str:
@@ -359,7 +367,7 @@ def status(settings: Settings, spec_id: str | None, *, as_json: bool, wide: bool
             empty="No process reports." if spec_id is None else f"No reports for {spec_id}.",
             no_probes_rows=spec_id is None,
         )
-        if spec_id is not None and not wide:
+        if not wide:
             _print_full_errors(results)
     if spec_id is None and fleet.unverified:
         raise OperationFailed(unverified_message(fleet.unverified))

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from coordinator.cli import cli
 from diagnose_redis import Keys
+from probe_targets.support import wait_for
 from test_cli_e2e import COORDINATOR, Fleet, coordinator
 
 
@@ -134,12 +135,12 @@ def test_interrupted_wait_says_what_it_left_and_exits_128_plus_signal(
         proc = _start_waiting_publish(redis_url, prefix, "cart-total")
         assert proc.stdout is not None
         assert proc.stdout.readline() == "cart-total\n"
-        status = fleet.store
-        deadline = time.monotonic() + 20
-        while sum(1 for r in status.status("cart-total").values() if r.get("cart-total")) < 2:
-            assert time.monotonic() < deadline, "the workers did not apply the spec"
-            threading.Event().wait(0.05)
-        threading.Event().wait(0.3)  # let the waiting command see both answers
+
+        def both_applied() -> bool:
+            reports = fleet.store.status("cart-total").values()
+            return sum(1 for r in reports if r.get("cart-total")) == 2
+
+        assert wait_for(both_applied, timeout=20, interval=0.05), "the workers did not apply it"
         proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=10)
     finally:

@@ -7,11 +7,12 @@ import datetime as _dt
 import math
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import click
+import redis
 
 from ._context import Settings
 from ._errors import Interrupted, OperationFailed, WaitTimedOut
@@ -61,9 +62,15 @@ def _plural(count: int, one: str, many: str) -> str:
     return f"{count} {one if count == 1 else many}"
 
 
+def _names(names: list[str], most: int = 5) -> str:
+    """Join names, the first few only: `a, b, c, d, e and 95 more`."""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
 def print_results(
     results: Results,
-    is_live: Any,
+    is_live: Callable[[str], bool],
     *,
     wide: bool = False,
     err: bool = False,
@@ -98,7 +105,7 @@ def print_results(
     print_table(columns, rows, empty=empty, wide=wide, err=err)
 
 
-def _print_full_errors(results: Results, most: int = 5) -> None:
+def _print_full_errors(results: Results) -> None:
     """Print each distinct error under the table, in full, with the processes reporting it."""
     by_error: dict[tuple[str, str], list[str]] = {}
     for process, entries in sorted(results.items()):
@@ -109,10 +116,7 @@ def _print_full_errors(results: Results, most: int = 5) -> None:
         return
     click.echo("\nErrors in full:")
     for (spec_id, text), names in sorted(by_error.items()):
-        shown = ", ".join(names[:most]) + (
-            f" and {len(names) - most} more" if len(names) > most else ""
-        )
-        click.echo(f"  {spec_id} on {shown}: {text}")
+        click.echo(f"  {spec_id} on {_names(names)}: {text}")
 
 
 def _failures(results: Results, spec_ids: list[str], waited: list[str]) -> str:
@@ -126,7 +130,7 @@ def _failures(results: Results, spec_ids: list[str], waited: list[str]) -> str:
                 by_error.setdefault(r.err, []).append(process)
         count = sum(len(ps) for ps in by_error.values())
         if count:
-            detail = "; ".join(f"{', '.join(ps)}: {text}" for text, ps in by_error.items())
+            detail = "; ".join(f"{_names(ps)}: {text}" for text, ps in by_error.items())
             parts.append(
                 f"{spec_id}: {count} of {_plural(len(waited), 'process', 'processes')} "
                 f"reported an error ({detail})"
@@ -141,7 +145,7 @@ def _pending(results: Results, spec_ids: list[str], waited: list[str]) -> str:
         if pending:
             parts.append(
                 f"{spec_id}: {len(pending)} of {_plural(len(waited), 'process', 'processes')} "
-                f"have not applied it ({', '.join(pending)})"
+                f"have not applied it ({_names(pending)})"
             )
     return "; ".join(parts)
 
@@ -211,6 +215,7 @@ def _wait_and_report(
                 store, spec_id, late, fleet.specs[spec_id]["lastmodified"]
             )
     except KeyboardInterrupt as exc:
+        _poll_once_more(store, fleet, ids, live + late, seen)
         results = _by_process(seen, live + late)
         if as_json:
             emit_json(fleet_document(fleet, ids, results))
@@ -225,6 +230,25 @@ def _wait_and_report(
     failures = _failures(results, ids, live)
     if failures:
         raise OperationFailed(failures)
+
+
+def _poll_once_more(
+    store: Any,
+    fleet: FleetState,
+    ids: list[str],
+    processes: list[str],
+    seen: dict[str, list[ProcessResult]],
+) -> None:
+    """After an interrupt, read every spec's results once more, so the state left is told right.
+
+    A second Ctrl-C, or Redis failing, keeps what was seen before.
+    """
+    try:
+        for spec_id in ids:
+            lm = fleet.specs[spec_id]["lastmodified"]
+            seen[spec_id] = poll_results(store, spec_id, processes, lm)
+    except (KeyboardInterrupt, redis.RedisError):
+        pass
 
 
 def _late_text(fleet: FleetState, process: str) -> str:

@@ -6,14 +6,12 @@ import fcntl
 import os
 import pty
 import signal
-import socket
 import struct
 import subprocess
 import termios
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
@@ -22,52 +20,10 @@ from click.testing import CliRunner
 from coordinator.cli import cli
 from diagnose_redis import Keys
 from probe_targets.support import wait_for
+
+if TYPE_CHECKING:
+    from conftest import SilentServer
 from test_cli_e2e import COORDINATOR, Fleet, coordinator
-
-
-class SilentServer:
-    """A TCP server on a free loopback port that accepts connections and never answers."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        """The Redis URL pointing at this server."""
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def _accept(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted.append(conn)
-
-    def close(self) -> None:
-        """Stop accepting and close every connection."""
-        self.stopped.set()
-        self.sock.close()
-        for conn in self.accepted:
-            conn.close()
-
-
-@pytest.fixture
-def silent_server() -> Iterator[SilentServer]:
-    """A server that accepts and never answers."""
-    server = SilentServer()
-    try:
-        yield server
-    finally:
-        server.close()
-
 
 SILENT_COMMANDS = [
     ["list"],

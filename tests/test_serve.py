@@ -130,6 +130,22 @@ async def test_service_refuses_to_start_without_redis() -> None:
         await service.run(handle_signals=False)
 
 
+@pytest.mark.anyio
+async def test_expired_listener_gives_up_on_a_silent_server_within_the_deadline(
+    silent_server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """serve's expired-key listener fails in 2 s on a server that never answers, and retries."""
+    service = FleetService(Settings(redis_url=silent_server.url, prefix="p"), ServeOptions())
+    started = time.monotonic()
+    with anyio.move_on_after(10), caplog.at_level("WARNING", logger="coordinator.serve"):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(service._listen_expired)
+            await _eventually(lambda: "lost Redis" in caplog.text, 8)
+            tg.cancel_scope.cancel()
+    assert "lost Redis" in caplog.text
+    assert time.monotonic() - started < 3
+
+
 def _start_serve(redis_url: str, prefix: str) -> subprocess.Popen[str]:
     env = {**os.environ, "DIAGNOSE_REDIS_URL": redis_url, "DIAGNOSE_PREFIX": prefix}
     return subprocess.Popen(

@@ -15,7 +15,7 @@ import redis
 import redis.asyncio as aioredis
 from anyio.abc import TaskStatus
 
-from ._context import Settings, redact
+from ._context import REDIS_DEADLINE, Settings, redact
 
 __all__ = ("FleetService", "ServeOptions", "run_service")
 
@@ -146,9 +146,13 @@ class FleetService:
         while True:
             client = aioredis.Redis.from_url(self.settings.url, socket_connect_timeout=2)
             try:
-                await self._enable_expiry_events(client)
+                # The same deadline as every other Redis operation of the command line; only
+                # the wait for the next notification has none.
+                with anyio.fail_after(REDIS_DEADLINE):
+                    await self._enable_expiry_events(client)
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(channel)
+                    with anyio.fail_after(REDIS_DEADLINE):
+                        await pubsub.subscribe(channel)
                     attempt = 0
                     async for message in pubsub.listen():
                         key = message.get("data")

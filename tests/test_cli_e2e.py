@@ -343,3 +343,17 @@ def test_exit_codes_of_the_real_program(
     if code:
         assert len(result.stderr.strip().splitlines()) == 1
         assert result.stderr.startswith("Error: ")
+
+
+def test_the_real_program_prints_help_bare_and_completion_scripts(
+    redis_url: str, prefix: str
+) -> None:
+    """Bare `coordinator` prints its help on stderr (exit 2); `completion bash` prints a script."""
+    bare = coordinator(redis_url, prefix)
+    assert bare.returncode == 2
+    assert bare.stdout == ""
+    assert bare.stderr.startswith("Usage: coordinator [OPTIONS] COMMAND [ARGS]...\n")
+    assert "Exit codes:" in bare.stderr and "Examples:" in bare.stderr
+    completion = coordinator(redis_url, prefix, "completion", "bash")
+    assert completion.returncode == 0, completion.stderr
+    assert "_COORDINATOR_COMPLETE=bash_complete" in completion.stdout

@@ -45,7 +45,7 @@ def test_a_silent_server_fails_every_command_within_the_deadline(
     result = CliRunner().invoke(cli, ["--redis-url", silent_server.url, *args])
     elapsed = time.monotonic() - started
     assert result.exit_code == 4, result.output
-    assert 1.9 <= elapsed < 2.6, f"took {elapsed:.2f}s"
+    assert 1.9 <= elapsed < 3.0, f"took {elapsed:.2f}s"
     assert (
         result.stderr == f"Error: Redis unreachable at {silent_server.url}: no answer within 2s\n"
     )
@@ -59,7 +59,7 @@ def test_the_real_program_gives_up_on_a_silent_server_in_2s(silent_server: Silen
     elapsed = time.monotonic() - started
     assert result.returncode == 4
     assert result.stderr.startswith("Error: Redis unreachable") and "2s" in result.stderr
-    assert elapsed < 4.0, f"took {elapsed:.2f}s"
+    assert elapsed < 5.0, f"took {elapsed:.2f}s"
 
 
 def _start_waiting_publish(redis_url: str, prefix: str, spec_id: str) -> subprocess.Popen[str]:

@@ -134,6 +134,15 @@ def _set_global(attribute: str) -> Any:
 
 def global_options(func: Any) -> Any:
     """Accept the global options after the command too: `coordinator list --json`."""
+    return _global_options(func, with_json=True)
+
+
+def connection_options(func: Any) -> Any:
+    """Accept --redis-url, --prefix and --secret after a command that prints no data."""
+    return _global_options(func, with_json=False)
+
+
+def _global_options(func: Any, *, with_json: bool) -> Any:
     options = [
         click.option(
             "--redis-url",
@@ -163,6 +172,8 @@ def global_options(func: Any) -> Any:
             help="Print machine-readable JSON.",
         ),
     ]
+    if not with_json:
+        options.pop()
     for option in reversed(options):
         func = option(func)
     return func
@@ -382,7 +393,7 @@ def _seconds_option(flag: str, default: float, help: str) -> Any:
 @_seconds_option("--version-interval", 10.0, "Seconds between re-publishing the version.")
 @_seconds_option("--max-age", 30.0, "Prune processes silent for longer than S seconds.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every sweep and prune.")
-@global_options
+@connection_options
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -414,6 +425,7 @@ def serve(
     type=click.IntRange(1, 10),
     default=3,
     show_default=True,
+    metavar="N",
     help="Worker processes to start.",
 )
 @click.option(
@@ -424,7 +436,7 @@ def serve(
     metavar="MIN",
     help="Lifespan of the demo probe, in minutes.",
 )
-@global_options
+@connection_options
 @click.pass_context
 def demo(ctx: click.Context, workers: int, lifespan: float) -> None:
     """Tour the project on a private Redis: workers, a probe, its output, its expiry."""

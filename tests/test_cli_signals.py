@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import select
 import signal
 import struct
 import subprocess
@@ -152,3 +153,46 @@ def test_list_in_an_80_column_terminal_breaks_no_word(redis_url: str, prefix: st
     assert all(len(line) <= 80 for line in lines), lines
     assert lines[1].split()[0] == "cart-total-eu"
     assert "…" in lines[1]
+
+
+def test_ctrl_c_in_a_terminal_replaces_the_progress_bar_with_the_error_line(
+    redis_url: str, prefix: str
+) -> None:
+    """In a terminal, --wait shows progress; Ctrl-C leaves the ID, then the Error line, no gap."""
+    client = redis.Redis.from_url(redis_url)
+    client.zadd(Keys(prefix).processes, {"stuck-1": time.time() + 60})
+    client.close()
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {**os.environ, "DIAGNOSE_REDIS_URL": redis_url, "DIAGNOSE_PREFIX": prefix}
+    env.pop("COLUMNS", None)
+    env.pop("DIAGNOSE_SECRET", None)
+    argv = [COORDINATOR, "publish", "p", "-t", "a.b", "--value", "1", "--wait", "--timeout", "30"]
+    proc = subprocess.Popen(argv, env=env, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    seen = bytearray()
+
+    def progress_shown() -> bool:
+        readable, _, _ = select.select([master], [], [], 0.05)
+        if readable:
+            seen.extend(os.read(master, 4096))
+        return b"waiting for p" in seen
+
+    assert wait_for(progress_shown, timeout=15), bytes(seen)
+    proc.send_signal(signal.SIGINT)
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen.extend(chunk)
+    os.close(master)
+    assert proc.wait(10) == 130
+    text = bytes(seen).decode()
+    assert text.startswith("p\r\n")
+    assert text.endswith(
+        "\r\x1b[KError: interrupted: p is published and live on 0 of 1 process; "
+        "remove it with coordinator remove p\r\n"
+    )

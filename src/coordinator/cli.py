@@ -63,9 +63,10 @@ class CoordinatorGroup(click.Group):
             click.echo(f"Error: {_one_line(exc.format_message())}{hint}", err=True)
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
-            # After ^C a terminal shows no newline; a pipe gets none it did not ask for.
-            newline = "\n" if isinstance(exc, Interrupted) and _isatty(sys.stderr) else ""
-            click.echo(f"{newline}Error: {_one_line(exc.format_message())}", err=True)
+            # On a terminal the Error line replaces the echoed ^C (or a progress bar's line);
+            # a pipe gets only the line itself.
+            lead = "\r\x1b[K" if isinstance(exc, Interrupted) and _isatty(sys.stderr) else ""
+            click.echo(f"{lead}Error: {_one_line(exc.format_message())}", err=True)
             sys.exit(exc.exit_code)
         except click.Abort as exc:
             interrupt = exc.__cause__ or exc.__context__ or KeyboardInterrupt()

@@ -182,7 +182,7 @@ def publish(
         if as_json:
             emit_json(fleet_document(FleetState(version, stored, [], {}, {}), ids, {}))
         return
-    fleet = dataclasses.replace(read_fleet(store), version=version, specs=stored)
+    fleet = dataclasses.replace(read_fleet(store), version=version, specs=stored, unverified=[])
     _wait_and_report(store, fleet, ids, timeout, as_json=as_json, wide=wide)
 
 

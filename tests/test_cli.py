@@ -18,7 +18,9 @@ GOOD = ["--target", "shop.pricing.total", "--value", "result"]
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """Run the CLI in-process and return its exit code, stdout and stderr."""
     runner = CliRunner()
-    result = runner.invoke(cli, list(args), env=env, catch_exceptions=False)
+    result = runner.invoke(
+        cli, list(args), env=env, catch_exceptions=False, prog_name="coordinator"
+    )
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -151,11 +153,108 @@ def test_unknown_command_exits_2() -> None:
     assert "No such command" in stderr
 
 
-def test_redis_refusing_the_command_exits_1(private_redis) -> None:  # type: ignore[no-untyped-def]
-    """A Redis that refuses (here: a password is required) makes the command exit 1."""
+@pytest.fixture
+def guarded_redis(private_redis):  # type: ignore[no-untyped-def]
+    """A private Redis with a password and a read-only ACL user `reader` (password `pw`)."""
     client = redis.Redis.from_url(private_redis.url)
+    client.acl_setuser("reader", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@read"])
     client.config_set("requirepass", "sesame")
     client.close()
-    code, _, stderr = run("--redis-url", private_redis.url, "list")
-    assert code == 1
-    assert_one_line_error(stderr, "Redis refused")
+    return private_redis.url
+
+
+@pytest.mark.parametrize(
+    ("credentials", "args", "words"),
+    [
+        ("", ["list"], ["requires a password", "redis://[USER]:PASSWORD@"]),
+        (":wrong@", ["list"], ["refused the user name and password", ":***@"]),
+        ("reader:pw@", ["remove", "x"], ["denies this user", "Security"]),
+    ],
+    ids=["no-password", "wrong-password", "acl"],
+)
+def test_redis_refusals_are_explained_with_exit_1(
+    guarded_redis: str, credentials: str, args: list[str], words: list[str]
+) -> None:
+    """No password, a wrong one, or an ACL denial each exit 1 with a line saying which."""
+    url = guarded_redis.replace("redis://", f"redis://{credentials}")
+    code, stdout, stderr = run("--redis-url", url, *args)
+    assert (code, stdout) == (1, "")
+    assert "wrong@" not in stderr
+    assert_one_line_error(stderr, *words)
+
+
+def test_bare_coordinator_prints_the_formatted_help() -> None:
+    """A bare `coordinator` prints its help as lines, with exit codes and examples, exit 2."""
+    code, stdout, stderr = run()
+    assert (code, stdout) == (2, "")
+    lines = stderr.splitlines()
+    assert lines[0].startswith("Usage: coordinator")
+    assert not stderr.startswith("Error")
+    assert "  Exit codes:" in lines and "  Examples:" in lines
+    assert any(line.split()[:1] == ["130"] for line in lines)
+
+
+def test_help_lists_exit_codes_and_two_examples() -> None:
+    """`coordinator --help` lists every exit code and two example commands."""
+    code, stdout, _ = run("--help")
+    assert code == 0
+    codes = [
+        line.split()[0]
+        for line in stdout.split("Exit codes:")[1].split("Examples:")[0].splitlines()
+        if line[:5].strip().isdigit()
+    ]
+    assert codes == ["0", "1", "2", "3", "4", "130"]
+    examples = stdout.split("Examples:")[1].strip().splitlines()
+    assert len(examples) == 2 and all(e.strip().startswith("coordinator ") for e in examples)
+
+
+@pytest.mark.parametrize(
+    "command", ["", "publish", "remove", "list", "status", "processes", "serve", "demo"]
+)
+def test_help_texts_state_defaults_in_one_style(command: str) -> None:
+    """Every default is written `[default: X]` (also `[env var: V; default: X]`)."""
+    code, stdout, _ = run(*command.split(), "--help")
+    assert code == 0
+    text = " ".join(stdout.split())
+    assert "default: (" not in text
+    assert "[default the" not in text and "default redis" not in text
+    if command in ("", "publish", "processes"):
+        assert "default: " in text
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["before-the-command", "after-the-command"])
+def test_global_options_work_before_or_after_the_command(before: bool) -> None:
+    """--redis-url, --prefix, --secret and --json are read on either side of the command."""
+    options = ["--redis-url", CLOSED_URL, "--prefix", "p", "--secret", "s", "--json"]
+    args = [*options, "list"] if before else ["list", *options]
+    code, _, stderr = run(*args, env={"DIAGNOSE_REDIS_URL": "redis://127.0.0.1:2/0"})
+    assert code == 4
+    assert_one_line_error(stderr, "127.0.0.1:1")
+
+
+def test_dash_v_is_not_a_short_value_option() -> None:
+    """-v means --verbose (serve) only; publish spells --value in full."""
+    code, _, stderr = run("--redis-url", CLOSED_URL, "publish", "x", "-t", "a.b", "-v", "1")
+    assert code == 2
+    assert_one_line_error(stderr, "-v")
+    code, stdout, _ = run("serve", "--help")
+    assert "-v, --verbose" in stdout
+
+
+@pytest.mark.parametrize(
+    ("shell", "marker"),
+    [("bash", "complete -o nosort -F"), ("zsh", "#compdef coordinator"), ("fish", "complete")],
+)
+def test_completion_prints_the_shell_script(shell: str, marker: str) -> None:
+    """`coordinator completion SHELL` prints click's completion script for that shell."""
+    code, stdout, _ = run("completion", shell)
+    assert code == 0
+    assert marker in stdout
+    assert "_COORDINATOR_COMPLETE" in stdout
+
+
+def test_completion_refuses_an_unknown_shell() -> None:
+    """An unsupported shell is a usage error naming the choices."""
+    code, _, stderr = run("completion", "tcsh")
+    assert code == 2
+    assert_one_line_error(stderr, "bash", "zsh", "fish")

@@ -56,9 +56,11 @@ def test_demo_tells_the_whole_story_and_leaves_nothing_running() -> None:
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
-def test_interrupted_demo_stops_every_process_it_started(signum: signal.Signals) -> None:
-    """Ctrl-C or SIGTERM in the middle of the demo stops its Redis, service and workers."""
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["INT", "TERM"]
+)
+def test_interrupted_demo_stops_every_process_it_started(signum: signal.Signals, code: int) -> None:
+    """Ctrl-C or SIGTERM in the demo stops its Redis, service and workers; exit 130 or 143."""
     marker = f"demo-test-{uuid.uuid4()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIAGNOSE_")}
     env["DEMO_TEST_MARKER"] = marker
@@ -77,6 +79,9 @@ def test_interrupted_demo_stops_every_process_it_started(signum: signal.Signals)
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode != 0
+    assert proc.returncode == code
     assert "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == (
+        "Error: interrupted: the demo stopped every process it started"
+    )
     assert _processes_with_marker(marker) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -129,6 +130,22 @@ async def test_service_refuses_to_start_without_redis() -> None:
         await service.run(handle_signals=False)
 
 
+@pytest.mark.anyio
+async def test_expired_listener_gives_up_on_a_silent_server_within_the_deadline(
+    silent_server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """serve's expired-key listener fails in 2 s on a server that never answers, and retries."""
+    service = FleetService(Settings(redis_url=silent_server.url, prefix="p"), ServeOptions())
+    started = time.monotonic()
+    with anyio.move_on_after(10), caplog.at_level("WARNING", logger="coordinator.serve"):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(service._listen_expired)
+            await _eventually(lambda: "lost Redis" in caplog.text, 8)
+            tg.cancel_scope.cancel()
+    assert "lost Redis" in caplog.text
+    assert time.monotonic() - started < 3
+
+
 def _start_serve(redis_url: str, prefix: str) -> subprocess.Popen[str]:
     env = {**os.environ, "DIAGNOSE_REDIS_URL": redis_url, "DIAGNOSE_PREFIX": prefix}
     return subprocess.Popen(
@@ -167,6 +184,22 @@ def test_serve_subprocess_stops_cleanly_on_signal(
     assert "published removal of short" in stderr
     assert "stopped" in stderr
     assert "Traceback" not in stderr
+    assert "" not in stderr.splitlines()
+    for log_line in stderr.splitlines():
+        assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [A-Z]+ ", log_line), log_line
+
+
+def test_serve_logs_times_in_utc_with_a_z() -> None:
+    """serve's log lines carry the record's time in UTC, ISO-8601 with a Z."""
+    import logging
+
+    from coordinator._serve import UTCFormatter
+
+    record = logging.LogRecord("coordinator.serve", logging.INFO, __file__, 1, "hi", None, None)
+    record.created = _dt.datetime(2026, 11, 24, 19, 36, 20, 646000, tzinfo=_dt.UTC).timestamp()
+    record.msecs = 646.0
+    line = UTCFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s").format(record)
+    assert line == "2026-11-24T19:36:20.646Z INFO coordinator.serve: hi"
 
 
 def test_serve_subprocess_exits_4_without_redis(prefix: str) -> None:

@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
+import math
+import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import click
+import redis
 
 from ._context import Settings
-from ._errors import OperationFailed, WaitTimedOut
-from ._output import ago, emit_json, format_duration, format_time, print_table
-from ._specs import spec_from_flags, specs_from_file
-from ._wait import ProcessResult, report_state, wait_for_spec
+from ._errors import Interrupted, OperationFailed, WaitTimedOut
+from ._fleet import (
+    LIVE_SECONDS,
+    FleetState,
+    ProcessResult,
+    fleet_document,
+    read_fleet,
+    read_spec_set,
+    results_for,
+    unverified_message,
+)
+from ._output import Column, ago, emit_json, format_duration, format_time, print_table
+from ._specs import check_spec_id, spec_from_flags, specs_from_file
+from ._wait import poll_results, wait_for_spec
 
 __all__ = (
     "from_flags",
@@ -25,6 +40,8 @@ __all__ = (
     "remove",
     "status",
 )
+
+Results = Mapping[str, Mapping[str, ProcessResult]]
 
 
 def from_flags(spec_id: str, **fields: Any) -> dict[str, dict[str, Any]]:
@@ -41,6 +58,101 @@ def _for_store(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k != "applied"}
 
 
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def _names(names: list[str], most: int = 5) -> str:
+    """Join names, the first few only: `a, b, c, d, e and 95 more`."""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
+def print_results(
+    results: Results,
+    is_live: Callable[[str], bool],
+    *,
+    wide: bool = False,
+    err: bool = False,
+    empty: str | None = None,
+    no_probes_rows: bool = False,
+) -> None:
+    """Print each process's result for each spec: the table of status and publish --wait."""
+    # APPLIED LM (the lastmodified each process applied) is in --wide only: STATE already says
+    # whether it is the spec's current one (applied, error) or an older one (stale), and 20
+    # more columns would leave no room at 80 columns next to a pod-sized process id.
+    rows: list[tuple[object, ...]] = []
+    for process, entries in sorted(results.items()):
+        live = "yes" if is_live(process) else "no"
+        for spec_id, r in sorted(entries.items()):
+            if wide:
+                rows.append(
+                    (process, spec_id, r.state, live, format_time(r.lm), format_time(r.at), r.err)
+                )
+            else:
+                rows.append((process, spec_id, r.state, live, ago(r.at), r.err))
+        if not entries and no_probes_rows:
+            rows.append((process, None, "no probes", live, *((None,) * (3 if wide else 2))))
+    middle = [Column("applied lm"), Column("at")] if wide else [Column("at")]
+    columns = [
+        Column("process"),
+        Column("spec"),
+        Column("state"),
+        Column("live"),
+        *middle,
+        Column("error", cut=True),
+    ]
+    print_table(columns, rows, empty=empty, wide=wide, err=err)
+
+
+def _print_full_errors(results: Results) -> None:
+    """Print each distinct error under the table, in full, with the processes reporting it."""
+    by_error: dict[tuple[str, str], list[str]] = {}
+    for process, entries in sorted(results.items()):
+        for spec_id, r in sorted(entries.items()):
+            if r.err:
+                by_error.setdefault((spec_id, r.err), []).append(process)
+    if not by_error:
+        return
+    click.echo("\nErrors in full:")
+    for (spec_id, text), names in sorted(by_error.items()):
+        click.echo(f"  {spec_id} on {_names(names)}: {text}")
+
+
+def _failures(results: Results, spec_ids: list[str], waited: list[str]) -> str:
+    """Say, per spec, how many of the waited processes reported an error, and which."""
+    parts = []
+    for spec_id in spec_ids:
+        by_error: dict[str, list[str]] = {}
+        for process in waited:
+            r = results.get(process, {}).get(spec_id)
+            if r is not None and r.state == "error" and r.err:
+                by_error.setdefault(r.err, []).append(process)
+        count = sum(len(ps) for ps in by_error.values())
+        if count:
+            detail = "; ".join(f"{_names(ps)}: {text}" for text, ps in by_error.items())
+            parts.append(
+                f"{spec_id}: {count} of {_plural(len(waited), 'process', 'processes')} "
+                f"reported an error ({detail})"
+            )
+    return "; ".join(parts)
+
+
+def _pending(results: Results, spec_ids: list[str], waited: list[str]) -> str:
+    parts = []
+    for spec_id in spec_ids:
+        pending = [p for p in waited if not results.get(p, {}).get(spec_id, _NOT_SEEN).done]
+        if pending:
+            parts.append(
+                f"{spec_id}: {len(pending)} of {_plural(len(waited), 'process', 'processes')} "
+                f"have not applied it ({_names(pending)})"
+            )
+    return "; ".join(parts)
+
+
+_NOT_SEEN = ProcessResult("", "", "pending", None, None, None)
+
+
 def publish(
     settings: Settings,
     specs: dict[str, dict[str, Any]],
@@ -48,8 +160,12 @@ def publish(
     wait: bool,
     timeout: float,
     as_json: bool,
+    wide: bool = False,
 ) -> None:
-    """Store and publish validated specs; with wait, follow the fleet applying them."""
+    """Store and publish validated specs; with wait, follow the fleet applying them.
+
+    The IDs are printed as soon as the specs are published, before any waiting.
+    """
     store = settings.store()
     if len(specs) == 1:
         [(spec_id, spec)] = specs.items()
@@ -57,96 +173,127 @@ def publish(
     else:
         version = store.put_many({k: _for_store(v) for k, v in specs.items()})
     stored = {spec_id: store.get(spec_id) or spec for spec_id, spec in specs.items()}
+    ids = list(stored)
+    if not as_json:
+        for spec_id in ids:
+            click.echo(spec_id)
+        sys.stdout.flush()
     if not wait:
         if as_json:
-            emit_json(
-                {
-                    "ids": list(specs),
-                    "version": version,
-                    "lastmodified": {k: v["lastmodified"] for k, v in stored.items()},
-                }
-            )
-        else:
-            for spec_id in specs:
-                click.echo(spec_id)
+            emit_json(fleet_document(FleetState(version, stored, [], {}, {}), ids, {}))
         return
-    _publish_and_wait(store, stored, version, timeout, as_json)
+    fleet = dataclasses.replace(read_fleet(store), version=version, specs=stored, unverified=[])
+    _wait_and_report(store, fleet, ids, timeout, as_json=as_json, wide=wide)
 
 
-def _publish_and_wait(
-    store: Any,
-    stored: dict[str, dict[str, Any]],
-    version: int,
-    timeout: float,
-    as_json: bool,
+def _wait_and_report(
+    store: Any, fleet: FleetState, ids: list[str], timeout: float, *, as_json: bool, wide: bool
 ) -> None:
-    live = sorted(store.processes())
+    live, late = fleet.live, fleet.late
+    if late:
+        click.echo(
+            f"warning: {_plural(len(late), 'process is', 'processes are')} late (no heartbeat "
+            f"for over {fleet.live_seconds:g}s) and not waited for: "
+            + ", ".join(_late_text(fleet, p) for p in late),
+            err=True,
+        )
     if not live:
         if as_json:
-            emit_json({"ids": list(stored), "version": version, "processes": {}})
-        else:
-            for spec_id in stored:
-                click.echo(spec_id)
+            emit_json(fleet_document(fleet, ids, {}))
         raise WaitTimedOut("published, but no processes are online to wait for")
-    deadline = time.monotonic() + timeout
-    all_results: dict[str, list[ProcessResult]] = {}
+    seen: dict[str, list[ProcessResult]] = {}
     complete = True
-    for spec_id, spec in stored.items():
-        remaining = max(0.0, deadline - time.monotonic())
-        results, in_time = wait_for_spec(
-            store, spec_id, spec["lastmodified"], live, remaining, show_progress=True
-        )
-        all_results[spec_id] = results
-        complete = complete and in_time
+    try:
+        deadline = time.monotonic() + timeout
+        for spec_id in ids:
+            remaining = max(0.0, deadline - time.monotonic())
+            lm = fleet.specs[spec_id]["lastmodified"]
+            _, in_time = wait_for_spec(store, spec_id, lm, live, remaining, seen=seen)
+            complete = complete and in_time
+        for spec_id in ids:
+            seen[spec_id] = seen[spec_id] + poll_results(
+                store, spec_id, late, fleet.specs[spec_id]["lastmodified"]
+            )
+    except KeyboardInterrupt as exc:
+        _poll_once_more(store, fleet, ids, live + late, seen)
+        results = _by_process(seen, live + late)
+        if as_json:
+            emit_json(fleet_document(fleet, ids, results))
+        raise Interrupted.by(exc, _left_after_interrupt(results, ids, live))
+    results = _by_process(seen, live + late)
     if as_json:
-        emit_json(
-            {
-                "ids": list(stored),
-                "version": version,
-                "processes": {
-                    spec_id: {r.process: r.as_dict() for r in results}
-                    for spec_id, results in all_results.items()
-                },
-            }
-        )
+        emit_json(fleet_document(fleet, ids, results))
     else:
-        for spec_id in stored:
-            click.echo(spec_id)
-        print_results(all_results)
-    failed = [r for results in all_results.values() for r in results if r.state == "error"]
+        print_results(results, fleet.is_live, wide=wide, err=True)
     if not complete:
-        pending = sorted(
-            {
-                r.process
-                for rs in all_results.values()
-                for r in rs
-                if r.state not in ("applied", "error")
-            }
+        raise WaitTimedOut(f"timed out after {timeout:g}s: {_pending(results, ids, live)}")
+    failures = _failures(results, ids, live)
+    if failures:
+        raise OperationFailed(failures)
+
+
+def _poll_once_more(
+    store: Any,
+    fleet: FleetState,
+    ids: list[str],
+    processes: list[str],
+    seen: dict[str, list[ProcessResult]],
+) -> None:
+    """After an interrupt, read every spec's results once more, so the state left is told right.
+
+    A second Ctrl-C, or Redis failing, keeps what was seen before.
+    """
+    try:
+        for spec_id in ids:
+            lm = fleet.specs[spec_id]["lastmodified"]
+            seen[spec_id] = poll_results(store, spec_id, processes, lm)
+    except (KeyboardInterrupt, redis.RedisError):
+        pass
+
+
+def _late_text(fleet: FleetState, process: str) -> str:
+    seconds = fleet.late_for(process)
+    return (
+        process if seconds is None else f"{process} (last heartbeat {format_duration(seconds)} ago)"
+    )
+
+
+def _by_process(
+    seen: Mapping[str, list[ProcessResult]], processes: list[str]
+) -> dict[str, dict[str, ProcessResult]]:
+    results: dict[str, dict[str, ProcessResult]] = {p: {} for p in processes}
+    for spec_id, spec_results in seen.items():
+        for r in spec_results:
+            results.setdefault(r.process, {})[spec_id] = r
+    return results
+
+
+def _left_after_interrupt(results: Results, ids: list[str], live: list[str]) -> str:
+    counts = []
+    for n, spec_id in enumerate(ids):
+        applied = sum(
+            1 for p in live if results.get(p, {}).get(spec_id, _NOT_SEEN).state == "applied"
         )
-        raise WaitTimedOut(
-            f"timed out after {timeout:g}s: {len(pending)} of {len(live)} processes "
-            f"have not applied it ({', '.join(pending)})"
-        )
-    if failed:
-        raise OperationFailed(
-            f"{len(failed)} of {len(live)} processes reported an error: "
-            + "; ".join(f"{r.process}: {r.err}" for r in failed)
-        )
+        lead = f"{spec_id} is published and live on" if n == 0 else f"{spec_id} on"
+        counts.append(f"{lead} {applied} of {_plural(len(live), 'process', 'processes')}")
+    them = "it" if len(ids) == 1 else "them"
+    return f"{', '.join(counts)}; remove {them} with coordinator remove {' '.join(ids)}"
 
 
-def print_results(all_results: dict[str, list[ProcessResult]]) -> None:
-    """Print each process's result for each spec as a table."""
-    rows = [
-        (r.process, spec_id, r.state, format_time(r.lm), r.err, format_time(r.at))
-        for spec_id, results in all_results.items()
-        for r in results
-    ]
-    print_table(("process", "spec", "state", "applied lm", "error", "at"), rows)
-
-
-def remove(settings: Settings, spec_ids: list[str], *, as_json: bool) -> None:
-    """Delete specs and publish their removal."""
-    removed = list(settings.store().remove(*spec_ids))
+def remove(settings: Settings, spec_ids: list[str], *, as_json: bool, force: bool = False) -> None:
+    """Delete specs and publish their removal; refuse specs of another secret without force."""
+    for spec_id in spec_ids:
+        check_spec_id(spec_id)
+    store = settings.store()
+    if not force:
+        _, unverified = read_spec_set(store)
+        foreign = [spec_id for spec_id in spec_ids if spec_id in unverified]
+        if foreign:
+            raise OperationFailed(
+                f"{', '.join(foreign)}: not signed with this secret, so nothing was removed; "
+                "check --secret or DIAGNOSE_SECRET, or remove anyway with --force"
+            )
+    removed = list(store.remove(*spec_ids))
     missing = [spec_id for spec_id in spec_ids if spec_id not in removed]
     if as_json:
         emit_json({"removed": removed, "missing": missing})
@@ -162,120 +309,125 @@ def _remaining(store: Any, spec_id: str) -> float | None:
     return None if pttl is None else pttl / 1000.0
 
 
-def list_specs(settings: Settings, *, as_json: bool) -> None:
+def list_specs(settings: Settings, *, as_json: bool, wide: bool = False) -> None:
     """List the specs with target, instrument and remaining lifespan."""
     store = settings.store()
-    specs = store.specs()
+    specs, unverified = read_spec_set(store)
     version = store.version()
     entries = {
         spec_id: {**spec, "remaining_seconds": _remaining(store, spec_id)}
         for spec_id, spec in sorted(specs.items())
     }
     if as_json:
-        emit_json({"version": version, "specs": entries})
-        return
-    rows = []
+        for entry in entries.values():
+            entry.pop("applied", None)
+        emit_json({"version": version, "specs": entries, "unverified": unverified})
+    else:
+        _print_specs(entries, wide=wide)
+    if unverified:
+        raise OperationFailed(unverified_message(unverified))
+
+
+def _print_specs(entries: dict[str, dict[str, Any]], *, wide: bool) -> None:
+    rows: list[tuple[object, ...]] = []
     for spec_id, spec in entries.items():
         instrument = spec.get("instrument", {})
-        rows.append(
-            (
-                spec_id,
-                spec.get("target"),
-                instrument.get("type"),
-                instrument.get("name"),
-                instrument.get("event"),
-                instrument.get("value"),
-                format_duration(spec["remaining_seconds"]),
-                format_time(spec.get("lastmodified")),
-            )
-        )
-    print_table(
-        ("id", "target", "type", "name", "event", "value", "remaining", "lastmodified"),
-        rows,
-        empty="No specs.",
-    )
-
-
-def _process_info(report: dict[str, Any]) -> Any:
-    return report.get("_process")
-
-
-def status(settings: Settings, spec_id: str | None, *, as_json: bool) -> None:
-    """Show per process and spec what was applied, marking processes that lag behind."""
-    store = settings.store()
-    specs = store.specs()
-    specs_shown: dict[str, Any] = specs
-    if spec_id is not None:
-        specs_shown = {spec_id: specs[spec_id]} if spec_id in specs else {}
-    reports = store.status(spec_id) if spec_id is not None else store.status()
-    live = store.processes()
-    rows_json: dict[str, dict[str, Any]] = {}
-    rows: list[tuple[object, ...]] = []
-    for process in sorted(set(reports) | set(live)):
-        report = reports.get(process) or {}
-        entries: dict[str, Any] = {}
-        ids = sorted((set(report) - {"_process"}) | set(specs_shown))
-        if spec_id is not None:
-            ids = [spec_id]
-        for sid in ids:
-            current = specs.get(sid)
-            lastmodified = current.get("lastmodified") if current else None
-            entry = report.get(sid)
-            state = report_state(entry, lastmodified) if current else "removed"
-            if current is None and entry is None:
-                continue
-            entry = entry if isinstance(entry, dict) else {}
-            entries[sid] = {
-                "state": state,
-                "lm": entry.get("lm"),
-                "err": entry.get("err"),
-                "at": entry.get("at"),
-                "current_lm": lastmodified,
-            }
+        remaining = format_duration(spec["remaining_seconds"])
+        if wide:
             rows.append(
                 (
-                    process,
-                    sid,
-                    state,
-                    format_time(entry.get("lm")),
-                    entry.get("err"),
-                    ago(entry.get("at")) if entry.get("at") else None,
+                    spec_id,
+                    spec.get("target"),
+                    instrument.get("type"),
+                    instrument.get("name"),
+                    instrument.get("event"),
+                    instrument.get("value"),
+                    remaining,
+                    format_time(spec.get("lastmodified")),
                 )
             )
-        if not entries and spec_id is None:
-            rows.append((process, None, "no probes", None, None, None))
-        rows_json[process] = {
-            "live": process in live,
-            "process": _process_info(report),
-            "specs": entries,
+        else:
+            rows.append(
+                (
+                    spec_id,
+                    spec.get("target"),
+                    instrument.get("type"),
+                    instrument.get("event"),
+                    instrument.get("value"),
+                    remaining,
+                )
+            )
+    names = ["id", "target", "type", "name", "event", "value", "remaining", "lastmodified"]
+    if not wide:
+        names = [n for n in names if n not in ("name", "lastmodified")]
+    cut = {"target", "name", "value"}
+    print_table([Column(n, cut=n in cut) for n in names], rows, empty="No specs.", wide=wide)
+
+
+def status(settings: Settings, spec_id: str | None, *, as_json: bool, wide: bool = False) -> None:
+    """Show per process and spec what was applied, marking processes that are not live."""
+    if spec_id is not None:
+        check_spec_id(spec_id)
+    fleet = read_fleet(settings.store(), spec_id)
+    if spec_id is not None and spec_id in fleet.unverified:
+        raise OperationFailed(unverified_message([spec_id]))
+    if spec_id is None:
+        ids = sorted(fleet.specs)
+        results = results_for(fleet, fleet.processes)
+    else:
+        ids = [spec_id]
+        results = {
+            p: entries for p, entries in results_for(fleet, fleet.processes, ids).items() if entries
         }
+        if spec_id not in fleet.specs and not results:
+            raise OperationFailed(f"no such spec: {spec_id}")
     if as_json:
-        emit_json({"processes": rows_json})
-        return
-    print_table(
-        ("process", "spec", "state", "applied lm", "error", "at"),
-        rows,
-        empty="No process reports." if spec_id is None else f"No reports for {spec_id}.",
-    )
+        emit_json(fleet_document(fleet, ids, results))
+    else:
+        print_results(
+            results,
+            fleet.is_live,
+            wide=wide,
+            empty="No process reports." if spec_id is None else f"No reports for {spec_id}.",
+            no_probes_rows=spec_id is None,
+        )
+        if not wide:
+            _print_full_errors(results)
+    if spec_id is None and fleet.unverified:
+        raise OperationFailed(unverified_message(fleet.unverified))
+    if spec_id is not None and spec_id not in fleet.specs:
+        raise OperationFailed(f"no such spec: {spec_id} (processes still report it as removed)")
 
 
 def processes(settings: Settings, *, max_age: float | None, as_json: bool) -> None:
-    """List live processes and their last heartbeat, Celery style."""
+    """List live processes and their last heartbeat, Celery style; name the late ones."""
     store = settings.store()
-    live = store.processes() if max_age is None else store.processes(max_age=max_age)
+    max_age = LIVE_SECONDS if max_age is None else max_age
+    known = store.processes(max_age=math.inf)
+    now = time.time()
+    live = {pid: ts for pid, ts in known.items() if now - ts <= max_age}
+    late = {pid: ts for pid, ts in known.items() if pid not in live}
     if as_json:
         emit_json(
             {
                 "count": len(live),
-                "processes": {
-                    pid: {"heartbeat": _dt.datetime.fromtimestamp(float(ts), _dt.UTC)}
-                    for pid, ts in sorted(live.items())
-                },
+                "processes": {pid: {"heartbeat": _utc(ts)} for pid, ts in sorted(live.items())},
+                "late": {pid: {"heartbeat": _utc(ts)} for pid, ts in sorted(late.items())},
             }
         )
         return
     rows = [(pid, format_time(ts), ago(ts)) for pid, ts in sorted(live.items())]
     if rows:
-        print_table(("process", "heartbeat", "age"), rows)
-    noun = "process" if len(live) == 1 else "processes"
-    click.echo(f"{len(live)} {noun} online.")
+        print_table([Column("process"), Column("heartbeat"), Column("age")], rows)
+    click.echo(f"{_plural(len(live), 'process', 'processes')} online.")
+    if late:
+        click.echo(
+            f"warning: {_plural(len(late), 'process is', 'processes are')} late (no heartbeat "
+            f"for over {max_age:g}s) and not counted: "
+            + ", ".join(f"{pid} (last heartbeat {ago(ts)})" for pid, ts in sorted(late.items())),
+            err=True,
+        )
+
+
+def _utc(unix_time: float) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(float(unix_time), _dt.UTC)

@@ -16,8 +16,9 @@ __all__ = ("DEFAULT_PREFIX", "DEFAULT_URL", "Settings", "redact")
 
 DEFAULT_URL = "redis://localhost:6379/0"
 DEFAULT_PREFIX = "diagnose"
-CONNECT_TIMEOUT = 2.0
-SOCKET_TIMEOUT = 10.0
+# One deadline for connecting and for every answer, with no retry: a server that accepts and
+# never answers fails the command within it (exit 4).
+REDIS_DEADLINE = 2.0
 
 
 def redact(url: str) -> str:
@@ -46,9 +47,9 @@ class Settings:
             try:
                 self._client = redis.Redis.from_url(
                     self.url,
-                    socket_connect_timeout=CONNECT_TIMEOUT,
-                    socket_timeout=SOCKET_TIMEOUT,
-                    retry=Retry(NoBackoff(), 1),
+                    socket_connect_timeout=REDIS_DEADLINE,
+                    socket_timeout=REDIS_DEADLINE,
+                    retry=Retry(NoBackoff(), 0),
                 )
             except ValueError as exc:
                 raise BadInput(f"invalid Redis URL {redact(self.url)!r}: {exc}")

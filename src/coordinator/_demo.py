@@ -21,7 +21,7 @@ import click
 from . import _commands
 from ._context import Settings, redact
 from ._embedded import RedisServer, binary_version, find_redis_server
-from ._errors import OperationFailed
+from ._errors import Interrupted, OperationFailed, Terminated
 from ._specs import spec_from_flags
 from ._wait import wait_for_spec
 
@@ -151,7 +151,7 @@ def _wait_until(
 
 
 def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+    raise Terminated()
 
 
 def _child_env(settings: Settings, extra: dict[str, str]) -> dict[str, str]:
@@ -190,11 +190,17 @@ def run_demo(settings: Settings, *, workers: int = 3, lifespan: float = 0.25) ->
                 settings = dataclasses.replace(
                     settings, prefix=f"{settings.prefix}-demo", _client=None
                 )
+                # An unreachable Redis fails here, as every command does (exit 4), before
+                # the demo starts anything.
+                stack.callback(settings.close)
+                settings.client().ping()
                 relay.say(f"Using Redis at {redact(settings.url)}, prefix {settings.prefix!r}")
             stack.callback(settings.close)
             children = Children(relay)
             stack.callback(children.stop)
             _tour(settings, relay, children, workers, lifespan)
+    except KeyboardInterrupt as exc:
+        raise Interrupted.by(exc, "the demo stopped every process it started")
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -264,7 +270,7 @@ def _tour(
     live = sorted(store.processes())
     results, in_time = wait_for_spec(store, SPEC_ID, stored["lastmodified"], live, 20)
     with relay.held():
-        _commands.print_results({SPEC_ID: results})
+        _commands.print_results({r.process: {SPEC_ID: r} for r in results}, lambda _p: True)
     if not in_time:
         raise OperationFailed("demo: the workers did not apply the probe within 20s")
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -12,29 +12,46 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
+
+from ._table import Column, render_table
 
 __all__ = (
+    "DEFAULT_WIDTH",
+    "Column",
     "ago",
     "emit_json",
     "err_console",
     "format_duration",
     "format_time",
     "print_table",
+    "table_width",
     "to_jsonable",
 )
 
 err_console = Console(stderr=True)
 
+DEFAULT_WIDTH = 80
 
-def _render(renderable: object) -> str:
-    # Rendered to text and echoed through click, so that click's CliRunner (which swaps
-    # sys.stdout) sees it; lines are cut at the terminal's width only on a terminal.
-    width = shutil.get_terminal_size((200, 25)).columns if sys.stdout.isatty() else 200
-    console = Console(file=io.StringIO(), width=width, highlight=False, color_system=None)
-    with console.capture() as capture:
-        console.print(renderable)
-    return "\n".join(line.rstrip() for line in capture.get().splitlines())
+
+def table_width(wide: bool = False, *, err: bool = False) -> int | None:
+    """Return the width tables are cut to: None (no cut) with --wide.
+
+    On a terminal its width; elsewhere (a pipe, a file) the COLUMNS variable if set, else 80,
+    as rich does, so that what a script captures is what a person sees at 80 columns.
+    """
+    if wide:
+        return None
+    stream = sys.stderr if err else sys.stdout
+    try:
+        isatty = stream.isatty()
+    except (AttributeError, ValueError):
+        isatty = False
+    if isatty:
+        return shutil.get_terminal_size((DEFAULT_WIDTH, 25)).columns
+    try:
+        return max(20, int(os.environ["COLUMNS"]))
+    except (KeyError, ValueError):
+        return DEFAULT_WIDTH
 
 
 def to_jsonable(value: Any) -> Any:
@@ -58,19 +75,19 @@ def emit_json(value: Any) -> None:
 
 
 def print_table(
-    columns: Sequence[str], rows: Iterable[Sequence[object]], *, empty: str | None = None
+    columns: Sequence[Column],
+    rows: Iterable[Sequence[object]],
+    *,
+    empty: str | None = None,
+    wide: bool = False,
+    err: bool = False,
 ) -> None:
     """Print rows under upper-case headers, without boxes, like kubectl get."""
     rows = list(rows)
     if not rows and empty is not None:
-        click.echo(empty)
+        click.echo(empty, err=err)
         return
-    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    for column in columns:
-        table.add_column(column.upper(), overflow="fold")
-    for row in rows:
-        table.add_row(*("-" if cell is None or cell == "" else str(cell) for cell in row))
-    click.echo(_render(table))
+    click.echo(render_table(columns, rows, table_width(wide, err=err)), err=err)
 
 
 def format_time(value: _dt.datetime | float | None) -> str:

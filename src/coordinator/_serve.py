@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,7 @@ import redis
 import redis.asyncio as aioredis
 from anyio.abc import TaskStatus
 
-from ._context import Settings, redact
+from ._context import REDIS_DEADLINE, Settings, redact
 
 __all__ = ("FleetService", "ServeOptions", "run_service")
 
@@ -145,9 +146,13 @@ class FleetService:
         while True:
             client = aioredis.Redis.from_url(self.settings.url, socket_connect_timeout=2)
             try:
-                await self._enable_expiry_events(client)
+                # The same deadline as every other Redis operation of the command line; only
+                # the wait for the next notification has none.
+                with anyio.fail_after(REDIS_DEADLINE):
+                    await self._enable_expiry_events(client)
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(channel)
+                    with anyio.fail_after(REDIS_DEADLINE):
+                        await pubsub.subscribe(channel)
                     attempt = 0
                     async for message in pubsub.listen():
                         key = message.get("data")
@@ -166,12 +171,27 @@ class FleetService:
                     await client.aclose()
 
 
+class UTCFormatter(logging.Formatter):
+    """Format log times as ISO-8601 UTC with a Z, like every other time the project prints."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        """Return the record's time as 2026-11-24T19:36:20.646Z."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        return f"{stamp}.{int(record.msecs):03d}Z"
+
+
 def run_service(settings: Settings, options: ServeOptions) -> None:
-    """Run the service until SIGTERM or SIGINT, logging to stderr."""
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.DEBUG if options.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    service = FleetService(settings, options)
-    anyio.run(service.run, backend="asyncio")
+    """Run the service until SIGTERM or SIGINT, logging to stderr; a requested stop exits 0."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(UTCFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if options.verbose else logging.INFO)
+    try:
+        service = FleetService(settings, options)
+        anyio.run(service.run, backend="asyncio")
+    except KeyboardInterrupt:
+        # A signal that came before the service's own handlers were in place.
+        log.info("stopped")
+    finally:
+        root.removeHandler(handler)

@@ -1,80 +1,31 @@
-"""Wait until every live process has applied a spec, with a progress bar on stderr."""
+"""Wait until every live process has applied a spec, with a progress bar on a terminal."""
 
 from __future__ import annotations
 
 import datetime as _dt
+import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ._fleet import ProcessResult, report_state, result_of, same_time
 from ._output import err_console
 
-__all__ = ("ProcessResult", "report_state", "same_time", "wait_for_spec")
+__all__ = ("ProcessResult", "poll_results", "report_state", "same_time", "wait_for_spec")
 
 POLL_INTERVAL = 0.1
 
 
-@dataclass(frozen=True)
-class ProcessResult:
-    """What one process reported for one spec."""
-
-    process: str
-    state: str
-    lm: _dt.datetime | None
-    err: str | None
-    at: _dt.datetime | None
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the result as a JSON-friendly map."""
-        return {"state": self.state, "lm": self.lm, "err": self.err, "at": self.at}
-
-
-def _utc(value: _dt.datetime) -> _dt.datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=_dt.UTC)
-    return value
-
-
-def same_time(a: _dt.datetime | None, b: _dt.datetime | None) -> bool:
-    """Tell whether two lastmodified values are the same instant (to the millisecond)."""
-    if a is None or b is None:
-        return False
-    return abs((_utc(a) - _utc(b)).total_seconds()) < 0.001
-
-
-def report_state(report: Any, lastmodified: _dt.datetime | None) -> str:
-    """Classify a process's report on a spec: applied, error, stale or pending."""
-    if not isinstance(report, dict):
-        return "pending"
-    lm = report.get("lm")
-    behind = lm is not None and lastmodified is not None and _utc(lm) < _utc(lastmodified)
-    if behind and not same_time(lm, lastmodified):
-        return "stale"
-    if report.get("err"):
-        return "error"
-    if lm is None and lastmodified is not None:
-        return "pending"
-    return "applied"
-
-
-def _results(
+def poll_results(
     store: Any, spec_id: str, processes: list[str], lastmodified: _dt.datetime
 ) -> list[ProcessResult]:
+    """Read what each of processes reports for this version of a spec."""
     status = store.status(spec_id)
-    results = []
-    for process in processes:
-        report = (status.get(process) or {}).get(spec_id)
-        state = report_state(report, lastmodified)
-        if isinstance(report, dict):
-            result = ProcessResult(
-                process, state, report.get("lm"), report.get("err"), report.get("at")
-            )
-        else:
-            result = ProcessResult(process, state, None, None, None)
-        results.append(result)
-    return results
+    return [
+        result_of(process, spec_id, (status.get(process) or {}).get(spec_id), lastmodified)
+        for process in processes
+    ]
 
 
 def wait_for_spec(
@@ -85,12 +36,17 @@ def wait_for_spec(
     timeout: float,
     *,
     show_progress: bool = True,
+    seen: dict[str, list[ProcessResult]] | None = None,
 ) -> tuple[list[ProcessResult], bool]:
     """Poll status until each process reports this version of the spec, or time runs out.
 
-    Return the last results and whether every process answered in time.
+    Return the last results and whether every process answered in time. The progress bar
+    shows only when stderr is a terminal, so that pipes and log files get no stray lines.
+    seen, if given, gets the latest results under spec_id after every poll, so that an
+    interrupted wait can still say what it saw.
     """
     deadline = time.monotonic() + timeout
+    pause = threading.Event()
     progress = Progress(
         TextColumn("waiting for {task.fields[spec]}"),
         BarColumn(),
@@ -99,16 +55,18 @@ def wait_for_spec(
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
-        disable=not show_progress,
+        disable=not (show_progress and err_console.is_terminal),
     )
     with progress:
         task = progress.add_task("wait", total=len(processes), spec=spec_id)
         while True:
-            results = _results(store, spec_id, processes, lastmodified)
-            done = sum(r.state in ("applied", "error") for r in results)
+            results = poll_results(store, spec_id, processes, lastmodified)
+            if seen is not None:
+                seen[spec_id] = results
+            done = sum(r.done for r in results)
             progress.update(task, completed=done)
             if done == len(processes):
                 return results, True
             if time.monotonic() >= deadline:
                 return results, False
-            time.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+            pause.wait(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))

@@ -1,22 +1,50 @@
-"""The `coordinator` command line: publish, remove, list, status, processes, serve, demo."""
+"""The `coordinator` command line: its commands, options, help texts and exit codes."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import click
 import redis
+from click.shell_completion import get_completion_class
 
 from diagnose import SpecError
 
 from . import _commands
-from ._context import DEFAULT_PREFIX, Settings, redact
-from ._errors import BadInput, OperationFailed, RedisUnreachable
+from ._context import DEFAULT_PREFIX, DEFAULT_URL, REDIS_DEADLINE, Settings, redact
+from ._errors import (
+    EXIT_BAD_INPUT,
+    BadInput,
+    Interrupted,
+    OperationFailed,
+    Terminated,
+    explain_redis_error,
+)
+from ._fleet import LIVE_SECONDS
 from ._specs import DEFAULT_LIFESPAN, parse_custom, parse_lifespan
 
 __all__ = ("cli", "main")
+
+
+EPILOG = f"""\b
+Exit codes:
+  0    success
+  1    an operation failed: a process reported an error, Redis refused a
+       command, specs are hidden (signed with another secret), no such spec
+  2    bad usage or an invalid spec
+  3    --wait timed out, or no process was online to wait for
+  4    Redis unreachable (no answer within {REDIS_DEADLINE:g}s)
+  130  interrupted by Ctrl-C; 143 by SIGTERM
+
+\b
+Examples:
+  coordinator publish cart-total -t shop.pricing.total --value result --wait
+  coordinator --redis-url redis://redis:6379/0 status cart-total
+"""
 
 
 class CoordinatorGroup(click.Group):
@@ -27,16 +55,24 @@ class CoordinatorGroup(click.Group):
         kwargs["standalone_mode"] = False
         try:
             result = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help(), err=True)
+            sys.exit(EXIT_BAD_INPUT)
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
             click.echo(f"Error: {_one_line(exc.format_message())}{hint}", err=True)
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
-            click.echo(f"Error: {_one_line(exc.format_message())}", err=True)
+            # On a terminal the Error line replaces the echoed ^C (or a progress bar's line);
+            # a pipe gets only the line itself.
+            lead = "\r\x1b[K" if isinstance(exc, Interrupted) and _isatty(sys.stderr) else ""
+            click.echo(f"{lead}Error: {_one_line(exc.format_message())}", err=True)
             sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("Aborted!", err=True)
-            sys.exit(1)
+        except click.Abort as exc:
+            interrupt = exc.__cause__ or exc.__context__ or KeyboardInterrupt()
+            error = Interrupted.by(interrupt)
+            click.echo(f"Error: {error.format_message()}", err=True)
+            sys.exit(error.exit_code)
         sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -47,17 +83,31 @@ class CoordinatorGroup(click.Group):
             raise
         except SpecError as exc:
             raise BadInput(f"invalid spec: {exc}")
-        except redis.AuthenticationError as exc:
-            raise OperationFailed(f"Redis refused the credentials: {exc}")
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            url = redact(_settings(ctx).url) if ctx.obj else "?"
-            raise RedisUnreachable(f"Redis unreachable at {url}: {exc}")
         except redis.RedisError as exc:
-            raise OperationFailed(f"Redis refused the command: {exc}")
-        except KeyboardInterrupt:
-            raise click.Abort()
+            url = redact(_settings(ctx).url) if ctx.obj else "?"
+            raise explain_redis_error(exc, url, REDIS_DEADLINE)
+        except KeyboardInterrupt as exc:
+            raise Interrupted.by(exc)
         except Exception as exc:
             raise OperationFailed(f"{type(exc).__name__}: {exc}")
+
+
+class Option(click.Option):
+    """An option whose described default reads like the others: `[default: the ID]`."""
+
+    def get_help_extra(self, ctx: click.Context) -> Any:
+        """Return click's help extras, without the parentheses around a described default."""
+        extra = super().get_help_extra(ctx)
+        if isinstance(self.show_default, str) and "default" in extra:
+            extra["default"] = self.show_default
+        return extra
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 def _one_line(text: str) -> str:
@@ -68,37 +118,105 @@ def _settings(ctx: click.Context) -> Settings:
     return ctx.find_object(Settings) or Settings()
 
 
-def json_option(func: Any) -> Any:
-    """Add --json to a command (the global --json works too)."""
-    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(
-        func
-    )
+def _set_global(attribute: str) -> Any:
+    """Return a callback that stores a global option given after the command in Settings."""
+
+    def store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value is None or value is False or ctx.resilient_parsing:
+            return
+        if attribute == "prefix" and not value:
+            raise BadInput("--prefix must not be empty")
+        settings = ctx.find_object(Settings)
+        if settings is not None:
+            setattr(settings, attribute, value if attribute != "secret" else value or None)
+
+    return store
 
 
-def _use_json(ctx: click.Context, as_json: bool) -> bool:
-    return as_json or _settings(ctx).json
+def global_options(func: Any) -> Any:
+    """Accept the global options after the command too: `coordinator list --json`."""
+    return _global_options(func, with_json=True)
 
 
-@click.group(cls=CoordinatorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def connection_options(func: Any) -> Any:
+    """Accept --redis-url, --prefix and --secret after a command that prints no data."""
+    return _global_options(func, with_json=False)
+
+
+def _global_options(func: Any, *, with_json: bool) -> Any:
+    options = [
+        click.option(
+            "--redis-url",
+            metavar="URL",
+            expose_value=False,
+            callback=_set_global("redis_url"),
+            help="Redis URL, as the global option.",
+        ),
+        click.option(
+            "--prefix",
+            expose_value=False,
+            callback=_set_global("prefix"),
+            help="Key prefix, as the global option.",
+        ),
+        click.option(
+            "--secret",
+            metavar="TEXT",
+            expose_value=False,
+            callback=_set_global("secret"),
+            help="Shared secret, as the global option.",
+        ),
+        click.option(
+            "--json",
+            is_flag=True,
+            expose_value=False,
+            callback=_set_global("json"),
+            help="Print machine-readable JSON.",
+        ),
+    ]
+    if not with_json:
+        options.pop()
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def wide_option(func: Any) -> Any:
+    """Add --wide: every column, every cell in full."""
+    return click.option(
+        "--wide", "-w", is_flag=True, help="Show more columns and every value in full."
+    )(func)
+
+
+@click.group(
+    cls=CoordinatorGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=EPILOG,
+)
 @click.option(
     "--redis-url",
+    cls=Option,
     envvar="DIAGNOSE_REDIS_URL",
+    show_envvar=True,
+    show_default=DEFAULT_URL,
     metavar="URL",
-    help="Redis URL (redis://, rediss://, unix://) [env DIAGNOSE_REDIS_URL; "
-    "default redis://localhost:6379/0].",
+    help="Redis URL: redis://, rediss://, unix://.",
 )
 @click.option(
     "--prefix",
     envvar="DIAGNOSE_PREFIX",
+    show_envvar=True,
     default=DEFAULT_PREFIX,
     show_default=True,
-    help="Key prefix of the fleet [env DIAGNOSE_PREFIX].",
+    help="Key prefix of the fleet.",
 )
 @click.option(
     "--secret",
+    cls=Option,
     envvar="DIAGNOSE_SECRET",
+    show_envvar=True,
+    show_default="none (unsigned)",
     metavar="TEXT",
-    help="Shared secret that signs specs and messages [env DIAGNOSE_SECRET].",
+    help="Shared secret that signs specs and messages.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.version_option(package_name="diagnose-fleet", prog_name="coordinator")
@@ -106,7 +224,10 @@ def _use_json(ctx: click.Context, as_json: bool) -> bool:
 def cli(
     ctx: click.Context, redis_url: str | None, prefix: str, secret: str | None, as_json: bool
 ) -> None:
-    """Add probes to live Python processes across a fleet, through Redis."""
+    """Add probes to live Python processes across a fleet, through Redis.
+
+    Global options go before or after the command.
+    """
     if not prefix:
         raise BadInput("--prefix must not be empty")
     settings = Settings(
@@ -120,8 +241,8 @@ def cli(
 @click.argument("spec_id", required=False, metavar="[ID]")
 @click.option("--target", "-t", metavar="DOTTED.PATH", help="Function to probe: pkg.module.func.")
 @click.option("--type", "itype", default="log", show_default=True, help="Instrument type.")
-@click.option("--value", "-v", metavar="EXPR", help="Python expression the probe records.")
-@click.option("--name", "-n", help="Instrument name  [default: the ID].")
+@click.option("--value", metavar="EXPR", help="Python expression the probe records.")
+@click.option("--name", "-n", cls=Option, show_default="the ID", help="Instrument name.")
 @click.option(
     "--event",
     type=click.Choice(["call", "return", "end"]),
@@ -136,7 +257,13 @@ def cli(
     metavar="MIN",
     help="Minutes until the probe expires (fractions allowed), or 'none' for never.",
 )
-@click.option("--custom", metavar="JSON", help="Instrument's custom settings, a JSON object.")
+@click.option(
+    "--custom",
+    cls=Option,
+    metavar="JSON",
+    show_default="{}",
+    help="Instrument's custom settings, a JSON object.",
+)
 @click.option(
     "--file",
     "-f",
@@ -153,7 +280,8 @@ def cli(
     metavar="S",
     help="Seconds --wait waits.",
 )
-@json_option
+@wide_option
+@global_options
 @click.pass_context
 def publish(
     ctx: click.Context,
@@ -168,9 +296,13 @@ def publish(
     spec_file: Path | None,
     wait: bool,
     timeout: float,
-    as_json: bool,
+    wide: bool,
 ) -> None:
-    """Validate specs, store them with their lifespan as TTL, and publish them; print the IDs."""
+    """Validate specs, store them with their lifespan as TTL, and publish them; print the IDs.
+
+    The IDs are printed as soon as the specs are published; --wait then shows each
+    process's result on stderr.
+    """
     settings = _settings(ctx)
     if spec_file is not None:
         if spec_id is not None or target is not None or value is not None:
@@ -192,48 +324,56 @@ def publish(
             lifespan=parse_lifespan(lifespan),
             custom=parse_custom(custom),
         )
-    _commands.publish(settings, specs, wait=wait, timeout=timeout, as_json=_use_json(ctx, as_json))
+    _commands.publish(settings, specs, wait=wait, timeout=timeout, as_json=settings.json, wide=wide)
 
 
 @cli.command()
 @click.argument("spec_ids", nargs=-1, required=True, metavar="ID...")
-@json_option
+@click.option("--force", is_flag=True, help="Remove specs signed with another secret too.")
+@global_options
 @click.pass_context
-def remove(ctx: click.Context, spec_ids: tuple[str, ...], as_json: bool) -> None:
+def remove(ctx: click.Context, spec_ids: tuple[str, ...], force: bool) -> None:
     """Delete specs and publish their removal; print the IDs removed."""
-    _commands.remove(_settings(ctx), list(spec_ids), as_json=_use_json(ctx, as_json))
+    settings = _settings(ctx)
+    _commands.remove(settings, list(spec_ids), as_json=settings.json, force=force)
 
 
 @cli.command("list")
-@json_option
+@wide_option
+@global_options
 @click.pass_context
-def list_(ctx: click.Context, as_json: bool) -> None:
+def list_(ctx: click.Context, wide: bool) -> None:
     """List the specs with their target, instrument and remaining lifespan."""
-    _commands.list_specs(_settings(ctx), as_json=_use_json(ctx, as_json))
+    settings = _settings(ctx)
+    _commands.list_specs(settings, as_json=settings.json, wide=wide)
 
 
 @cli.command()
 @click.argument("spec_id", required=False, metavar="[ID]")
-@json_option
+@wide_option
+@global_options
 @click.pass_context
-def status(ctx: click.Context, spec_id: str | None, as_json: bool) -> None:
-    """Show, per process and spec, the lastmodified applied, any error, and when."""
-    _commands.status(_settings(ctx), spec_id, as_json=_use_json(ctx, as_json))
+def status(ctx: click.Context, spec_id: str | None, wide: bool) -> None:
+    """Show, per process and spec, its state, whether the process is live, and any error."""
+    settings = _settings(ctx)
+    _commands.status(settings, spec_id, as_json=settings.json, wide=wide)
 
 
 @cli.command()
-@json_option
 @click.option(
     "--max-age",
     type=click.FloatRange(min=0, min_open=True),
-    default=None,
+    default=LIVE_SECONDS,
+    show_default=True,
     metavar="S",
-    help="Count a process live if it heartbeat within S seconds  [default: the store's].",
+    help="Count a process live if it heartbeat within S seconds.",
 )
+@global_options
 @click.pass_context
-def processes(ctx: click.Context, as_json: bool, max_age: float | None) -> None:
+def processes(ctx: click.Context, max_age: float) -> None:
     """List the live processes with their last heartbeat."""
-    _commands.processes(_settings(ctx), max_age=max_age, as_json=_use_json(ctx, as_json))
+    settings = _settings(ctx)
+    _commands.processes(settings, max_age=max_age, as_json=settings.json)
 
 
 def _seconds_option(flag: str, default: float, help: str) -> Any:
@@ -254,6 +394,7 @@ def _seconds_option(flag: str, default: float, help: str) -> Any:
 @_seconds_option("--version-interval", 10.0, "Seconds between re-publishing the version.")
 @_seconds_option("--max-age", 30.0, "Prune processes silent for longer than S seconds.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every sweep and prune.")
+@connection_options
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -263,7 +404,10 @@ def serve(
     max_age: float,
     verbose: bool,
 ) -> None:
-    """Run the service: turn expired specs into removals, prune dead processes."""
+    """Run the service: turn expired specs into removals, prune dead processes.
+
+    It logs to stderr, times in UTC, and exits 0 on SIGTERM or Ctrl-C.
+    """
     from ._serve import ServeOptions, run_service
 
     options = ServeOptions(
@@ -282,6 +426,7 @@ def serve(
     type=click.IntRange(1, 10),
     default=3,
     show_default=True,
+    metavar="N",
     help="Worker processes to start.",
 )
 @click.option(
@@ -292,6 +437,7 @@ def serve(
     metavar="MIN",
     help="Lifespan of the demo probe, in minutes.",
 )
+@connection_options
 @click.pass_context
 def demo(ctx: click.Context, workers: int, lifespan: float) -> None:
     """Tour the project on a private Redis: workers, a probe, its output, its expiry."""
@@ -300,8 +446,30 @@ def demo(ctx: click.Context, workers: int, lifespan: float) -> None:
     run_demo(_settings(ctx), workers=workers, lifespan=lifespan)
 
 
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL.
+
+    \b
+    bash:  eval "$(coordinator completion bash)"   (in ~/.bashrc)
+    zsh:   eval "$(coordinator completion zsh)"    (in ~/.zshrc)
+    fish:  coordinator completion fish > ~/.config/fish/completions/coordinator.fish
+    """
+    complete_class = get_completion_class(shell)
+    if complete_class is None:  # pragma: no cover - click ships all three
+        raise BadInput(f"no completion for {shell}")
+    script = complete_class(cli, {}, "coordinator", "_COORDINATOR_COMPLETE").source()
+    click.echo(script)
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the command line."""
+    """Run the command line; SIGTERM interrupts it the way Ctrl-C does (exit 143)."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
     cli.main(args=argv, prog_name="coordinator")
 
 

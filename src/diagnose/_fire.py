@@ -158,6 +158,7 @@ class Gate:
         """Return the wrapper's lines that fire this gate with the event's names in
         ``_dgn_ns`` (``args``/``kwargs`` give the call's arguments in the wrapper), and the
         constants they use, named after ``name``."""
+        consts: dict[str, Any]
         if not self.simple:
             consts = {name: self.fire}
             if self.checks_calls:

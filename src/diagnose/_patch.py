@@ -14,11 +14,13 @@ so the patch) is dropped by the patch when it is replaced or restored.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import sys
 import threading
 import types
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 from . import _inject
@@ -27,7 +29,7 @@ from ._fork import LOCKS, after_fork_in_child
 from ._plan import Plan
 from .exceptions import ProbeError
 
-__all__ = ("Patch", "lock", "patch_for")
+__all__ = ("Patch", "deferred_refresh", "lock", "patch_for")
 
 _getframe = sys._getframe
 
@@ -38,6 +40,31 @@ lock = threading.RLock()
 # The patch on each probed function object, by id(). Two targets may name one function
 # (``mod.f`` and ``other.f`` after ``from mod import f``); they share its patch.
 _patches: dict[int, Patch] = {}
+
+
+# While not None (inside deferred_refresh), the patches whose refresh waits for its end.
+_pending: dict[int, Patch] | None = None
+
+
+@contextlib.contextmanager
+def deferred_refresh() -> Iterator[None]:
+    """Hold the lock and re-plan each patch changed in the block once, at its end.
+
+    Applying N specs to one target would otherwise build N wrappers of 1..N gates (the
+    cost grows as N squared); the target runs its previous plan until the block ends.
+    """
+    global _pending
+    with lock:
+        if _pending is not None:  # nested: the outer block refreshes
+            yield
+            return
+        _pending = {}
+        try:
+            yield
+        finally:
+            pending, _pending = _pending, None
+            for patch in pending.values():
+                patch.expired()
 
 
 @after_fork_in_child(LOCKS)
@@ -110,9 +137,13 @@ class Patch:
             self._hooked = _inject.copy_function(self.func, code)
         return self._hooked
 
-    def refresh(self) -> None:
-        """Rebuild the plan from the probes' live instruments, and the installed layers."""
+    def refresh(self, now: bool = False) -> None:
+        """Rebuild the plan from the probes' live instruments, and the installed layers
+        (at the end of a deferred_refresh block, unless now is True)."""
         with lock:
+            if _pending is not None and not now:
+                _pending[id(self)] = self
+                return
             entries = []
             for probe in self.probes:
                 for instrument in list(probe.instruments.values()):
@@ -146,7 +177,7 @@ class Patch:
     def expired(self) -> None:
         """Drop instruments that stopped firing; called from the target's own call path."""
         try:
-            self.refresh()
+            self.refresh(now=True)
         except Exception:
             pass
 
@@ -170,7 +201,9 @@ class Patch:
                 self.probes.remove(owner)
             if owner in self.breakpoints:
                 self.breakpoints.remove(owner)
-            self.refresh()
+            # At once when nothing is left: a new patch on this function (made before a
+            # deferred refresh ran) must find the original code installed.
+            self.refresh(now=not self.probes and not self.breakpoints)
             if not self.probes and not self.breakpoints:
                 if _patches.get(id(self.func)) is self:
                     del _patches[id(self.func)]

@@ -119,7 +119,7 @@ class ProbeManager(ManagerHooks):
 
     def apply(self) -> None:
         """Add, change and remove instruments to match self.specs."""
-        with self.lock:
+        with self.lock, probes.deferred_refresh():
             self._apply()
 
     def _apply(self) -> None:

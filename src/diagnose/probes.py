@@ -7,11 +7,19 @@ from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 from ._hotspots import CallTime
-from ._patch import Patch, patch_for
+from ._patch import Patch, deferred_refresh, patch_for
 from ._patch import lock as _lock
 from ._resolve import resolve
 
-__all__ = ("CallTime", "FunctionProbe", "active_probes", "attach_to", "release", "start_all")
+__all__ = (
+    "CallTime",
+    "FunctionProbe",
+    "active_probes",
+    "attach_to",
+    "deferred_refresh",
+    "release",
+    "start_all",
+)
 
 # Every FunctionProbe by target. One target has at most one probe: add instruments to
 # it (attach_to) rather than making a second one.

@@ -42,7 +42,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ("BUDGET_SECONDS", "MAX_RATE", "BudgetExceeded", "Gate", "Stats", "fire_end")
+__all__ = ("BUDGET_SECONDS", "MAX_RATE", "BudgetExceeded", "Gate", "Stats", "fire_in_frames")
 
 _NO_KWARGS: dict[str, Any] = {}
 _clock = time.perf_counter
@@ -307,10 +307,18 @@ class Gate:
         self.on_error()
 
 
-def fire_end(gates: list[Gate], frame: types.FrameType, other_names: frozenset[str] | None) -> None:
-    """Fire end gates in the target's frame (just before it returns, or where it raised)."""
+def fire_in_frames(
+    gates: list[Gate],
+    frame: types.FrameType,
+    other_names: frozenset[str] | None,
+    with_frame: bool = False,
+) -> None:
+    """Fire end or line gates in the target's frame (just before it returns, where it
+    raised, or at a line); line instruments also see the frame as ``frame``."""
     f_globals = frame.f_globals
-    f_locals = frame.f_locals
+    f_locals: Any = frame.f_locals
+    if with_frame:
+        f_locals = {**f_locals, "frame": frame}
     for gate in gates:
         gate.fire_in_frame(f_globals, f_locals, other_names)
 

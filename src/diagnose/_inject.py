@@ -24,7 +24,9 @@ __all__ = (
     "Signature",
     "build_wrapper_code",
     "copy_function",
+    "code_lines",
     "kind_of",
+    "with_hooks",
     "with_return_hook",
 )
 
@@ -251,15 +253,10 @@ def build_wrapper_code(
     )
 
 
-def with_return_hook(code: types.CodeType, hook: Any) -> types.CodeType:
-    """Return a copy of code that calls ``hook()`` just before each of its returns.
+def _hook_call(hook: Any, location: Any) -> list[Any]:
+    """Return instructions that call ``hook()`` and drop its result (stack-neutral)."""
+    from bytecode import Instr
 
-    The hook runs in a frame whose caller is the target's own frame, so it reads the
-    target's locals with ``sys._getframe(1)``.
-    """
-    from bytecode import Bytecode, Instr
-
-    bc = Bytecode.from_code(code)
     # How a call with no arguments is spelled changed in 3.12 (no PRECALL) and in 3.13
     # (the callable goes below the NULL).
     if sys.version_info < (3, 12):
@@ -269,14 +266,86 @@ def with_return_hook(code: types.CodeType, hook: Any) -> types.CodeType:
     else:
         call = [("LOAD_CONST", hook), ("PUSH_NULL", None), ("CALL", 0)]
     call.append(("POP_TOP", None))
+    return [
+        Instr(name, location=location) if arg is None else Instr(name, arg, location=location)
+        for name, arg in call
+    ]
+
+
+def code_lines(code: types.CodeType) -> set[int]:
+    """Return the source lines of code that have instructions of their own (not the
+    ``def`` line's set-up, nor the lines of nested functions)."""
+    return {
+        line
+        for _start, _end, line in code.co_lines()
+        if line is not None and line != code.co_firstlineno
+    }
+
+
+def with_hooks(
+    code: types.CodeType, return_hook: Any = None, line_hooks: dict[int, Any] | None = None
+) -> types.CodeType:
+    """Return a copy of code that calls ``return_hook()`` just before each of its returns,
+    and ``line_hooks[N]()`` each time line N is about to run.
+
+    Each hook runs in a frame whose caller is the target's own frame, so it reads the
+    target's locals with ``sys._getframe(1)``. A line's hook is called as a line event of
+    ``sys.settrace`` would be: once for each run of the line's instructions, and for a
+    line that a loop jumps back into (a ``for`` line), once each time it does, and so
+    once per pass of the loop.
+    """
+    from bytecode import Bytecode, Instr, Label
+
+    line_hooks = line_hooks or {}
+    bc = Bytecode.from_code(code)
+    items: list[Any] = list(bc)
+    where = {id(item): i for i, item in enumerate(items) if isinstance(item, Label)}
+    looped = {
+        id(item.arg)
+        for i, item in enumerate(items)
+        if isinstance(item, Instr) and isinstance(item.arg, Label) and where[id(item.arg)] < i
+    }
+    # Where each line hook goes: before the first real instruction of each run of the
+    # line, or, when the run holds a label a later jump goes back to, after that label
+    # (the first pass falls through it, so one call serves every pass).
+    calls: dict[int, Any] = {}
+    i = 0
+    while i < len(items):
+        item = items[i]
+        line = item.lineno if isinstance(item, Instr) else None
+        hook = line_hooks.get(line) if isinstance(line, int) else None
+        if hook is None or item.name in ("RESUME", "NOP", "CACHE"):
+            i += 1
+            continue
+        start = i
+        target = None
+        while i < len(items):
+            nxt = items[i]
+            if isinstance(nxt, Instr) and nxt.lineno != line:
+                break
+            if isinstance(nxt, Label) and id(nxt) in looped and target is None:
+                target = i + 1
+            i += 1
+        at = target if target is not None else start
+        while at < i and not isinstance(items[at], Instr):
+            at += 1
+        if at < i:
+            calls[at] = hook
     out: list[Any] = []
-    for instr in bc:
-        if isinstance(instr, Instr) and instr.name in ("RETURN_VALUE", "RETURN_CONST"):
-            for name, arg in call:
-                if arg is None:
-                    out.append(Instr(name, location=instr.location))
-                else:
-                    out.append(Instr(name, arg, location=instr.location))
-        out.append(instr)
+    for i, item in enumerate(items):
+        if i in calls:
+            out.extend(_hook_call(calls[i], items[i].location))
+        if (
+            return_hook is not None
+            and isinstance(item, Instr)
+            and item.name in ("RETURN_VALUE", "RETURN_CONST")
+        ):
+            out.extend(_hook_call(return_hook, item.location))
+        out.append(item)
     bc[:] = out
     return bc.to_code()
+
+
+def with_return_hook(code: types.CodeType, hook: Any) -> types.CodeType:
+    """Return a copy of code that calls ``hook()`` just before each of its returns."""
+    return with_hooks(code, hook)

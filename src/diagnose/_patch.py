@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from . import _inject
-from ._fire import fire_end
+from ._fire import fire_in_frames
 from ._fork import LOCKS, after_fork_in_child
 from ._plan import Plan
 from .exceptions import ProbeError
@@ -87,7 +87,7 @@ class _EndHook:
     docstring). It does the least it can: the wrapper already checked expiry.
     """
 
-    __slots__ = ("_patch", "__weakref__")
+    __slots__ = ("__weakref__", "_patch")
 
     def __init__(self, patch: Patch) -> None:
         self._patch = weakref.ref(patch)
@@ -96,7 +96,54 @@ class _EndHook:
         patch = self._patch()
         plan = patch.plan if patch is not None else None
         if plan is not None and plan.ends:
-            fire_end(plan.ends, _getframe(1), plan.end_other_names)
+            fire_in_frames(plan.ends, _getframe(1), plan.end_other_names)
+
+
+class _LineHook:
+    """Called by the target's own (hooked) code each time one line is about to run."""
+
+    __slots__ = ("__weakref__", "_patch", "line")
+
+    def __init__(self, patch: Patch, line: int) -> None:
+        self._patch = weakref.ref(patch)
+        self.line = line
+
+    def __call__(self) -> None:
+        patch = self._patch()
+        plan = patch.plan if patch is not None else None
+        if plan is not None:
+            gates = plan.lines.get(self.line)
+            if gates:
+                fire_in_frames(gates, _getframe(1), plan.line_other_names[self.line], True)
+
+
+def check_line(func: Any, line: int) -> None:
+    """Raise ProbeError unless line is a line of func with code of its own."""
+    code = func.__code__
+    patch = _patches.get(id(func))
+    if patch is not None and patch.func is func:
+        code = patch.original
+    lines = _inject.code_lines(code)
+    if line not in lines:
+        where = f"{code.co_filename}, line {line}"
+        raise ProbeError(
+            f"{where} is not a line with code in {func.__module__}.{func.__qualname__} "
+            f"(its lines with code: {_ranges(sorted(lines))})"
+        )
+
+
+def _ranges(lines: list[int]) -> str:
+    """Return 3-5, 8, 10-11 for [3, 4, 5, 8, 10, 11]."""
+    parts = []
+    start = prev = None
+    for n in [*lines, None]:
+        if n is not None and prev is not None and n == prev + 1:
+            prev = n
+            continue
+        if start is not None:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = n
+    return ", ".join(parts) or "none"
 
 
 class Patch:
@@ -107,6 +154,7 @@ class Patch:
         self.original = func.__code__
         self.plain = _inject.copy_function(func)
         self._hooked: Any = None
+        self._hooked_for: tuple[bool, frozenset[int]] | None = None
         self.probes: list[Any] = []
         self.breakpoints: list[Any] = []
         self.plan: Plan | None = None  # none until the first refresh()
@@ -129,12 +177,22 @@ class Patch:
         """The name of the target, as probe frames show it in tracebacks."""
         return f"{self.func.__module__}.{self.func.__qualname__}"
 
-    def hooked(self) -> Any:
-        """Return a copy of the function whose code fires end instruments before returning."""
-        if self._hooked is None:
-            code = _inject.with_return_hook(self.original, _EndHook(self))
-            self.codes.add(code)
+    def hooked(self, plan: Plan) -> Any:
+        """Return a copy of the function whose code calls the plan's hooks: end instruments
+        before each return, line instruments at their lines (one copy, for the current
+        set of hooks)."""
+        if self._hooked is None or self._hooked_for != plan.hooks:
+            ends, lines = plan.hooks
+            for line in lines:
+                check_line(self.func, line)
+            code = _inject.with_hooks(
+                self.original,
+                _EndHook(self) if ends else None,
+                {line: _LineHook(self, line) for line in lines},
+            )
+            self.codes = {self.original, code}
             self._hooked = _inject.copy_function(self.func, code)
+            self._hooked_for = plan.hooks
         return self._hooked
 
     def refresh(self, now: bool = False) -> None:
@@ -152,7 +210,7 @@ class Patch:
             plan = Plan(self, entries, self.original)
             code = self.original
             if plan.live:
-                orig = self.hooked() if plan.ends else self.plain
+                orig = self.hooked(plan) if plan.ends or plan.lines else self.plain
                 code = _inject.build_wrapper_code(
                     self.original, orig, plan.sections(), plan.sig, label=self.label
                 )
@@ -208,5 +266,5 @@ class Patch:
                 if _patches.get(id(self.func)) is self:
                     del _patches[id(self.func)]
                 self.plan = None
-                self._hooked = None
+                self._hooked = self._hooked_for = None
                 self.codes = {self.original}

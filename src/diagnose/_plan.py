@@ -14,7 +14,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._fire import Gate, fire_end
+from ._fire import Gate, fire_in_frames
 from ._hotspots import Hotspots
 from ._inject import Sections, Signature
 from ._time import utcnow_naive
@@ -52,6 +52,11 @@ class Plan:
         self.calls = [g for g in self.gates if g.instrument.event == "call"]
         self.returns = [g for g in self.gates if g.instrument.event == "return"]
         self.ends = [g for g in self.gates if g.instrument.event == "end"]
+        #: line number -> the gates of the line instruments that fire there
+        self.lines: dict[int, list[Gate]] = {}
+        for g in self.gates:
+            if g.instrument.event == "line":
+                self.lines.setdefault(g.instrument.line, []).append(g)
         self.finishers = [g for g in self.gates if g.finishes]
         self.live = bool(self.gates)
         # The caller's own split of args and kwargs needs the generic wrapper; the
@@ -59,18 +64,18 @@ class Plan:
         generic = any(
             gate.checks_calls or (wanted is None or "args" in wanted or "kwargs" in wanted)
             for gate in self.gates
-            for wanted in [gate.instrument.names() if gate.instrument.event != "end" else set()]
+            for wanted in [
+                gate.instrument.names() if gate.instrument.event in ("call", "return") else set()
+            ]
         )
         self.sig = Signature(code, exact=not generic)
         self.local_names = frozenset(code.co_varnames + code.co_cellvars + code.co_freevars)
         self.call_names = _union(self.calls)
         self.return_names = _union(self.returns)
-        end_names = _union(self.ends)
-        # End instruments read the frame's locals; other names they read may come from
-        # the manager's global_namespace, which then has to be merged in.
-        self.end_other_names = (
-            None if end_names is None else frozenset(end_names - self.local_names)
-        )
+        # End and line instruments read the frame's locals; other names they read may
+        # come from the manager's global_namespace, which then has to be merged in.
+        self.end_other_names = self._other_names(self.ends)
+        self.line_other_names = {n: self._other_names(g) for n, g in self.lines.items()}
         # As in the original library: hotspots are timed for return instruments whose
         # value or tags mention them.
         self.hotspots = any(
@@ -81,6 +86,15 @@ class Plan:
         deadlines = [g.instrument.deadline for g in self.gates]
         live_deadlines = [d for d in deadlines if d is not None]
         self.deadline = min(live_deadlines) if live_deadlines else None
+
+    def _other_names(self, gates: list[Gate]) -> frozenset[str] | None:
+        names = _union(gates)
+        return None if names is None else frozenset(names - self.local_names)
+
+    @property
+    def hooks(self) -> tuple[bool, frozenset[int]]:
+        """What the target's own code must call: end instruments, and at which lines."""
+        return bool(self.ends), frozenset(self.lines)
 
     # --- code generation -------------------------------------------------------------
 
@@ -284,4 +298,4 @@ class Plan:
         tb = exc.__traceback__
         inner = tb.tb_next if tb is not None else None
         if inner is not None:
-            fire_end(self.ends, inner.tb_frame, self.end_other_names)
+            fire_in_frames(self.ends, inner.tb_frame, self.end_other_names)

@@ -16,9 +16,9 @@ from .exceptions import SpecError
 
 __all__ = ("EVENTS", "MAX_LIFESPAN_MINUTES", "is_dotted_path", "validate_spec")
 
-EVENTS = ("call", "return", "end")
+EVENTS = ("call", "return", "end", "line")
 MAX_LIFESPAN_MINUTES = 366 * 24 * 60
-_INSTRUMENT_FIELDS = {"type", "name", "value", "event", "internal", "custom"}
+_INSTRUMENT_FIELDS = {"type", "name", "value", "event", "internal", "custom", "line"}
 
 
 def is_dotted_path(target: object) -> bool:
@@ -78,6 +78,15 @@ def validate_spec(
         raise SpecError(f"instrument.event must be one of {', '.join(EVENTS)}, not {event!r}")
     elif internal is not None and (event == "end") != internal:
         raise SpecError(f"instrument.internal={internal} contradicts event={event!r}")
+    line = instrument.get("line")
+    if event == "line":
+        if isinstance(line, bool) or not isinstance(line, int) or line < 1:
+            raise SpecError(
+                f"a line instrument needs instrument.line, a line number of the target's "
+                f"source file, not {line!r}"
+            )
+    elif line is not None:
+        raise SpecError(f"instrument.line is only for event 'line', not {event!r}")
 
     custom = instrument.get("custom")
     if custom is None:
@@ -129,6 +138,8 @@ def validate_spec(
         "event": event,
         "custom": dict(custom),
     }
+    if line is not None:
+        clean_instrument["line"] = line
     return {
         "target": target,
         "instrument": clean_instrument,

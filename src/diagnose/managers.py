@@ -173,6 +173,8 @@ class ProbeManager(ManagerHooks):
         if current is not None and type(current) is cls and owned is not None:
             # As the original did: an edited spec updates its instrument in place, so the
             # instrument's own state (a test instrument's log) carries on.
+            if settings.get("line") is not None:
+                probes.check_line(owned.probe.func, settings["line"])
             current.update(expires=expires, **settings)
             current.rate = rate
             current.budget = self.budget
@@ -183,6 +185,8 @@ class ProbeManager(ManagerHooks):
         instrument.rate = rate
         instrument.budget = self.budget
         probe = probes.attach_to(spec["target"])
+        if instrument.line is not None:
+            probes.check_line(probe.func, instrument.line)
         # Replacing the instrument in place re-plans the probe once, with no moment
         # at which the target runs without it.
         try:

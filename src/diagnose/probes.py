@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 from ._hotspots import CallTime
-from ._patch import Patch, deferred_refresh, patch_for
+from ._patch import Patch, check_line, deferred_refresh, patch_for
 from ._patch import lock as _lock
 from ._resolve import resolve
 
@@ -16,6 +16,7 @@ __all__ = (
     "FunctionProbe",
     "active_probes",
     "attach_to",
+    "check_line",
     "deferred_refresh",
     "release",
     "start_all",

@@ -148,3 +148,10 @@ async def aecho():
             received = yield received
         except KeyError as exc:
             received = f"caught {exc.args[0]}"
+
+
+def tally(items):
+    total = 0
+    for item in items:
+        total += item  # tally line
+    return total

@@ -14,12 +14,11 @@ from .._expr import compile_eval, has_nested_scope, names_read
 from .._fire import Stats
 from .._hooks import default_manager, overrides_check_call
 from .._resolve import underlying_function
+from .._spec import EVENTS
 from .._text import one_line
 from .._time import to_utc
 
-__all__ = ("EVENTS", "Instrument", "omitted", "tag_dict", "tag_list")
-
-EVENTS = ("call", "return", "end")
+__all__ = ("Instrument", "omitted", "tag_dict", "tag_list")
 omitted = object()
 
 
@@ -27,8 +26,9 @@ class Instrument:
     """An instrument which receives FunctionProbe events.
 
     ``value`` is a Python expression evaluated at ``event``: "call" (before the target
-    runs), "return" (after it returns or raises; the default) or "end" (inside it, just
-    before it returns or raises). ``internal=True`` is the older spelling of "end".
+    runs), "return" (after it returns or raises; the default), "end" (inside it, just
+    before it returns or raises) or "line" (each time line ``line`` of the target's
+    source file is about to run). ``internal=True`` is the older spelling of "end".
     ``expires`` is a datetime (naive means UTC) after which it never fires, or None.
     ``custom`` holds anything else; ``custom["tags"]`` is an expression giving a dict.
     ``mgr`` is the manager it reports to (default: ``diagnose.manager``).
@@ -50,6 +50,7 @@ class Instrument:
         custom: dict[str, Any] | None = None,
         mgr: Any = None,
         internal: bool | None = None,
+        line: int | None = None,
     ) -> None:
         if mgr is None:
             mgr = default_manager()
@@ -57,6 +58,10 @@ class Instrument:
             event = "end" if internal else "return"
         if event not in EVENTS:
             raise ValueError(f"event must be one of {', '.join(EVENTS)}, not {event!r}")
+        if (event == "line") != (line is not None):
+            raise ValueError("a line instrument needs line=N, and only it takes one")
+        #: for event "line": the line of the target's source file it fires at
+        self.line = line
         self.mgr = mgr
         self.name = name
         self.value = value
@@ -207,7 +212,7 @@ class Instrument:
     def update(self, **settings: Any) -> None:
         """Change what the instrument is (name, value, event, custom, expires, internal) in
         place, as an edited spec does; its error and budget start afresh."""
-        for field in ("name", "value", "event", "custom"):
+        for field in ("name", "value", "event", "custom", "line"):
             if field in settings:
                 setattr(self, field, settings[field])
         if settings.get("internal") is not None:

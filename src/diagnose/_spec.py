@@ -66,7 +66,10 @@ def validate_spec(
     name = instrument.get("name")
     if not isinstance(name, str) or not name:
         raise SpecError("instrument.name must be a non-empty string")
-    compile_expression(instrument.get("value"), "value", f"<probe {name}>")
+    value = instrument.get("value")
+    if value is None and itype == "snapshot":
+        value = "True"  # a snapshot's value is an optional condition
+    compile_expression(value, "value", f"<probe {name}>")
 
     event = instrument.get("event")
     internal = instrument.get("internal")
@@ -134,7 +137,7 @@ def validate_spec(
     clean_instrument = {
         "type": itype,
         "name": name,
-        "value": instrument["value"],
+        "value": value,
         "event": event,
         "custom": dict(custom),
     }

@@ -80,6 +80,7 @@ class ProbeManager(ManagerHooks):
         "log": instruments.LogInstrument,
         "hist": instruments.HistogramInstrument,
         "incr": instruments.IncrementInstrument,
+        "snapshot": instruments.SnapshotInstrument,
     }
     # Names every instrument evaluation can read; add modules or helpers here.
     global_namespace: dict[str, Any] = {

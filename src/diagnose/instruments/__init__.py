@@ -1,7 +1,7 @@
 """Instruments: what a probe does when it fires (log, send a metric, keep a record).
 
 One module each: ``base`` (Instrument, the extension point), ``log``, ``metrics``
-(hist and incr), ``testing``. Their names are re-exported here, as the original
+(hist and incr), ``snapshot``, ``testing``. Their names are re-exported here, as the original
 library had them in one ``diagnose.instruments`` module.
 """
 
@@ -12,6 +12,7 @@ from typing import Any
 from .base import Instrument, omitted
 from .log import LogInstrument
 from .metrics import HistogramInstrument, IncrementInstrument, StatsdInstrumentBase
+from .snapshot import SnapshotInstrument
 from .testing import ProbeTestInstrument
 
 __all__ = (
@@ -20,6 +21,7 @@ __all__ = (
     "Instrument",
     "LogInstrument",
     "ProbeTestInstrument",
+    "SnapshotInstrument",
     "StatsdInstrumentBase",
     "omitted",
     "statsd",

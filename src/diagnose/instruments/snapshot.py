@@ -1,0 +1,60 @@
+"""SnapshotInstrument: capture the state of a call (arguments, result, locals) as JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import _snapshot
+from .base import Instrument
+from .log import LogInstrument
+
+__all__ = ("SnapshotInstrument",)
+
+# Names of the wrapper's namespace that are not the call's own state.
+_NOT_STATE = frozenset({"args", "kwargs", "start", "now", "frame", "end", "hotspots"})
+
+
+class SnapshotInstrument(Instrument):
+    """Capture what the event offers as bounded, redacted JSON (see ``diagnose._snapshot``):
+    for ``call`` the arguments; for ``return`` the arguments, ``result`` and ``elapsed``;
+    for ``end`` and ``line`` the locals. ``value``, when given, is a condition: capture
+    only when it is true. Written as ``Snapshot (NAME) = JSON`` where log lines go
+    (``LogInstrument.out`` or ``LogInstrument.logger``); ``last`` keeps the latest.
+    """
+
+    extra_names = None  # every name: the snapshot shows them all
+
+    def __init__(self, name: str, value: str | None = None, *args: Any, **kwargs: Any) -> None:
+        super().__init__(name, value or "True", *args, **kwargs)
+        self.last: dict[str, Any] | None = None
+
+    def state(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> dict[str, Any]:
+        """Return the names of the event that are the call's own state."""
+        shared = self.mgr.global_namespace
+        return {
+            name: value
+            for name, value in _locals.items()
+            if name not in _NOT_STATE
+            and not (name in shared and shared[name] is value)
+            and not name.startswith("__")
+        }
+
+    def fire(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> None:
+        if self.value != "True" and not self.evaluate(self.value, _globals, _locals):
+            return
+        snapshot = _snapshot.capture(self.state(_globals, _locals))
+        self.last = snapshot
+        self.emit(self.name, snapshot)
+
+    def emit(self, name: str, snapshot: dict[str, Any]) -> None:
+        line = f"Snapshot ({name}) = {_snapshot.to_json(snapshot)}"
+        logger = LogInstrument.logger
+        if logger is not None:
+            logger.info(line)
+            return
+        out = LogInstrument.out
+        if out is not None:
+            out.write(line + "\n")
+            flush = getattr(out, "flush", None)
+            if flush is not None:
+                flush()

@@ -21,13 +21,15 @@ a method called ``pop``. Verdicts on methods are cached per (type, name).
 items iterated and no more than ``EVAL_BYTES`` (16 MiB) built in one evaluation, no int
 over ``LIMIT_INT_BITS`` (2^17 bits, about 39,000 digits). Sizes are predicted before the
 operation runs (``'x' * 10**9`` is refused without allocating), the per-evaluation
-counts live in a thread-local meter that ``begin()`` resets at the start of each
-evaluation. Iterating a builtin container charges its length at once; one of up to 64
-items is iterated as it is (C speed, no overhead for ``kwargs.items()``), anything longer
-or not a container is read in chunks of 16 to 4096 items through ``itertools`` (a few ns
-an item), and between chunks the evaluation stops once it has run ``EVAL_SECONDS``
-(25 ms): that bounds a loop whose body is slow (``[s.count('a') for _ in range(10**6)]``),
-which no count of items or bytes would. An iterator that belongs to the target (a
+counts live in a thread-local meter that ``begin()`` drops at the start of each
+evaluation. Iterating a builtin container charges its length at once, and a consumer
+written in C (``list()``, ``sorted()``, ``sum()``, ``*x``) then iterates it as it is. What
+is not a builtin container, and a container of more than 64 items that a comprehension
+loops over, is read in chunks of 8 to 4096 items through ``itertools`` (a few ns an
+item), and between chunks the evaluation stops once ``EVAL_SECONDS`` (25 ms) have passed since
+its first chunked iteration began:
+that bounds a loop whose body is slow (``[s.count('a') for _ in range(10**6)]``), which no
+count of items or bytes would. An iterator that belongs to the target (a
 generator, a file) is refused: iterating it would consume it.
 
 What this does not stop: code of the target's that Python runs implicitly (a property,
@@ -39,6 +41,7 @@ writer could do beyond it.
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 import operator
 import re
@@ -49,12 +52,13 @@ import types
 from collections.abc import Callable, Mapping
 from fractions import Fraction
 from itertools import chain, islice
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from .exceptions import ExpressionRefused
 
 __all__ = (
     "EVAL_BYTES",
+    "FRESH_METER",
     "GENEXPR_NAME",
     "LIMIT_BYTES",
     "LIMIT_INT_BITS",
@@ -67,8 +71,10 @@ __all__ = (
     "default_allowlist",
     "describe",
     "format_value",
+    "looped",
     "lshift",
-    "make_call_guard",
+    "CallGuards",
+    "make_call_guards",
     "mod",
     "mul",
     "power",
@@ -95,36 +101,43 @@ def refuse(reason: str) -> NoReturn:
 # --- the meter --------------------------------------------------------------------------
 
 
-class _Meter(threading.local):
-    items = LIMIT_ITEMS
-    size = EVAL_BYTES
-    deadline = 0.0
+_local = threading.local()
+
+# A meter is a list: [items left, bytes left, deadline (0.0 until the first iteration
+# starts the clock)]. Every guarded evaluation starts with begin(fresh_meter()) (the
+# expression builds the list itself: a list display of constants), which must be cheap:
+# it is a C-level call that sets this thread's meter.
+begin = functools.partial(setattr, _local, "meter")
+_ITEMS, _SIZE, _DEADLINE = 0, 1, 2
+FRESH_METER = (LIMIT_ITEMS, EVAL_BYTES, 0.0)
 
 
-_meter = _Meter()
+def _timeout() -> NoReturn:
+    refuse(f"the evaluation took over {EVAL_SECONDS * 1000:.0f} ms")
 
 
-def begin() -> None:
-    """Start an evaluation on this thread: its item, byte and time budgets are full again."""
-    meter = _meter
-    meter.items = LIMIT_ITEMS
-    meter.size = EVAL_BYTES
-    meter.deadline = _clock() + EVAL_SECONDS
+def _current() -> list[Any]:
+    meter: list[Any] | None = getattr(_local, "meter", None)
+    if meter is None:
+        meter = _local.meter = [LIMIT_ITEMS, EVAL_BYTES, 0.0]
+    return meter
 
 
 def charge_items(count: int) -> None:
-    meter = _meter
-    meter.items -= count
-    if meter.items < 0:
+    meter = getattr(_local, "meter", None)
+    if meter is None:
+        meter = _local.meter = [LIMIT_ITEMS, EVAL_BYTES, 0.0]
+    meter[_ITEMS] -= count
+    if meter[_ITEMS] < 0:
         refuse(f"iterates over more than {LIMIT_ITEMS:,} items")
 
 
 def charge_bytes(size: int, what: str) -> None:
     if size > LIMIT_BYTES:
         refuse(f"{what} would build a value of {size:,} bytes (the limit is 1 MiB)")
-    meter = _meter
-    meter.size -= size
-    if meter.size < 0:
+    meter = _current()
+    meter[_SIZE] -= size
+    if meter[_SIZE] < 0:
         refuse(f"builds more than {EVAL_BYTES:,} bytes in one evaluation")
 
 
@@ -173,51 +186,77 @@ _OURS = frozenset(
 def _chunks(iterator: Any, charge: bool) -> Any:
     """Yield the items of iterator in tuples, charging them and watching the clock.
 
-    A chunk grows from 16 to 4096 items while a chunk (read, and the loop body over it)
-    takes under a millisecond, and shrinks when it takes longer, so that a slow loop body
-    is stopped soon after its evaluation's deadline."""
-    size = 16
-    meter = _meter
-    started = _clock()
+    A chunk grows from 8 to 4096 items while a chunk (its read, and the loop body over
+    it) takes under a millisecond, and shrinks when it takes longer, so that a slow loop
+    body is stopped soon after its evaluation's deadline."""
+    size = 8
+    meter = _current()
     while True:
+        started = _clock()
         chunk = tuple(islice(iterator, size))
         if not chunk:
             return
         if charge:
             charge_items(len(chunk))
-        now = _clock()
-        if now > meter.deadline:
-            refuse(f"the evaluation took over {EVAL_SECONDS * 1000:.0f} ms")
+        if _clock() > meter[_DEADLINE]:
+            _timeout()
         yield chunk
         if len(chunk) < size:
             return
-        # The time since the last chunk: reading this one and the loop body over the last.
-        if now - started < 0.001:
+        if _clock() - started < 0.001:
             size = min(size * 2, 4096)
         else:
             size = max(size // 4, 1)
-        started = now
+
+
+def _foreign(iterable: Any) -> Any:
+    """Return an iterator over iterable, refusing one that iterating would consume."""
+    if type(iterable) is types.GeneratorType:
+        if iterable.gi_code.co_name != GENEXPR_NAME:
+            refuse("iterating a generator of the target's would consume it")
+        return iterable
+    iterator = iter(iterable)
+    if iterator is iterable:
+        kind = type(iterable).__name__
+        refuse(f"iterating an iterator of the target's ({kind}) would consume it")
+    return iterator
 
 
 def counted(iterable: Any) -> Any:
-    """Return iterable, or an iterator over its items, charged to the evaluation's meter."""
+    """Return iterable, or an iterator over its items, charged to the evaluation's meter:
+    for a consumer that iterates in C (list(), sorted(), sum(), ``*iterable``...)."""
+    kind = type(iterable)
+    if kind in _SIZED:
+        charge_items(len(iterable))
+        return iterable
+    if kind in _OURS:
+        return iterable
+    return chain.from_iterable(_chunks(_foreign(iterable), True))
+
+
+def looped(iterable: Any) -> Any:
+    """Like counted(), for a comprehension's iterable: its body is Python code and may be
+    slow, so the clock is read here (it starts at the evaluation's first loop), and any
+    container of more than 64 items is read in chunks, the clock read between them."""
+    meter = getattr(_local, "meter", None) or _current()
+    now = _clock()
+    deadline = meter[_DEADLINE]
+    if not deadline:
+        meter[_DEADLINE] = now + EVAL_SECONDS
+    elif now > deadline:
+        _timeout()
     kind = type(iterable)
     if kind in _SIZED:
         length = len(iterable)
-        charge_items(length)
+        meter[_ITEMS] -= length
+        if meter[_ITEMS] < 0:
+            refuse(f"iterates over more than {LIMIT_ITEMS:,} items")
         if length <= _SHORT:
             return iterable
         return chain.from_iterable(_chunks(iter(iterable), False))
     if kind in _OURS:
-        return iterable
-    if kind is types.GeneratorType:
-        if iterable.gi_code.co_name != GENEXPR_NAME:
-            refuse("iterating a generator of the target's would consume it")
-        return chain.from_iterable(_chunks(iterable, True))
-    iterator = iter(iterable)
-    if iterator is iterable:
-        refuse(f"iterating an iterator of the target's ({kind.__name__}) would consume it")
-    return chain.from_iterable(_chunks(iterator, True))
+        return chain.from_iterable(_chunks(iterable, False))
+    return chain.from_iterable(_chunks(_foreign(iterable), True))
 
 
 # --- operators --------------------------------------------------------------------------
@@ -514,10 +553,10 @@ def _bytes(*args: Any, **kwargs: Any) -> bytes:
     return bytes(*args, **kwargs)
 
 
-def _type(*args: Any) -> type:
-    if len(args) != 1:
+def _type(obj: Any, /, *more: Any) -> type:
+    if more:
         refuse("type() with other than one argument")
-    return type(args[0])
+    return type(obj)
 
 
 def _dir(*args: Any) -> list[str]:
@@ -704,6 +743,8 @@ def _descriptor(kind: type, name: str) -> Any:
 
 
 Allowlist = dict[int, tuple[Any, Callable[..., Any]]]
+_PURE: Any = object()
+_BUILTIN_METHOD = types.BuiltinMethodType
 
 
 def default_allowlist() -> Allowlist:
@@ -746,33 +787,67 @@ def describe(function: Any) -> str:
     return f"an object of type {type(function).__qualname__}"
 
 
-def make_call_guard(table: Allowlist) -> tuple[Callable[..., Any], Callable[[], None]]:
-    """Return (call, forget): call(f, *args, **kwargs) calls f if the table allows it, else
-    raises ExpressionRefused; forget() drops the cached verdicts on methods (call it after
-    changing the table). sorted/min/max in the table get key functions guarded by call."""
-    methods: dict[tuple[int, str, bool], tuple[type, Callable[..., Any] | None]] = {}
+class CallGuards(NamedTuple):
+    """The call guards of one allowlist (see make_call_guards)."""
 
-    def method_impl(owner: Any, name: str) -> Callable[..., Any] | None:
-        is_class = isinstance(owner, type)
-        kind = owner if is_class else type(owner)
-        key = (id(kind), name, is_class)
-        cached = methods.get(key)
-        if cached is not None and cached[0] is kind:
-            return cached[1]
+    call: Callable[..., Any]  # call(f, *args, **kwargs)
+    by_arity: tuple[Callable[..., Any], ...]  # by_arity[n](f, a1, ..., an), n <= 3
+    forget: Callable[[], None]
+
+
+def make_call_guards(table: Allowlist) -> CallGuards:
+    """Return the guards that call f(...) if the table allows f, else raise
+    ExpressionRefused. ``call`` takes any arguments; ``by_arity[n]`` takes exactly n
+    positional ones (a Python function without ``*args``/``**kwargs`` is called much
+    faster, and most calls in an expression have no keywords). forget() drops the cached
+    verdicts on methods (call it after changing the table). sorted/min/max in the table
+    get key functions guarded by call."""
+    # Verdicts on methods of instances: id(type) -> (type, {method name: verdict}), where
+    # the verdict is _PURE (call the bound method as it is), a guard taking the instance
+    # first, or None (refused). Methods bound to a class (classmethods) are kept apart,
+    # by the class itself. Module functions are only ever allowed by id.
+    instance_methods: dict[int, tuple[type, dict[str, Any]]] = {}
+    class_methods: dict[tuple[int, str], tuple[type, Any]] = {}
+
+    def verdict(kind: type, name: str) -> Any:
         descriptor = _descriptor(kind, name)
         entry = table.get(id(descriptor))
-        impl = entry[1] if entry is not None and entry[0] is descriptor else None
-        methods[key] = (kind, impl)
-        return impl
+        if entry is None or entry[0] is not descriptor:
+            return None
+        return _PURE if entry[1] is descriptor else entry[1]
+
+    def bound(function: Any) -> Any:
+        """Return what to call for a bound builtin method, or None if it is refused."""
+        owner = function.__self__
+        name = function.__name__
+        if isinstance(owner, type):
+            key = (id(owner), name)
+            cached = class_methods.get(key)
+            if cached is None or cached[0] is not owner:
+                cached = class_methods[key] = (owner, verdict(owner, name))
+            found = cached[1]
+        elif owner is None or isinstance(owner, types.ModuleType):
+            return None
+        else:
+            kind = type(owner)
+            per_type = instance_methods.get(id(kind))
+            if per_type is None or per_type[0] is not kind:
+                per_type = instance_methods[id(kind)] = (kind, {})
+            found = per_type[1].get(name, _NOTHING)
+            if found is _NOTHING:
+                found = per_type[1][name] = verdict(kind, name)
+        if found is None:
+            return None
+        if found is _PURE:
+            return function
+        return functools.partial(found, owner)
 
     def slow(function: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         kind = type(function)
         if kind is types.BuiltinMethodType:
-            owner = function.__self__
-            if owner is not None and not isinstance(owner, types.ModuleType):
-                impl = method_impl(owner, function.__name__)
-                if impl is not None:
-                    return impl(owner, *args, **kwargs)
+            target = bound(function)
+            if target is not None:
+                return target(*args, **kwargs)
         elif kind is types.MethodType:
             inner = function.__func__
             entry = table.get(id(inner))
@@ -783,12 +858,60 @@ def make_call_guard(table: Allowlist) -> tuple[Callable[..., Any], Callable[[], 
             "in a safe expression"
         )
 
+    def forget() -> None:
+        instance_methods.clear()
+        class_methods.clear()
+
     def call(function: Any, /, *args: Any, **kwargs: Any) -> Any:
         entry = table.get(id(function))
         if entry is not None and entry[0] is function:
             return entry[1](*args, **kwargs)
         return slow(function, args, kwargs)
 
+    # The same, for 0 to 3 positional arguments, with the commonest case of the slow path
+    # (a pure method of a builtin type's instance: kwargs.get(k), s.upper()) inlined.
+    def call0(function: Any, /) -> Any:
+        entry = table.get(id(function))
+        if entry is not None and entry[0] is function:
+            return entry[1]()
+        if type(function) is _BUILTIN_METHOD:
+            kind = type(function.__self__)
+            per_type = instance_methods.get(id(kind))
+            if per_type is not None and per_type[0] is kind:
+                if per_type[1].get(function.__name__) is _PURE:
+                    return function()
+        return slow(function, (), {})
+
+    def call1(function: Any, a: Any, /) -> Any:
+        entry = table.get(id(function))
+        if entry is not None and entry[0] is function:
+            return entry[1](a)
+        if type(function) is _BUILTIN_METHOD:
+            kind = type(function.__self__)
+            per_type = instance_methods.get(id(kind))
+            if per_type is not None and per_type[0] is kind:
+                if per_type[1].get(function.__name__) is _PURE:
+                    return function(a)
+        return slow(function, (a,), {})
+
+    def call2(function: Any, a: Any, b: Any, /) -> Any:
+        entry = table.get(id(function))
+        if entry is not None and entry[0] is function:
+            return entry[1](a, b)
+        if type(function) is _BUILTIN_METHOD:
+            kind = type(function.__self__)
+            per_type = instance_methods.get(id(kind))
+            if per_type is not None and per_type[0] is kind:
+                if per_type[1].get(function.__name__) is _PURE:
+                    return function(a, b)
+        return slow(function, (a, b), {})
+
+    def call3(function: Any, a: Any, b: Any, c: Any, /) -> Any:
+        entry = table.get(id(function))
+        if entry is not None and entry[0] is function:
+            return entry[1](a, b, c)
+        return slow(function, (a, b, c), {})
+
     for kind, many in ((sorted, False), (min, True), (max, True)):
         table[id(kind)] = (kind, _with_key(kind, call, many))
-    return call, methods.clear
+    return CallGuards(call, (call0, call1, call2, call3), forget)

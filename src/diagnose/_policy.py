@@ -78,8 +78,10 @@ _REFUSED_CALLS = frozenset(
 # The placeholders the rewritten tree calls, and the functions they become.
 _P = _redact.PLACEHOLDER_PREFIX
 P_CALL = _P + "call"
+P_CALLS = tuple(f"{_P}call{n}" for n in range(4))  # calls of 0 to 3 positional arguments
 P_BEGIN = _P + "begin"
 P_ITER = _P + "iter"
+P_LOOP = _P + "loop"
 P_FORMAT = _P + "format"
 _BINOPS: dict[type, tuple[str, Callable[[Any, Any], Any]]] = {
     ast.Mult: (_P + "mul", _guard.mul),
@@ -156,6 +158,9 @@ class _Rewriter(ast.NodeTransformer):
         self.generic_visit(node)
         if isinstance(node.func, ast.Constant) and node.func.value == _redact.PLACEHOLDER:
             return node  # a secret read, put there by redact_tree
+        simple = not node.keywords and not any(isinstance(a, ast.Starred) for a in node.args)
+        if simple and len(node.args) < len(P_CALLS):
+            return self.placeholder(P_CALLS[len(node.args)], node, [node.func, *node.args])
         call = self.placeholder(P_CALL, node, [node.func, *node.args])
         call.keywords = node.keywords
         return call
@@ -168,7 +173,7 @@ class _Rewriter(ast.NodeTransformer):
 
     def visit_comprehension(self, node: ast.comprehension) -> ast.AST:
         self.generic_visit(node)
-        node.iter = self.placeholder(P_ITER, node.iter, [node.iter])
+        node.iter = self.placeholder(P_LOOP, node.iter, [node.iter])
         return node
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
@@ -229,12 +234,15 @@ class Policy:
 
     def __init__(self) -> None:
         self._table = _guard.default_allowlist()
-        self._call, self._forget = _guard.make_call_guard(self._table)
+        guards = _guard.make_call_guards(self._table)
+        self._call, self._forget = guards.call, guards.forget
         self._constants: dict[str, Any] = {
             **_redact.REDACTION_CONSTANTS,
+            **dict(zip(P_CALLS, guards.by_arity, strict=True)),
             P_CALL: self._call,
             P_BEGIN: _guard.begin,
             P_ITER: _guard.counted,
+            P_LOOP: _guard.looped,
             P_FORMAT: _guard.format_value,
             **{name: function for name, function in _BINOPS.values()},
         }
@@ -276,14 +284,14 @@ class Policy:
             reason = self._node_reason(node)
             if reason:
                 raise _refused(what, expr, reason)
-        _guard.begin()
+        _guard.begin(list(_guard.FRESH_METER))
         try:
             self._fold(tree.body)
         except ExpressionRefused as exc:
             reason = str(exc).removeprefix("refused at run time: ")
             raise _refused(what, expr, reason) from None
         finally:
-            _guard.begin()
+            _guard.begin(list(_guard.FRESH_METER))
         return tree
 
     def _node_reason(self, node: ast.AST) -> str | None:
@@ -316,7 +324,7 @@ class Policy:
             return f"call of {node.func.id} is not allowed in a safe expression"
         try:
             if isinstance(node, ast.FormattedValue):
-                _guard.begin()
+                _guard.begin(list(_guard.FRESH_METER))
                 _guard.check_spec(_constant_spec(node.format_spec))
             if (
                 isinstance(node, ast.BinOp)
@@ -325,7 +333,7 @@ class Policy:
                 and isinstance(node.left.value, str)
                 and "*" not in node.left.value
             ):
-                _guard.begin()
+                _guard.begin(list(_guard.FRESH_METER))
                 _guard.check_percent(node.left.value, ())
         except ExpressionRefused as exc:
             return str(exc).removeprefix("refused at run time: ")
@@ -391,8 +399,10 @@ class Policy:
         rewriter = _Rewriter()
         tree = rewriter.visit(tree)
         if rewriter.guarded:
-            # (begin() or body): one call resets the meters, and gives body's value.
-            begin = ast.Call(func=ast.Constant(P_BEGIN), args=[], keywords=[])
+            # (begin([fresh meter]) or body): one C-level call sets this evaluation's
+            # meter (begin returns None), and the expression's value is body's.
+            meter = ast.List(elts=[ast.Constant(v) for v in _guard.FRESH_METER], ctx=ast.Load())
+            begin = ast.Call(func=ast.Constant(P_BEGIN), args=[meter], keywords=[])
             tree.body = ast.BoolOp(op=ast.Or(), values=[begin, tree.body])
         ast.fix_missing_locations(tree)
         try:

@@ -18,14 +18,14 @@ is refused unless ``allow()`` let its function in; ``MyDict.get = dict.pop`` sti
 a method called ``pop``. Verdicts on methods are cached per (type, name).
 
 **Limits.** No value over ``LIMIT_BYTES`` (1 MiB), no more than ``LIMIT_ITEMS`` (10^6)
-items iterated and no more than ``EVAL_BYTES`` (16 MiB) built in one evaluation, no int
+items iterated and no more than ``EVAL_BYTES`` (8 MiB) built in one evaluation, no int
 over ``LIMIT_INT_BITS`` (2^17 bits, about 39,000 digits). Sizes are predicted before the
 operation runs (``'x' * 10**9`` is refused without allocating), the per-evaluation
 counts live in a thread-local meter that ``begin()`` drops at the start of each
 evaluation. Iterating a builtin container charges its length at once, and a consumer
 written in C (``list()``, ``sorted()``, ``sum()``, ``*x``) then iterates it as it is. What
 is not a builtin container, and a container of more than 64 items that a comprehension
-loops over, is read in chunks of 8 to 4096 items through ``itertools`` (a few ns an
+loops over, is read in chunks of 4 to 4096 items through ``itertools`` (a few ns an
 item), and between chunks the evaluation stops once ``EVAL_SECONDS`` (25 ms) have passed since
 its first chunked iteration began:
 that bounds a loop whose body is slow (``[s.count('a') for _ in range(10**6)]``), which no
@@ -83,7 +83,7 @@ __all__ = (
 LIMIT_BYTES = 1 << 20
 LIMIT_ITEMS = 10**6
 LIMIT_INT_BITS = 1 << 17
-EVAL_BYTES = 16 << 20
+EVAL_BYTES = 8 << 20
 # An iteration stops once an evaluation has run this long (checked between chunks).
 EVAL_SECONDS = 0.025
 _SHORT = 64  # a container this short is iterated as it is, at C speed
@@ -133,12 +133,19 @@ def charge_items(count: int) -> None:
 
 
 def charge_bytes(size: int, what: str) -> None:
+    """Refuse a value over LIMIT_BYTES, charge it to the evaluation, and (a big value takes
+    time to build) check the evaluation's clock."""
     if size > LIMIT_BYTES:
         refuse(f"{what} would build a value of {size:,} bytes (the limit is 1 MiB)")
     meter = _current()
     meter[_SIZE] -= size
     if meter[_SIZE] < 0:
         refuse(f"builds more than {EVAL_BYTES:,} bytes in one evaluation")
+    now = _clock()
+    if not meter[_DEADLINE]:
+        meter[_DEADLINE] = now + EVAL_SECONDS
+    elif now > meter[_DEADLINE]:
+        _timeout()
 
 
 def _check_int_bits(bits: int, what: str) -> None:
@@ -186,10 +193,10 @@ _OURS = frozenset(
 def _chunks(iterator: Any, charge: bool) -> Any:
     """Yield the items of iterator in tuples, charging them and watching the clock.
 
-    A chunk grows from 8 to 4096 items while a chunk (its read, and the loop body over
+    A chunk grows from 4 to 4096 items while a chunk (its read, and the loop body over
     it) takes under a millisecond, and shrinks when it takes longer, so that a slow loop
     body is stopped soon after its evaluation's deadline."""
-    size = 8
+    size = 4
     meter = _current()
     while True:
         started = _clock()
@@ -599,7 +606,7 @@ def _perm(n: Any, k: Any = None) -> int:
 
 def _prod(iterable: Any, /, *, start: Any = 1) -> Any:
     result = start
-    for item in counted(iterable):
+    for item in looped(iterable):
         result = mul(result, item)
     return result
 

@@ -629,7 +629,13 @@ def test_limits_allow_what_is_under_them(policy: Policy) -> None:
 
 # --- cost -----------------------------------------------------------------------------------------
 
-TYPICAL = ["len(args)", "kwargs.get('x')", "result", "type(result).__name__", "round(elapsed * 1000, 1)"]
+TYPICAL = [
+    "len(args)",
+    "kwargs.get('x')",
+    "result",
+    "type(result).__name__",
+    "round(elapsed * 1000, 1)",
+]
 
 
 def test_guard_cost_per_expression(policy: Policy) -> None:

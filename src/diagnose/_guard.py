@@ -210,10 +210,8 @@ def _chunks(iterator: Any, charge: bool) -> Any:
         yield chunk
         if len(chunk) < size:
             return
-        if _clock() - started < 0.001:
-            size = min(size * 2, 4096)
-        else:
-            size = max(size // 4, 1)
+        fast = _clock() - started < 0.001
+        size = min(size * 2, 4096) if fast else max(size // 4, 1)
 
 
 def _foreign(iterable: Any) -> Any:
@@ -637,6 +635,11 @@ def _with_key(kind: Any, call: Callable[..., Any], many: bool) -> Callable[..., 
 
 # --- the allowlist ----------------------------------------------------------------------
 
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
 _PURE_BUILTINS = (
     abs, ascii, bin, bool, callable, chr, complex, divmod, float, hash, hex, id, int,
     isinstance, issubclass, len, oct, ord, repr, round, slice, str,
@@ -712,9 +715,11 @@ for _kind in (str, bytes):
 
 _MODULE_FUNCTIONS = [
     getattr(time, name)
-    for name in """asctime ctime gmtime localtime mktime monotonic monotonic_ns perf_counter
+    for name in _words(
+        """asctime ctime gmtime localtime mktime monotonic monotonic_ns perf_counter
         perf_counter_ns process_time process_time_ns strftime thread_time thread_time_ns
-        time time_ns""".split()
+        time time_ns"""
+    )
     if hasattr(time, name)
 ]
 _MATH_GUARDED: dict[Any, Callable[..., Any]] = {
@@ -766,7 +771,7 @@ def default_allowlist() -> Allowlist:
     for obj, impl in (*_GUARDED_BUILTINS.items(), *_MATH_GUARDED.items()):
         put(obj, impl)
     for kind, names in _PURE_METHODS.items():
-        for name in names.split():
+        for name in _words(names):
             descriptor = _descriptor(kind, name)
             if descriptor is not None:  # is_integer is new in 3.12
                 put(descriptor)
@@ -861,8 +866,7 @@ def make_call_guards(table: Allowlist) -> CallGuards:
             if entry is not None and entry[0] is inner:
                 return function(*args, **kwargs)
         raise ExpressionRefused(
-            f"refused at run time: call of {describe(function)} is not allowed "
-            "in a safe expression"
+            f"refused at run time: call of {describe(function)} is not allowed in a safe expression"
         )
 
     def forget() -> None:
@@ -884,9 +888,12 @@ def make_call_guards(table: Allowlist) -> CallGuards:
         if type(function) is _BUILTIN_METHOD:
             kind = type(function.__self__)
             per_type = instance_methods.get(id(kind))
-            if per_type is not None and per_type[0] is kind:
-                if per_type[1].get(function.__name__) is _PURE:
-                    return function()
+            if (
+                per_type is not None
+                and per_type[0] is kind
+                and per_type[1].get(function.__name__) is _PURE
+            ):
+                return function()
         return slow(function, (), {})
 
     def call1(function: Any, a: Any, /) -> Any:
@@ -896,9 +903,12 @@ def make_call_guards(table: Allowlist) -> CallGuards:
         if type(function) is _BUILTIN_METHOD:
             kind = type(function.__self__)
             per_type = instance_methods.get(id(kind))
-            if per_type is not None and per_type[0] is kind:
-                if per_type[1].get(function.__name__) is _PURE:
-                    return function(a)
+            if (
+                per_type is not None
+                and per_type[0] is kind
+                and per_type[1].get(function.__name__) is _PURE
+            ):
+                return function(a)
         return slow(function, (a,), {})
 
     def call2(function: Any, a: Any, b: Any, /) -> Any:
@@ -908,9 +918,12 @@ def make_call_guards(table: Allowlist) -> CallGuards:
         if type(function) is _BUILTIN_METHOD:
             kind = type(function.__self__)
             per_type = instance_methods.get(id(kind))
-            if per_type is not None and per_type[0] is kind:
-                if per_type[1].get(function.__name__) is _PURE:
-                    return function(a, b)
+            if (
+                per_type is not None
+                and per_type[0] is kind
+                and per_type[1].get(function.__name__) is _PURE
+            ):
+                return function(a, b)
         return slow(function, (a, b), {})
 
     def call3(function: Any, a: Any, b: Any, c: Any, /) -> Any:

@@ -62,17 +62,16 @@ _ALLOWED_NODES = (
     ast.operator, ast.unaryop, ast.boolop, ast.cmpop,
 )  # fmt: skip
 _ALLOWED_DUNDERS = frozenset({"__name__", "__qualname__", "__module__"})
-_REFUSED_ATTRIBUTES = frozenset(
+_REFUSED_ATTRIBUTES = _redact._words(
     """f_globals f_locals f_builtins f_trace f_trace_lines f_trace_opcodes gi_frame
     cr_frame ag_frame tb_frame func_globals func_closure func_code func_dict im_func
-    im_self im_class environ""".split()
+    im_self im_class environ"""
 )
 # Builtins never allowed: refused when called by name, so that publish can say so.
-_REFUSED_CALLS = frozenset(
+_REFUSED_CALLS = _redact._words(
     """open eval exec compile getattr setattr delattr hasattr globals locals vars input
     breakpoint help exit quit print iter next aiter anext super object classmethod
-    staticmethod property memoryview bytearray map filter copyright credits license
-    """.split()
+    staticmethod property memoryview bytearray map filter copyright credits license"""
 )
 
 # The placeholders the rewritten tree calls, and the functions they become.
@@ -100,8 +99,8 @@ _PLAIN_BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.BitXor: lambda a, b: a ^ b,
 }
 # Builtins whose constant calls check() evaluates, to refuse their bombs at apply.
-_FOLDED_CALLS = frozenset(
-    "range bytes str list tuple set sum len pow format max min sorted any all".split()
+_FOLDED_CALLS = _redact._words(
+    "range bytes str list tuple set sum len pow format max min sorted any all"
 )
 _UNKNOWN: Any = object()
 
@@ -150,9 +149,7 @@ class _Rewriter(ast.NodeTransformer):
 
     def placeholder(self, name: str, node: ast.AST, args: list[ast.expr]) -> ast.Call:
         self.guarded = True
-        return ast.copy_location(
-            ast.Call(func=ast.Constant(name), args=args, keywords=[]), node
-        )
+        return ast.copy_location(ast.Call(func=ast.Constant(name), args=args, keywords=[]), node)
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
         self.generic_visit(node)
@@ -269,9 +266,7 @@ class Policy:
         if not expr.strip():
             raise ExpressionRefused(f"{what} is empty")
         if len(expr) > MAX_EXPRESSION_CHARS:
-            raise ExpressionRefused(
-                f"{what} is longer than {MAX_EXPRESSION_CHARS} characters"
-            )
+            raise ExpressionRefused(f"{what} is longer than {MAX_EXPRESSION_CHARS} characters")
         try:
             tree = ast.parse(expr.strip(), mode="eval")
         except SyntaxError as exc:
@@ -315,7 +310,7 @@ class Policy:
                 return "async comprehensions are not allowed"
             for target in ast.walk(node.target):
                 if isinstance(target, ast.Attribute | ast.Subscript):
-                    return "a comprehension may only bind names (this one would store into an object)"
+                    return "a comprehension may only bind names, not store into an object"
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Name)
@@ -363,7 +358,11 @@ class Policy:
             return node.value
         if isinstance(node, ast.Call):
             args = children[1:]
-            if node.keywords or _UNKNOWN in args or any(isinstance(a, ast.Starred) for a in node.args):
+            if (
+                node.keywords
+                or _UNKNOWN in args
+                or any(isinstance(a, ast.Starred) for a in node.args)
+            ):
                 return _UNKNOWN
             if isinstance(node.func, ast.Name) and node.func.id in _FOLDED_CALLS:
                 return self._call(getattr(builtins, node.func.id), *args)

@@ -47,9 +47,14 @@ __all__ = (
     "scrub_mapping",
 )
 
+
 # Normalised (lower case, no "_" or "-"). The same identifiers as Datadog's dynamic
 # instrumentation redacts by default.
-DEFAULT_IDENTIFIERS = frozenset(
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+DEFAULT_IDENTIFIERS = _words(
     """
     2fa accesstoken aiohttpsession apikey apisecret apisignature appkey applicationkey
     auth authorization authtoken ccnumber certificatepin cipher clientid clientsecret
@@ -62,7 +67,7 @@ DEFAULT_IDENTIFIERS = frozenset(
     sessionid sessionkey setcookie signature signaturekey sshkey ssn symfony token
     transactionid twiliotoken usersession voterid xapikey xauthtoken xcsrftoken
     xforwardedfor xrealip xsrf xsrftoken
-    """.split()
+    """
 )
 # A normalised name ending in one of these is a secret too: "dbpassword", "githubtoken".
 # Only words that name nothing but a secret: "key" or "session" alone would catch far
@@ -250,9 +255,9 @@ def compile_redacted(expr: str | ast.Expression, filename: str = "<redacted>") -
     This applies no other policy: the expression policy's compile does this and more.
     """
     tree = ast.parse(expr.strip(), mode="eval") if isinstance(expr, str) else expr
-    tree = redact_tree(tree)
-    assert isinstance(tree, ast.Expression)
-    return bind_placeholders(compile_quietly(tree, filename), REDACTION_CONSTANTS)
+    redacted = redact_tree(tree)
+    assert isinstance(redacted, ast.Expression)
+    return bind_placeholders(compile_quietly(redacted, filename), REDACTION_CONSTANTS)
 
 
 # --- in the output ----------------------------------------------------------------------
@@ -262,6 +267,19 @@ class _Full(Exception):
     """The rendered text has reached its limit: stop walking."""
 
 
+_CYCLE: dict[type, str] = {
+    dict: "{...}",
+    list: "[...]",
+    tuple: "(...)",
+    set: "set(...)",
+    frozenset: "frozenset(...)",
+}
+_BRACKETS: dict[type, tuple[str, str]] = {
+    list: ("[", "]"),
+    tuple: ("(", ")"),
+    set: ("{", "}"),
+    frozenset: ("frozenset({", "})"),
+}
 _PLAIN_REPR: dict[type, Any] = {
     dict: dict.__repr__,
     list: list.__repr__,
@@ -312,7 +330,7 @@ class _Writer:
             self.scalar(value)
             return
         if id(value) in self.active:
-            self.add({dict: "{...}", list: "[...]", tuple: "(...)"}.get(kind, f"{kind.__name__}(...)"))
+            self.add(_CYCLE[kind])
             return
         self.active.add(id(value))
         try:
@@ -337,9 +355,7 @@ class _Writer:
         if kind in (set, frozenset) and not value:
             self.add(f"{kind.__name__}()")
             return
-        opening, closing = {list: ("[", "]"), tuple: ("(", ")")}.get(kind, ("{", "}"))
-        if kind is frozenset:
-            opening, closing = "frozenset({", "})"
+        opening, closing = _BRACKETS[kind]
         self.add(opening)
         for i, item in enumerate(value):
             if i:

@@ -234,6 +234,10 @@ ESCAPES = [
     "[v async for v in args]",
     "obj._private",
     "'\\x00diagnose:call'",
+    "sys.modules['builtins']",
+    "datetime.sys.modules['os'].environ",
+    "[open for _ in [1]][0]('/etc/passwd')",
+    "sorted([1], key=open)",
 ]
 
 
@@ -414,6 +418,15 @@ def test_allow_adds_a_callable_to_one_policy_only() -> None:
         one.allow(3)  # type: ignore[arg-type]
 
 
+def test_allowing_a_bound_method_allows_its_function() -> None:
+    policy = Policy()
+    obj = Target()
+    policy.allow(obj.method)
+    other = Target()
+    assert run(policy, "obj.method()", {"obj": other}) == 1
+    assert other.calls == ["method"]
+
+
 def test_allow_after_compile_applies_to_compiled_code() -> None:
     """manager.allow() may come after a spec applied: the compiled code sees it."""
     policy = Policy()
@@ -471,6 +484,16 @@ def test_compiled_code_carries_its_guards(policy: Policy) -> None:
     with pytest.raises(ExpressionRefused, match=r"list\.append"):
         eval(code, {"w": lst, "__builtins__": {"len": len}})
     assert lst == []
+
+
+def test_folded_constants_cannot_spell_a_placeholder(policy: Policy) -> None:
+    """The compiler folds 'a' + 'b' into one constant: it must not become a guard."""
+    mark = _redact.PLACEHOLDER_MARK
+    half = len(mark) // 2
+    for name in ("call1", "begin", "redacted"):
+        expr = f"({mark[:half]!r} + {mark[half:] + name!r})"
+        assert run(policy, expr) == mark + name
+    assert mark != _redact.PLACEHOLDER_PREFIX and _redact.PLACEHOLDER.startswith(mark)
 
 
 def test_namespace_names_cannot_stand_in_for_guards(policy: Policy) -> None:

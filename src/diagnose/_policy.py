@@ -12,8 +12,9 @@ names (``[0 for obj.rate in [0]]`` would set an attribute). No name or attribute
 with ``_`` but ``_`` itself, ``__name__``, ``__qualname__`` and ``__module__``. No frame,
 generator or traceback internals that reach globals or builtins (``f_globals``,
 ``f_locals``, ``f_builtins``, ``f_trace``, ``gi_frame``, ``cr_frame``, ``ag_frame``,
-``tb_frame``; ``f_back`` and ``f_code`` stay, a code object holds no namespace), and no
-``environ`` (``os.environ``, a WSGI request's: where secrets live). No direct call of a
+``tb_frame``; ``f_back`` and ``f_code`` stay, a code object holds no namespace), no
+``environ`` (``os.environ``, a WSGI request's: where secrets live), and no ``modules``
+(``sys.modules`` reaches every module's globals). No direct call of a
 builtin that is never allowed (``open``, ``eval``, ``getattr``, ``globals``, ``print``...;
 ``locals()``, ``vars()`` too: they hand out the whole namespace, secrets included, past
 the redaction of names). No constant sub-expression that a guard would refuse
@@ -65,7 +66,7 @@ _ALLOWED_DUNDERS = frozenset({"__name__", "__qualname__", "__module__"})
 _REFUSED_ATTRIBUTES = _redact._words(
     """f_globals f_locals f_builtins f_trace f_trace_lines f_trace_opcodes gi_frame
     cr_frame ag_frame tb_frame func_globals func_closure func_code func_dict im_func
-    im_self im_class environ"""
+    im_self im_class environ modules"""
 )
 # Builtins never allowed: refused when called by name, so that publish can say so.
 _REFUSED_CALLS = _redact._words(
@@ -245,7 +246,10 @@ class Policy:
         }
 
     def allow(self, function: Callable[..., Any]) -> None:
-        """Let expressions call function (as it is; it runs unguarded)."""
+        """Let expressions call function (as it is; it runs unguarded). A bound method
+        allows its function, for every instance."""
+        if isinstance(function, types.MethodType):
+            function = function.__func__
         if not callable(function):
             raise TypeError(f"allow() takes a callable, not {type(function).__name__}")
         self._table[id(function)] = (function, function)
@@ -303,7 +307,7 @@ class Policy:
             return f"the keyword {node.arg!r} starts with '_'"
         if isinstance(node, ast.Constant) and isinstance(node.value, str | bytes):
             text = node.value if isinstance(node.value, str) else node.value.decode("latin-1")
-            if _redact.PLACEHOLDER_PREFIX in text:
+            if _redact.PLACEHOLDER_MARK in text:
                 return "a string constant holds a NUL-prefixed diagnose marker"
         if isinstance(node, ast.comprehension):
             if node.is_async:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import ast
 import functools
 import os
+import secrets
 import types
 import warnings
 from collections.abc import Callable, Mapping
@@ -148,9 +149,13 @@ reload()
 
 # Where redact_tree puts a secret, it puts a call of this string constant (a call, so that
 # the compiler cannot fold it into a neighbouring constant); bind_placeholders() swaps it
-# for a function returning REDACTED in the compiled code.
-PLACEHOLDER = "\x00diagnose:redacted\x00"
-PLACEHOLDER_PREFIX = "\x00diagnose:"
+# for a function returning REDACTED in the compiled code. The policy's guards use the
+# same prefix. It holds a random part, so that no expression can spell a placeholder (not
+# even by letting the compiler fold 'a' + 'b' into one), and the policy refuses any
+# string constant holding the prefix's fixed part.
+PLACEHOLDER_MARK = "\x00diagnose:"
+PLACEHOLDER_PREFIX = f"{PLACEHOLDER_MARK}{secrets.token_hex(8)}:"
+PLACEHOLDER = PLACEHOLDER_PREFIX + "redacted"
 
 
 def _redacted() -> _Redacted:

@@ -454,6 +454,14 @@ def test_allowed_dict_method_on_a_subclass_that_keeps_it(policy: Policy) -> None
         run(policy, "fdt.now()")
 
 
+def test_allowed_names_list_the_allowlist(policy: Policy) -> None:
+    names = set(policy.allowed_names())
+    assert {"len", "sorted", "dict.get", "str.upper", "datetime.datetime.now"} <= names
+    assert {"time.time", "math.sqrt", "datetime.timedelta.total_seconds"} <= names
+    assert "mag" in names
+    assert not names & {"open", "eval", "getattr", "time.sleep", "list.append", "dict.update"}
+
+
 def test_unbound_descriptor_calls_follow_the_same_list(policy: Policy) -> None:
     assert run(policy, "dict.get(d, 'a') + str.count(s, ',')") == 2
     with pytest.raises(ExpressionRefused, match=r"dict\.update"):

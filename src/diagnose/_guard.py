@@ -780,22 +780,31 @@ def default_allowlist() -> Allowlist:
     return table
 
 
+def _type_name(kind: type) -> str:
+    module = kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+
+
 def describe(function: Any) -> str:
     """Name a callable for an error text, without running any of its code."""
     if isinstance(function, types.BuiltinFunctionType):
         owner = function.__self__
         if isinstance(owner, types.ModuleType):
+            if owner.__name__ == "builtins":
+                return function.__name__
             return f"{owner.__name__}.{function.__name__}"
         if owner is not None:
             kind = owner if isinstance(owner, type) else type(owner)
-            return f"{kind.__qualname__}.{function.__name__}"
-        return function.__name__
-    if isinstance(function, types.FunctionType | type):
+            return f"{_type_name(kind)}.{function.__name__}"
+        return function.__qualname__
+    if isinstance(function, type):
+        return _type_name(function)
+    if isinstance(function, types.FunctionType):
         return function.__qualname__
     if isinstance(function, types.MethodType):
         return f"{describe(function.__func__)} (a method)"
     if isinstance(function, types.MethodDescriptorType | types.ClassMethodDescriptorType):
-        return function.__qualname__
+        return f"{_type_name(function.__objclass__)}.{function.__name__}"
     return f"an object of type {type(function).__qualname__}"
 
 
@@ -820,6 +829,10 @@ def make_call_guards(table: Allowlist) -> CallGuards:
     # by the class itself. Module functions are only ever allowed by id.
     instance_methods: dict[int, tuple[type, dict[str, Any]]] = {}
     class_methods: dict[tuple[int, str], tuple[type, Any]] = {}
+    # (type, name) of the pure methods of instances seen so far: the fast path's one
+    # lookup. Hashing a type runs no code but its metaclass's __hash__, which any
+    # expression can run anyway ({type(x)}).
+    pure: set[tuple[type, str]] = set()
 
     def verdict(kind: type, name: str) -> Any:
         descriptor = _descriptor(kind, name)
@@ -848,6 +861,8 @@ def make_call_guards(table: Allowlist) -> CallGuards:
             found = per_type[1].get(name, _NOTHING)
             if found is _NOTHING:
                 found = per_type[1][name] = verdict(kind, name)
+                if found is _PURE:
+                    pure.add((kind, name))
         if found is None:
             return None
         if found is _PURE:
@@ -872,6 +887,7 @@ def make_call_guards(table: Allowlist) -> CallGuards:
     def forget() -> None:
         instance_methods.clear()
         class_methods.clear()
+        pure.clear()
 
     def call(function: Any, /, *args: Any, **kwargs: Any) -> Any:
         entry = table.get(id(function))
@@ -885,45 +901,33 @@ def make_call_guards(table: Allowlist) -> CallGuards:
         entry = table.get(id(function))
         if entry is not None and entry[0] is function:
             return entry[1]()
-        if type(function) is _BUILTIN_METHOD:
-            kind = type(function.__self__)
-            per_type = instance_methods.get(id(kind))
-            if (
-                per_type is not None
-                and per_type[0] is kind
-                and per_type[1].get(function.__name__) is _PURE
-            ):
-                return function()
+        if (
+            type(function) is _BUILTIN_METHOD
+            and (type(function.__self__), function.__name__) in pure
+        ):
+            return function()
         return slow(function, (), {})
 
     def call1(function: Any, a: Any, /) -> Any:
         entry = table.get(id(function))
         if entry is not None and entry[0] is function:
             return entry[1](a)
-        if type(function) is _BUILTIN_METHOD:
-            kind = type(function.__self__)
-            per_type = instance_methods.get(id(kind))
-            if (
-                per_type is not None
-                and per_type[0] is kind
-                and per_type[1].get(function.__name__) is _PURE
-            ):
-                return function(a)
+        if (
+            type(function) is _BUILTIN_METHOD
+            and (type(function.__self__), function.__name__) in pure
+        ):
+            return function(a)
         return slow(function, (a,), {})
 
     def call2(function: Any, a: Any, b: Any, /) -> Any:
         entry = table.get(id(function))
         if entry is not None and entry[0] is function:
             return entry[1](a, b)
-        if type(function) is _BUILTIN_METHOD:
-            kind = type(function.__self__)
-            per_type = instance_methods.get(id(kind))
-            if (
-                per_type is not None
-                and per_type[0] is kind
-                and per_type[1].get(function.__name__) is _PURE
-            ):
-                return function(a, b)
+        if (
+            type(function) is _BUILTIN_METHOD
+            and (type(function.__self__), function.__name__) in pure
+        ):
+            return function(a, b)
         return slow(function, (a, b), {})
 
     def call3(function: Any, a: Any, b: Any, c: Any, /) -> Any:

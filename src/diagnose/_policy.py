@@ -255,6 +255,10 @@ class Policy:
         self._table[id(function)] = (function, function)
         self._forget()
 
+    def allowed_names(self) -> list[str]:
+        """Return the names of the callables allowed, sorted (for the README or a CLI)."""
+        return sorted({_guard.describe(entry[0]) for entry in self._table.values()})
+
     def call(self, function: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Call function as a safe expression would: refused unless it is allowed."""
         return self._call(function, *args, **kwargs)

@@ -766,3 +766,24 @@ def test_random_expressions_never_escape(expr: str) -> None:
     assert ns["obj"].calls == [] and ns["obj"].rate == 1
     assert calls == []
     assert elapsed < 0.2, expr
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "['x' * 1048576 for _ in range(100)]",
+        "[10**30000 for _ in range(1000)]",
+        "[1 << 100000 for _ in range(1000)]",
+        "['%1000000d' % v for v in range(100)]",
+        "[f'{v:>1000000}' for v in range(100)]",
+    ],
+)
+def test_constants_that_build_big_values_are_charged_at_each_turn(
+    policy: Policy, expr: str
+) -> None:
+    """Allowed once, but not a thousand times: a big constant operation is still guarded
+    (the evaluation's byte budget, or its clock, stops it)."""
+    started = time.perf_counter()
+    with pytest.raises(ExpressionRefused, match="in one evaluation|took over 25 ms"):
+        run(policy, expr, {})
+    assert time.perf_counter() - started < 0.05

@@ -88,7 +88,7 @@ EVAL_BYTES = 8 << 20
 EVAL_SECONDS = 0.025
 _SHORT = 64  # a container this short is iterated as it is, at C speed
 _clock = time.perf_counter
-_SMALL = 4096  # sizes up to this are not worth charging
+SMALL = 4096  # sizes up to this are not worth charging
 # The co_name _policy gives the generator expressions it compiles: counted() iterates
 # those, and refuses any other generator (the target's own).
 GENEXPR_NAME = "<safe genexpr>"
@@ -151,7 +151,7 @@ def charge_bytes(size: int, what: str) -> None:
 def _check_int_bits(bits: int, what: str) -> None:
     if bits > LIMIT_INT_BITS:
         refuse(f"{what} would make an integer of about {bits:,} bits (the limit is 2**17)")
-    if bits > 8 * _SMALL:
+    if bits > 8 * SMALL:
         charge_bytes(bits // 8, what)
 
 
@@ -296,7 +296,7 @@ def mul(a: Any, b: Any) -> Any:
     except TypeError:
         return a * b
     size = _seq_bytes(seq, count)
-    if size > _SMALL:
+    if size > SMALL:
         charge_bytes(size, "*")
     return a * b
 
@@ -308,12 +308,12 @@ def add(a: Any, b: Any) -> Any:
         return a + b
     if isinstance(a, _SEQUENCES) and isinstance(b, _SEQUENCES):
         size = _seq_bytes(a, 1) + _seq_bytes(b, 1)
-        if size > _SMALL:
+        if size > SMALL:
             charge_bytes(size, "+")
     return a + b
 
 
-def _int_power_bits(base: int, exponent: int) -> int:
+def int_power_bits(base: int, exponent: int) -> int:
     if exponent <= 0 or base in (0, 1, -1):
         return 1
     return (abs(base).bit_length() - 1) * exponent + 1
@@ -323,9 +323,9 @@ def power(a: Any, b: Any, modulo: Any = None) -> Any:
     """a ** b (pow(a, b, modulo)), refused when it would make a huge int or fraction."""
     if modulo is None and isinstance(b, int):
         if isinstance(a, int):
-            _check_int_bits(_int_power_bits(a, b), "**")
+            _check_int_bits(int_power_bits(a, b), "**")
         elif isinstance(a, Fraction):
-            bits = _int_power_bits(a.numerator, abs(b)) + _int_power_bits(a.denominator, abs(b))
+            bits = int_power_bits(a.numerator, abs(b)) + int_power_bits(a.denominator, abs(b))
             _check_int_bits(bits, "**")
         return a**b
     if modulo is None:
@@ -365,7 +365,7 @@ def check_percent(fmt: str, args: Any) -> None:
                 number_value = int(number)
             total += abs(number_value)
         index += 1
-    if total > _SMALL:
+    if total > SMALL:
         charge_bytes(total, "a %-format width or precision")
 
 
@@ -395,7 +395,7 @@ def check_spec(spec: Any) -> None:
         if len(number) > 9:
             refuse(f"a format width of {len(number)} digits")
         total += int(number)
-    if total > _SMALL:
+    if total > SMALL:
         charge_bytes(total, "a format width or precision")
 
 
@@ -448,7 +448,7 @@ def _widening(method: Any) -> Callable[..., Any]:
 
     def guard(self: Any, width: Any, *args: Any) -> Any:
         size = operator.index(width)
-        if size > _SMALL:
+        if size > SMALL:
             charge_bytes(size, f"{method.__qualname__}()")
         return method(self, width, *args)
 
@@ -459,7 +459,7 @@ def _expandtabs(method: Any) -> Callable[..., Any]:
     def guard(self: Any, tabsize: Any = 8) -> Any:
         tab = "\t" if isinstance(self, str) else b"\t"
         size = len(self) + self.count(tab) * max(operator.index(tabsize), 0)
-        if size > _SMALL:
+        if size > SMALL:
             charge_bytes(size, f"{method.__qualname__}()")
         return method(self, tabsize)
 
@@ -474,7 +474,7 @@ def _replace(method: Any) -> Callable[..., Any]:
             if limit >= 0:
                 found = min(found, limit)
             size = len(self) + found * (len(new) - len(old))
-            if size > _SMALL:
+            if size > SMALL:
                 charge_bytes(size, f"{method.__qualname__}()")
         return method(self, old, new, count)
 
@@ -488,7 +488,7 @@ def _join(method: Any) -> Callable[..., Any]:
             size = sum(map(len, items)) + len(self) * max(len(items) - 1, 0)
         except TypeError:
             size = 0  # join raises the proper error
-        if size > _SMALL:
+        if size > SMALL:
             charge_bytes(size, f"{method.__qualname__}()")
         return method(self, items)
 
@@ -500,7 +500,7 @@ def _str_translate(self: str, table: Any) -> str:
         refuse("str.translate() with a table that is not a dict")
     longest = max((len(v) for v in table.values() if isinstance(v, str)), default=1)
     size = len(self) * longest
-    if size > _SMALL:
+    if size > SMALL:
         charge_bytes(size, "str.translate()")
     return str.translate(self, table)
 
@@ -551,7 +551,7 @@ def _bytes(*args: Any, **kwargs: Any) -> bytes:
         if not isinstance(source, str | bytes | bytearray | memoryview):
             if hasattr(type(source), "__index__"):
                 size = operator.index(source)
-                if size > _SMALL:
+                if size > SMALL:
                     charge_bytes(size, "bytes()")
             else:
                 return bytes(counted(source))

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import re
 import types
 from collections.abc import Callable
 from typing import Any
@@ -142,6 +143,37 @@ def _constant_spec(spec: ast.AST | None) -> str | None:
     return None
 
 
+# An operation whose size is only known from its operands is left unguarded only when its
+# constants make it small: a 1 MiB constant format width, or 10**5000, is allowed once,
+# but in a comprehension it would be built at every turn, so it must charge the meter.
+
+
+def _small_percent(fmt: str) -> bool:
+    if "*" in fmt:
+        return False
+    return sum(int(n) for n in re.findall(r"\d+", fmt) if len(n) < 10) <= _guard.SMALL
+
+
+def _small_spec(spec: str) -> bool:
+    return sum(int(n) for n in re.findall(r"\d+", spec) if len(n) < 10) <= _guard.SMALL
+
+
+def _small_number_op(node: ast.BinOp) -> bool:
+    """True when a binary operation of two number constants gives a small number."""
+    left, right = node.left.value, node.right.value  # type: ignore[attr-defined]
+    if isinstance(node.op, ast.Add | ast.Mod):
+        return True
+    if type(left) is not int or type(right) is not int:
+        return True  # float and complex results are 64 or 128 bits
+    if isinstance(node.op, ast.Pow):
+        bits = _guard.int_power_bits(left, right)
+    elif isinstance(node.op, ast.LShift):
+        bits = left.bit_length() + max(right, 0)
+    else:
+        bits = left.bit_length() + right.bit_length()
+    return bits <= 128
+
+
 class _Rewriter(ast.NodeTransformer):
     """Route calls, size-changing operators, iterations and format specs through guards."""
 
@@ -191,17 +223,18 @@ class _Rewriter(ast.NodeTransformer):
             isinstance(node.op, ast.Mod)
             and isinstance(left, ast.Constant)
             and isinstance(left.value, str)
-            and "*" not in left.value
+            and _small_percent(left.value)
         ):
-            return node  # check() verified the constant format's widths
-        if isinstance(left, ast.Constant) and isinstance(right, ast.Constant):
-            return node  # check() evaluated it through the guard: the compiler may fold it
+            return node  # a constant format whose widths are small (and no '*')
+        if _is_number(left) and _is_number(right) and _small_number_op(node):
+            return node  # the compiler folds it
         return self.placeholder(guard[0], node, [left, right])
 
     def visit_FormattedValue(self, node: ast.FormattedValue) -> ast.AST:
         self.generic_visit(node)
-        if _constant_spec(node.format_spec) is not None:
-            return node  # check() verified it
+        spec = _constant_spec(node.format_spec)
+        if spec is not None and _small_spec(spec):
+            return node  # a constant spec with small widths: nothing to charge
         assert node.format_spec is not None
         value = self.placeholder(
             P_FORMAT, node, [node.value, ast.Constant(node.conversion), node.format_spec]

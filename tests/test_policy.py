@@ -221,6 +221,8 @@ ESCAPES = [
     "next(gen)",
     "list(gen)",
     "[v for v in gen]",
+    "5 in gen",
+    "5 not in gen",
     "map(print, args)",
     "super()",
     "type('X', (), {})",
@@ -376,6 +378,8 @@ LEGIT: list[tuple[str, Any]] = [
     ("int('42') + float('1.5')", 43.5),
     ("[k for k in sorted(d) if d[k]]", ["a", "b", "c"]),
     ("'password' in kwargs", False),
+    ("'discount' in kwargs and 9 not in args and 'b' in s", True),
+    ("2 in (v for v in args)", True),
     ("list(range(b))[-1]", 6),
     ("md['a'] + len(md.keys()) + sn['a']", 3),
     ("ms.lower() + ms.upper.__name__", "abcupper"),
@@ -787,3 +791,22 @@ def test_constants_that_build_big_values_are_charged_at_each_turn(
     with pytest.raises(ExpressionRefused, match="in one evaluation|took over 25 ms"):
         run(policy, expr, {})
     assert time.perf_counter() - started < 0.05
+
+
+class Endless:
+    """An iterable without __contains__ whose iterators never end."""
+
+    def __iter__(self) -> Any:
+        import itertools
+
+        return itertools.count()
+
+
+def test_endless_iterables_are_cut_off(policy: Policy) -> None:
+    ns = {"e": Endless()}
+    assert run(policy, "5 in e", ns) is True
+    for expr in ("-1 in e", "[v for v in e]", "max(e)", "sum(v for v in e)"):
+        started = time.perf_counter()
+        with pytest.raises(ExpressionRefused, match="1,000,000 items|took over 25 ms"):
+            run(policy, expr, ns)
+        assert time.perf_counter() - started < 0.2, expr

@@ -65,6 +65,7 @@ __all__ = (
     "LIMIT_ITEMS",
     "add",
     "begin",
+    "contains",
     "check_percent",
     "check_spec",
     "counted",
@@ -198,6 +199,8 @@ def _chunks(iterator: Any, charge: bool) -> Any:
     body is stopped soon after its evaluation's deadline."""
     size = 4
     meter = _current()
+    if not meter[_DEADLINE]:
+        meter[_DEADLINE] = _clock() + EVAL_SECONDS
     while True:
         started = _clock()
         chunk = tuple(islice(iterator, size))
@@ -265,6 +268,16 @@ def looped(iterable: Any) -> Any:
 
 
 # --- operators --------------------------------------------------------------------------
+
+
+def contains(item: Any, container: Any) -> bool:
+    """item in container, refused when it would consume an iterator of the target's; an
+    object without __contains__ is searched through counted() (it may be endless)."""
+    kind = type(container)
+    if kind in _SIZED or hasattr(kind, "__contains__"):
+        return item in container
+    return any(x is item or x == item for x in counted(container))
+
 
 _SEQUENCES = (str, bytes, bytearray, list, tuple)
 

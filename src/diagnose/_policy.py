@@ -26,8 +26,8 @@ and 100 levels of nesting.
 becomes ``call(f, a)`` (the callee is only known when it runs: ``x.get`` is ``dict.get``
 on a dict, anything at all on a user object), ``*``, ``**``, ``<<``, ``+`` and ``%``
 become size-checking functions (unless a constant operand makes them harmless), every
-comprehension's iterable and every ``*iterable`` goes through ``counted``, and a
-non-constant f-string format spec through ``format_value``; see ``_guard``. Secret reads
+comprehension's iterable and every ``*iterable`` goes through ``counted``, ``x in y``
+through ``contains``, and a non-constant f-string format spec through ``format_value``; see ``_guard``. Secret reads
 are replaced by REDACTED (``_redact.redact_tree``). The guards are put in the code object
 itself: the tree calls placeholder string constants, and after compiling they are
 swapped for the functions in ``co_consts`` (of nested code objects too), so
@@ -84,6 +84,7 @@ P_BEGIN = _P + "begin"
 P_ITER = _P + "iter"
 P_LOOP = _P + "loop"
 P_FORMAT = _P + "format"
+P_IN = _P + "in"
 _BINOPS: dict[type, tuple[str, Callable[[Any, Any], Any]]] = {
     ast.Mult: (_P + "mul", _guard.mul),
     ast.Pow: (_P + "pow", _guard.power),
@@ -230,6 +231,18 @@ class _Rewriter(ast.NodeTransformer):
             return node  # the compiler folds it
         return self.placeholder(guard[0], node, [left, right])
 
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        # `x in it` iterates `it` when it has no __contains__: an iterator of the target's
+        # would be consumed, an endless one would never return. (A chain such as
+        # `a < b in c` is left as it is.)
+        self.generic_visit(node)
+        if len(node.ops) != 1 or not isinstance(node.ops[0], ast.In | ast.NotIn):
+            return node
+        test = self.placeholder(P_IN, node, [node.left, node.comparators[0]])
+        if isinstance(node.ops[0], ast.NotIn):
+            return ast.copy_location(ast.UnaryOp(op=ast.Not(), operand=test), node)
+        return test
+
     def visit_FormattedValue(self, node: ast.FormattedValue) -> ast.AST:
         self.generic_visit(node)
         spec = _constant_spec(node.format_spec)
@@ -275,6 +288,7 @@ class Policy:
             P_ITER: _guard.counted,
             P_LOOP: _guard.looped,
             P_FORMAT: _guard.format_value,
+            P_IN: _guard.contains,
             **{name: function for name, function in _BINOPS.values()},
         }
 

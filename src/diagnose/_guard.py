@@ -1,9 +1,10 @@
 """The run-time half of the safe expression policy: the allowlist and the guards.
 
 ``_policy`` rewrites a safe expression so that what can only be judged when it runs goes
-through a function of this module: every call (``call_guard``), the operators that can
-build a huge value (``mul``, ``power``, ``lshift``, ``add``, ``mod``), every iteration
-(``counted``) and every format spec (``format_value``).
+through a function of this module: every call (the guards of ``make_call_guards``), the
+operators that can build a huge value (``mul``, ``power``, ``lshift``, ``add``, ``mod``),
+every iteration (``looped`` for a comprehension, ``counted`` for ``*x``), ``x in y``
+(``contains``) and format specs (``format_value``).
 
 **Calls.** The allowlist maps ``id(callable)`` to ``(callable, implementation)``: a pure
 builtin is its own implementation; one that could build a huge value or call something
@@ -20,22 +21,23 @@ a method called ``pop``. Verdicts on methods are cached per (type, name).
 **Limits.** No value over ``LIMIT_BYTES`` (1 MiB), no more than ``LIMIT_ITEMS`` (10^6)
 items iterated and no more than ``EVAL_BYTES`` (8 MiB) built in one evaluation, no int
 over ``LIMIT_INT_BITS`` (2^17 bits, about 39,000 digits). Sizes are predicted before the
-operation runs (``'x' * 10**9`` is refused without allocating), the per-evaluation
-counts live in a thread-local meter that ``begin()`` drops at the start of each
-evaluation. Iterating a builtin container charges its length at once, and a consumer
-written in C (``list()``, ``sorted()``, ``sum()``, ``*x``) then iterates it as it is. What
-is not a builtin container, and a container of more than 64 items that a comprehension
-loops over, is read in chunks of 4 to 4096 items through ``itertools`` (a few ns an
-item), and between chunks the evaluation stops once ``EVAL_SECONDS`` (25 ms) have passed since
-its first chunked iteration began:
-that bounds a loop whose body is slow (``[s.count('a') for _ in range(10**6)]``), which no
-count of items or bytes would. An iterator that belongs to the target (a
-generator, a file) is refused: iterating it would consume it.
+operation runs (``'x' * 10**9`` is refused without allocating). The per-evaluation counts
+live in a thread-local meter that the expression sets with ``begin(meter)`` as it starts.
+Iterating a builtin container charges its length at once, and a consumer written in C
+(``list()``, ``sorted()``, ``sum()``, ``*x``) then iterates it as it is. What is not a
+builtin container, and a container of more than 64 items that a comprehension loops
+over, is read in chunks of 4 to 4096 items through ``itertools`` (a few ns an item).
+The evaluation stops once ``EVAL_SECONDS`` (25 ms) have passed since its first loop or
+big value began, checked at each loop, chunk and big value: that bounds a loop whose body
+is slow (``[s.count('a') for _ in range(10**6)]``), which no count of items or bytes
+would. An iterator that belongs to the target (a generator, a file) is refused:
+iterating it would consume it.
 
 What this does not stop: code of the target's that Python runs implicitly (a property,
-``__getattr__``, ``__eq__``, ``__str__``, ``__format__``, a ``defaultdict``'s factory on a
-missing key). That code is the application's own; the policy stops what the expression
-writer could do beyond it.
+``__getattr__``, ``__eq__``, ``__str__``, ``__format__``, ``keys()`` for ``dict(obj)``, a
+``defaultdict``'s factory on a missing key). That code is the application's own; the
+policy stops what the expression writer could do beyond it. Nor does it bound one
+operation on data the target already holds (``huge_list.count(x)``, ``str(huge_dict)``).
 """
 
 from __future__ import annotations

@@ -14,13 +14,13 @@ generator or traceback internals that reach globals or builtins (``f_globals``,
 ``f_locals``, ``f_builtins``, ``f_trace``, ``gi_frame``, ``cr_frame``, ``ag_frame``,
 ``tb_frame``; ``f_back`` and ``f_code`` stay, a code object holds no namespace), no
 ``environ`` (``os.environ``, a WSGI request's: where secrets live), and no ``modules``
-(``sys.modules`` reaches every module's globals). No direct call of a
-builtin that is never allowed (``open``, ``eval``, ``getattr``, ``globals``, ``print``...;
-``locals()`` and ``vars()`` too: they hand out the whole namespace, secrets included, past
-the redaction of names, and make an instrument fetch every name of its event). No constant sub-expression that a guard would refuse
-(``'x' * 10**9``, ``sum(range(10**12))``, ``f"{x:>1000000000}"``): those are evaluated
-here, through the same guards, so they are refused at apply. At most 4096 characters
-and 100 levels of nesting.
+(``sys.modules`` reaches every module's globals). No direct call of a builtin that is
+never allowed (``open``, ``eval``, ``getattr``, ``globals``, ``print``...; ``locals()``
+and ``vars()`` too: they hand out the whole namespace, secrets included, past the
+redaction of names, and make an instrument fetch every name of its event). No constant
+sub-expression that a guard would refuse (``'x' * 10**9``, ``sum(range(10**12))``,
+``f"{x:>1000000000}"``): those are evaluated here, through the same guards, so they are
+refused at apply. At most 4096 characters and 100 levels of nesting.
 
 **At run time** (``Policy.compile``): the tree is rewritten so that every call ``f(a)``
 becomes ``call(f, a)`` (the callee is only known when it runs: ``x.get`` is ``dict.get``

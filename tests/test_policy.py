@@ -697,13 +697,16 @@ def test_guard_cost_per_expression(policy: Policy) -> None:
 
 # --- property: random expressions never escape ----------------------------------------------------
 
-_NAMES = ["args", "kwargs", "d", "s", "st", "obj", "os", "time", "helper", "open", "eval", "len",
-          "sorted", "str", "type", "range", "getattr", "setattr", "vars", "print", "n", "frame",
-          "dict", "list", "sum", "max"]  # fmt: skip
+_NAMES = ["args", "kwargs", "d", "s", "st", "obj", "os", "sys", "time", "helper", "open",
+          "eval", "len", "sorted", "str", "type", "range", "getattr", "setattr", "vars",
+          "print", "n", "frame", "dict", "list", "sum", "max", "md", "sn", "ms", "fdt", "gen",
+          "exc", "datetime", "math", "format", "min", "any", "iter", "zip"]  # fmt: skip
 _ATTRS = ["append", "get", "update", "pop", "upper", "rate", "method", "system", "keys",
           "items", "f_back", "f_code", "co_name", "real", "format", "ljust", "join", "count",
           "clear", "add", "sleep", "time", "__class__", "f_globals", "gi_frame", "mro",
-          "__subclasses__", "setdefault", "environ", "values", "attr", "sub"]  # fmt: skip
+          "__subclasses__", "setdefault", "environ", "values", "attr", "sub", "modules",
+          "now", "factorial", "f_locals", "tb_frame", "__traceback__", "sort",
+          "format_map", "translate", "center", "insert", "remove", "discard"]  # fmt: skip
 
 _atoms = st.one_of(
     st.sampled_from(_NAMES),

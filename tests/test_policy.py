@@ -386,6 +386,7 @@ LEGIT: list[tuple[str, Any]] = [
     ("type(exc).__name__ + str(exc)", "ValueErrorboom"),
     ("sum(v for v in range(1000))", 499500),
     ("str(b).rjust(3, '0')", "007"),
+    ("'a\\d'.count('\\d') + ('x' is 'x')", 2),
 ]
 
 

@@ -47,6 +47,7 @@ import ast
 import builtins
 import re
 import types
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -326,7 +327,11 @@ class Policy:
         if len(expr) > MAX_EXPRESSION_CHARS:
             raise ExpressionRefused(f"{what} is longer than {MAX_EXPRESSION_CHARS} characters")
         try:
-            tree = ast.parse(expr.strip(), mode="eval")
+            with warnings.catch_warnings():
+                # An invalid escape ('\d') warns: not on the target's stderr at each apply.
+                warnings.simplefilter("ignore", SyntaxWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                tree = ast.parse(expr.strip(), mode="eval")
         except SyntaxError as exc:
             raise ExpressionRefused(f"{what} {expr!r} does not compile: {exc.msg}") from None
         except (ValueError, RecursionError, MemoryError) as exc:

@@ -423,6 +423,26 @@ def test_allow_adds_a_callable_to_one_policy_only() -> None:
         one.allow(3)  # type: ignore[arg-type]
 
 
+def test_an_allowed_function_that_evaluates_a_probe_keeps_the_callers_budget() -> None:
+    """An allowed function may be probed: its probe's evaluation sets the thread's meter,
+    and the caller's budget must not start again after it (or a loop calling it would
+    never reach its limit)."""
+    policy = Policy()
+    inner = policy.compile("len(args)", "<inner>")
+
+    def probed(x: int) -> int:
+        eval(inner, {"args": [x]})  # what a probe on this function would do
+        return x
+
+    policy.allow(probed)
+    ns = {"probed": probed}
+    with pytest.raises(ExpressionRefused, match="1,000,000 items"):
+        run(policy, "[probed(v) for v in range(10)] and len(list(range(999_995)))", ns)
+    assert run(policy, "[probed(v) for v in range(5)] and len(list(range(999_995)))", ns) == (
+        999_995
+    )
+
+
 def test_allowing_a_bound_method_allows_its_function() -> None:
     policy = Policy()
     obj = Target()

@@ -74,6 +74,7 @@ __all__ = (
     "default_allowlist",
     "describe",
     "format_value",
+    "keeping_meter",
     "looped",
     "lshift",
     "CallGuards",
@@ -124,6 +125,21 @@ def _current() -> list[Any]:
     if meter is None:
         meter = _local.meter = [LIMIT_ITEMS, EVAL_BYTES, 0.0]
     return meter
+
+
+def keeping_meter(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a callable that allow() let in: it is the application's code, which may be
+    probed itself, and a probe's evaluation inside it sets this thread's meter; the
+    caller's meter is put back when it returns, so its budgets go on where they were."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        saved = getattr(_local, "meter", None)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _local.meter = saved
+
+    return call
 
 
 def charge_items(count: int) -> None:
@@ -894,7 +910,7 @@ def make_call_guards(table: Allowlist) -> CallGuards:
             inner = function.__func__
             entry = table.get(id(inner))
             if entry is not None and entry[0] is inner:
-                return function(*args, **kwargs)
+                return keeping_meter(function)(*args, **kwargs)
         raise ExpressionRefused(
             f"refused at run time: call of {describe(function)} is not allowed in a safe expression"
         )

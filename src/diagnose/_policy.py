@@ -297,13 +297,13 @@ class Policy:
         }
 
     def allow(self, function: Callable[..., Any]) -> None:
-        """Let expressions call function (as it is; it runs unguarded). A bound method
-        allows its function, for every instance."""
+        """Let expressions call function (it runs unguarded: it is the application's own).
+        A bound method allows its function, for every instance."""
         if isinstance(function, types.MethodType):
             function = function.__func__
         if not callable(function):
             raise TypeError(f"allow() takes a callable, not {type(function).__name__}")
-        self._table[id(function)] = (function, function)
+        self._table[id(function)] = (function, _guard.keeping_meter(function))
         self._forget()
 
     def allowed_names(self) -> list[str]:

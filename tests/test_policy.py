@@ -372,6 +372,7 @@ LEGIT: list[tuple[str, Any]] = [
     ("args * 2", [1, 2, 3, 1, 2, 3]),
     ("'{} and {}'.format(a, b)", "A and 7"),
     ("'{0[a]:>3}'.format(items)", "  1"),
+    ("'{:{}}|{x!r:>{w}}'.format(b, 3, x='A', w=4)", "  7| 'A'"),
     ("format(result, '.1f')", "3.1"),
     ("2 ** 10 + b ** 2 + (1 << b)", 1024 + 49 + 128),
     ("set(args) | {4}", {1, 2, 3, 4}),
@@ -450,6 +451,15 @@ def test_allowing_a_bound_method_allows_its_function() -> None:
     other = Target()
     assert run(policy, "obj.method()", {"obj": other}) == 1
     assert other.calls == ["method"]
+
+
+def test_compile_is_cached_and_refusals_are_not() -> None:
+    policy = Policy()
+    assert policy.compile("len(args)", "<a>") is policy.compile("len(args)", "<a>")
+    assert policy.compile("len(args)", "<a>") is not policy.compile("len(args)", "<b>")
+    for _ in range(2):
+        with pytest.raises(ExpressionRefused):
+            policy.compile("vars()", "<a>")
 
 
 def test_allow_after_compile_applies_to_compiled_code() -> None:
@@ -561,6 +571,12 @@ def test_compile_redacts_secret_reads(policy: Policy) -> None:
     assert run(policy, "kwargs.get('token')", ns) is _redact.REDACTED
     assert run(policy, "obj.api_key", ns) is _redact.REDACTED
     assert run(policy, "f'{password}!'", ns) == "<redacted>!"
+    assert run(policy, "'{token}/{user}'.format(**kwargs)", ns) == "<redacted>/u"
+    assert run(policy, "'{0[token]}/{0[user]}'.format(kwargs)", ns) == "<redacted>/u"
+    assert run(policy, "'{token}/{user}'.format_map(kwargs)", ns) == "<redacted>/u"
+    assert run(policy, "'%(token)s/%(user)s' % kwargs", ns) == "<redacted>/u"
+    fmt = {"fmt": "%(token)s", **ns}
+    assert run(policy, "fmt % kwargs", fmt) == "<redacted>"
     assert str(run(policy, "{'user': kwargs['user'], 'password': password}", ns)) == (
         "{'user': 'u', 'password': <redacted>}"
     )
@@ -584,6 +600,7 @@ BOMBS = [
     "1 << 10**9",
     "math.factorial(10**6)",
     "'{:>1000000000}'.format(1)",
+    "'{:>{}}'.format(1, 10**9)",
     "format(1, '>1000000000')",
     # the same with the sizes only known when they run
     "s * n",

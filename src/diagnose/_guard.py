@@ -42,6 +42,7 @@ operation on data the target already holds (``huge_list.count(x)``, ``str(huge_d
 
 from __future__ import annotations
 
+import _string
 import datetime
 import functools
 import math
@@ -56,6 +57,7 @@ from fractions import Fraction
 from itertools import chain, islice
 from typing import Any, NamedTuple, NoReturn
 
+from ._redact import REDACTED, is_secret
 from .exceptions import ExpressionRefused
 
 __all__ = (
@@ -400,13 +402,32 @@ def check_percent(fmt: str, args: Any) -> None:
         charge_bytes(total, "a %-format width or precision")
 
 
+class _Redacting:
+    """The mapping a %-format reads its %(name)s values from, with secret names hidden."""
+
+    __slots__ = ("mapping",)
+
+    def __init__(self, mapping: Any) -> None:
+        self.mapping = mapping
+
+    def __getitem__(self, key: Any) -> Any:
+        return REDACTED if is_secret(key) else self.mapping[key]
+
+
+_PERCENT_KEY = re.compile(r"%\(([^)]*)\)")
+
+
 def mod(a: Any, b: Any) -> Any:
-    """a % b, refused when a is a %-format with huge widths or precisions."""
+    """a % b, refused when a is a %-format with huge widths or precisions; a %(name)s
+    whose name is a secret name shows <redacted>."""
     ta = type(a)
     if ta is int or ta is float:
         return a % b
     if isinstance(a, str):
         check_percent(a, b)
+        named = "%(" in a and type(b) is not tuple
+        if named and any(is_secret(key) for key in _PERCENT_KEY.findall(a)):
+            b = _Redacting(b)
     elif isinstance(a, bytes | bytearray):
         check_percent(bytes(a).decode("latin-1"), b)
     return a % b
@@ -447,28 +468,38 @@ def _safe_format(value: Any, spec: str = "") -> str:
     return format(value, spec)
 
 
-_formatter = string.Formatter()
+class _SafeFormatter(string.Formatter):
+    """str.format and str.format_map, without attribute reads (``{0.__class__}``), with
+    every width checked (nested ones too: ``{0:{1}}``), and a field whose name or key is
+    a secret name (``{password}``, ``{0[token]}``) shown as <redacted>, never read."""
+
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:
+        first, rest = _string.formatter_field_name_split(field_name)
+        if is_secret(first):
+            return REDACTED, first
+        value = self.get_value(first, args, kwargs)
+        for is_attribute, key in rest:
+            if is_attribute:
+                refuse(f"the format field {{{field_name}}} reads an attribute")
+            if is_secret(key):
+                return REDACTED, first
+            value = value[key]
+        return value, first
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        check_spec(format_spec)
+        return format(value, format_spec)
 
 
-def _check_fields(fmt: str) -> None:
-    for _literal, field, spec, _conversion in _formatter.parse(fmt):
-        if field is None:
-            continue
-        if "." in field:
-            refuse(f"the format field {{{field}}} reads an attribute")
-        if spec and "{" in spec:
-            refuse(f"the format field {{{field}}} has a nested spec")
-        check_spec(spec)
+_formatter = _SafeFormatter()
 
 
 def _str_format(self: str, *args: Any, **kwargs: Any) -> str:
-    _check_fields(self)
-    return str.format(self, *args, **kwargs)
+    return _formatter.vformat(str(self), args, kwargs)
 
 
 def _str_format_map(self: str, mapping: Any) -> str:
-    _check_fields(self)
-    return str.format_map(self, mapping)
+    return _formatter.vformat(str(self), (), mapping)
 
 
 # --- guarded methods of str and bytes ---------------------------------------------------

@@ -229,8 +229,9 @@ class _Rewriter(ast.NodeTransformer):
             and isinstance(left, ast.Constant)
             and isinstance(left.value, str)
             and _small_percent(left.value)
+            and "%(" not in left.value
         ):
-            return node  # a constant format whose widths are small (and no '*')
+            return node  # a constant format whose widths are small (no '*', no names)
         if _is_number(left) and _is_number(right) and _small_number_op(node):
             return node  # the compiler folds it
         return self.placeholder(guard[0], node, [left, right])
@@ -282,6 +283,7 @@ class Policy:
 
     def __init__(self) -> None:
         self._table = _guard.default_allowlist()
+        self._compiled: dict[tuple[str, str], types.CodeType] = {}
         guards = _guard.make_call_guards(self._table)
         self._call, self._forget = guards.call, guards.forget
         self._constants: dict[str, Any] = {
@@ -455,7 +457,21 @@ class Policy:
     # --- compiling -------------------------------------------------------------------
 
     def compile(self, expr: object, filename: str, what: str = "value") -> types.CodeType:
-        """Check expr, rewrite it with its guards and redaction, and compile it for eval()."""
+        """Check expr, rewrite it with its guards and redaction, and compile it for eval().
+
+        The code is cached per (expr, filename): it reads the allowlist when it runs, so
+        it stays right after allow(); a refusal is not cached (it raises again)."""
+        key = (expr, filename) if isinstance(expr, str) else None
+        code = self._compiled.get(key) if key is not None else None
+        if code is None:
+            code = self._compile(expr, filename, what)
+            if key is not None:
+                if len(self._compiled) >= 512:
+                    self._compiled.clear()
+                self._compiled[key] = code
+        return code
+
+    def _compile(self, expr: object, filename: str, what: str) -> types.CodeType:
         tree = self.check(expr, what)
         tree = _redact.redact_tree(tree)  # type: ignore[assignment]
         rewriter = _Rewriter()

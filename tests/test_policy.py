@@ -4,6 +4,7 @@ accepts (with the right values) what an on-call engineer types."""
 from __future__ import annotations
 
 import ast
+import collections
 import copy
 import datetime
 import json
@@ -120,6 +121,8 @@ def namespace() -> dict[str, Any]:
         "sys": sys,
         "helper": helper,
         "gen": (i for i in range(3)),
+        "pairs": zip("ab", "cd", strict=True),
+        "dq": collections.deque([0]),
         "md": MyDict(a=1),
         "sn": Sneaky(a=1),
         "ms": MyStr("abc"),
@@ -221,6 +224,9 @@ ESCAPES = [
     "next(gen)",
     "list(gen)",
     "[v for v in gen]",
+    "list(pairs)",
+    "dict(pairs)",
+    "dq * 10**9",
     "5 in gen",
     "5 not in gen",
     "map(print, args)",
@@ -362,6 +368,7 @@ LEGIT: list[tuple[str, Any]] = [
     ("[v * 2 for v in args]", [2, 4, 6]),
     ("{v % 2 for v in args}", {0, 1}),
     ("tuple(reversed(args))", (3, 2, 1)),
+    ("[i * v for i, v in enumerate(args, 1)] + list(zip(args, 'xyz'))[:1]", [1, 4, 9, (1, "x")]),
     ("dict(zip(['p', 'q'], args))", {"p": 1, "q": 2}),
     ("min(d, key=d.get)", "e"),
     ("sorted(kwargs, key=str.upper, reverse=True)", ["x", "discount"]),

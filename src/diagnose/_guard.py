@@ -43,6 +43,8 @@ operation on data the target already holds (``huge_list.count(x)``, ``str(huge_d
 from __future__ import annotations
 
 import _string
+import array
+import collections
 import datetime
 import functools
 import math
@@ -194,21 +196,16 @@ _SIZED = frozenset(
         type({}.items()),
     }
 )
-# Lazy iterators built by the guarded enumerate/zip/reversed over counted iterables.
-_OURS = frozenset(
-    {
-        enumerate,
-        zip,
-        reversed,
-        type(reversed([])),
-        type(reversed(())),
-        type(reversed(range(0))),
-        type(reversed({})),
-        type(reversed({}.values())),
-        type(reversed({}.items())),
-        chain,
-    }
-)
+
+
+def _ours(iterator: Any) -> Any:
+    """Wrap a lazy iterator the guards built (enumerate, zip, reversed) in a generator that
+    counted() knows as ours: the same objects from the target's namespace are refused,
+    since iterating them would consume them."""
+    yield from iterator
+
+
+_ours.__code__ = _ours.__code__.replace(co_name=GENEXPR_NAME)
 
 
 def _chunks(iterator: Any, charge: bool) -> Any:
@@ -257,8 +254,6 @@ def counted(iterable: Any) -> Any:
     if kind in _SIZED:
         charge_items(len(iterable))
         return iterable
-    if kind in _OURS:
-        return iterable
     return chain.from_iterable(_chunks(_foreign(iterable), True))
 
 
@@ -282,8 +277,6 @@ def looped(iterable: Any) -> Any:
         if length <= _SHORT:
             return iterable
         return chain.from_iterable(_chunks(iter(iterable), False))
-    if kind in _OURS:
-        return chain.from_iterable(_chunks(iterable, False))
     return chain.from_iterable(_chunks(_foreign(iterable), True))
 
 
@@ -299,11 +292,16 @@ def contains(item: Any, container: Any) -> bool:
     return any(x is item or x == item for x in counted(container))
 
 
-_SEQUENCES = (str, bytes, bytearray, list, tuple)
+_SEQUENCES = (str, bytes, bytearray, list, tuple, collections.deque, array.array)
 
 
 def _seq_bytes(seq: Any, count: int) -> int:
-    per = 1 if isinstance(seq, str | bytes | bytearray) else 8
+    if isinstance(seq, str | bytes | bytearray):
+        per = 1
+    elif isinstance(seq, array.array):
+        per = seq.itemsize
+    else:
+        per = 8
     return len(seq) * max(count, 0) * per
 
 
@@ -632,18 +630,18 @@ def _dir(*args: Any) -> list[str]:
     return dir(args[0])
 
 
-def _enumerate(iterable: Any, start: int = 0) -> enumerate[Any]:
-    return enumerate(counted(iterable), start)
+def _enumerate(iterable: Any, start: int = 0) -> Any:
+    return _ours(enumerate(counted(iterable), start))
 
 
-def _zip(*iterables: Any, strict: bool = False) -> zip[Any]:
-    return zip(*(counted(i) for i in iterables), strict=strict)
+def _zip(*iterables: Any, strict: bool = False) -> Any:
+    return _ours(zip(*(counted(i) for i in iterables), strict=strict))
 
 
 def _reversed(sequence: Any) -> Any:
     if type(sequence) in _SIZED:
         charge_items(len(sequence))
-    return reversed(sequence)
+    return _ours(reversed(sequence))
 
 
 def _factorial(n: Any) -> int:

@@ -38,7 +38,7 @@ def assert_one_line_error(stderr: str, *words: str) -> None:
     [
         (["x", "--target", "nodots", "--value", "1"], ["target", "dotted"]),
         (["x", "--target", "a.b", "--value", "1 +"], ["does not compile"]),
-        (["x", "--target", "a.b", "--value", "x.__class__"], ["dunder"]),
+        (["x", "--target", "a.b", "--value", "x.__class__"], ["__class__", "refused"]),
         (["x", "--target", "a.b", "--value", "1", "--event", "later"], ["--event"]),
         (["x", "--target", "a.b", "--value", "1", "--lifespan", "-1"], ["--lifespan"]),
         (["x", "--target", "a.b", "--value", "1", "--lifespan", "soon"], ["--lifespan"]),

@@ -43,12 +43,14 @@ class Node:
 
 def test_call_return_and_end_events_capture_what_they_offer(probeset: ProbeSet) -> None:
     """call: the arguments; return: also result and elapsed; end: the locals."""
-    call = probeset.attach("probe_targets.shop.price", None, "call", cls=SnapshotInstrument)
-    ret = probeset.attach("probe_targets.shop.price", None, "return", cls=SnapshotInstrument)
-    end = probeset.attach("probe_targets.shop.price", None, "end", cls=SnapshotInstrument)
+    target = "probe_targets.shop.price"
+    call = probeset.attach(target, None, "call", cls=SnapshotInstrument, name="c")
+    ret = probeset.attach(target, None, "return", cls=SnapshotInstrument, name="r")
+    end = probeset.attach(target, None, "end", cls=SnapshotInstrument, name="e")
     assert shop.price(3, discount=1) == 5
-    assert call.last == {"amount": 3, "discount": 1}
-    assert set(ret.last) == {"amount", "discount", "result", "elapsed"} and ret.last["result"] == 5
+    assert call.last == {"amount": 3, "rate": 2, "discount": 1}
+    assert set(ret.last) == {"amount", "rate", "discount", "result", "elapsed"}
+    assert ret.last["result"] == 5
     assert end.last == {"amount": 3, "rate": 2, "discount": 1, "subtotal": 6}
 
 
@@ -127,7 +129,7 @@ def test_snapshot_lines_go_where_log_lines_go(
     shop.price(2)
     line = out.getvalue()
     assert line.startswith("Snapshot (s) = ")
-    assert json.loads(line[len("Snapshot (s) = ") :]) == {"amount": 2, "discount": 0}
+    assert json.loads(line[len("Snapshot (s) = ") :]) == {"amount": 2, "rate": 2, "discount": 0}
 
 
 def test_snapshot_specs_default_to_one_per_second() -> None:
@@ -147,7 +149,7 @@ def test_snapshot_specs_default_to_one_per_second() -> None:
             shop.price(amount)
         assert mgr.counters()["s"] == {"fired": 1, "dropped": 49, "errors": 0}
         [inst] = diagnose.probes.active_probes["probe_targets.shop.price"].instruments.values()
-        assert inst.last == {"amount": 0, "discount": 0}
+        assert inst.last == {"amount": 0, "rate": 2, "discount": 0}
     finally:
         mgr.specs.clear()
         mgr.apply()

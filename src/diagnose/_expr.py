@@ -1,43 +1,79 @@
-"""Instrument expressions: parsing, the policy, the names they read, and the compile cache.
+"""Instrument expressions: which policy applies, checking, compiling, the names they read.
 
 Every expression of an instrument (its ``value`` and ``custom["tags"]``) goes through
-this module: the spec validation checks it against the expression policy, the
-instrument compiles it (once: code objects are immutable and shared through an LRU
-cache), and the plan asks which names it reads, so that a wrapper builds only those.
+this module. A spec applied through a manager is checked and compiled by the manager's
+expression policy: ``safe`` (the default: the allowlist of ``_policy`` with the run-time
+guards of ``_guard``, and secret reads redacted by ``_redact``) or ``trusted``
+(``DIAGNOSE_EXPRESSIONS=trusted``: no policy, secrets still redacted). An instrument made
+in code is the programmer's own and compiles plainly (``compile_eval``). The plan asks
+which names an expression reads, so that a wrapper builds only those.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import os
 import types
 from collections.abc import Iterable
 from typing import Any
 
+from ._policy import MAX_EXPRESSION_CHARS, Policy
+from ._redact import compile_redacted
 from .exceptions import ExpressionRefused
 
 __all__ = (
     "MAX_EXPRESSION_CHARS",
+    "POLICIES",
     "WHOLE_NAMESPACE",
+    "Policy",
     "check_expression",
     "compile_eval",
     "compile_expression",
+    "compile_trusted",
+    "default_policy",
     "has_nested_scope",
     "names_read",
+    "policy_from_env",
 )
 
-MAX_EXPRESSION_CHARS = 4096
 # Builtins that read every name of the namespace they run in.
 WHOLE_NAMESPACE = frozenset({"locals", "vars", "dir"})
 
 
-def check_expression(expr: object, what: str = "value") -> ast.Expression:
-    """Parse an instrument expression and apply the expression policy to it.
+POLICIES = ("safe", "trusted")
 
-    The policy refuses what could escape the probe or change the target's state:
-    dunder names and attributes (``__class__``, ``__import__``...), assignment
-    expressions, and expressions longer than MAX_EXPRESSION_CHARS.
-    """
+
+def policy_from_env(environ: Any = None) -> str:
+    """Return the expression policy DIAGNOSE_EXPRESSIONS names ("safe" when unset)."""
+    value = (os.environ if environ is None else environ).get("DIAGNOSE_EXPRESSIONS", "safe")
+    value = value.strip().lower() or "safe"
+    if value not in POLICIES:
+        raise ValueError(f"DIAGNOSE_EXPRESSIONS must be safe or trusted, not {value!r}")
+    return value
+
+
+@functools.lru_cache(maxsize=1)
+def _static_policy() -> Policy:
+    return Policy()
+
+
+def default_policy() -> Policy | None:
+    """Return the policy that checks specs in this process by default: the safe one (its
+    static rules), or None when DIAGNOSE_EXPRESSIONS=trusted."""
+    try:
+        trusted = policy_from_env() == "trusted"
+    except ValueError:
+        trusted = False  # a typo never loosens the policy
+    return None if trusted else _static_policy()
+
+
+def check_expression(expr: object, what: str = "value", policy: Any = None) -> None:
+    """Check an instrument expression: that it is a string that parses, not too long, and,
+    with a policy, that the policy's static rules allow it. Raise ExpressionRefused."""
+    if policy is not None:
+        policy.check(expr, what)
+        return
     if not isinstance(expr, str):
         raise ExpressionRefused(f"{what} must be a string expression, not {type(expr).__name__}")
     if not expr.strip():
@@ -45,33 +81,28 @@ def check_expression(expr: object, what: str = "value") -> ast.Expression:
     if len(expr) > MAX_EXPRESSION_CHARS:
         raise ExpressionRefused(f"{what} is longer than {MAX_EXPRESSION_CHARS} characters")
     try:
-        tree = ast.parse(expr.strip(), mode="eval")
+        ast.parse(expr.strip(), mode="eval")
     except SyntaxError as exc:
         raise ExpressionRefused(f"{what} {expr!r} does not compile: {exc.msg}") from None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.NamedExpr):
-            raise ExpressionRefused(f"{what} {expr!r} refused: assignment expressions (:=)")
-        name = None
-        if isinstance(node, ast.Name):
-            name = node.id
-        elif isinstance(node, ast.Attribute):
-            name = node.attr
-        elif isinstance(node, ast.keyword):
-            name = node.arg
-        if name is not None and name.startswith("__"):
-            raise ExpressionRefused(f"{what} {expr!r} refused: dunder name {name!r}")
-    return tree
 
 
 @functools.lru_cache(maxsize=256)
 def compile_eval(expr: str, filename: str) -> Any:
-    """Compile an expression for eval(), once: code objects are immutable, so an instrument
-    shares the code its spec's validation compiled (under the instrument's filename)."""
+    """Compile an expression for eval(), once (the instruments made in code: no policy)."""
     return compile(expr.strip(), filename, "eval")
 
 
+@functools.lru_cache(maxsize=256)
+def compile_trusted(expr: str, filename: str) -> Any:
+    """Compile a trusted spec's expression: no policy, but secrets are never read."""
+    try:
+        return compile_redacted(expr, filename)
+    except (SyntaxError, ValueError) as exc:
+        raise ExpressionRefused(f"{expr!r} does not compile: {exc}") from None
+
+
 def compile_expression(expr: object, what: str = "value", filename: str | None = None) -> Any:
-    """Check an expression against the policy and compile it for eval()."""
+    """Check an expression (syntax only) and compile it for eval()."""
     check_expression(expr, what)
     assert isinstance(expr, str)
     try:

@@ -22,7 +22,7 @@ from ._time import utcnow_naive
 if TYPE_CHECKING:
     from ._patch import Patch
 
-__all__ = ("Plan", "SPECIAL_NAMES")
+__all__ = ("PARAMETERS", "Plan", "SPECIAL_NAMES")
 
 _time = time.time
 
@@ -31,7 +31,11 @@ RETURN_NAMES = ("result", "end", "elapsed", "hotspots")
 SPECIAL_NAMES = frozenset(CALL_NAMES + RETURN_NAMES)
 
 
-def _union(gates: list[Gate]) -> set[str] | None:
+#: In an instrument's names(): every parameter of the target, by name (defaults applied).
+PARAMETERS = "@parameters"
+
+
+def _union(gates: list[Gate], parameters: tuple[str, ...] = ()) -> set[str] | None:
     """Return the names the gates' instruments read, or None when one may read any name."""
     names: set[str] = set()
     for gate in gates:
@@ -39,6 +43,9 @@ def _union(gates: list[Gate]) -> set[str] | None:
         if wanted is None:
             return None
         names |= wanted
+    if PARAMETERS in names:
+        names.discard(PARAMETERS)
+        names.update(parameters)
     return names
 
 
@@ -70,8 +77,8 @@ class Plan:
         )
         self.sig = Signature(code, exact=not generic)
         self.local_names = frozenset(code.co_varnames + code.co_cellvars + code.co_freevars)
-        self.call_names = _union(self.calls)
-        self.return_names = _union(self.returns)
+        self.call_names = _union(self.calls, self.sig.names)
+        self.return_names = _union(self.returns, self.sig.names)
         # End and line instruments read the frame's locals; other names they read may
         # come from the manager's global_namespace, which then has to be merged in.
         self.end_other_names = self._other_names(self.ends)

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ._expr import compile_expression
+from ._expr import check_expression, default_policy
 from ._fire import MAX_RATE
 from .exceptions import SpecError
 
@@ -37,12 +37,15 @@ def validate_spec(
     *,
     known_types: Any = None,
     require_lastmodified: bool = True,
+    policy: Any = "default",
 ) -> dict[str, Any]:
     """Check a spec and return a normalised copy; raise SpecError naming the problem.
 
     The copy has ``instrument.event`` set (``internal`` turned into its event),
     ``custom`` a dict, and ``applied`` a dict. ``known_types``, if given, is the
-    collection of instrument types accepted.
+    collection of instrument types accepted. Expressions are checked against ``policy``
+    (a ``Policy``; None: syntax only; by default the safe policy's static rules, unless
+    DIAGNOSE_EXPRESSIONS=trusted).
     """
     if not isinstance(spec, Mapping):
         raise SpecError(f"a spec must be a map, not {type(spec).__name__}")
@@ -69,7 +72,9 @@ def validate_spec(
     value = instrument.get("value")
     if value is None and itype == "snapshot":
         value = "True"  # a snapshot's value is an optional condition
-    compile_expression(value, "value", f"<probe {name}>")
+    if policy == "default":
+        policy = default_policy()
+    check_expression(value, "value", policy)
 
     event = instrument.get("event")
     internal = instrument.get("internal")
@@ -97,7 +102,7 @@ def validate_spec(
     if not isinstance(custom, Mapping):
         raise SpecError("instrument.custom must be a map")
     if custom.get("tags") is not None:
-        compile_expression(custom["tags"], "custom.tags", f"<probe {name}>")
+        check_expression(custom["tags"], "custom.tags", policy)
     rate = custom.get("rate")
     if rate is not None and (
         isinstance(rate, bool)

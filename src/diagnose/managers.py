@@ -17,13 +17,14 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from . import instruments, probes
+from ._expr import POLICIES, Policy, compile_trusted, policy_from_env
 from ._fire import BUDGET_SECONDS
 from ._fork import STATE, after_fork_in_child
 from ._hooks import ManagerHooks
 from ._spec import validate_spec
 from ._text import one_line
 from ._time import expires_at
-from .exceptions import SpecError
+from .exceptions import ExpressionRefused, SpecError
 
 __all__ = ("InstrumentManager", "ProbeManager", "default_process_id", "mag")
 
@@ -94,6 +95,8 @@ class ProbeManager(ManagerHooks):
     # custom["rate"] says otherwise; types not listed (hist, incr) are not limited, since
     # a metric must count every call.
     default_rates: dict[str, float] = {"log": 100, "snapshot": 1}
+    # The application's own callables safe expressions may call (see allow()).
+    safe_helpers: tuple[Callable[..., Any], ...] = (mag,)
     # Seconds of evaluation an instrument of a spec may take within one second.
     budget: float | None = BUDGET_SECONDS
 
@@ -113,6 +116,14 @@ class ProbeManager(ManagerHooks):
         # in applied until the spec changes.
         self._runtime_errors: dict[str, str] = {}
         self.instrument_classes = dict(type(self).instrument_classes)
+        self.policy = Policy()
+        for helper in self.safe_helpers:
+            self.policy.allow(helper)
+        try:
+            self._expression_policy = policy_from_env()
+        except ValueError as exc:
+            log.warning("%s; the safe policy applies", exc)
+            self._expression_policy = "safe"
         self.global_namespace = dict(type(self).global_namespace)
         _managers.add(self)
 
@@ -129,7 +140,7 @@ class ProbeManager(ManagerHooks):
         for spec_id, spec in list(self.specs.items()):
             full_id = f"{self.short_id}:{spec_id}"
             try:
-                key = _spec_key(spec)
+                key = (self._expression_policy, _spec_key(spec))
                 owned = self._owned.get(full_id)
                 # A spec unchanged since it was applied is neither validated (that parses
                 # and compiles its expressions) nor attached again.
@@ -143,7 +154,9 @@ class ProbeManager(ManagerHooks):
                     assert owned is not None
                     expires = owned.expires
                 else:
-                    clean = validate_spec(spec, known_types=self.instrument_classes)
+                    clean = validate_spec(
+                        spec, known_types=self.instrument_classes, policy=self._static_policy()
+                    )
                     expires = expires_at(clean)
                 if expires is not None and expires.timestamp() <= now:
                     self._mark(spec_id, spec, None)
@@ -179,12 +192,14 @@ class ProbeManager(ManagerHooks):
             current.update(expires=expires, **settings)
             current.rate = rate
             current.budget = self.budget
+            current.use_compiler(self._compiler())
             owned.probe._instruments_changed()
             self._owned[full_id] = _Owned(owned.probe, key, expires)
             return
         instrument = cls(mgr=self, expires=expires, **settings)
         instrument.rate = rate
         instrument.budget = self.budget
+        instrument.use_compiler(self._compiler())
         probe = probes.attach_to(spec["target"])
         if instrument.line is not None:
             probes.check_line(probe.func, instrument.line)
@@ -207,6 +222,32 @@ class ProbeManager(ManagerHooks):
             return
         owned.probe.instruments.pop(full_id, None)
         probes.release(owned.probe)
+
+    # --- the expression policy ----------------------------------------------------------
+
+    @property
+    def expression_policy(self) -> str:
+        """ "safe" (the default: an allowlist, see diagnose._policy) or "trusted" (no
+        policy); it governs every expression of every spec this manager applies. Instruments
+        made in code are the programmer's own and are never restricted."""
+        return self._expression_policy
+
+    @expression_policy.setter
+    def expression_policy(self, value: str) -> None:
+        if value not in POLICIES:
+            raise ValueError(f"expression_policy must be safe or trusted, not {value!r}")
+        self._expression_policy = value
+
+    def allow(self, function: Callable[..., Any]) -> None:
+        """Let the safe expressions of this manager's specs call function (an application's
+        own helper); it runs unguarded."""
+        self.policy.allow(function)
+
+    def _static_policy(self) -> Policy | None:
+        return self.policy if self._expression_policy == "safe" else None
+
+    def _compiler(self) -> Callable[[str, str], Any]:
+        return self.policy.compile if self._expression_policy == "safe" else compile_trusted
 
     def counters(self) -> dict[str, dict[str, int]]:
         """Return each applied spec's counts in this process: fired, dropped, errors."""
@@ -367,7 +408,9 @@ def _after_fork_in_child() -> None:
 
 
 def _describe(exc: BaseException) -> str:
-    return one_line(exc, bare=isinstance(exc, SpecError))
+    # A malformed spec says what is wrong in its own words; a refused expression says so
+    # first ("ExpressionRefused: ..."), as the contract has the status show it.
+    return one_line(exc, bare=isinstance(exc, SpecError) and not isinstance(exc, ExpressionRefused))
 
 
 class MongoDBInstrumentManager(ProbeManager):

@@ -13,6 +13,7 @@ from .. import probes
 from .._expr import compile_eval, has_nested_scope, names_read
 from .._fire import Stats
 from .._hooks import default_manager, overrides_check_call
+from .._redact import is_secret
 from .._resolve import underlying_function
 from .._spec import EVENTS
 from .._text import one_line
@@ -74,6 +75,10 @@ class Instrument:
         self.expires = expires
         self.error: str | None = None
         self._codes: dict[str, Any] = {}
+        self._plain: set[str] = set()
+        #: compiles an expression (expr, filename): plainly for instruments made in code;
+        #: a manager sets its policy's for the instruments of specs
+        self.compiler: Any = compile_eval
 
     @property
     def internal(self) -> bool:
@@ -144,7 +149,12 @@ class Instrument:
         """Return expr compiled for eval(), cached."""
         code = self._codes.get(expr)
         if code is None:
-            code = self._codes[expr] = compile_eval(expr, f"<probe {self.name}>")
+            code = self._codes[expr] = self.compiler(expr, f"<probe {self.name}>")
+            name = expr.strip()
+            if name.isidentifier() and (self.compiler is compile_eval or not is_secret(name)):
+                # A bare name is read from the namespace without eval() (see evaluate);
+                # never a secret one, which the compiled code reads as <redacted>.
+                self._plain.add(expr)
         return code
 
     def _compiled_expressions(self) -> list[Any]:
@@ -153,7 +163,7 @@ class Instrument:
             if isinstance(expr, str):
                 try:
                     codes.append(self.compiled(expr))
-                except SyntaxError:
+                except (SyntaxError, ValueError):
                     pass
         return codes
 
@@ -169,10 +179,11 @@ class Instrument:
 
     def evaluate(self, value: str, _globals: dict[str, Any], _locals: dict[str, Any]) -> Any:
         """Evaluate the expression value in the given namespaces."""
-        v = _locals.get(value, omitted)
-        if v is omitted:
-            v = eval(self.compiled(value), _globals, _locals)
-        return v
+        if value in self._plain:
+            v = _locals.get(value, omitted)
+            if v is not omitted:
+                return v
+        return eval(self.compiled(value), _globals, _locals)
 
     def merge_tags(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> dict[str, Any]:
         """Return ``custom["tags"]`` (an expression giving a dict) updated with the
@@ -221,6 +232,13 @@ class Instrument:
         self.error = None
         self.stats = Stats(self.rate, self.budget)
         self.expires = settings.get("expires")
+
+    def use_compiler(self, compiler: Any) -> None:
+        """Compile this instrument's expressions with compiler(expr, filename) from now on."""
+        if compiler is not self.compiler:
+            self.compiler = compiler
+            self._codes.clear()
+            self._plain.clear()
 
     def checks_calls(self) -> bool:
         """Return True when check_call() may say no: it or the manager's is overridden

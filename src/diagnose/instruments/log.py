@@ -6,6 +6,7 @@ import logging
 import sys
 from typing import Any
 
+from .._redact import render
 from .base import Instrument
 
 __all__ = ("LogInstrument",)
@@ -50,9 +51,11 @@ class LogInstrument(Instrument):
         value = self.evaluate(self.value, _globals, _locals)
         if value is None:
             return  # as in the original: nothing to say
-        v = cut(str(value), self.MAX_CHARS)
+        # str() of the value and of the tags dict, with the values of secret-named keys
+        # shown as <redacted> at any depth (see diagnose._redact).
+        v = render(value, self.MAX_CHARS)
         tags = self.merge_tags(_globals, _locals)
-        self.emit(self.name, v, cut(str(tags), self.MAX_CHARS) if tags else "")
+        self.emit(self.name, v, render(tags, self.MAX_CHARS) if tags else "")
 
     def emit(self, name: str, value: str, tags: str) -> None:
         line = f"Probe ({name})[tags={tags}] = {value}" if tags else f"Probe ({name}) = {value}"

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from .. import _statsd
+from .._redact import render, scrub_mapping
 from .base import Instrument, tag_list
 from .log import cut
 
@@ -37,7 +38,12 @@ class StatsdInstrumentBase(Instrument):
             return
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise TypeError(f"Cannot send non-numeric metric: {cut(str(v), self.MAX_CHARS)}")
-        self.emit(self.name, v, tag_list(self.merge_tags(_globals, _locals)))
+        tags = scrub_mapping(self.merge_tags(_globals, _locals))
+        self.emit(
+            self.name,
+            v,
+            tag_list({k: None if t is None else render(t, 200) for k, t in tags.items()}),
+        )
 
     def emit(self, name: str, value: float, tags: list[str]) -> None:
         raise NotImplementedError()

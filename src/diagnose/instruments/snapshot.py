@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _snapshot
+from .._plan import PARAMETERS
 from .base import Instrument
 from .log import LogInstrument
 
@@ -22,7 +23,9 @@ class SnapshotInstrument(Instrument):
     (``LogInstrument.out`` or ``LogInstrument.logger``); ``last`` keeps the latest.
     """
 
-    extra_names = None  # every name: the snapshot shows them all
+    # Every parameter of the target by name (defaults applied), and the return's own names;
+    # in end and line events, the frame's locals.
+    extra_names = frozenset({PARAMETERS, "result", "elapsed"})
 
     def __init__(self, name: str, value: str | None = None, *args: Any, **kwargs: Any) -> None:
         super().__init__(name, value or "True", *args, **kwargs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from pathlib import Path
 from typing import Any
 
 import click
@@ -12,29 +11,16 @@ import click
 from ._context import Settings
 from ._errors import OperationFailed, WaitTimedOut
 from ._output import ago, emit_json, format_duration, format_time, print_table
-from ._specs import spec_from_flags, specs_from_file
 from ._wait import ProcessResult, report_state, wait_for_spec
 
 __all__ = (
-    "from_flags",
     "list_specs",
-    "load_file",
     "print_results",
     "processes",
     "publish",
     "remove",
     "status",
 )
-
-
-def from_flags(spec_id: str, **fields: Any) -> dict[str, dict[str, Any]]:
-    """Build the one spec publish's flags describe."""
-    return {spec_id: spec_from_flags(spec_id, **fields)}
-
-
-def load_file(path: Path) -> dict[str, dict[str, Any]]:
-    """Read and validate every spec of a JSON or YAML file."""
-    return specs_from_file(path)
 
 
 def _for_store(spec: dict[str, Any]) -> dict[str, Any]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from diagnose_redis import BadURL, connect
+from diagnose_redis import redact_url as redact
 
 from ._errors import BadInput
 
@@ -18,11 +20,6 @@ DEFAULT_URL = "redis://localhost:6379/0"
 DEFAULT_PREFIX = "diagnose"
 CONNECT_TIMEOUT = 2.0
 SOCKET_TIMEOUT = 10.0
-
-
-def redact(url: str) -> str:
-    """Hide the password in a Redis URL."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 @dataclass
@@ -44,13 +41,13 @@ class Settings:
         """Return a Redis client that fails fast when the server cannot be reached."""
         if self._client is None:
             try:
-                self._client = redis.Redis.from_url(
+                self._client = connect(
                     self.url,
                     socket_connect_timeout=CONNECT_TIMEOUT,
                     socket_timeout=SOCKET_TIMEOUT,
                     retry=Retry(NoBackoff(), 1),
                 )
-            except ValueError as exc:
+            except BadURL as exc:
                 raise BadInput(f"invalid Redis URL {redact(self.url)!r}: {exc}")
         return self._client
 

@@ -9,6 +9,8 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from diagnose._time import to_utc
+
 from ._output import err_console
 
 __all__ = ("ProcessResult", "report_state", "same_time", "wait_for_spec")
@@ -31,17 +33,11 @@ class ProcessResult:
         return {"state": self.state, "lm": self.lm, "err": self.err, "at": self.at}
 
 
-def _utc(value: _dt.datetime) -> _dt.datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=_dt.UTC)
-    return value
-
-
 def same_time(a: _dt.datetime | None, b: _dt.datetime | None) -> bool:
     """Tell whether two lastmodified values are the same instant (to the millisecond)."""
     if a is None or b is None:
         return False
-    return abs((_utc(a) - _utc(b)).total_seconds()) < 0.001
+    return abs((to_utc(a) - to_utc(b)).total_seconds()) < 0.001
 
 
 def report_state(report: Any, lastmodified: _dt.datetime | None) -> str:
@@ -49,7 +45,7 @@ def report_state(report: Any, lastmodified: _dt.datetime | None) -> str:
     if not isinstance(report, dict):
         return "pending"
     lm = report.get("lm")
-    behind = lm is not None and lastmodified is not None and _utc(lm) < _utc(lastmodified)
+    behind = lm is not None and lastmodified is not None and to_utc(lm) < to_utc(lastmodified)
     if behind and not same_time(lm, lastmodified):
         return "stale"
     if report.get("err"):

@@ -5,9 +5,12 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import socket
 import threading
 from typing import Any
+
+from diagnose._fork import SERVICES, after_fork_in_child
+from diagnose._text import one_line
+from diagnose.managers import default_process_id
 
 from ._mirror import Mirror
 from ._subscriber import Subscriber
@@ -19,10 +22,6 @@ log = logging.getLogger("diagnose_redis")
 _lock = threading.Lock()
 _current: Subscriber | None = None
 _orphans: list[Subscriber] = []
-
-
-def _default_process_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def start(
@@ -44,7 +43,7 @@ def start(
         try:
             subscriber = Subscriber(
                 url,
-                process_id=given or _default_process_id(),
+                process_id=given or default_process_id(),
                 prefix=prefix or env.get("DIAGNOSE_PREFIX") or "diagnose",
                 secret=secret if secret is not None else env.get("DIAGNOSE_SECRET") or None,
                 manager=manager,
@@ -54,7 +53,7 @@ def start(
         except Exception as exc:
             # Never raise into the host: hand back a stopped subscriber that says why.
             log.warning("diagnose_redis could not start: %s", exc)
-            subscriber = _Failed(url, process_id=given or _default_process_id(), error=exc)
+            subscriber = _Failed(url, process_id=given or default_process_id(), error=exc)
         _current = subscriber
         return subscriber
 
@@ -66,7 +65,7 @@ class _Failed(Subscriber):
         self.url = url
         self.process_id = process_id
         self.pid = os.getpid()
-        self.error = f"{type(error).__name__}: {error}"
+        self.error = one_line(error)
         self.stopped = threading.Event()
         self.stopped.set()
         self.connected = threading.Event()
@@ -77,7 +76,9 @@ class _Failed(Subscriber):
         """Do nothing: it never started."""
 
 
-def _after_fork_in_child() -> None:
+@after_fork_in_child(SERVICES)
+def _restart_in_child() -> None:
+    """Start the child's own subscriber, under its own id, on the parent's manager."""
     global _current, _lock
     _lock = threading.Lock()
     parent = _current
@@ -95,7 +96,7 @@ def _after_fork_in_child() -> None:
         else:
             parent.manager.lock = threading.RLock()
         process_id = (
-            f"{parent.process_id}:{os.getpid()}" if parent.explicit_id else _default_process_id()
+            f"{parent.process_id}:{os.getpid()}" if parent.explicit_id else default_process_id()
         )
         child = Subscriber(
             parent.url,
@@ -117,5 +118,4 @@ def _stop_at_exit() -> None:
         subscriber.stop(timeout=1.0)
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_stop_at_exit)

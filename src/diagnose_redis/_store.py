@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 import re
@@ -11,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import redis
+
+from diagnose._time import expires_at, to_utc, utcnow
 
 from ._wire import (
     PROCESS_FIELD,
@@ -24,6 +25,7 @@ from ._wire import (
     encode_spec,
     secret_bytes,
 )
+from .exceptions import SpecIdError
 
 __all__ = ("SpecStore", "read_specs")
 
@@ -66,19 +68,18 @@ class SpecStore:
 
     def _validate(self, spec_id: str, spec: Mapping[str, Any]) -> tuple[dict[str, Any], int | None]:
         from diagnose import SpecError, validate_spec
-        from diagnose._spec import expires_at
 
         try:
             check_spec_id(spec_id)
-        except ValueError as exc:
+        except SpecIdError as exc:
             raise SpecError(str(exc)) from None
         clean = validate_spec(spec, require_lastmodified=False)
-        clean["lastmodified"] = _to_utc(clean["lastmodified"])
+        clean["lastmodified"] = to_utc(clean["lastmodified"])
         clean.pop("applied", None)
         expiry = expires_at(clean)
         if expiry is None:
             return clean, None
-        remaining = (expiry - _dt.datetime.now(_dt.UTC)).total_seconds() * 1000
+        remaining = (expiry - utcnow()).total_seconds() * 1000
         if remaining <= 0:
             raise SpecError(f"spec {spec_id!r} has already expired (lastmodified + lifespan)")
         return clean, max(1, math.ceil(remaining))
@@ -264,12 +265,6 @@ class SpecStore:
 
     def __repr__(self) -> str:
         return f"SpecStore({self.client!r}, prefix={self.keys.prefix!r})"
-
-
-def _to_utc(value: _dt.datetime) -> _dt.datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=_dt.UTC)
-    return value.astimezone(_dt.UTC)
 
 
 def _glob_escape(text: str) -> str:

@@ -33,6 +33,10 @@ from typing import Any
 
 import msgpack
 
+from diagnose._time import to_utc
+
+from .exceptions import SpecIdError, WireError
+
 __all__ = (
     "HEARTBEAT_SECONDS",
     "MAX_MESSAGE_BYTES",
@@ -47,6 +51,7 @@ __all__ = (
     "decode_spec",
     "decode_status_field",
     "encode_event",
+    "expired_channel",
     "encode_spec",
     "encode_status_field",
     "secret_bytes",
@@ -64,14 +69,6 @@ _SIG_TRAILER = b"\xa3sig\xc4\x20"
 _SIG_LEN = len(_SIG_TRAILER) + 32
 _EVENT_DOMAIN = b"diagnose-event\x00"
 _SPEC_DOMAIN = b"diagnose-spec\x00"
-
-
-class WireError(ValueError):
-    """A message or stored spec is undecodable, malformed, oversized, unsigned or forged."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 class Keys:
@@ -106,6 +103,11 @@ class Keys:
         return f"Keys({self.prefix!r})"
 
 
+def expired_channel(db: int) -> str:
+    """Return the channel on which Redis announces keys of database db that expired."""
+    return f"__keyevent@{db}__:expired"
+
+
 def _after(prefix: str, key: str | bytes) -> str | None:
     if isinstance(key, bytes):
         key = key.decode("utf-8", "replace")
@@ -120,18 +122,12 @@ def secret_bytes(secret: str | bytes | None) -> bytes | None:
 
 
 def check_spec_id(spec_id: object) -> str:
-    """Return a valid spec id or raise ValueError naming the problem."""
+    """Return a valid spec id or raise SpecIdError (a ValueError) naming the problem."""
     if not isinstance(spec_id, str) or not SPEC_ID_PATTERN.match(spec_id):
-        raise ValueError(
+        raise SpecIdError(
             f"spec id must be 1-200 characters of letters, digits and _.:- , not {spec_id!r}"
         )
     return spec_id
-
-
-def _utc(value: _dt.datetime) -> _dt.datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=_dt.UTC)
-    return value.astimezone(_dt.UTC)
 
 
 def _pack(obj: Mapping[str, Any]) -> bytes:
@@ -188,7 +184,7 @@ def _spec_body(spec: Mapping[str, Any]) -> dict[str, Any]:
     body = {key: value for key, value in spec.items() if key != "applied"}
     lastmodified = body.get("lastmodified")
     if isinstance(lastmodified, _dt.datetime):
-        body["lastmodified"] = _utc(lastmodified)
+        body["lastmodified"] = to_utc(lastmodified)
     return body
 
 
@@ -228,11 +224,11 @@ def encode_event(
 ) -> bytes:
     """Encode one event for the ``P:events`` channel, signed if a secret is given."""
     if op not in OPS:
-        raise ValueError(f"op must be one of {', '.join(OPS)}, not {op!r}")
+        raise WireError("malformed", f"op must be one of {', '.join(OPS)}, not {op!r}")
     event: dict[str, Any] = {"op": op, "id": spec_id, "version": int(version)}
     if op == "put":
         if spec is None:
-            raise ValueError("a put event needs a spec")
+            raise WireError("malformed", "a put event needs a spec")
         event["spec"] = _spec_body(spec)
     return _seal(event, secret, _EVENT_DOMAIN)
 
@@ -258,14 +254,14 @@ def decode_event(raw: bytes, secret: bytes | None = None) -> dict[str, Any]:
 
 
 def _iso(value: _dt.datetime | None) -> str | None:
-    return None if value is None else _utc(value).isoformat()
+    return None if value is None else to_utc(value).isoformat()
 
 
 def _from_iso(value: object) -> _dt.datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        return _utc(_dt.datetime.fromisoformat(value))
+        return to_utc(_dt.datetime.fromisoformat(value))
     except ValueError:
         return None
 

@@ -66,7 +66,8 @@ def _publish_and_wait(
     timeout: float,
     as_json: bool,
 ) -> None:
-    live = sorted(store.processes())
+    # Pre-fork parents serve nothing: nobody waits for them.
+    live = sorted(store.processes(parents=False))
     if not live:
         if as_json:
             emit_json({"ids": list(stored), "version": version, "processes": {}})
@@ -80,7 +81,13 @@ def _publish_and_wait(
     for spec_id, spec in stored.items():
         remaining = max(0.0, deadline - time.monotonic())
         results, in_time = wait_for_spec(
-            store, spec_id, spec["lastmodified"], live, remaining, show_progress=True
+            store,
+            spec_id,
+            spec["lastmodified"],
+            live,
+            remaining,
+            show_progress=True,
+            alive=lambda: set(store.processes(parents=False)),
         )
         all_results[spec_id] = results
         complete = complete and in_time
@@ -246,22 +253,44 @@ def status(settings: Settings, spec_id: str | None, *, as_json: bool) -> None:
 
 
 def processes(settings: Settings, *, max_age: float | None, as_json: bool) -> None:
-    """List live processes and their last heartbeat, Celery style."""
+    """List live processes and their last heartbeat, Celery style; pre-fork parents are
+    shown as such and not counted."""
     store = settings.store()
-    live = store.processes() if max_age is None else store.processes(max_age=max_age)
+    fleet = store.fleet() if max_age is None else store.fleet(max_age=max_age)
+    count = sum(1 for entry in fleet.values() if not entry.parent)
+    parents = len(fleet) - count
     if as_json:
-        emit_json(
-            {
-                "count": len(live),
-                "processes": {
-                    pid: {"heartbeat": _dt.datetime.fromtimestamp(float(ts), _dt.UTC)}
-                    for pid, ts in sorted(live.items())
-                },
+        processes: dict[str, Any] = {}
+        for pid, entry in sorted(fleet.items()):
+            shown: dict[str, Any] = {
+                "heartbeat": _dt.datetime.fromtimestamp(entry.heartbeat, _dt.UTC),
+                "role": entry.role,
             }
-        )
+            if entry.parent:
+                shown["children"] = entry.children
+            processes[pid] = shown
+        emit_json({"count": count, "parents": parents, "processes": processes})
         return
-    rows = [(pid, format_time(ts), ago(ts)) for pid, ts in sorted(live.items())]
-    if rows:
+    if parents:
+        rows: list[tuple[object, ...]] = [
+            (pid, format_time(e.heartbeat), ago(e.heartbeat), _role(e))
+            for pid, e in sorted(fleet.items())
+        ]
+        print_table(("process", "heartbeat", "age", "role"), rows)
+    elif fleet:
+        rows = [
+            (pid, format_time(e.heartbeat), ago(e.heartbeat)) for pid, e in sorted(fleet.items())
+        ]
         print_table(("process", "heartbeat", "age"), rows)
-    noun = "process" if len(live) == 1 else "processes"
-    click.echo(f"{len(live)} {noun} online.")
+    noun = "process" if count == 1 else "processes"
+    tail = ""
+    if parents:
+        tail = f", and {parents} pre-fork parent{'' if parents == 1 else 's'}"
+    click.echo(f"{count} {noun} online{tail}.")
+
+
+def _role(entry: Any) -> str:
+    if not entry.parent:
+        return "-"
+    children = entry.children
+    return "parent" if children is None else f"parent of {children}"

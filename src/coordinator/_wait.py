@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,8 @@ from ._output import err_console
 __all__ = ("ProcessResult", "report_state", "same_time", "wait_for_spec")
 
 POLL_INTERVAL = 0.1
+# How often --wait checks that the processes it waits for are still alive.
+ALIVE_INTERVAL = 0.5
 
 
 @dataclass(frozen=True)
@@ -81,12 +84,17 @@ def wait_for_spec(
     timeout: float,
     *,
     show_progress: bool = True,
+    alive: Callable[[], set[str]] | None = None,
 ) -> tuple[list[ProcessResult], bool]:
     """Poll status until each process reports this version of the spec, or time runs out.
 
-    Return the last results and whether every process answered in time.
+    alive, if given, returns the processes still alive: one that is gone (killed, say) is
+    no longer waited for, and left out of the results. Return the last results and whether
+    every process answered in time.
     """
     deadline = time.monotonic() + timeout
+    processes = list(processes)
+    checked = time.monotonic()
     progress = Progress(
         TextColumn("waiting for {task.fields[spec]}"),
         BarColumn(),
@@ -100,6 +108,11 @@ def wait_for_spec(
     with progress:
         task = progress.add_task("wait", total=len(processes), spec=spec_id)
         while True:
+            if alive is not None and time.monotonic() - checked >= ALIVE_INTERVAL:
+                checked = time.monotonic()
+                living = alive()
+                processes = [p for p in processes if p in living]
+                progress.update(task, total=len(processes))
             results = _results(store, spec_id, processes, lastmodified)
             done = sum(r.state in ("applied", "error") for r in results)
             progress.update(task, completed=done)

@@ -9,7 +9,7 @@ from .exceptions import BadURL, DiagnoseRedisError, SpecIdError, UnsupportedURL,
 
 if TYPE_CHECKING:
     from ._connect import connect, connect_async, database, redact_url
-    from ._process import start
+    from ._process import start, stop
     from ._store import SpecStore
     from ._subscriber import Subscriber
 
@@ -29,12 +29,14 @@ __all__ = (
     "expired_channel",
     "redact_url",
     "start",
+    "stop",
 )
 
 _LAZY = {
     "SpecStore": "._store",
     "Subscriber": "._subscriber",
     "start": "._process",
+    "stop": "._process",
     "connect": "._connect",
     "connect_async": "._connect",
     "database": "._connect",

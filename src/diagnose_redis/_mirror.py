@@ -19,7 +19,20 @@ from diagnose._time import expiry_timestamp, utcnow
 from ._wire import encode_status_field
 from ._work import Event, Snapshot
 
-__all__ = ("Mirror",)
+__all__ = ("Mirror", "rekey_applied")
+
+
+def rekey_applied(manager: Any, old: str, new: str) -> None:
+    """Move every spec's ``applied`` entry from process id old to new (hold manager.lock).
+
+    A forked child inherits its parent's probes, attached, and their entries under the
+    parent's id; a process whose id changed keeps what it applied. Neither re-applies.
+    """
+    for spec in manager.specs.values():
+        applied = spec.get("applied") if isinstance(spec, dict) else None
+        if isinstance(applied, dict) and old in applied and old != new:
+            applied[new] = applied.pop(old)
+    manager.process_id = new
 
 
 class Mirror:
@@ -96,6 +109,11 @@ class Mirror:
             return None
         self._reported_version = version
         return report
+
+    def forget_reported(self) -> None:
+        """Report every owned spec again at the next merge (the status key changed)."""
+        self._reported.clear()
+        self._reported_version = -1
 
     def soonest_expiry(self) -> float:
         """Return when the first owned spec expires (unix seconds), or math.inf."""

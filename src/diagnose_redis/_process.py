@@ -1,4 +1,10 @@
-"""One subscriber per process: start() and its settings, and what happens at fork and at exit."""
+"""One subscriber per process: start() and stop(), its settings, what happens at fork and exit.
+
+At fork the child starts a subscriber of its own on the manager it inherited: its probes
+are attached already, so it reports them as applied under its own id as soon as it is
+connected, without applying anything again. The parent notes that it forked (see
+``_family.py``).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +18,11 @@ from diagnose._fork import SERVICES, after_fork_in_child
 from diagnose._text import one_line
 from diagnose.managers import default_process_id
 
-from ._mirror import Mirror
+from ._alerts import Alerts
+from ._mirror import Mirror, rekey_applied
 from ._subscriber import Subscriber
 
-__all__ = ("start",)
+__all__ = ("start", "stop")
 
 log = logging.getLogger("diagnose_redis")
 
@@ -51,9 +58,10 @@ def start(
             )
             subscriber.start()
         except Exception as exc:
-            # Never raise into the host: hand back a stopped subscriber that says why.
-            log.warning("diagnose_redis could not start: %s", exc)
+            # Never raise into the host: hand back a stopped subscriber that says why, and
+            # tell a person (the host runs on without fleet probes).
             subscriber = _Failed(url, process_id=given or default_process_id(), error=exc)
+            Alerts(url, subscriber.process_id).failed(exc)
         _current = subscriber
         return subscriber
 
@@ -95,9 +103,8 @@ def _restart_in_child() -> None:
             lock.release()
         else:
             parent.manager.lock = threading.RLock()
-        process_id = (
-            f"{parent.process_id}:{os.getpid()}" if parent.explicit_id else default_process_id()
-        )
+        # A configured id is the child's too: its claim finds the parent holding it.
+        process_id = parent.wanted_id if parent.explicit_id else default_process_id()
         child = Subscriber(
             parent.url,
             process_id=process_id,
@@ -106,16 +113,35 @@ def _restart_in_child() -> None:
             manager=parent.manager,
             explicit_id=parent.explicit_id,
         )
-        child.mirror.owned = set(parent.owned)
+        with parent.manager.lock:
+            rekey_applied(parent.manager, parent.process_id, process_id)
+            child.mirror.owned = set(parent.owned)
         _current = child.start()
     except Exception as exc:
         log.debug("diagnose_redis could not restart after fork: %s", exc)
 
 
-def _stop_at_exit() -> None:
+def _forked_in_parent() -> None:
     subscriber = _current
     if subscriber is not None and subscriber.running and subscriber.pid == os.getpid():
-        subscriber.stop(timeout=1.0)
+        subscriber.forks += 1
+        subscriber.reporter.poke()
 
 
-atexit.register(_stop_at_exit)
+def stop(timeout: float = 1.0) -> None:
+    """Stop this process's subscriber, if one runs, removing its status at once.
+
+    For the shutdown hooks of servers that end their workers without running exit handlers
+    (Celery ``worker_process_shutdown``, gunicorn ``worker_exit``); never raises.
+    """
+    subscriber = _current
+    try:
+        if subscriber is not None and subscriber.running and subscriber.pid == os.getpid():
+            subscriber.stop(timeout=timeout)
+    except Exception as exc:
+        log.debug("diagnose_redis could not stop: %s", exc)
+
+
+# Not in diagnose._fork, which resets state in children only: this runs in the parent.
+os.register_at_fork(after_in_parent=_forked_in_parent)
+atexit.register(stop)

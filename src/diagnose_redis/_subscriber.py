@@ -38,7 +38,10 @@ from diagnose._text import one_line
 from diagnose._time import utcnow
 
 from . import _connect
-from ._mirror import Mirror
+from ._alerts import UNREACHABLE, Alerts, classify
+from ._claim import IdClaim
+from ._family import role_info
+from ._mirror import Mirror, rekey_applied
 from ._reporter import StatusReporter
 from ._store import read_specs
 from ._wire import Keys, WireError, decode_event, expired_channel, secret_bytes
@@ -56,6 +59,15 @@ READ_TIMEOUT = 1.0
 # and the fleet's other processes get to apply first (they all write at once otherwise).
 WRITE_DELAY = 0.05
 DRAIN_LIMIT = 1000
+
+
+class _ClaimLost(Exception):
+    """Another process took this process's id while its heartbeats stalled."""
+
+
+def _refused_name(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "setname" in text or "client name" in text
 
 
 def _library_version() -> str:
@@ -91,7 +103,10 @@ class Subscriber:
         self.secret = secret_bytes(secret)
         self.manager = manager
         self.explicit_id = explicit_id
+        # The id configured (or the default); process_id becomes the one claimed for it.
+        self.wanted_id = process_id
         self.pid = os.getpid()
+        self.forks = 0
         self.started = utcnow()
         self.received = 0
         self.resyncs = 0
@@ -110,6 +125,8 @@ class Subscriber:
         self._resync_due = False
         self._write_due: float | None = None
         self._threads: dict[str, threading.Thread] = {}
+        self.alerts = Alerts(url, process_id)
+        # Named (CLIENT SETNAME) once the id is claimed, unless the ACL refuses.
         self.client = _connect.connect(
             url,
             socket_connect_timeout=2,
@@ -117,11 +134,18 @@ class Subscriber:
             socket_keepalive=True,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
-            client_name=f"diagnose:{process_id}",
         )
+        self.connection_name: str | None = None
+        self._may_name = True
         self._expired_channel = expired_channel(_connect.database(self.client))
+        self.claim = IdClaim(self.keys, process_id)
         self.reporter = StatusReporter(
-            self.client, self.keys, process_id, lambda: json.dumps(self.process_info())
+            self.client,
+            self.keys,
+            process_id,
+            lambda: json.dumps(self.process_info()),
+            claim=self.claim,
+            on_error=self._write_failed,
         )
         self._backoff = ExponentialWithJitterBackoff(cap=1.0, base=0.05)
         self._static_info = {
@@ -150,7 +174,6 @@ class Subscriber:
         }
         for thread in self._threads.values():
             thread.start()
-        self.reporter.start()
         return self
 
     @property
@@ -218,6 +241,8 @@ class Subscriber:
             "resyncs": self.resyncs,
             "reconnects": self.reconnects,
             "dropped": dict(self.dropped),
+            **role_info(self.forks),
+            **({"connection": self.connection_name} if self.connection_name else {}),
         }
 
     def _drop(self, reason: str, detail: object) -> None:
@@ -232,17 +257,28 @@ class Subscriber:
         while not self.stopped.is_set():
             pubsub = None
             try:
+                self._settle_id()
                 pubsub = _connect.pubsub(self.client)
                 self._session(pubsub)
+                failures = 0
+            except _ClaimLost:
                 failures = 0
             except Exception as exc:
                 failures += 1
                 if self.stopped.is_set():
                     pass
-                elif self.connected.is_set():
-                    log.info("diagnose_redis lost Redis (%s); reconnecting", exc)
+                elif self.connection_name and _refused_name(exc):
+                    # The ACL may refuse CLIENT SETNAME: go on without a name.
+                    log.debug("naming the connection failed (%s); going on without", exc)
+                    self._name_connections(None)
+                    self._may_name = False
+                    failures = 0
                 else:
-                    log.debug("diagnose_redis cannot reach Redis: %s", exc)
+                    self.alerts.failed(exc)
+                    if self.connected.is_set():
+                        log.info("diagnose_redis lost Redis (%s); reconnecting", exc)
+                    else:
+                        log.debug("diagnose_redis cannot reach Redis: %s", exc)
             finally:
                 self.connected.clear()
                 if self._write_due is not None:
@@ -253,8 +289,54 @@ class Subscriber:
                         pubsub.reset()
                     except Exception:
                         pass
-            if not self.stopped.is_set():
-                self.stopped.wait(self._backoff.compute(max(failures, 1)))
+            if not self.stopped.is_set() and failures:
+                self.stopped.wait(self._backoff.compute(failures))
+        if self.reporter.idle:
+            # Claimed but never reported: the reporter's stop() did not release the claim.
+            try:
+                self.claim.release(self.client)
+            except Exception:
+                pass
+
+    def _settle_id(self) -> None:
+        """Claim this process's id (keeping the one held), and name the connections."""
+        process_id = self.claim.acquire(self.client)
+        if process_id != self.process_id:
+            if process_id != self.wanted_id:
+                self.alerts.say(
+                    f"process id {self.wanted_id!r} is held by another live process; "
+                    f"reporting as {process_id!r}"
+                )
+            self._adopt(process_id)
+        if self._may_name:
+            self._name_connections(self.keys.connection_name(self.process_id))
+
+    def _name_connections(self, name: str | None) -> None:
+        if name == self.connection_name:
+            return
+        pool = self.client.connection_pool
+        pool.connection_kwargs["client_name"] = name
+        # New connections take the new name; the open ones are dropped.
+        pool.disconnect()
+        pool.reset()
+        self.connection_name = name
+
+    def _adopt(self, process_id: str) -> None:
+        """Report under process_id from now on: status key, manager, applied entries."""
+        with self.reporter.io_lock:
+            old = self.process_id
+            self.process_id = self.mirror.process_id = self.reporter.process_id = process_id
+            self._static_info["process_id"] = process_id
+            self.alerts.process_id = process_id
+        with self.manager.lock:
+            rekey_applied(self.manager, old, process_id)
+            self.mirror.forget_reported()
+        self.reporter.poke(full=True)
+
+    def _write_failed(self, exc: Exception) -> None:
+        # The listener tells of lost connections; a refused write (ACL, OOM) only shows here.
+        if classify(exc) != UNREACHABLE:
+            self.alerts.failed(exc)
 
     def _session(self, pubsub: redis.client.PubSub) -> None:
         events = self.keys.events.encode()
@@ -271,7 +353,9 @@ class Subscriber:
         self._deliver([self._resync()])
         self.reconnects += 1
         self.connected.set()
+        self.alerts.recovered()
         self.reporter.poke(full=True)
+        self.reporter.start()
         last_rx = last_resync = time.monotonic()
         pinged = 0.0
         while not self.stopped.is_set():
@@ -299,6 +383,8 @@ class Subscriber:
             elif now - last_rx > HEALTH_SECONDS and now - pinged > HEALTH_SECONDS:
                 pubsub.ping()
                 pinged = now
+            if self.claim.lost:
+                raise _ClaimLost()
             if self._resync_due or now - last_resync > RESYNC_SECONDS:
                 self._deliver([self._resync()])
                 last_resync = time.monotonic()

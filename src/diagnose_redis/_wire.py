@@ -14,6 +14,8 @@ Redis layout, with ``P`` the prefix:
   JSON ``{"host", "pid", "started", "version", "library", "dropped", ...}`` where ``version`` is
   the last spec version the process has applied.
 - ``P:processes`` (sorted set): process id scored by its last heartbeat, unix seconds.
+- ``P:claim:PROCESS_ID`` (string): the token of the live process that holds this id; it
+  expires unless heartbeats refresh it, so no two live processes ever report under one id.
 
 Sealing: a message is a msgpack map (at most 14 entries, so a one-byte fixmap header). Signed,
 it gets one more entry, last: ``"sig"`` -> HMAC-SHA256 (32 bytes, msgpack bin) over a domain
@@ -35,6 +37,7 @@ import msgpack
 
 from diagnose._time import to_utc
 
+from ._connect import client_name
 from .exceptions import SpecIdError, WireError
 
 __all__ = (
@@ -82,6 +85,7 @@ class Keys:
         self.ids = f"{prefix}:ids"
         self.spec_prefix = f"{prefix}:spec:"
         self.status_prefix = f"{prefix}:status:"
+        self.claim_prefix = f"{prefix}:claim:"
 
     def spec(self, spec_id: str) -> str:
         """Return the key of one spec."""
@@ -90,6 +94,14 @@ class Keys:
     def status(self, process_id: str) -> str:
         """Return the status hash key of one process."""
         return self.status_prefix + process_id
+
+    def claim(self, process_id: str) -> str:
+        """Return the key that holds the claim on a process id."""
+        return self.claim_prefix + process_id
+
+    def connection_name(self, process_id: str) -> str:
+        """Return the name a process's subscriber gives its connections (CLIENT SETNAME)."""
+        return client_name(f"{self.prefix}:{process_id}")
 
     def spec_id(self, key: str | bytes) -> str | None:
         """Return the spec id a key names, or None if it is not a spec key."""

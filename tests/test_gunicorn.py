@@ -92,7 +92,7 @@ def server(
 
 def pids_of(live: dict[str, dict[str, object]]) -> set[int]:
     """Return the pids the processes report."""
-    return {int(str(info.get("pid"))) for info in live.values()}
+    return {int(str(info["pid"])) for info in live.values() if "pid" in info}
 
 
 def test_gunicorn_workers_follow_probes_through_respawns(
@@ -157,7 +157,7 @@ def test_gunicorn_workers_follow_probes_through_respawns(
         "the reloaded workers to apply g1",
     )
     status = store.status("g1")
-    for process_id, info in workers(store).items():
+    for process_id in workers(store):
         entry = status[process_id]["g1"]
         started = status[process_id]["_process"]["started"]
         lag = (entry["at"] - dt.datetime.fromisoformat(started)).total_seconds()

@@ -19,6 +19,7 @@ from diagnose._text import one_line
 from diagnose.managers import default_process_id
 
 from ._alerts import Alerts
+from ._family import forked
 from ._mirror import Mirror, rekey_applied
 from ._subscriber import Subscriber
 
@@ -122,9 +123,9 @@ def _restart_in_child() -> None:
 
 
 def _forked_in_parent() -> None:
+    forked.after_in_parent()
     subscriber = _current
     if subscriber is not None and subscriber.running and subscriber.pid == os.getpid():
-        subscriber.forks += 1
         subscriber.reporter.poke()
 
 
@@ -143,5 +144,5 @@ def stop(timeout: float = 1.0) -> None:
 
 
 # Not in diagnose._fork, which resets state in children only: this runs in the parent.
-os.register_at_fork(after_in_parent=_forked_in_parent)
+os.register_at_fork(before=forked.before, after_in_parent=_forked_in_parent)
 atexit.register(stop)

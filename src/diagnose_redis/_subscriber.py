@@ -40,7 +40,7 @@ from diagnose._time import utcnow
 from . import _connect
 from ._alerts import UNREACHABLE, Alerts, classify
 from ._claim import IdClaim
-from ._family import role_info
+from ._family import forked
 from ._mirror import Mirror, rekey_applied
 from ._reporter import StatusReporter
 from ._store import read_specs
@@ -66,8 +66,10 @@ class _ClaimLost(Exception):
 
 
 def _refused_name(exc: Exception) -> bool:
+    # Redis 6 says "the 'client' command or its subcommand", 7 "'client|setname'"; an old
+    # redis-py "Error setting client name".
     text = str(exc).lower()
-    return "setname" in text or "client name" in text
+    return "'client" in text or "setname" in text or "client name" in text
 
 
 def _library_version() -> str:
@@ -106,7 +108,6 @@ class Subscriber:
         # The id configured (or the default); process_id becomes the one claimed for it.
         self.wanted_id = process_id
         self.pid = os.getpid()
-        self.forks = 0
         self.started = utcnow()
         self.received = 0
         self.resyncs = 0
@@ -241,7 +242,7 @@ class Subscriber:
             "resyncs": self.resyncs,
             "reconnects": self.reconnects,
             "dropped": dict(self.dropped),
-            **role_info(self.forks),
+            **forked.role_info(),
             **({"connection": self.connection_name} if self.connection_name else {}),
         }
 

@@ -1,0 +1,96 @@
+"""start(), stop() and fork: one subscriber per process, and a child that reports at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+import diagnose
+import diagnose_redis
+from diagnose_redis import SpecStore
+from probe_targets.support import wait_for
+
+TARGET = f"{__name__}.target"
+
+
+def target(x: int) -> int:
+    """Return x minus one: the function these tests probe."""
+    return x - 1
+
+
+@pytest.fixture
+def manager() -> Iterator[diagnose.ProbeManager]:
+    """A ProbeManager of the test's own, with the test instrument type."""
+    mgr = diagnose.ProbeManager()
+    mgr.instrument_classes["test"] = diagnose.ProbeTestInstrument
+    yield mgr
+    with mgr.lock:
+        mgr.specs.clear()
+        mgr.apply()
+
+
+@pytest.fixture
+def store(redis_url: str, prefix: str) -> Iterator[SpecStore]:
+    """A store on the session's (flushed) Redis."""
+    client = redis.Redis.from_url(redis_url)
+    yield SpecStore(client, prefix)
+    client.close()
+
+
+def spec() -> dict[str, Any]:
+    """Return a test instrument spec on target."""
+    return {"target": TARGET, "instrument": {"type": "test", "name": "t", "value": "result"}}
+
+
+def test_stop_removes_the_status_at_once(store: SpecStore, redis_url: str, prefix: str, manager):
+    """diagnose_redis.stop(), for shutdown hooks, takes the process off the live list."""
+    sub = diagnose_redis.start(redis_url, prefix=prefix, manager=manager, process_id="hook-1")
+    assert wait_for(lambda: "hook-1" in store.processes())
+    diagnose_redis.stop()
+    assert not sub.running and store.processes() == {} and store.status() == {}
+    diagnose_redis.stop()  # a second call does nothing
+
+
+def test_bare_fork_child_reports_inherited_probes(
+    store: SpecStore, redis_url: str, prefix: str, manager
+) -> None:
+    """After os.fork() the child reports the probe it inherited as applied, under its own
+    id, at once, without a publish; the parent reports itself as a parent of one child."""
+    sub = diagnose_redis.start(redis_url, prefix=prefix, manager=manager, process_id="bare")
+    try:
+        store.put("inherited", spec())
+        lm = store.get("inherited")["lastmodified"]
+
+        def applied(process_id: str) -> bool:
+            entry = store.status("inherited").get(process_id, {}).get("inherited")
+            return bool(entry) and entry["err"] is None and entry["lm"] == lm
+
+        assert wait_for(lambda: applied("bare"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: its subscriber works in its threads until it is killed
+            try:
+                threading.Event().wait(30)
+            finally:
+                os._exit(0)
+        try:
+            child_id = f"bare:{pid}"
+            assert wait_for(lambda: applied(child_id), 2), store.status("inherited")
+            assert store.status()[child_id]["_process"]["pid"] == pid
+            assert wait_for(lambda: store.fleet()["bare"].parent)
+            assert store.fleet()["bare"].children == 1
+        finally:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        # Its children gone, the parent is a process again.
+        assert wait_for(lambda: not store.fleet()["bare"].parent, 8)
+    finally:
+        sub.stop()

@@ -137,29 +137,31 @@ def test_refused_password_is_told_and_so_is_recovery(private_redis: RedisServer)
         "print('connected', s.connected.wait(10), flush=True)\n"
         "s.stop()\n"
     )
-    proc = subprocess.Popen(
+    err: list[str] = []
+    with subprocess.Popen(
         [sys.executable, "-c", code],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    err: list[str] = []
-    assert proc.stderr is not None and proc.stdin is not None and proc.stdout is not None
-    reader = threading.Thread(target=lambda: err.extend(iter(proc.stderr.readline, "")))
-    reader.start()
-    try:
-        assert wait_for(lambda: len(err) >= 1, 10), "no line about the refused login"
-        assert "refused the login" in err[0]
-        admin = redis.Redis.from_url(private_redis.url, password="sesame")
-        admin.config_set("requirepass", "")
-        admin.close()
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        out, _ = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        reader.join(5)
+    ) as proc:
+        assert proc.stderr is not None and proc.stdin is not None and proc.stdout is not None
+        stderr = proc.stderr
+        reader = threading.Thread(target=lambda: err.extend(iter(stderr.readline, "")))
+        reader.start()
+        try:
+            assert wait_for(lambda: len(err) >= 1, 10), "no line about the refused login"
+            assert "refused the login" in err[0]
+            admin = redis.Redis.from_url(private_redis.url, password="sesame")
+            admin.config_set("requirepass", "")
+            admin.close()
+            proc.stdin.write("go\n")
+            proc.stdin.close()
+            out = proc.stdout.read()
+            proc.wait(20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            reader.join(5)
     assert "connected True" in out
     assert len(err) == 2 and "again" in err[1], err

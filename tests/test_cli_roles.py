@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import redis
 
-from app_servers import coordinator
-from diagnose_redis import Keys
+from app_servers import coordinator, server_env, tool
+from coordinator._embedded import RedisServer
+from diagnose_redis import Keys, SpecStore
+from probe_targets.support import wait_for
+from test_subscriber_fleet import Worker, applied_everywhere
 
 
 def test_processes_shows_parents_and_does_not_count_them(redis_url: str, prefix: str) -> None:
@@ -40,3 +44,42 @@ def test_wait_never_waits_for_a_parent(redis_url: str, prefix: str) -> None:
     result = coordinator(redis_url, prefix, "publish", "p", "-t", "a.b", "-v", "1", "--wait")
     assert result.returncode == 3 and "no processes are online" in result.stderr
     assert time.monotonic() - started < 8
+
+
+def test_wait_stops_waiting_for_a_process_whose_connection_closes(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """A process killed while publish --wait runs is dropped from the wait within 2 s."""
+    keys = Keys(prefix)
+    client = redis.Redis.from_url(redis_server.url)
+    worker = Worker(redis_server.url, prefix)
+    name = keys.connection_name("ghost")
+    ghost = redis.Redis.from_url(redis_server.url, client_name=name)
+    pubsub = ghost.pubsub()
+    pubsub.subscribe(keys.events)
+    try:
+        client.hset(keys.status("ghost"), "_process", json.dumps({"connection": name}))
+        client.zadd(keys.processes, {"ghost": time.time()})
+        store = SpecStore(client, prefix)
+        assert wait_for(lambda: set(store.processes()) == {"ghost", worker.process_id})
+        with subprocess.Popen(
+            [tool("coordinator"), "publish", "g", "-t", "fleet_worker.work", "-v", "result",
+             "--wait", "--timeout", "20"],
+            env=server_env(redis_server.url, prefix),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as proc:  # fmt: skip
+            assert wait_for(lambda: applied_everywhere(store, "g", [worker.process_id]), 10)
+            pubsub.close()
+            closed = time.monotonic()
+            out, err = proc.communicate(timeout=20)
+            took = time.monotonic() - closed
+        assert proc.returncode == 0, err
+        assert took < 2.0, f"--wait went on for {took:.1f} s after the process left"
+        assert worker.process_id in out and "ghost" not in out
+    finally:
+        pubsub.close()
+        ghost.close()
+        worker.close()
+        client.close()

@@ -105,7 +105,7 @@ def _restart_in_child() -> None:
         else:
             parent.manager.lock = threading.RLock()
         # A configured id is the child's too: its claim finds the parent holding it.
-        process_id = parent.wanted_id if parent.explicit_id else default_process_id()
+        process_id = parent.identity.wanted if parent.explicit_id else default_process_id()
         child = Subscriber(
             parent.url,
             process_id=process_id,

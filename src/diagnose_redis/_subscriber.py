@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import queue
-import socket
 import threading
 import time
 from collections import Counter
@@ -39,8 +38,7 @@ from diagnose._time import utcnow
 
 from . import _connect
 from ._alerts import UNREACHABLE, Alerts, classify
-from ._claim import IdClaim
-from ._family import forked
+from ._identity import Identity, refused_name
 from ._mirror import Mirror, rekey_applied
 from ._reporter import StatusReporter
 from ._store import read_specs
@@ -63,22 +61,6 @@ DRAIN_LIMIT = 1000
 
 class _ClaimLost(Exception):
     """Another process took this process's id while its heartbeats stalled."""
-
-
-def _refused_name(exc: Exception) -> bool:
-    # Redis 6 says "the 'client' command or its subcommand", 7 "'client|setname'"; an old
-    # redis-py "Error setting client name".
-    text = str(exc).lower()
-    return "'client" in text or "setname" in text or "client name" in text
-
-
-def _library_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("diagnose-fleet")
-    except Exception:
-        return "unknown"
 
 
 class Subscriber:
@@ -105,8 +87,6 @@ class Subscriber:
         self.secret = secret_bytes(secret)
         self.manager = manager
         self.explicit_id = explicit_id
-        # The id configured (or the default); process_id becomes the one claimed for it.
-        self.wanted_id = process_id
         self.pid = os.getpid()
         self.started = utcnow()
         self.received = 0
@@ -136,10 +116,12 @@ class Subscriber:
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
-        self.connection_name: str | None = None
-        self._may_name = True
         self._expired_channel = expired_channel(_connect.database(self.client))
-        self.claim = IdClaim(self.keys, process_id)
+        # The id configured (or the default): process_id becomes the one claimed for it.
+        self.identity = Identity(
+            self.keys, process_id, started=self.started, signed=self.secret is not None
+        )
+        self.claim = self.identity.claim
         self.reporter = StatusReporter(
             self.client,
             self.keys,
@@ -149,14 +131,6 @@ class Subscriber:
             on_error=self._write_failed,
         )
         self._backoff = ExponentialWithJitterBackoff(cap=1.0, base=0.05)
-        self._static_info = {
-            "host": socket.gethostname(),
-            "pid": self.pid,
-            "process_id": self.process_id,
-            "started": self.started.isoformat(),
-            "library": _library_version(),
-            "signed": self.secret is not None,
-        }
 
     # --- life cycle ----------------------------------------------------------------
 
@@ -234,7 +208,7 @@ class Subscriber:
     def process_info(self) -> dict[str, Any]:
         """Return what the ``_process`` status field says about this process."""
         return {
-            **self._static_info,
+            **self.identity.info(),
             "version": self.version,
             "connected": self.connected.is_set(),
             "received": self.received,
@@ -242,8 +216,6 @@ class Subscriber:
             "resyncs": self.resyncs,
             "reconnects": self.reconnects,
             "dropped": dict(self.dropped),
-            **forked.role_info(),
-            **({"connection": self.connection_name} if self.connection_name else {}),
         }
 
     def _drop(self, reason: str, detail: object) -> None:
@@ -268,11 +240,10 @@ class Subscriber:
                 failures += 1
                 if self.stopped.is_set():
                     pass
-                elif self.connection_name and _refused_name(exc):
+                elif self.identity.connection_name and refused_name(exc):
                     # The ACL may refuse CLIENT SETNAME: go on without a name.
                     log.debug("naming the connection failed (%s); going on without", exc)
-                    self._name_connections(None)
-                    self._may_name = False
+                    self.identity.give_up_naming(self.client)
                     failures = 0
                 else:
                     self.alerts.failed(exc)
@@ -301,33 +272,20 @@ class Subscriber:
 
     def _settle_id(self) -> None:
         """Claim this process's id (keeping the one held), and name the connections."""
-        process_id = self.claim.acquire(self.client)
-        if process_id != self.process_id:
-            if process_id != self.wanted_id:
+        held = self.identity.settle(self.client)
+        if held is not None:
+            if held != self.identity.wanted:
                 self.alerts.say(
-                    f"process id {self.wanted_id!r} is held by another live process; "
-                    f"reporting as {process_id!r}"
+                    f"process id {self.identity.wanted!r} is held by another live process; "
+                    f"reporting as {held!r}"
                 )
-            self._adopt(process_id)
-        if self._may_name:
-            self._name_connections(self.keys.connection_name(self.process_id))
-
-    def _name_connections(self, name: str | None) -> None:
-        if name == self.connection_name:
-            return
-        pool = self.client.connection_pool
-        pool.connection_kwargs["client_name"] = name
-        # New connections take the new name; the open ones are dropped.
-        pool.disconnect()
-        pool.reset()
-        self.connection_name = name
+            self._adopt(held)
 
     def _adopt(self, process_id: str) -> None:
         """Report under process_id from now on: status key, manager, applied entries."""
         with self.reporter.io_lock:
             old = self.process_id
             self.process_id = self.mirror.process_id = self.reporter.process_id = process_id
-            self._static_info["process_id"] = process_id
             self.alerts.process_id = process_id
         with self.manager.lock:
             rekey_applied(self.manager, old, process_id)

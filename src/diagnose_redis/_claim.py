@@ -19,9 +19,13 @@ import redis
 
 from ._wire import STATUS_TTL_SECONDS, Keys
 
-__all__ = ("IdClaim",)
+__all__ = ("ClaimLost", "IdClaim")
 
 CLAIM_TTL_MS = int(STATUS_TTL_SECONDS * 1000)
+
+
+class ClaimLost(Exception):
+    """Another process took this process's id while its heartbeats stalled."""
 
 
 class IdClaim:

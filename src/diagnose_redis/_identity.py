@@ -20,7 +20,7 @@ from ._claim import IdClaim
 from ._family import forked
 from ._wire import Keys
 
-__all__ = ("Identity", "refused_name")
+__all__ = ("Identity", "refused_channel", "refused_name")
 
 
 def library_version() -> str:
@@ -39,6 +39,11 @@ def refused_name(exc: Exception) -> bool:
     # redis-py "Error setting client name".
     text = str(exc).lower()
     return "'client" in text or "setname" in text or "client name" in text
+
+
+def refused_channel(exc: Exception) -> bool:
+    """Tell whether a failure is the ACL refusing a channel (the expired-key events)."""
+    return isinstance(exc, redis.exceptions.NoPermissionError) and "channel" in str(exc)
 
 
 class Identity:

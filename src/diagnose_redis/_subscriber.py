@@ -38,7 +38,8 @@ from diagnose._time import utcnow
 
 from . import _connect
 from ._alerts import UNREACHABLE, Alerts, classify
-from ._identity import Identity, refused_name
+from ._claim import ClaimLost
+from ._identity import Identity, refused_channel, refused_name
 from ._mirror import Mirror, rekey_applied
 from ._reporter import StatusReporter
 from ._store import read_specs
@@ -57,10 +58,6 @@ READ_TIMEOUT = 1.0
 # and the fleet's other processes get to apply first (they all write at once otherwise).
 WRITE_DELAY = 0.05
 DRAIN_LIMIT = 1000
-
-
-class _ClaimLost(Exception):
-    """Another process took this process's id while its heartbeats stalled."""
 
 
 class Subscriber:
@@ -116,7 +113,8 @@ class Subscriber:
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
-        self._expired_channel = expired_channel(_connect.database(self.client))
+        # None once the ACL refused it: expiry is then the local timer's and the resyncs'.
+        self._expired_channel: str | None = expired_channel(_connect.database(self.client))
         # The id configured (or the default): process_id becomes the one claimed for it.
         self.identity = Identity(
             self.keys, process_id, started=self.started, signed=self.secret is not None
@@ -234,7 +232,7 @@ class Subscriber:
                 pubsub = _connect.pubsub(self.client)
                 self._session(pubsub)
                 failures = 0
-            except _ClaimLost:
+            except ClaimLost:
                 failures = 0
             except Exception as exc:
                 failures += 1
@@ -244,6 +242,11 @@ class Subscriber:
                     # The ACL may refuse CLIENT SETNAME: go on without a name.
                     log.debug("naming the connection failed (%s); going on without", exc)
                     self.identity.give_up_naming(self.client)
+                    failures = 0
+                elif self._expired_channel and refused_channel(exc):
+                    # The ACL may refuse the expired-key events: go on without them.
+                    log.debug("cannot subscribe to %s (%s)", self._expired_channel, exc)
+                    self._expired_channel = None
                     failures = 0
                 else:
                     self.alerts.failed(exc)
@@ -299,11 +302,12 @@ class Subscriber:
 
     def _session(self, pubsub: redis.client.PubSub) -> None:
         events = self.keys.events.encode()
-        expired = self._expired_channel.encode()
-        pubsub.subscribe(events, expired)
+        expired = self._expired_channel.encode() if self._expired_channel else b""
+        channels = {events, expired} - {b""}
+        pubsub.subscribe(*channels)
         confirmed: set[bytes] = set()
         deadline = time.monotonic() + 5
-        while confirmed != {events, expired}:
+        while confirmed != channels:
             if time.monotonic() > deadline:
                 raise TimeoutError("no subscribe confirmation")
             message = pubsub.get_message(timeout=0.25)
@@ -343,7 +347,7 @@ class Subscriber:
                 pubsub.ping()
                 pinged = now
             if self.claim.lost:
-                raise _ClaimLost()
+                raise ClaimLost()
             if self._resync_due or now - last_resync > RESYNC_SECONDS:
                 self._deliver([self._resync()])
                 last_resync = time.monotonic()

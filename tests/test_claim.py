@@ -111,3 +111,38 @@ def test_forked_child_of_a_configured_id(redis_server: RedisServer, prefix: str)
     finally:
         worker.close()
         client.close()
+
+
+def test_a_subscriber_whose_claim_is_taken_moves_to_id_pid(
+    client: redis.Redis, redis_url: str, prefix: str
+) -> None:
+    """If another process took its id (its heartbeats stalled), a subscriber notices at its
+    next heartbeat and reports everything under ID:PID from then on."""
+    import diagnose
+    from diagnose_redis._subscriber import Subscriber
+
+    manager = diagnose.ProbeManager()
+    manager.instrument_classes["test"] = diagnose.ProbeTestInstrument
+    store = SpecStore(client, prefix)
+    spec = {
+        "target": f"{__name__}.target",
+        "instrument": {"type": "test", "name": "t", "value": "result"},
+    }
+    with Subscriber(redis_url, process_id="lost-1", prefix=prefix, manager=manager).start() as sub:
+        store.put("s", spec)
+        assert wait_for(lambda: applied_everywhere(store, "s", ["lost-1"]))
+        client.set(store.keys.claim("lost-1"), "someone else")
+        sub.reporter.poke(full=True)  # the next heartbeat, now
+        moved = f"lost-1:{os.getpid()}"
+        assert wait_for(lambda: applied_everywhere(store, "s", [moved]), 5)
+        assert sub.process_id == moved and manager.process_id == moved
+        assert set(manager.specs["s"]["applied"]) == {moved}
+        assert store.status()[moved]["_process"]["process_id"] == moved
+    with manager.lock:
+        manager.specs.clear()
+        manager.apply()
+
+
+def target(x: int) -> int:
+    """Return x: the function the lost-claim test probes."""
+    return x

@@ -12,7 +12,8 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ class CeleryWorker:
         self.env = server_env(redis_url, prefix, DIAGNOSE_PROCESS_ID="celery-1")
         command = [
             tool("celery"), "-A", "shop.tasks", "worker", "-P", "prefork", "-c", "2",
-            "--max-tasks-per-child", "1", "--loglevel=WARNING",
+            "--max-tasks-per-child", "1", "--loglevel=INFO",
             "--without-heartbeat", "--without-mingle", "--without-gossip",
         ]  # fmt: skip
         with open(log, "wb") as out:
@@ -76,6 +77,20 @@ def worker(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[tuple[Celery
         client.close()
 
 
+def steady(condition: Callable[[], object], period: float) -> Callable[[], bool]:
+    """Return a check that holds once condition has given one true value for period s."""
+    seen: list[object] = [None, 0.0]
+
+    def check() -> bool:
+        value, now = condition(), time.monotonic()
+        if not value or value != seen[0]:
+            seen[:] = [value, now]
+            return False
+        return now - float(seen[1]) >= period  # type: ignore[arg-type]
+
+    return check
+
+
 def child_pids(store: SpecStore) -> set[int]:
     """Return the pids the live processes of the fleet report."""
     # A child that stopped between the two reads of workers() has no info: skip it.
@@ -108,20 +123,24 @@ def test_celery_prefork_children_apply_report_and_leave(
 
     celery.send(TASKS)
     wait_until(lambda: "Probe (c1) = 2.2" in celery.output(), 15, "a probe line in the log")
-    # Every task recycles its child: wait until the children all started after the publish.
+    # Every task recycles its child. Once all have run, wait for the pool to settle.
     wait_until(
-        lambda: (
-            all(
-                dt.datetime.fromisoformat(info["started"]) > lastmodified
-                for info in workers(store).values()
-                if "started" in info
-            )
-            and child_pids(store) == children(main)
-            and len(children(main)) == 2
-        ),
-        30,
-        "recycled children",
+        lambda: len(re.findall(r"Task shop.price_cart\[.*\] succeeded", celery.output())) == TASKS,
+        60,
+        "every task to run",
     )
+
+    def settled() -> frozenset[int] | None:
+        """The pool's children, if both are recycled ones and online."""
+        pids = children(main)
+        fresh = all(
+            dt.datetime.fromisoformat(info["started"]) > lastmodified
+            for info in workers(store).values()
+            if "started" in info
+        )
+        return frozenset(pids) if fresh and len(pids) == 2 and child_pids(store) == pids else None
+
+    wait_until(steady(settled, 0.5), 30, "the recycled children online, for 0.5 s")
     wait_until(lambda: applied_by(store, "c1", set(workers(store))), 2, "recycled children apply")
     status = store.status("c1")
     assert all(status[p]["c1"]["err"] is None for p in workers(store))

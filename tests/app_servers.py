@@ -61,10 +61,13 @@ def coordinator(redis_url: str, prefix: str, *args: str) -> subprocess.Completed
     )
 
 
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll condition until it holds, failing the test after timeout seconds."""
+def wait_until(
+    condition: Callable[[], Any], timeout: float, what: str, details: Callable[[], str] = str
+) -> Any:
+    """Poll condition until it holds, failing the test after timeout seconds (with what
+    details() says then)."""
     value = wait_for(condition, timeout, interval=0.05)
-    assert value, f"timed out after {timeout}s waiting for {what}"
+    assert value, f"timed out after {timeout}s waiting for {what}: {details()}"
     return value
 
 

@@ -107,7 +107,8 @@ def test_celery_prefork_children_apply_report_and_leave(
     wait_until(
         lambda: len(children(main)) == 2 and child_pids(store) == children(main),
         30,
-        f"2 pool children online: {celery.output()}",
+        "2 pool children online",
+        celery.output,
     )
     ids = set(workers(store))
     assert "celery-1" in ids and len(ids) == 2, ids

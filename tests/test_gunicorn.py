@@ -105,14 +105,15 @@ def test_gunicorn_workers_follow_probes_through_respawns(
     wait_until(
         lambda: pids_of(workers(store)) == children(master) and len(children(master)) == 2,
         20,
-        f"2 workers online: {gunicorn.output()}",
+        "2 workers online",
+        lambda: f"{gunicorn.output()}\nfleet: {store.fleet()}\nchildren: {children(master)}",
     )
     preload = "--preload" in gunicorn.proc.args
     fleet = store.fleet()
     parents = [pid for pid, entry in fleet.items() if entry.parent]
     if preload:
         assert [fleet[p].info["pid"] for p in parents] == [master]
-        assert fleet[parents[0]].children == 2
+        wait_until(lambda: store.fleet()[parents[0]].children == 2, 2, "the parent's count")
     else:
         assert parents == [] and len(fleet) == 2
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -95,3 +97,38 @@ def test_bare_fork_child_reports_inherited_probes(
         assert forked.role_info() == {"role": "process"}
     finally:
         sub.stop()
+
+
+FORK_AT_START = """
+import os, signal, socket, sys, time, warnings
+import diagnose_redis
+warnings.simplefilter("ignore", DeprecationWarning)
+stuck = 0
+for _ in range(10):
+    diagnose_redis.start(sys.argv[1], prefix="forks")
+    pid = os.fork()  # while the subscriber's threads connect
+    if pid == 0:
+        socket.getaddrinfo("localhost", 80)  # what a host does; the idna codec on first use
+        os._exit(0)
+    deadline = time.monotonic() + 5
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            stuck += 1
+            break
+        time.sleep(0.01)
+    diagnose_redis.stop()
+print("stuck", stuck)
+"""
+
+
+def test_fork_while_connecting_never_hangs_the_child(redis_url: str) -> None:
+    """A child forked while the subscriber connects can look up host names (no import lock
+    of the parent's threads is left held in it)."""
+    url = redis_url.replace("127.0.0.1", "localhost")
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_AT_START, url], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "stuck 0"

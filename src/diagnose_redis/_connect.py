@@ -77,6 +77,16 @@ def _quiet_options() -> dict[str, Any]:
 _QUIET: dict[str, Any] | None = None
 
 
+def _import_now() -> None:
+    # Connecting by host name imports the idna codec (and stringprep, unicodedata) on first
+    # use. Done in a subscriber's thread while the host forks (gunicorn --preload), that
+    # import's lock would stay held in the child for ever, and the child's own subscriber,
+    # or the host, would hang on its next host-name lookup. So: import it in the caller.
+    import codecs
+
+    codecs.lookup("idna")
+
+
 def _options(
     url: str,
     decode_responses: bool,
@@ -94,6 +104,7 @@ def _options(
             + ", ".join(f"{s}://" for s in SCHEMES)
         )
     if _QUIET is None:
+        _import_now()
         _QUIET = _quiet_options()
     options: dict[str, Any] = {**_QUIET, "decode_responses": decode_responses}
     if socket_timeout is not None:

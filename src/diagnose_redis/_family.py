@@ -12,6 +12,8 @@ import os
 import threading
 from pathlib import Path
 
+from diagnose._fork import LOCKS, after_fork_in_child
+
 __all__ = ("PARENT", "PROCESS", "ForkedChildren", "forked", "live_children")
 
 PARENT = "parent"
@@ -87,9 +89,16 @@ class ForkedChildren:
     def _reset_if_forked(self) -> None:
         # In a child, the parent's children are not ours.
         if self.owner != os.getpid():
-            self.owner = os.getpid()
-            self.forks = 0
-            self.pids = set()
+            self.reset_in_child()
+
+    def reset_in_child(self) -> None:
+        """Forget the parent's children, and its lock (a thread may have held it at fork)."""
+        self._lock = threading.Lock()
+        self.owner = os.getpid()
+        self.forks = 0
+        self.pids = set()
+        self._before = None
 
 
 forked = ForkedChildren()
+after_fork_in_child(LOCKS)(forked.reset_in_child)

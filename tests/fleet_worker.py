@@ -76,7 +76,7 @@ def main() -> None:
             print("forked", pid, flush=True)
         elif command == "status":
             current = diagnose_redis.start()
-            info = json.loads(current._process_info())
+            info = current.process_info()
             info["owned"] = sorted(current.owned)
             print("status", json.dumps(info), flush=True)
         elif command == "rss":

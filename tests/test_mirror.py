@@ -12,7 +12,8 @@ import pytest
 
 import diagnose
 import diagnose_redis
-from diagnose_redis._mirror import EVENT, SNAPSHOT, Mirror
+from diagnose_redis._mirror import Mirror
+from diagnose_redis._work import Event, Snapshot
 
 TARGET = f"{__name__}.target"
 
@@ -34,12 +35,12 @@ def spec(value: str = "result", minutes_ago: float = 0, lifespan: float | None =
     }
 
 
-def put(spec_id: str, version: int, body: dict[str, Any]) -> tuple[Any, ...]:
-    return (EVENT, {"op": "put", "id": spec_id, "version": version, "spec": body})
+def put(spec_id: str, version: int, body: dict[str, Any]) -> Event:
+    return Event("put", spec_id, version, body)
 
 
-def delete(spec_id: str, version: int) -> tuple[Any, ...]:
-    return (EVENT, {"op": "delete", "id": spec_id, "version": version})
+def delete(spec_id: str, version: int) -> Event:
+    return Event("delete", spec_id, version)
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def mirror() -> Iterator[Mirror]:
         mgr.apply()
 
 
-def merge(mirror: Mirror, *items: tuple[Any, ...]) -> dict[str, Any] | None:
+def merge(mirror: Mirror, *items: Event | Snapshot) -> dict[str, Any] | None:
     with mirror.manager.lock:
         report = mirror.merge(list(items))
     if report is None:
@@ -79,7 +80,7 @@ def test_snapshot_replaces_what_it_owned_only(mirror: Mirror) -> None:
     host_spec = spec("0")
     mirror.manager.specs["mine"] = host_spec
     merge(mirror, put("a", 1, spec()), put("b", 2, spec()))
-    report = merge(mirror, (SNAPSHOT, 7, {"b": spec("1"), "c": spec()}))
+    report = merge(mirror, Snapshot(7, {"b": spec("1"), "c": spec()}))
     assert report is not None and report["a"] is None and set(report) == {"a", "b", "c"}
     assert mirror.owned == {"b", "c"} and mirror.version == 7
     assert set(mirror.manager.specs) == {"mine", "b", "c"}
@@ -89,8 +90,8 @@ def test_nothing_to_report_when_nothing_changed(mirror: Mirror) -> None:
     """The same spec again, at the same version, reports nothing; a new version alone does."""
     body = spec()
     merge(mirror, put("a", 1, body))
-    assert merge(mirror, (SNAPSHOT, 1, {"a": dict(body, applied={})})) is None
-    assert merge(mirror, (SNAPSHOT, 2, {"a": dict(body, applied={})})) == {}
+    assert merge(mirror, Snapshot(1, {"a": dict(body, applied={})})) is None
+    assert merge(mirror, Snapshot(2, {"a": dict(body, applied={})})) == {}
     assert mirror.applies == 1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import Iterator
 
@@ -13,6 +14,7 @@ import redis
 from diagnose import SpecError
 from diagnose_redis import Keys, SpecStore
 from diagnose_redis._wire import decode_event, encode_status_field
+from probe_targets.support import wait_for
 
 SPEC = {
     "target": "pkg.mod.func",
@@ -160,3 +162,41 @@ def test_status_and_processes(store: SpecStore, client: redis.Redis) -> None:
     assert set(store.processes(max_age=30)) == {"h:1"}
     assert store.prune_processes(max_age=30) == ["h:2"]
     assert set(store.status()) == {"h:1"}
+
+
+def test_fleet_tells_parents_apart(client: redis.Redis, prefix: str) -> None:
+    """A process whose _process says role parent is listed as such and left out on request."""
+    store = SpecStore(client, prefix)
+    keys = store.keys
+    parent = '{"pid": 1, "role": "parent", "children": 2}'
+    client.hset(keys.status("master"), "_process", parent)
+    client.hset(keys.status("w-1"), "_process", '{"pid": 2, "role": "process"}')
+    client.zadd(keys.processes, {"master": time.time(), "w-1": time.time(), "old": time.time()})
+    fleet = store.fleet()
+    assert fleet["master"].parent and fleet["master"].children == 2
+    assert not fleet["w-1"].parent and fleet["old"].role == "process"
+    assert set(store.processes(parents=False)) == {"w-1", "old"}
+    assert set(store.processes()) == {"master", "w-1", "old"}
+
+
+def test_fleet_drops_a_process_whose_named_connection_is_gone(client: redis.Redis, prefix) -> None:
+    """A process that names its connection is live only while that connection exists."""
+    store = SpecStore(client, prefix)
+    keys = store.keys
+    name = keys.connection_name("w-1")
+    client.hset(keys.status("w-1"), "_process", json.dumps({"connection": name}))
+    client.zadd(keys.processes, {"w-1": time.time()})
+    assert store.fleet() == {}
+    subscriber = redis.Redis.from_url(_url(client), client_name=name)
+    pubsub = subscriber.pubsub()
+    pubsub.subscribe("anything")
+    try:
+        assert wait_for(lambda: "w-1" in store.fleet())
+    finally:
+        pubsub.close()
+        subscriber.close()
+
+
+def _url(client: redis.Redis) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"

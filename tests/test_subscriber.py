@@ -273,3 +273,35 @@ def test_stop_is_prompt_while_listener_waits(redis_url: str, prefix: str, manage
     took = time.monotonic() - began
     assert not any(t.is_alive() for t in sub._threads.values())
     assert took < 0.9, f"stop() took {took:.2f} s"
+
+
+README_ACL = (
+    "resetchannels ~P:* &P:* &__keyevent@*__:expired +@read +@write +@pubsub +@transaction "
+    "+ping +info +client|setname +client|list"
+)
+
+
+@pytest.mark.parametrize(
+    ("rule", "named"),
+    [
+        (README_ACL, True),
+        (README_ACL.replace(" &__keyevent@*__:expired", "").replace(" +client|setname", ""), False),
+    ],
+    ids=["readme-acl", "no-keyevents-no-setname"],
+)
+def test_works_under_a_fleet_acl(private_redis, manager, rule: str, named: bool) -> None:
+    """Under the README's ACL the subscriber is named and seen live; without the expired-key
+    channel and CLIENT SETNAME it still applies what is published."""
+    admin = redis.Redis.from_url(private_redis.url)
+    admin.execute_command("ACL", "SETUSER", "fleet", "on", ">pw", *rule.replace("P", "acl").split())
+    admin.close()
+    url = private_redis.url.replace("redis://", "redis://fleet:pw@")
+    client = redis.Redis.from_url(url)
+    store = SpecStore(client, "acl")
+    with subscribe(url, "acl", manager) as sub:
+        store.put("a", spec())
+        assert wait_for(lambda: applied(manager, "a"))
+        assert (sub.identity.connection_name is not None) == named
+        assert wait_for(lambda: "test:1" in store.processes())
+        assert sub.alerts.lines == 0
+    client.close()

@@ -244,3 +244,47 @@ def test_redis_restart_loses_nothing(private_redis: RedisServer, prefix: str) ->
         errors = [w.close() for w in workers]
         client.close()
     assert errors == ["", ""]
+
+
+def test_killed_worker_is_offline_at_once(redis_server: RedisServer, prefix: str) -> None:
+    """A worker killed with SIGKILL leaves the live list within 2 s: its connection is gone,
+    though its heartbeat has not aged out."""
+    client = redis.Redis.from_url(redis_server.url)
+    store = SpecStore(client, prefix)
+    worker = Worker(redis_server.url, prefix)
+    try:
+        assert wait_for(lambda: worker.process_id in store.processes())
+        assert store.fleet()[worker.process_id].info["connection"]
+        worker.proc.kill()
+        killed = time.monotonic()
+        assert wait_for(lambda: worker.process_id not in store.processes(), 2)
+        assert time.monotonic() - killed < 2.0
+        assert client.zscore(store.keys.processes, worker.process_id) is not None
+    finally:
+        worker.close()
+        client.close()
+
+
+def test_acl_without_client_commands_falls_back_to_heartbeats(
+    private_redis: RedisServer, prefix: str
+) -> None:
+    """Where the ACL refuses CLIENT SETNAME and CLIENT LIST, the subscriber works unnamed
+    and liveness is the heartbeat alone."""
+    admin = redis.Redis.from_url(private_redis.url)
+    admin.execute_command("ACL", "SETUSER", "fleet", "on", ">pw", "~*", "&*", "+@all", "-client")
+    url = private_redis.url.replace("redis://", "redis://fleet:pw@")
+    client = redis.Redis.from_url(url)
+    store = SpecStore(client, prefix)
+    worker = Worker(url, prefix)
+    try:
+        store.put("acl", log_spec("acl"))
+        assert wait_for(lambda: applied_everywhere(store, "acl", [worker.process_id]))
+        assert worker.call(2) == ["Probe (acl) = 4"]
+        assert "connection" not in store.fleet()[worker.process_id].info
+        worker.proc.kill()
+        worker.proc.wait()
+        assert worker.process_id in store.processes()  # until its heartbeat ages out
+    finally:
+        worker.close()
+        client.close()
+        admin.close()

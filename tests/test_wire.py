@@ -139,3 +139,20 @@ def test_status_field_round_trip() -> None:
     assert '"err": "boom"' in text
     assert _wire.decode_status_field(text) == {"lm": LM, "err": "boom", "at": LM}
     assert _wire.decode_status_field(b"{nope")["err"].startswith("unreadable")
+
+
+def test_expired_channel_names_the_database() -> None:
+    """The keyevent channel for expired keys carries the database number."""
+    from diagnose_redis import expired_channel
+
+    assert expired_channel(0) == "__keyevent@0__:expired"
+    assert expired_channel(7) == "__keyevent@7__:expired"
+
+
+def test_bad_spec_id_raises_the_package_error() -> None:
+    """check_spec_id raises SpecIdError, still a ValueError for older callers."""
+    from diagnose_redis import SpecIdError, check_spec_id
+
+    with pytest.raises(SpecIdError):
+        check_spec_id("has space")
+    assert issubclass(SpecIdError, ValueError) and check_spec_id("ok.id-1") == "ok.id-1"

@@ -8,7 +8,6 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import click
@@ -27,13 +26,11 @@ from ._fleet import (
     unverified_message,
 )
 from ._output import Column, ago, emit_json, format_duration, format_time, print_table
-from ._specs import check_spec_id, spec_from_flags, specs_from_file
+from ._specs import check_spec_id
 from ._wait import poll_results, wait_for_spec
 
 __all__ = (
-    "from_flags",
     "list_specs",
-    "load_file",
     "print_results",
     "processes",
     "publish",
@@ -42,16 +39,6 @@ __all__ = (
 )
 
 Results = Mapping[str, Mapping[str, ProcessResult]]
-
-
-def from_flags(spec_id: str, **fields: Any) -> dict[str, dict[str, Any]]:
-    """Build the one spec publish's flags describe."""
-    return {spec_id: spec_from_flags(spec_id, **fields)}
-
-
-def load_file(path: Path) -> dict[str, dict[str, Any]]:
-    """Read and validate every spec of a JSON or YAML file."""
-    return specs_from_file(path)
 
 
 def _for_store(spec: dict[str, Any]) -> dict[str, Any]:
@@ -190,6 +177,12 @@ def _wait_and_report(
     store: Any, fleet: FleetState, ids: list[str], timeout: float, *, as_json: bool, wide: bool
 ) -> None:
     live, late = fleet.live, fleet.late
+
+    def alive() -> set[str]:
+        # Pre-fork parents serve nothing, and a process whose connection is gone (killed)
+        # is offline at once: nobody waits for either.
+        return set(store.processes(parents=False))
+
     if late:
         click.echo(
             f"warning: {_plural(len(late), 'process is', 'processes are')} late (no heartbeat "
@@ -208,7 +201,7 @@ def _wait_and_report(
         for spec_id in ids:
             remaining = max(0.0, deadline - time.monotonic())
             lm = fleet.specs[spec_id]["lastmodified"]
-            _, in_time = wait_for_spec(store, spec_id, lm, live, remaining, seen=seen)
+            _, in_time = wait_for_spec(store, spec_id, lm, live, remaining, seen=seen, alive=alive)
             complete = complete and in_time
         for spec_id in ids:
             seen[spec_id] = seen[spec_id] + poll_results(
@@ -400,33 +393,63 @@ def status(settings: Settings, spec_id: str | None, *, as_json: bool, wide: bool
 
 
 def processes(settings: Settings, *, max_age: float | None, as_json: bool) -> None:
-    """List live processes and their last heartbeat, Celery style; name the late ones."""
+    """List live processes and their last heartbeat, Celery style; name the late ones.
+
+    Pre-fork parents (they forked the workers and serve nothing) are shown with their role
+    and not counted.
+    """
     store = settings.store()
     max_age = LIVE_SECONDS if max_age is None else max_age
-    known = store.processes(max_age=math.inf)
+    known = store.fleet(max_age=math.inf)
     now = time.time()
-    live = {pid: ts for pid, ts in known.items() if now - ts <= max_age}
-    late = {pid: ts for pid, ts in known.items() if pid not in live}
+    live = {pid: e for pid, e in known.items() if now - e.heartbeat <= max_age}
+    late = {pid: e for pid, e in known.items() if pid not in live}
+    count = sum(1 for e in live.values() if not e.parent)
+    parents = len(live) - count
     if as_json:
         emit_json(
             {
-                "count": len(live),
-                "processes": {pid: {"heartbeat": _utc(ts)} for pid, ts in sorted(live.items())},
-                "late": {pid: {"heartbeat": _utc(ts)} for pid, ts in sorted(late.items())},
+                "count": count,
+                "parents": parents,
+                "processes": {pid: _entry(e) for pid, e in sorted(live.items())},
+                "late": {pid: _entry(e) for pid, e in sorted(late.items())},
             }
         )
         return
-    rows = [(pid, format_time(ts), ago(ts)) for pid, ts in sorted(live.items())]
+    columns = [Column("process"), Column("heartbeat"), Column("age")]
+    if parents:
+        columns.append(Column("role"))
+    rows = [
+        (pid, format_time(e.heartbeat), ago(e.heartbeat)) + ((_role(e),) if parents else ())
+        for pid, e in sorted(live.items())
+    ]
     if rows:
-        print_table([Column("process"), Column("heartbeat"), Column("age")], rows)
-    click.echo(f"{_plural(len(live), 'process', 'processes')} online.")
+        print_table(columns, rows)
+    tail = f", and {_plural(parents, 'pre-fork parent', 'pre-fork parents')}" if parents else ""
+    click.echo(f"{_plural(count, 'process', 'processes')} online{tail}.")
     if late:
         click.echo(
             f"warning: {_plural(len(late), 'process is', 'processes are')} late (no heartbeat "
             f"for over {max_age:g}s) and not counted: "
-            + ", ".join(f"{pid} (last heartbeat {ago(ts)})" for pid, ts in sorted(late.items())),
+            + ", ".join(
+                f"{pid} (last heartbeat {ago(e.heartbeat)})" for pid, e in sorted(late.items())
+            ),
             err=True,
         )
+
+
+def _entry(entry: Any) -> dict[str, Any]:
+    shown: dict[str, Any] = {"heartbeat": _utc(entry.heartbeat), "role": entry.role}
+    if entry.parent:
+        shown["children"] = entry.children
+    return shown
+
+
+def _role(entry: Any) -> str:
+    if not entry.parent:
+        return "-"
+    children = entry.children
+    return "parent" if children is None else f"parent of {children}"
 
 
 def _utc(unix_time: float) -> _dt.datetime:

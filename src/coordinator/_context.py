@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from diagnose_redis import BadURL, connect
+from diagnose_redis import redact_url as redact
 
 from ._errors import BadInput
 
@@ -19,11 +21,6 @@ DEFAULT_PREFIX = "diagnose"
 # One deadline for connecting and for every answer, with no retry: a server that accepts and
 # never answers fails the command within it (exit 4).
 REDIS_DEADLINE = 2.0
-
-
-def redact(url: str) -> str:
-    """Hide the password in a Redis URL."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 @dataclass
@@ -45,13 +42,13 @@ class Settings:
         """Return a Redis client that fails fast when the server cannot be reached."""
         if self._client is None:
             try:
-                self._client = redis.Redis.from_url(
+                self._client = connect(
                     self.url,
                     socket_connect_timeout=REDIS_DEADLINE,
                     socket_timeout=REDIS_DEADLINE,
                     retry=Retry(NoBackoff(), 0),
                 )
-            except ValueError as exc:
+            except BadURL as exc:
                 raise BadInput(f"invalid Redis URL {redact(self.url)!r}: {exc}")
         return self._client
 

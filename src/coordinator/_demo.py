@@ -18,6 +18,8 @@ from typing import IO, Any
 
 import click
 
+from diagnose._time import to_utc, utcnow
+
 from . import _commands
 from ._context import Settings, redact
 from ._embedded import RedisServer, binary_version, find_redis_server
@@ -288,13 +290,9 @@ def _tour(
         relay.say("\n$ coordinator status " + SPEC_ID, bold=True)
         _commands.status(settings, SPEC_ID, as_json=False)
 
-    expires = stored["lastmodified"] + _dt.timedelta(minutes=lifespan)
-    if expires.tzinfo is None:
-        expires = expires.replace(tzinfo=_dt.UTC)
+    expires = to_utc(stored["lastmodified"]) + _dt.timedelta(minutes=lifespan)
     relay.say("\n4. Waiting for the lifespan to run out", bold=True)
-    _wait_until(
-        lambda: _dt.datetime.now(_dt.UTC) >= expires, lifespan * 60 + 5, "the lifespan", children
-    )
+    _wait_until(lambda: utcnow() >= expires, lifespan * 60 + 5, "the lifespan", children)
     relay.say(f"The lifespan of {SPEC_ID} ran out at {expires:%H:%M:%S} UTC", bold=True)
     detached = lambda label, line: "probe detached" in line  # noqa: E731
     _wait_until(lambda: relay.count(detached) >= workers, 15, "the workers to detach", children)

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from diagnose._time import to_utc
 from diagnose_redis._store import read_specs
 from diagnose_redis._wire import PROCESS_FIELD, STATUS_TTL_SECONDS
 
@@ -59,10 +60,7 @@ class ProcessResult:
         return {"state": self.state, "lm": self.lm, "err": self.err, "at": self.at}
 
 
-def _utc(value: _dt.datetime) -> _dt.datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=_dt.UTC)
-    return value
+_utc = to_utc  # naive values are UTC; aware ones are converted
 
 
 def same_time(a: _dt.datetime | None, b: _dt.datetime | None) -> bool:
@@ -108,6 +106,8 @@ class FleetState:
     unverified: list[str]
     heartbeats: dict[str, float]
     reports: dict[str, dict[str, Any]]
+    #: pre-fork parents: they forked the workers and serve nothing, so they are not counted
+    parents: frozenset[str] = frozenset()
     live_seconds: float = LIVE_SECONDS
     read_at: float = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).timestamp())
 
@@ -119,7 +119,7 @@ class FleetState:
     @property
     def processes(self) -> list[str]:
         """Return every process known: heartbeating, late, or still holding a status hash."""
-        return sorted(set(self.heartbeats) | set(self.reports))
+        return sorted((set(self.heartbeats) | set(self.reports)) - self.parents)
 
     @property
     def live(self) -> list[str]:
@@ -140,12 +140,14 @@ class FleetState:
 def read_fleet(store: Any, spec_id: str | None = None) -> FleetState:
     """Read the fleet's specs (telling apart those this secret cannot verify) and reports."""
     specs, unverified = read_spec_set(store)
+    known = store.fleet(max_age=math.inf)
     return FleetState(
         version=store.version(),
         specs=specs,
         unverified=unverified,
-        heartbeats=store.processes(max_age=math.inf),
+        heartbeats={pid: entry.heartbeat for pid, entry in known.items()},
         reports=store.status(spec_id),
+        parents=frozenset(pid for pid, entry in known.items() if entry.parent),
     )
 
 

@@ -13,6 +13,8 @@ from typing import Any
 import click
 from rich.console import Console
 
+from diagnose._time import to_utc, utcnow
+
 from ._table import Column, render_table
 
 __all__ = (
@@ -57,9 +59,7 @@ def table_width(wide: bool = False, *, err: bool = False) -> int | None:
 def to_jsonable(value: Any) -> Any:
     """Return a copy of value that json.dumps accepts: datetimes become ISO-8601 text."""
     if isinstance(value, _dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=_dt.UTC)
-        return value.isoformat()
+        return to_utc(value).isoformat()
     if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
@@ -96,9 +96,7 @@ def format_time(value: _dt.datetime | float | None) -> str:
         return "-"
     if not isinstance(value, _dt.datetime):
         value = _dt.datetime.fromtimestamp(float(value), _dt.UTC)
-    elif value.tzinfo is None:
-        value = value.replace(tzinfo=_dt.UTC)
-    return value.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return to_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def format_duration(seconds: float | None) -> str:
@@ -120,9 +118,7 @@ def ago(value: _dt.datetime | float | None) -> str:
     if value is None:
         return "-"
     if isinstance(value, _dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=_dt.UTC)
-        seconds = (_dt.datetime.now(_dt.UTC) - value).total_seconds()
+        seconds = (utcnow() - to_utc(value)).total_seconds()
     else:
-        seconds = _dt.datetime.now(_dt.UTC).timestamp() - float(value)
+        seconds = utcnow().timestamp() - float(value)
     return f"{format_duration(seconds)} ago"

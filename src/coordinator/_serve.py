@@ -15,6 +15,8 @@ import redis
 import redis.asyncio as aioredis
 from anyio.abc import TaskStatus
 
+from diagnose_redis import connect_async, database, expired_channel
+
 from ._context import REDIS_DEADLINE, Settings, redact
 
 __all__ = ("FleetService", "ServeOptions", "run_service")
@@ -140,11 +142,10 @@ class FleetService:
             log.warning("cannot enable expired-key events (%s); relying on the sweep", exc)
 
     async def _listen_expired(self) -> None:
-        db = self.settings.client().connection_pool.connection_kwargs.get("db", 0)
-        channel = f"__keyevent@{db}__:expired"
+        channel = expired_channel(database(self.settings.client()))
         attempt = 0
         while True:
-            client = aioredis.Redis.from_url(self.settings.url, socket_connect_timeout=2)
+            client = connect_async(self.settings.url, socket_connect_timeout=2)
             try:
                 # The same deadline as every other Redis operation of the command line; only
                 # the wait for the next notification has none.

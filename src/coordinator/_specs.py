@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 from pathlib import Path
@@ -11,6 +10,9 @@ from typing import Any
 import yaml
 
 from diagnose import SpecError, validate_spec
+from diagnose._time import utcnow
+from diagnose_redis import SpecIdError
+from diagnose_redis import check_spec_id as wire_check
 
 from ._errors import BadInput
 
@@ -29,11 +31,9 @@ _NO_LIFESPAN = {"none", "never", "null", "inf", "infinite"}
 
 def check_spec_id(spec_id: object) -> str:
     """Return a spec ID, or raise BadInput if the wire format does not allow it."""
-    from diagnose_redis._wire import check_spec_id as wire_check
-
     try:
         return wire_check(spec_id)
-    except ValueError as exc:
+    except SpecIdError as exc:
         raise BadInput(f"invalid spec ID: {exc}")
 
 
@@ -61,10 +61,6 @@ def parse_custom(text: str | None) -> dict[str, Any]:
     if not isinstance(custom, dict):
         raise BadInput(f"--custom must be a JSON object, not {type(custom).__name__}")
     return custom
-
-
-def _now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.UTC)
 
 
 def _validate(spec_id: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +93,7 @@ def spec_from_flags(
             "custom": custom,
         },
         "lifespan": lifespan,
-        "lastmodified": _now(),
+        "lastmodified": utcnow(),
     }
     return _validate(spec_id, spec)
 
@@ -133,7 +129,7 @@ def specs_from_file(path: Path) -> dict[str, dict[str, Any]]:
     document = _load_document(path)
     if not isinstance(document, dict) or not document:
         raise BadInput(f"{path} must hold a non-empty map of spec ID to spec")
-    now = _now()
+    now = utcnow()
     specs: dict[str, dict[str, Any]] = {}
     for spec_id, raw in document.items():
         check_spec_id(spec_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -15,6 +16,8 @@ from ._output import err_console
 __all__ = ("ProcessResult", "poll_results", "report_state", "same_time", "wait_for_spec")
 
 POLL_INTERVAL = 0.1
+# How often --wait checks that the processes it waits for are still alive.
+ALIVE_INTERVAL = 0.5
 
 
 def poll_results(
@@ -37,8 +40,12 @@ def wait_for_spec(
     *,
     show_progress: bool = True,
     seen: dict[str, list[ProcessResult]] | None = None,
+    alive: Callable[[], set[str]] | None = None,
 ) -> tuple[list[ProcessResult], bool]:
     """Poll status until each process reports this version of the spec, or time runs out.
+
+    alive, if given, returns the processes still alive: one that is gone (killed, say) is
+    no longer waited for, and left out of the results.
 
     Return the last results and whether every process answered in time. The progress bar
     shows only when stderr is a terminal, so that pipes and log files get no stray lines.
@@ -47,6 +54,8 @@ def wait_for_spec(
     """
     deadline = time.monotonic() + timeout
     pause = threading.Event()
+    processes = list(processes)
+    checked = time.monotonic()
     progress = Progress(
         TextColumn("waiting for {task.fields[spec]}"),
         BarColumn(),
@@ -60,6 +69,11 @@ def wait_for_spec(
     with progress:
         task = progress.add_task("wait", total=len(processes), spec=spec_id)
         while True:
+            if alive is not None and time.monotonic() - checked >= ALIVE_INTERVAL:
+                checked = time.monotonic()
+                living = alive()
+                processes = [p for p in processes if p in living]
+                progress.update(task, total=len(processes))
             results = poll_results(store, spec_id, processes, lastmodified)
             if seen is not None:
                 seen[spec_id] = results

@@ -25,7 +25,13 @@ from ._errors import (
     explain_redis_error,
 )
 from ._fleet import LIVE_SECONDS
-from ._specs import DEFAULT_LIFESPAN, parse_custom, parse_lifespan
+from ._specs import (
+    DEFAULT_LIFESPAN,
+    parse_custom,
+    parse_lifespan,
+    spec_from_flags,
+    specs_from_file,
+)
 
 __all__ = ("cli", "main")
 
@@ -307,23 +313,25 @@ def publish(
     if spec_file is not None:
         if spec_id is not None or target is not None or value is not None:
             raise click.UsageError("give either --file or ID with --target and --value, not both")
-        specs = _commands.load_file(spec_file)
+        specs = specs_from_file(spec_file)
     else:
         if spec_id is None:
             raise click.UsageError("missing ID (or --file FILE)")
         missing = [flag for flag, given in (("--target", target), ("--value", value)) if not given]
         if missing:
             raise click.UsageError(f"missing option {' and '.join(missing)}")
-        specs = _commands.from_flags(
-            spec_id,
-            target=target or "",
-            itype=itype,
-            value=value or "",
-            name=name,
-            event=event,
-            lifespan=parse_lifespan(lifespan),
-            custom=parse_custom(custom),
-        )
+        specs = {
+            spec_id: spec_from_flags(
+                spec_id,
+                target=target or "",
+                itype=itype,
+                value=value or "",
+                name=name,
+                event=event,
+                lifespan=parse_lifespan(lifespan),
+                custom=parse_custom(custom),
+            )
+        }
     _commands.publish(settings, specs, wait=wait, timeout=timeout, as_json=settings.json, wide=wide)
 
 

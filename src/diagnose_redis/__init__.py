@@ -4,16 +4,44 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._wire import Keys, WireError
+from ._wire import Keys, check_spec_id, expired_channel
+from .exceptions import BadURL, DiagnoseRedisError, SpecIdError, UnsupportedURL, WireError
 
 if TYPE_CHECKING:
-    from ._process import start
+    from ._connect import connect, connect_async, database, redact_url
+    from ._process import start, stop
     from ._store import SpecStore
     from ._subscriber import Subscriber
 
-__all__ = ("Keys", "SpecStore", "Subscriber", "WireError", "start")
+__all__ = (
+    "BadURL",
+    "DiagnoseRedisError",
+    "Keys",
+    "SpecIdError",
+    "SpecStore",
+    "Subscriber",
+    "UnsupportedURL",
+    "WireError",
+    "check_spec_id",
+    "connect",
+    "connect_async",
+    "database",
+    "expired_channel",
+    "redact_url",
+    "start",
+    "stop",
+)
 
-_LAZY = {"SpecStore": "._store", "Subscriber": "._subscriber", "start": "._process"}
+_LAZY = {
+    "SpecStore": "._store",
+    "Subscriber": "._subscriber",
+    "start": "._process",
+    "stop": "._process",
+    "connect": "._connect",
+    "connect_async": "._connect",
+    "database": "._connect",
+    "redact_url": "._connect",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -10,36 +10,29 @@ import datetime as _dt
 import math
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
+from diagnose._change import spec_changed
+from diagnose._time import expiry_timestamp, utcnow
+
 from ._wire import encode_status_field
+from ._work import Event, Snapshot
 
-__all__ = ("EVENT", "SNAPSHOT", "Mirror", "expiry")
-
-SNAPSHOT = "snapshot"
-EVENT = "event"
+__all__ = ("Mirror", "rekey_applied")
 
 
-def expiry(spec: dict[str, Any]) -> float | None:
-    """Return when a spec's lifespan ends (unix seconds), or None if never."""
-    lifespan = spec.get("lifespan")
-    lastmodified = spec.get("lastmodified")
-    if lifespan is None or not isinstance(lastmodified, _dt.datetime):
-        return None
-    if lastmodified.tzinfo is None:
-        lastmodified = lastmodified.replace(tzinfo=_dt.UTC)
-    try:
-        return lastmodified.timestamp() + float(lifespan) * 60
-    except (TypeError, ValueError, OverflowError):
-        return None
+def rekey_applied(manager: Any, old: str, new: str) -> None:
+    """Move every spec's ``applied`` entry from process id old to new (hold manager.lock).
 
-
-def _same(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return {k: v for k, v in a.items() if k != "applied"} == {
-        k: v for k, v in b.items() if k != "applied"
-    }
+    A forked child inherits its parent's probes, attached, and their entries under the
+    parent's id; a process whose id changed keeps what it applied. Neither re-applies.
+    """
+    for spec in manager.specs.values():
+        applied = spec.get("applied") if isinstance(spec, dict) else None
+        if isinstance(applied, dict) and old in applied and old != new:
+            applied[new] = applied.pop(old)
+    manager.process_id = new
 
 
 class Mirror:
@@ -60,8 +53,9 @@ class Mirror:
         """True in the thread running merge()'s manager.apply(), while it does."""
         return getattr(self._local, "applying", False)
 
-    def merge(self, items: list[tuple[Any, ...]]) -> dict[str, str | None] | None:
-        """Apply snapshot and event items, and remove what has expired (hold manager.lock).
+    def merge(self, items: Iterable[object]) -> dict[str, str | None] | None:
+        """Apply Snapshot and Event items (others are ignored), and remove what has expired
+        (hold manager.lock).
 
         Return the status fields that changed (JSON text, or None for a field to delete),
         or None when there is nothing to report, not even a new version.
@@ -69,30 +63,29 @@ class Mirror:
         changes: dict[str, dict[str, Any] | None] = {}
         version = self.version
         for item in items:
-            if item[0] == SNAPSHOT:
-                _, version, specs = item
+            if isinstance(item, Snapshot):
+                version = item.version
                 changes = {spec_id: None for spec_id in self.owned}
-                changes.update(specs)
-            elif item[0] == EVENT:
-                event = item[1]
-                version = max(version, event["version"])
-                changes[event["id"]] = event["spec"] if event["op"] == "put" else None
+                changes.update(item.specs)
+            elif isinstance(item, Event):
+                version = max(version, item.version)
+                changes[item.spec_id] = item.spec if item.op == "put" else None
         now = time.time()
         manager = self.manager
         removed: list[str] = []
         for spec_id in list(self.owned):
             if spec_id not in changes:
-                when = expiry(manager.specs.get(spec_id) or {})
+                when = expiry_timestamp(manager.specs.get(spec_id) or {})
                 if when is not None and when <= now:
                     changes[spec_id] = None
         effective = False
         for spec_id, spec in changes.items():
             if spec is not None:
-                when = expiry(spec)
+                when = expiry_timestamp(spec)
                 if when is not None and when <= now:
                     spec = None
             current = manager.specs.get(spec_id) if spec_id in self.owned else None
-            if _same(current, spec):
+            if not spec_changed(current, spec):
                 continue
             effective = True
             if spec is None:
@@ -117,13 +110,18 @@ class Mirror:
         self._reported_version = version
         return report
 
+    def forget_reported(self) -> None:
+        """Report every owned spec again at the next merge (the status key changed)."""
+        self._reported.clear()
+        self._reported_version = -1
+
     def soonest_expiry(self) -> float:
         """Return when the first owned spec expires (unix seconds), or math.inf."""
         soonest = math.inf
         specs = self.manager.specs
         for spec_id in list(self.owned):
             spec = specs.get(spec_id)
-            when = expiry(spec) if spec is not None else None
+            when = expiry_timestamp(spec) if spec is not None else None
             if when is not None and when < soonest:
                 soonest = when
         return soonest
@@ -137,7 +135,7 @@ class Mirror:
             self.manager.apply()
 
     def _collect(self, removed: list[str]) -> dict[str, str | None]:
-        at = _dt.datetime.now(_dt.UTC)
+        at = utcnow()
         report: dict[str, str | None] = {}
         for spec_id in removed:
             if self._reported.pop(spec_id, None) is not None:

@@ -1,28 +1,35 @@
-"""One subscriber per process: start() and its settings, and what happens at fork and at exit."""
+"""One subscriber per process: start() and stop(), its settings, what happens at fork and exit.
+
+At fork the child starts a subscriber of its own on the manager it inherited: its probes
+are attached already, so it reports them as applied under its own id as soon as it is
+connected, without applying anything again. The parent notes that it forked (see
+``_family.py``).
+"""
 
 from __future__ import annotations
 
 import atexit
 import logging
 import os
-import socket
 import threading
 from typing import Any
 
-from ._mirror import Mirror
+from diagnose._fork import SERVICES, after_fork_in_child
+from diagnose._text import one_line
+from diagnose.managers import default_process_id
+
+from ._alerts import Alerts
+from ._family import forked
+from ._mirror import Mirror, rekey_applied
 from ._subscriber import Subscriber
 
-__all__ = ("start",)
+__all__ = ("start", "stop")
 
 log = logging.getLogger("diagnose_redis")
 
 _lock = threading.Lock()
 _current: Subscriber | None = None
 _orphans: list[Subscriber] = []
-
-
-def _default_process_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def start(
@@ -44,7 +51,7 @@ def start(
         try:
             subscriber = Subscriber(
                 url,
-                process_id=given or _default_process_id(),
+                process_id=given or default_process_id(),
                 prefix=prefix or env.get("DIAGNOSE_PREFIX") or "diagnose",
                 secret=secret if secret is not None else env.get("DIAGNOSE_SECRET") or None,
                 manager=manager,
@@ -52,9 +59,10 @@ def start(
             )
             subscriber.start()
         except Exception as exc:
-            # Never raise into the host: hand back a stopped subscriber that says why.
-            log.warning("diagnose_redis could not start: %s", exc)
-            subscriber = _Failed(url, process_id=given or _default_process_id(), error=exc)
+            # Never raise into the host: hand back a stopped subscriber that says why, and
+            # tell a person (the host runs on without fleet probes).
+            subscriber = _Failed(url, process_id=given or default_process_id(), error=exc)
+            Alerts(url, subscriber.process_id).failed(exc)
         _current = subscriber
         return subscriber
 
@@ -66,7 +74,7 @@ class _Failed(Subscriber):
         self.url = url
         self.process_id = process_id
         self.pid = os.getpid()
-        self.error = f"{type(error).__name__}: {error}"
+        self.error = one_line(error)
         self.stopped = threading.Event()
         self.stopped.set()
         self.connected = threading.Event()
@@ -77,7 +85,9 @@ class _Failed(Subscriber):
         """Do nothing: it never started."""
 
 
-def _after_fork_in_child() -> None:
+@after_fork_in_child(SERVICES)
+def _restart_in_child() -> None:
+    """Start the child's own subscriber, under its own id, on the parent's manager."""
     global _current, _lock
     _lock = threading.Lock()
     parent = _current
@@ -94,9 +104,8 @@ def _after_fork_in_child() -> None:
             lock.release()
         else:
             parent.manager.lock = threading.RLock()
-        process_id = (
-            f"{parent.process_id}:{os.getpid()}" if parent.explicit_id else _default_process_id()
-        )
+        # A configured id is the child's too: its claim finds the parent holding it.
+        process_id = parent.identity.wanted if parent.explicit_id else default_process_id()
         child = Subscriber(
             parent.url,
             process_id=process_id,
@@ -105,17 +114,35 @@ def _after_fork_in_child() -> None:
             manager=parent.manager,
             explicit_id=parent.explicit_id,
         )
-        child.mirror.owned = set(parent.owned)
+        with parent.manager.lock:
+            rekey_applied(parent.manager, parent.process_id, process_id)
+            child.mirror.owned = set(parent.owned)
         _current = child.start()
     except Exception as exc:
         log.debug("diagnose_redis could not restart after fork: %s", exc)
 
 
-def _stop_at_exit() -> None:
+def _forked_in_parent() -> None:
+    forked.after_in_parent()
     subscriber = _current
     if subscriber is not None and subscriber.running and subscriber.pid == os.getpid():
-        subscriber.stop(timeout=1.0)
+        subscriber.reporter.poke()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_stop_at_exit)
+def stop(timeout: float = 1.0) -> None:
+    """Stop this process's subscriber, if one runs, removing its status at once.
+
+    For the shutdown hooks of servers that end their workers without running exit handlers
+    (Celery ``worker_process_shutdown``, gunicorn ``worker_exit``); never raises.
+    """
+    subscriber = _current
+    try:
+        if subscriber is not None and subscriber.running and subscriber.pid == os.getpid():
+            subscriber.stop(timeout=timeout)
+    except Exception as exc:
+        log.debug("diagnose_redis could not stop: %s", exc)
+
+
+# Not in diagnose._fork, which resets state in children only: this runs in the parent.
+os.register_at_fork(before=forked.before, after_in_parent=_forked_in_parent)
+atexit.register(stop)

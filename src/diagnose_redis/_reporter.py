@@ -10,6 +10,7 @@ from collections.abc import Callable
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 
+from ._claim import IdClaim
 from ._wire import HEARTBEAT_SECONDS, PROCESS_FIELD, STATUS_TTL_SECONDS, Keys
 
 __all__ = ("StatusReporter",)
@@ -24,6 +25,8 @@ class StatusReporter:
     connection failure or when asked (the server may have restarted empty). Whoever updates
     the fields either wakes the reporter's thread to write them, or writes them itself with
     flush() (the listener does, being awake anyway); a failed write is retried by the thread.
+    Heartbeats also refresh the claim on the process id, if given; on_error hears of every
+    failed write. Change process_id only while holding ``io_lock`` (no write in flight).
     """
 
     def __init__(
@@ -34,6 +37,8 @@ class StatusReporter:
         process_info: Callable[[], str],
         heartbeat: float = HEARTBEAT_SECONDS,
         coalesce: float = 0.05,
+        claim: IdClaim | None = None,
+        on_error: Callable[[Exception], None] | None = None,
     ) -> None:
         self.client = client
         self.keys = keys
@@ -41,11 +46,13 @@ class StatusReporter:
         self.process_info = process_info
         self.heartbeat = heartbeat
         self.coalesce = coalesce
+        self.claim = claim
+        self.on_error = on_error
         self.writes = 0
         self.failures = 0
         self._lock = threading.Lock()
         # Held while writing to Redis, by the thread or by flush(): one writer at a time.
-        self._io = threading.Lock()
+        self.io_lock = self._io = threading.Lock()
         self._fields: dict[str, str] = {}
         self._dirty: set[str] = set()
         self._full = True
@@ -59,8 +66,15 @@ class StatusReporter:
         )
 
     def start(self) -> None:
-        """Start the reporter thread."""
-        self._thread.start()
+        """Start the reporter thread (once; not after stop())."""
+        with self._lock:
+            if self._thread.ident is None and not self._stopping.is_set():
+                self._thread.start()
+
+    @property
+    def idle(self) -> bool:
+        """True if the thread never started (so nothing was written, nothing to remove)."""
+        return self._thread.ident is None
 
     def update(self, changes: dict[str, str | None], wake: bool = True) -> None:
         """Set (JSON text) or delete (None) status fields; wake the reporter unless told not
@@ -87,6 +101,7 @@ class StatusReporter:
         except Exception as exc:
             self.failures += 1
             log.debug("status write failed (%s); the reporter retries", exc)
+            self._failed(exc)
             self._wake.set()
         finally:
             self._io.release()
@@ -127,10 +142,18 @@ class StatusReporter:
                 failures += 1
                 self.failures += 1
                 log.debug("status write failed (%s), retrying", exc)
+                self._failed(exc)
                 retry_at = time.monotonic() + self._backoff.compute(failures)
                 continue
             failures = 0
         self._remove()
+
+    def _failed(self, exc: Exception) -> None:
+        if self.on_error is not None:
+            try:
+                self.on_error(exc)
+            except Exception:
+                pass
 
     def _write(self) -> None:
         with self._lock:
@@ -165,12 +188,17 @@ class StatusReporter:
             mapping[PROCESS_FIELD] = self.process_info()
             pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
             # HSET keeps a key's TTL, so only heartbeats need to refresh it.
+            refresh = 0
             if beat:
                 pipe.expire(key, int(STATUS_TTL_SECONDS))
                 pipe.zadd(self.keys.processes, {self.process_id: time.time()})
-            pipe.execute()
+                if self.claim is not None:
+                    refresh = self.claim.add_refresh(pipe)
+            results = pipe.execute()
             if beat:
                 self._last_beat = time.monotonic()
+                if refresh and self.claim is not None:
+                    self.claim.check(results[-refresh:])
         except BaseException:
             with self._lock:
                 self._dirty |= dirty
@@ -187,5 +215,7 @@ class StatusReporter:
                 pipe.delete(self.keys.status(self.process_id))
                 pipe.zrem(self.keys.processes, self.process_id)
                 pipe.execute()
+                if self.claim is not None:
+                    self.claim.release(self.client)
         except Exception as exc:
             log.debug("could not remove status on stop: %s", exc)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import datetime as _dt
+import dataclasses
 import json
 import math
 import re
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
+
+from diagnose._time import expires_at, to_utc, utcnow
 
 from ._wire import (
     PROCESS_FIELD,
@@ -24,8 +27,9 @@ from ._wire import (
     encode_spec,
     secret_bytes,
 )
+from .exceptions import SpecIdError
 
-__all__ = ("SpecStore", "read_specs")
+__all__ = ("ProcessEntry", "SpecStore", "read_specs")
 
 
 def _text(value: str | bytes) -> str:
@@ -54,6 +58,30 @@ def read_specs(
     return found, unsound
 
 
+@dataclass(frozen=True)
+class ProcessEntry:
+    """A live process of the fleet: its last heartbeat and its ``_process`` information."""
+
+    heartbeat: float
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def role(self) -> str:
+        """``parent`` for a pre-fork parent (it serves nothing), else ``process``."""
+        return str(self.info.get("role") or "process")
+
+    @property
+    def parent(self) -> bool:
+        """True for a pre-fork parent, which counts and --wait leave out."""
+        return self.role == "parent"
+
+    @property
+    def children(self) -> int | None:
+        """How many live children a parent has."""
+        children = self.info.get("children")
+        return children if isinstance(children, int) else None
+
+
 class SpecStore:
     """Publish specs to a fleet through Redis and read what every process reports."""
 
@@ -63,22 +91,23 @@ class SpecStore:
         self.client = client
         self.keys = Keys(prefix)
         self.secret = secret_bytes(secret)
+        # False once the server refused CLIENT LIST (ACL): liveness is the heartbeat alone.
+        self._can_list_clients = True
 
     def _validate(self, spec_id: str, spec: Mapping[str, Any]) -> tuple[dict[str, Any], int | None]:
         from diagnose import SpecError, validate_spec
-        from diagnose._time import expires_at
 
         try:
             check_spec_id(spec_id)
-        except ValueError as exc:
+        except SpecIdError as exc:
             raise SpecError(str(exc)) from None
         clean = validate_spec(spec, require_lastmodified=False)
-        clean["lastmodified"] = _to_utc(clean["lastmodified"])
+        clean["lastmodified"] = to_utc(clean["lastmodified"])
         clean.pop("applied", None)
         expiry = expires_at(clean)
         if expiry is None:
             return clean, None
-        remaining = (expiry - _dt.datetime.now(_dt.UTC)).total_seconds() * 1000
+        remaining = (expiry - utcnow()).total_seconds() * 1000
         if remaining <= 0:
             raise SpecError(f"spec {spec_id!r} has already expired (lastmodified + lifespan)")
         return clean, max(1, math.ceil(remaining))
@@ -237,15 +266,52 @@ class SpecStore:
             report[key[len(self.keys.status_prefix) :]] = entry
         return report
 
-    def processes(self, max_age: float = STATUS_TTL_SECONDS) -> dict[str, float]:
-        """Return live process ids with their last heartbeat (unix seconds)."""
+    def fleet(self, max_age: float = STATUS_TTL_SECONDS) -> dict[str, ProcessEntry]:
+        """Return the live processes: heartbeat at most max_age old and, for those that
+        name their connection, a subscriber connected now (where CLIENT LIST is allowed)."""
         since = time.time() - max_age
         # withscores=True: (member, score) pairs; redis-py's return type ignores withscores.
         rows = cast(
             list[tuple[bytes | str, float]],
             self.client.zrangebyscore(self.keys.processes, since, "+inf", withscores=True),
         )
-        return {_text(pid): float(score) for pid, score in rows}
+        if not rows:
+            return {}
+        ids = [_text(pid) for pid, _ in rows]
+        pipe = self.client.pipeline(transaction=False)
+        for process_id in ids:
+            pipe.hget(self.keys.status(process_id), PROCESS_FIELD)
+        infos = [_process_info(raw) if raw else {} for raw in pipe.execute()]
+        connected = self._connection_names()
+        fleet: dict[str, ProcessEntry] = {}
+        for process_id, (_, score), info in zip(ids, rows, infos, strict=True):
+            name = info.get("connection")
+            if connected is not None and isinstance(name, str) and name not in connected:
+                continue  # killed: its heartbeat has not aged out yet, its connection is gone
+            fleet[process_id] = ProcessEntry(float(score), info)
+        return fleet
+
+    def processes(
+        self, max_age: float = STATUS_TTL_SECONDS, *, parents: bool = True
+    ) -> dict[str, float]:
+        """Return live process ids with their last heartbeat (unix seconds); without the
+        pre-fork parents when parents is False."""
+        return {
+            process_id: entry.heartbeat
+            for process_id, entry in self.fleet(max_age).items()
+            if parents or not entry.parent
+        }
+
+    def _connection_names(self) -> set[str] | None:
+        """Return the names of the pub/sub connections, or None if the server will not say."""
+        if not self._can_list_clients:
+            return None
+        try:
+            clients = self.client.client_list(_type="pubsub")
+        except redis.ResponseError:
+            self._can_list_clients = False
+            return None
+        return {_text(c.get("name") or "") for c in clients}
 
     def prune_processes(self, max_age: float = STATUS_TTL_SECONDS) -> list[str]:
         """Forget processes silent for longer than max_age seconds; return their ids."""
@@ -264,12 +330,6 @@ class SpecStore:
 
     def __repr__(self) -> str:
         return f"SpecStore({self.client!r}, prefix={self.keys.prefix!r})"
-
-
-def _to_utc(value: _dt.datetime) -> _dt.datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=_dt.UTC)
-    return value.astimezone(_dt.UTC)
 
 
 def _glob_escape(text: str) -> str:

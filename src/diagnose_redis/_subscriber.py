@@ -19,13 +19,11 @@ Three daemon threads, so that no Redis trouble ever reaches the host or delays a
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
 import math
 import os
 import queue
-import socket
 import threading
 import time
 from collections import Counter
@@ -35,15 +33,18 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
-from ._mirror import EVENT, SNAPSHOT, Mirror
+from diagnose._text import one_line
+from diagnose._time import utcnow
+
+from . import _connect
+from ._alerts import UNREACHABLE, Alerts, classify
+from ._claim import ClaimLost
+from ._identity import Identity, refused_channel, refused_name
+from ._mirror import Mirror, rekey_applied
 from ._reporter import StatusReporter
 from ._store import read_specs
-from ._wire import (
-    Keys,
-    WireError,
-    decode_event,
-    secret_bytes,
-)
+from ._wire import Keys, WireError, decode_event, expired_channel, secret_bytes
+from ._work import Backlog, Event, Signal, Snapshot, Work
 
 __all__ = ("Subscriber",)
 
@@ -57,42 +58,6 @@ READ_TIMEOUT = 1.0
 # and the fleet's other processes get to apply first (they all write at once otherwise).
 WRITE_DELAY = 0.05
 DRAIN_LIMIT = 1000
-
-_REFRESH = "refresh"
-_WAKE = "wake"
-_STOP = "stop"
-
-
-def _quiet_connect_options() -> dict[str, Any]:
-    # Leave out the handshake commands newer redis-py clients send on every connection
-    # (CLIENT SETINFO, CLIENT MAINT_NOTIFICATIONS), spelled as this redis-py version wants.
-    options: dict[str, Any] = {}
-    try:
-        import redis.driver_info  # noqa: F401
-
-        options["driver_info"] = None
-    except ImportError:
-        options["lib_name"] = None
-        options["lib_version"] = None
-    try:
-        from redis.maint_notifications import MaintNotificationsConfig
-
-        options["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
-    except ImportError:
-        pass
-    return options
-
-
-_QUIET_CONNECT = _quiet_connect_options()
-
-
-def _library_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("diagnose-fleet")
-    except Exception:
-        return "unknown"
 
 
 class Subscriber:
@@ -120,7 +85,7 @@ class Subscriber:
         self.manager = manager
         self.explicit_id = explicit_id
         self.pid = os.getpid()
-        self.started = _dt.datetime.now(_dt.UTC)
+        self.started = utcnow()
         self.received = 0
         self.resyncs = 0
         self.reconnects = 0
@@ -130,45 +95,40 @@ class Subscriber:
         self.connected = threading.Event()
         self.stopped = threading.Event()
         self.mirror = Mirror(manager, process_id)
-        self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-        # Held while applying. The listener applies itself only when it gets this lock at
-        # once and the applier has applied all it queued (_queued is written by the
-        # listener only, _done by the applier only, under the lock): order is kept.
-        self._apply_lock = threading.Lock()
-        self._queued = 0
-        self._done = 0
+        self._inbox: queue.SimpleQueue[Work | Signal] = queue.SimpleQueue()
+        # Work is applied in the order read: see Backlog.
+        self._backlog = Backlog()
         self._wake_at = math.inf
         self._seen: int | None = None
         self._resync_due = False
         self._write_due: float | None = None
         self._threads: dict[str, threading.Thread] = {}
-        self.client = redis.Redis.from_url(
+        self.alerts = Alerts(url, process_id)
+        # Named (CLIENT SETNAME) once the id is claimed, unless the ACL refuses.
+        self.client = _connect.connect(
             url,
             socket_connect_timeout=2,
             socket_timeout=5,
             socket_keepalive=True,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
-            client_name=f"diagnose:{process_id}".replace(" ", "_"),
-            **_QUIET_CONNECT,
         )
-        db = self.client.connection_pool.connection_kwargs.get("db", 0)
-        self._expired_channel = f"__keyevent@{db}__:expired"
-        self.reporter = StatusReporter(self.client, self.keys, process_id, self._process_info)
+        # None once the ACL refused it: expiry is then the local timer's and the resyncs'.
+        self._expired_channel: str | None = expired_channel(_connect.database(self.client))
+        # The id configured (or the default): process_id becomes the one claimed for it.
+        self.identity = Identity(
+            self.keys, process_id, started=self.started, signed=self.secret is not None
+        )
+        self.claim = self.identity.claim
+        self.reporter = StatusReporter(
+            self.client,
+            self.keys,
+            process_id,
+            lambda: json.dumps(self.process_info()),
+            claim=self.claim,
+            on_error=self._write_failed,
+        )
         self._backoff = ExponentialWithJitterBackoff(cap=1.0, base=0.05)
-        self._static_info = (
-            json.dumps(
-                {
-                    "host": socket.gethostname(),
-                    "pid": self.pid,
-                    "process_id": self.process_id,
-                    "started": self.started.isoformat(),
-                    "library": _library_version(),
-                    "signed": self.secret is not None,
-                }
-            )[:-1]
-            + ", "
-        )
 
     # --- life cycle ----------------------------------------------------------------
 
@@ -187,7 +147,6 @@ class Subscriber:
         }
         for thread in self._threads.values():
             thread.start()
-        self.reporter.start()
         return self
 
     @property
@@ -210,7 +169,7 @@ class Subscriber:
         if self.stopped.is_set():
             return
         self.stopped.set()
-        self._inbox.put((_STOP,))
+        self._inbox.put(Signal.STOP)
         deadline = time.monotonic() + timeout
         applier = self._threads.get("applier")
         if applier is not None and applier is not threading.current_thread():
@@ -244,22 +203,18 @@ class Subscriber:
             state = "stopped"
         return f"<Subscriber {self.process_id!r} {self.prefix!r} {state} version={self.version}>"
 
-    def _process_info(self) -> str:
-        # The fields that never change are encoded once; this runs on every status write.
-        return (
-            self._static_info
-            + json.dumps(
-                {
-                    "version": self.version,
-                    "connected": self.connected.is_set(),
-                    "received": self.received,
-                    "applies": self.mirror.applies,
-                    "resyncs": self.resyncs,
-                    "reconnects": self.reconnects,
-                    "dropped": dict(self.dropped),
-                }
-            )[1:]
-        )
+    def process_info(self) -> dict[str, Any]:
+        """Return what the ``_process`` status field says about this process."""
+        return {
+            **self.identity.info(),
+            "version": self.version,
+            "connected": self.connected.is_set(),
+            "received": self.received,
+            "applies": self.mirror.applies,
+            "resyncs": self.resyncs,
+            "reconnects": self.reconnects,
+            "dropped": dict(self.dropped),
+        }
 
     def _drop(self, reason: str, detail: object) -> None:
         self.dropped[reason] += 1
@@ -273,17 +228,32 @@ class Subscriber:
         while not self.stopped.is_set():
             pubsub = None
             try:
-                pubsub = self.client.pubsub()
+                self._settle_id()
+                pubsub = _connect.pubsub(self.client)
                 self._session(pubsub)
+                failures = 0
+            except ClaimLost:
                 failures = 0
             except Exception as exc:
                 failures += 1
                 if self.stopped.is_set():
                     pass
-                elif self.connected.is_set():
-                    log.info("diagnose_redis lost Redis (%s); reconnecting", exc)
+                elif self.identity.connection_name and refused_name(exc):
+                    # The ACL may refuse CLIENT SETNAME: go on without a name.
+                    log.debug("naming the connection failed (%s); going on without", exc)
+                    self.identity.give_up_naming(self.client)
+                    failures = 0
+                elif self._expired_channel and refused_channel(exc):
+                    # The ACL may refuse the expired-key events: go on without them.
+                    log.debug("cannot subscribe to %s (%s)", self._expired_channel, exc)
+                    self._expired_channel = None
+                    failures = 0
                 else:
-                    log.debug("diagnose_redis cannot reach Redis: %s", exc)
+                    self.alerts.failed(exc)
+                    if self.connected.is_set():
+                        log.info("diagnose_redis lost Redis (%s); reconnecting", exc)
+                    else:
+                        log.debug("diagnose_redis cannot reach Redis: %s", exc)
             finally:
                 self.connected.clear()
                 if self._write_due is not None:
@@ -294,16 +264,50 @@ class Subscriber:
                         pubsub.reset()
                     except Exception:
                         pass
-            if not self.stopped.is_set():
-                self.stopped.wait(self._backoff.compute(max(failures, 1)))
+            if not self.stopped.is_set() and failures:
+                self.stopped.wait(self._backoff.compute(failures))
+        if self.reporter.idle:
+            # Claimed but never reported: the reporter's stop() did not release the claim.
+            try:
+                self.claim.release(self.client)
+            except Exception:
+                pass
+
+    def _settle_id(self) -> None:
+        """Claim this process's id (keeping the one held), and name the connections."""
+        held = self.identity.settle(self.client)
+        if held is not None:
+            if held != self.identity.wanted:
+                self.alerts.say(
+                    f"process id {self.identity.wanted!r} is held by another live process; "
+                    f"reporting as {held!r}"
+                )
+            self._adopt(held)
+
+    def _adopt(self, process_id: str) -> None:
+        """Report under process_id from now on: status key, manager, applied entries."""
+        with self.reporter.io_lock:
+            old = self.process_id
+            self.process_id = self.mirror.process_id = self.reporter.process_id = process_id
+            self.alerts.process_id = process_id
+        with self.manager.lock:
+            rekey_applied(self.manager, old, process_id)
+            self.mirror.forget_reported()
+        self.reporter.poke(full=True)
+
+    def _write_failed(self, exc: Exception) -> None:
+        # The listener tells of lost connections; a refused write (ACL, OOM) only shows here.
+        if classify(exc) != UNREACHABLE:
+            self.alerts.failed(exc)
 
     def _session(self, pubsub: redis.client.PubSub) -> None:
         events = self.keys.events.encode()
-        expired = self._expired_channel.encode()
-        pubsub.subscribe(events, expired)
+        expired = self._expired_channel.encode() if self._expired_channel else b""
+        channels = {events, expired} - {b""}
+        pubsub.subscribe(*channels)
         confirmed: set[bytes] = set()
         deadline = time.monotonic() + 5
-        while confirmed != {events, expired}:
+        while confirmed != channels:
             if time.monotonic() > deadline:
                 raise TimeoutError("no subscribe confirmation")
             message = pubsub.get_message(timeout=0.25)
@@ -312,7 +316,9 @@ class Subscriber:
         self._deliver([self._resync()])
         self.reconnects += 1
         self.connected.set()
+        self.alerts.recovered()
         self.reporter.poke(full=True)
+        self.reporter.start()
         last_rx = last_resync = time.monotonic()
         pinged = 0.0
         while not self.stopped.is_set():
@@ -327,7 +333,7 @@ class Subscriber:
             if message is not None:
                 last_rx = now
                 # Take whatever else has arrived too: a burst is applied once.
-                work: list[tuple[Any, ...]] = []
+                work: list[Work] = []
                 for _ in range(DRAIN_LIMIT):
                     self._on_message(message, events, expired, work)
                     message = pubsub.get_message(timeout=0)
@@ -340,12 +346,14 @@ class Subscriber:
             elif now - last_rx > HEALTH_SECONDS and now - pinged > HEALTH_SECONDS:
                 pubsub.ping()
                 pinged = now
+            if self.claim.lost:
+                raise ClaimLost()
             if self._resync_due or now - last_resync > RESYNC_SECONDS:
                 self._deliver([self._resync()])
                 last_resync = time.monotonic()
 
     def _on_message(
-        self, message: dict[str, Any], events: bytes, expired: bytes, work: list[tuple[Any, ...]]
+        self, message: dict[str, Any], events: bytes, expired: bytes, work: list[Work]
     ) -> None:
         kind = message["type"]
         if kind == "subscribe":
@@ -378,7 +386,7 @@ class Subscriber:
                 self._check_reset(seen)
         elif version == seen + 1:
             self._seen = version
-            work.append((EVENT, event))
+            work.append(Event.from_decoded(event))
         elif version > seen + 1:
             self._resync_due = True
         else:
@@ -392,7 +400,7 @@ class Subscriber:
         if current < seen:
             self._resync_due = True
 
-    def _resync(self) -> tuple[Any, ...]:
+    def _resync(self) -> Snapshot:
         self._resync_due = False
         pipe = self.client.pipeline(transaction=True)
         pipe.get(self.keys.version)
@@ -404,14 +412,15 @@ class Subscriber:
         version = int(raw_version or 0)
         self._seen = version
         self.resyncs += 1
-        return (SNAPSHOT, version, specs)
+        return Snapshot(version, specs)
 
-    def _deliver(self, work: list[tuple[Any, ...]]) -> None:
+    def _deliver(self, work: list[Work]) -> None:
         """Apply work in this thread when that cannot wait or reorder; else queue it."""
-        if self._apply_lock.acquire(blocking=False):
+        backlog = self._backlog
+        if backlog.apply_lock.acquire(blocking=False):
             try:
                 lock = self.manager.lock
-                if self._queued == self._done and lock.acquire(blocking=False):
+                if backlog.empty() and lock.acquire(blocking=False):
                     try:
                         reported = self._apply(work)
                     except Exception as exc:
@@ -423,11 +432,11 @@ class Subscriber:
                         # Written by this thread when the time comes (see _session).
                         self._write_due = time.monotonic() + WRITE_DELAY
                     if self.mirror.soonest_expiry() < self._wake_at:
-                        self._inbox.put((_WAKE,))
+                        self._inbox.put(Signal.WAKE)
                     return
             finally:
-                self._apply_lock.release()
-        self._queued += len(work)
+                backlog.apply_lock.release()
+        backlog.queue(len(work))
         for item in work:
             self._inbox.put(item)
 
@@ -439,34 +448,36 @@ class Subscriber:
         if self.mirror.applying:
             return
         if spec_id in self.owned and not self.stopped.is_set():
-            self._inbox.put((_REFRESH,))
+            self._inbox.put(Signal.REFRESH)
 
     def _apply_loop(self) -> None:
+        backlog = self._backlog
         while True:
             try:
-                with self._apply_lock:
+                with backlog.apply_lock:
                     self._wake_at = self.mirror.soonest_expiry()
                 timeout = None
                 if self._wake_at != math.inf:
                     timeout = min(max(0.0, self._wake_at - time.time()), 3600.0)
+                items: list[Work | Signal] = []
                 try:
-                    items = [self._inbox.get(timeout=timeout)]
+                    items.append(self._inbox.get(timeout=timeout))
                 except queue.Empty:
-                    items = []
-                with self._apply_lock:
+                    pass
+                with backlog.apply_lock:
                     while True:
                         try:
                             items.append(self._inbox.get_nowait())
                         except queue.Empty:
                             break
-                    if any(item[0] == _STOP for item in items):
+                    if Signal.STOP in items:
                         return
-                    queued = sum(1 for item in items if item[0] in (SNAPSHOT, EVENT))
+                    work = [item for item in items if not isinstance(item, Signal)]
                     try:
                         with self.manager.lock:
-                            reported = self._apply(items)
+                            reported = self._apply(work)
                     finally:
-                        self._done += queued
+                        backlog.finish(len(work))
                 if reported:
                     self.reporter.poke()
             except Exception as exc:
@@ -477,10 +488,10 @@ class Subscriber:
     def _failed(self, exc: Exception) -> None:
         # A bug of ours, not of a spec (the manager reports those): count it, and go on.
         self.errors += 1
-        self.error = f"{type(exc).__name__}: {exc}"
+        self.error = one_line(exc)
         log.debug("diagnose_redis could not apply", exc_info=True)
 
-    def _apply(self, items: list[tuple[Any, ...]]) -> bool:
+    def _apply(self, items: list[Work]) -> bool:
         """Apply work items and any expiry (hold manager.lock); True if there is a report."""
         if self.stopped.is_set():
             return False

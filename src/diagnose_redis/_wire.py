@@ -14,6 +14,8 @@ Redis layout, with ``P`` the prefix:
   JSON ``{"host", "pid", "started", "version", "library", "dropped", ...}`` where ``version`` is
   the last spec version the process has applied.
 - ``P:processes`` (sorted set): process id scored by its last heartbeat, unix seconds.
+- ``P:claim:PROCESS_ID`` (string): the token of the live process that holds this id; it
+  expires unless heartbeats refresh it, so no two live processes ever report under one id.
 
 Sealing: a message is a msgpack map (at most 14 entries, so a one-byte fixmap header). Signed,
 it gets one more entry, last: ``"sig"`` -> HMAC-SHA256 (32 bytes, msgpack bin) over a domain
@@ -33,6 +35,11 @@ from typing import Any
 
 import msgpack
 
+from diagnose._time import to_utc
+
+from ._connect import client_name
+from .exceptions import SpecIdError, WireError
+
 __all__ = (
     "HEARTBEAT_SECONDS",
     "MAX_MESSAGE_BYTES",
@@ -47,6 +54,7 @@ __all__ = (
     "decode_spec",
     "decode_status_field",
     "encode_event",
+    "expired_channel",
     "encode_spec",
     "encode_status_field",
     "secret_bytes",
@@ -66,14 +74,6 @@ _EVENT_DOMAIN = b"diagnose-event\x00"
 _SPEC_DOMAIN = b"diagnose-spec\x00"
 
 
-class WireError(ValueError):
-    """A message or stored spec is undecodable, malformed, oversized, unsigned or forged."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
 class Keys:
     """Name the Redis keys and channels under one prefix."""
 
@@ -85,6 +85,7 @@ class Keys:
         self.ids = f"{prefix}:ids"
         self.spec_prefix = f"{prefix}:spec:"
         self.status_prefix = f"{prefix}:status:"
+        self.claim_prefix = f"{prefix}:claim:"
 
     def spec(self, spec_id: str) -> str:
         """Return the key of one spec."""
@@ -93,6 +94,14 @@ class Keys:
     def status(self, process_id: str) -> str:
         """Return the status hash key of one process."""
         return self.status_prefix + process_id
+
+    def claim(self, process_id: str) -> str:
+        """Return the key that holds the claim on a process id."""
+        return self.claim_prefix + process_id
+
+    def connection_name(self, process_id: str) -> str:
+        """Return the name a process's subscriber gives its connections (CLIENT SETNAME)."""
+        return client_name(f"{self.prefix}:{process_id}")
 
     def spec_id(self, key: str | bytes) -> str | None:
         """Return the spec id a key names, or None if it is not a spec key."""
@@ -104,6 +113,11 @@ class Keys:
 
     def __repr__(self) -> str:
         return f"Keys({self.prefix!r})"
+
+
+def expired_channel(db: int) -> str:
+    """Return the channel on which Redis announces keys of database db that expired."""
+    return f"__keyevent@{db}__:expired"
 
 
 def _after(prefix: str, key: str | bytes) -> str | None:
@@ -120,18 +134,12 @@ def secret_bytes(secret: str | bytes | None) -> bytes | None:
 
 
 def check_spec_id(spec_id: object) -> str:
-    """Return a valid spec id or raise ValueError naming the problem."""
+    """Return a valid spec id or raise SpecIdError (a ValueError) naming the problem."""
     if not isinstance(spec_id, str) or not SPEC_ID_PATTERN.match(spec_id):
-        raise ValueError(
+        raise SpecIdError(
             f"spec id must be 1-200 characters of letters, digits and _.:- , not {spec_id!r}"
         )
     return spec_id
-
-
-def _utc(value: _dt.datetime) -> _dt.datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=_dt.UTC)
-    return value.astimezone(_dt.UTC)
 
 
 def _pack(obj: Mapping[str, Any]) -> bytes:
@@ -188,7 +196,7 @@ def _spec_body(spec: Mapping[str, Any]) -> dict[str, Any]:
     body = {key: value for key, value in spec.items() if key != "applied"}
     lastmodified = body.get("lastmodified")
     if isinstance(lastmodified, _dt.datetime):
-        body["lastmodified"] = _utc(lastmodified)
+        body["lastmodified"] = to_utc(lastmodified)
     return body
 
 
@@ -228,11 +236,11 @@ def encode_event(
 ) -> bytes:
     """Encode one event for the ``P:events`` channel, signed if a secret is given."""
     if op not in OPS:
-        raise ValueError(f"op must be one of {', '.join(OPS)}, not {op!r}")
+        raise WireError("malformed", f"op must be one of {', '.join(OPS)}, not {op!r}")
     event: dict[str, Any] = {"op": op, "id": spec_id, "version": int(version)}
     if op == "put":
         if spec is None:
-            raise ValueError("a put event needs a spec")
+            raise WireError("malformed", "a put event needs a spec")
         event["spec"] = _spec_body(spec)
     return _seal(event, secret, _EVENT_DOMAIN)
 
@@ -258,14 +266,14 @@ def decode_event(raw: bytes, secret: bytes | None = None) -> dict[str, Any]:
 
 
 def _iso(value: _dt.datetime | None) -> str | None:
-    return None if value is None else _utc(value).isoformat()
+    return None if value is None else to_utc(value).isoformat()
 
 
 def _from_iso(value: object) -> _dt.datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        return _utc(_dt.datetime.fromisoformat(value))
+        return to_utc(_dt.datetime.fromisoformat(value))
     except ValueError:
         return None
 

@@ -1,0 +1,118 @@
+"""Helpers for the tests that run real application servers (gunicorn, Celery) with the shop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from diagnose_redis import SpecStore
+from probe_targets.support import wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    """Return the path of a console script installed next to this Python; fail if absent."""
+    path = BIN / name
+    assert path.exists(), f"{name} is not installed in {BIN}: `make test` installs .[test]"
+    return str(path)
+
+
+def free_port() -> int:
+    """Return a free TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
+    """Return the environment of a server process of the shop on this Redis and prefix."""
+    env = {
+        **os.environ,
+        "DIAGNOSE_REDIS_URL": redis_url,
+        "DIAGNOSE_PREFIX": prefix,
+        "PYTHONPATH": str(EXAMPLES),
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+    for name in ("DIAGNOSE_SECRET", "DIAGNOSE_PROCESS_ID"):
+        if name not in extra:
+            env.pop(name, None)
+    return env
+
+
+def coordinator(redis_url: str, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed `coordinator` against a Redis and prefix."""
+    return subprocess.run(
+        [tool("coordinator"), *args],
+        env=server_env(redis_url, prefix),
+        capture_output=True,
+        text=True,
+        timeout=40,
+    )
+
+
+def wait_until(
+    condition: Callable[[], Any], timeout: float, what: str, details: Callable[[], str] = str
+) -> Any:
+    """Poll condition until it holds, failing the test after timeout seconds (with what
+    details() says then)."""
+    value = wait_for(condition, timeout, interval=0.05)
+    assert value, f"timed out after {timeout}s waiting for {what}: {details()}"
+    return value
+
+
+def children(pid: int) -> set[int]:
+    """Return the pids of a process's children."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found.update(int(p) for p in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return found
+
+
+def workers(store: SpecStore) -> dict[str, dict[str, Any]]:
+    """Return the live processes that are not pre-fork parents, with their ``_process``."""
+    fleet = store.fleet()
+    return {pid: entry.info for pid, entry in fleet.items() if not entry.parent}
+
+
+def applied_by(store: SpecStore, spec_id: str, process_ids: set[str]) -> bool:
+    """Tell whether every process in process_ids reports spec_id applied at its current lm."""
+    spec = store.get(spec_id)
+    if spec is None or not process_ids:
+        return False
+    report = store.status(spec_id)
+    for process_id in process_ids:
+        entry = report.get(process_id, {}).get(spec_id)
+        if not entry or entry["err"] is not None or entry["lm"] != spec["lastmodified"]:
+            return False
+    return True
+
+
+def stop(proc: subprocess.Popen[Any], timeout: float = 10.0) -> int:
+    """SIGTERM a server and wait for it; kill it (and fail) if it does not stop."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"{proc.args!r} did not stop on SIGTERM within {timeout}s")
+
+
+def elapsed_since(start: float) -> float:
+    """Return the seconds since a time.monotonic() value."""
+    return time.monotonic() - start

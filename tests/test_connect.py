@@ -1,0 +1,94 @@
+"""Tests of _connect: the one place a Redis URL becomes a client."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+import diagnose_redis
+from diagnose_redis import BadURL, UnsupportedURL, connect, database, redact_url
+from diagnose_redis._connect import client_name
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://user:pw@h:6379/0", "redis://user:***@h:6379/0"),
+        ("rediss://:pw@h/0", "rediss://:***@h/0"),
+        ("redis://h:6379/0?password=pw&db=1", "redis://h:6379/0?password=***&db=1"),
+        ("unix:///tmp/r.sock?db=2", "unix:///tmp/r.sock?db=2"),
+    ],
+)
+def test_redact_url_masks_passwords(url: str, shown: str) -> None:
+    """A password in the authority or the query string is shown as ***."""
+    assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+sentinel://u:secret@h:26379/mymaster/0",
+        "rediss+sentinel://h:26379/m",
+        "redis+cluster://h:7000,h:7001",
+        "rediss+cluster://h:7000",
+    ],
+)
+def test_sentinel_and_cluster_urls_are_refused_by_name(url: str) -> None:
+    """A Sentinel or Cluster URL raises UnsupportedURL, one line naming its scheme."""
+    with pytest.raises(UnsupportedURL) as caught:
+        connect(url)
+    text = str(caught.value)
+    assert url.split("://")[0] + "://" in text and "\n" not in text
+    assert "secret" not in text
+
+
+@pytest.mark.parametrize("url", ["htp://h:6379/0", "redis://127.0.0.1:notaport/0", "nothing"])
+def test_malformed_url_raises_bad_url(url: str) -> None:
+    """A URL redis-py cannot parse raises BadURL, which is a ValueError."""
+    with pytest.raises(BadURL) as caught:
+        connect(url)
+    assert isinstance(caught.value, ValueError) and str(caught.value)
+
+
+def test_client_name_keeps_printable_ascii_only() -> None:
+    """Spaces and other characters CLIENT SETNAME refuses become underscores."""
+    assert client_name("diagnose:web 1:é\n42") == "diagnose:web_1:__42"
+
+
+def test_connect_passes_options_and_names_the_connection(redis_url: str) -> None:
+    """The client uses the given timeouts, database and name on a real server."""
+    url = redis_url.rsplit("/", 1)[0] + "/3"
+    client = connect(url, socket_timeout=4, socket_connect_timeout=1, client_name="t:one two")
+    try:
+        assert client.ping()
+        assert client.client_getname() in ("t:one_two", b"t:one_two")
+        kwargs = client.connection_pool.connection_kwargs
+        assert kwargs["socket_timeout"] == 4 and kwargs["socket_connect_timeout"] == 1
+        assert database(client) == 3
+    finally:
+        client.close()
+
+
+def test_connect_decodes_responses_when_asked(redis_url: str) -> None:
+    """decode_responses=True gives str replies."""
+    client = connect(redis_url, decode_responses=True)
+    try:
+        client.set("k", "v")
+        assert client.get("k") == "v"
+    finally:
+        client.close()
+
+
+def test_connect_async_builds_an_asyncio_client() -> None:
+    """connect_async returns a redis.asyncio client with the same options."""
+    client = diagnose_redis.connect_async("redis://127.0.0.1:1/5", socket_connect_timeout=1)
+    assert isinstance(client, redis.asyncio.Redis) and database(client) == 5
+    with pytest.raises(UnsupportedURL):
+        diagnose_redis.connect_async("redis+cluster://h:1")
+
+
+def test_public_names_exist() -> None:
+    """Every name in diagnose_redis.__all__ exists, and __all__ is a tuple without repeats."""
+    assert isinstance(diagnose_redis.__all__, tuple)
+    assert len(set(diagnose_redis.__all__)) == len(diagnose_redis.__all__)
+    assert [n for n in diagnose_redis.__all__ if not hasattr(diagnose_redis, n)] == []

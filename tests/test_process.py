@@ -1,0 +1,134 @@
+"""start(), stop() and fork: one subscriber per process, and a child that reports at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+import diagnose
+import diagnose_redis
+from diagnose_redis import SpecStore
+from diagnose_redis._family import forked
+from probe_targets.support import wait_for
+
+TARGET = f"{__name__}.target"
+
+
+def target(x: int) -> int:
+    """Return x minus one: the function these tests probe."""
+    return x - 1
+
+
+@pytest.fixture
+def manager() -> Iterator[diagnose.ProbeManager]:
+    """A ProbeManager of the test's own, with the test instrument type."""
+    mgr = diagnose.ProbeManager()
+    mgr.instrument_classes["test"] = diagnose.ProbeTestInstrument
+    yield mgr
+    with mgr.lock:
+        mgr.specs.clear()
+        mgr.apply()
+
+
+@pytest.fixture
+def store(redis_url: str, prefix: str) -> Iterator[SpecStore]:
+    """A store on the session's (flushed) Redis."""
+    client = redis.Redis.from_url(redis_url)
+    yield SpecStore(client, prefix)
+    client.close()
+
+
+def spec() -> dict[str, Any]:
+    """Return a test instrument spec on target."""
+    return {"target": TARGET, "instrument": {"type": "test", "name": "t", "value": "result"}}
+
+
+def test_stop_removes_the_status_at_once(store: SpecStore, redis_url: str, prefix: str, manager):
+    """diagnose_redis.stop(), for shutdown hooks, takes the process off the live list."""
+    sub = diagnose_redis.start(redis_url, prefix=prefix, manager=manager, process_id="hook-1")
+    assert wait_for(lambda: "hook-1" in store.processes())
+    diagnose_redis.stop()
+    assert not sub.running and store.processes() == {} and store.status() == {}
+    diagnose_redis.stop()  # a second call does nothing
+
+
+def test_bare_fork_child_reports_inherited_probes(
+    store: SpecStore, redis_url: str, prefix: str, manager
+) -> None:
+    """After os.fork() the child reports the probe it inherited as applied, under its own
+    id, at once, without a publish; the parent reports itself as a parent of one child."""
+    sub = diagnose_redis.start(redis_url, prefix=prefix, manager=manager, process_id="bare")
+    try:
+        store.put("inherited", spec())
+        lm = store.get("inherited")["lastmodified"]
+
+        def applied(process_id: str) -> bool:
+            entry = store.status("inherited").get(process_id, {}).get("inherited")
+            return bool(entry) and entry["err"] is None and entry["lm"] == lm
+
+        assert wait_for(lambda: applied("bare"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: its subscriber works in its threads until it is killed
+            try:
+                threading.Event().wait(30)
+            finally:
+                os._exit(0)
+        try:
+            child_id = f"bare:{pid}"
+            assert wait_for(lambda: applied(child_id), 2), store.status("inherited")
+            assert store.status()[child_id]["_process"]["pid"] == pid
+            assert wait_for(lambda: store.fleet()["bare"].parent)
+            assert store.fleet()["bare"].children == 1
+        finally:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        # Its child gone, the parent is a process again (from its next status write on).
+        assert forked.role_info() == {"role": "process"}
+    finally:
+        sub.stop()
+
+
+FORK_AT_START = """
+import os, signal, socket, sys, time, warnings
+import diagnose_redis
+warnings.simplefilter("ignore", DeprecationWarning)
+stuck = 0
+for _ in range(10):
+    diagnose_redis.start(sys.argv[1], prefix="forks")
+    pid = os.fork()  # while the subscriber's threads connect
+    if pid == 0:
+        socket.getaddrinfo("localhost", 80)  # what a host does; the idna codec on first use
+        os._exit(0)
+    deadline = time.monotonic() + 5
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            stuck += 1
+            break
+        time.sleep(0.01)
+    diagnose_redis.stop()
+print("stuck", stuck)
+"""
+
+
+def test_fork_while_connecting_never_hangs_the_child(redis_url: str) -> None:
+    """A child forked while the subscriber connects can look up host names (no import lock
+    of the parent's threads is left held in it)."""
+    url = redis_url.replace("127.0.0.1", "localhost")
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_AT_START, url], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "stuck 0"

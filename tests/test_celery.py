@@ -115,11 +115,11 @@ def test_celery_prefork_children_apply_report_and_leave(
     assert all(re.fullmatch(r"celery-1(:\d+)?", i) for i in ids)
 
     published = coordinator(
-        redis_url, prefix, "publish", "c1", "-t", "shop.pricing.total", "-v", "result",
+        redis_url, prefix, "publish", "c1", "-t", "shop.pricing.total", "--value", "result",
         "--wait", "--timeout", "10",
     )  # fmt: skip
     assert published.returncode == 0, published.stderr
-    assert set(re.findall(r"^(celery-1\S*)\s+c1\s+applied", published.stdout, re.M)) == ids
+    assert set(re.findall(r"^(celery-1\S*)\s+c1\s+applied", published.stderr, re.M)) == ids
     lastmodified = store.get("c1")["lastmodified"]
 
     celery.send(TASKS)
@@ -148,7 +148,7 @@ def test_celery_prefork_children_apply_report_and_leave(
 
     # Right after the burst, --wait counts only the live children and every one applies.
     again = coordinator(
-        redis_url, prefix, "publish", "c2", "-t", "shop.pricing.unit_price", "-v", "result",
+        redis_url, prefix, "publish", "c2", "-t", "shop.pricing.unit_price", "--value", "result",
         "--wait", "--timeout", "10",
     )  # fmt: skip
     assert again.returncode == 0, again.stderr

@@ -69,11 +69,11 @@ def test_two_processes_with_one_configured_id(redis_server: RedisServer, prefix:
             second.proc.pid,
         }
         result = coordinator(
-            redis_server.url, prefix, "publish", "s1", "-t", "fleet_worker.work", "-v", "result",
+            redis_server.url, prefix, "publish", "s1", "-t", "fleet_worker.work", "--value", "result",
             "--wait", "--timeout", "10",
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
-        assert all(p in result.stdout for p in expected)
+        assert all(p in result.stderr for p in expected)  # the result table goes to stderr
         assert "reporting as 'same-1:" in second.close()
         assert first.close() == ""
         workers = [Worker(redis_server.url, prefix, "--process-id", "same-1")]
@@ -99,7 +99,7 @@ def test_forked_child_of_a_configured_id(redis_server: RedisServer, prefix: str)
         assert forked
         child_id = f"forker:{forked.split()[1]}"
         # No publish: the child reports what it inherited, applied, at once.
-        assert wait_for(lambda: applied_everywhere(store, "kept", [child_id]), 2)
+        assert wait_for(lambda: applied_everywhere(store, "kept", [child_id]), 5)
         entry = store.status("kept")[child_id]["kept"]
         assert entry["err"] is None and entry["lm"] == store.get("kept")["lastmodified"]
         fleet = store.fleet()

@@ -41,7 +41,7 @@ def test_wait_never_waits_for_a_parent(redis_url: str, prefix: str) -> None:
     client.zadd(keys.processes, {"master": time.time()})
     client.close()
     started = time.monotonic()
-    result = coordinator(redis_url, prefix, "publish", "p", "-t", "a.b", "-v", "1", "--wait")
+    result = coordinator(redis_url, prefix, "publish", "p", "-t", "a.b", "--value", "1", "--wait")
     assert result.returncode == 3 and "no processes are online" in result.stderr
     assert time.monotonic() - started < 8
 
@@ -63,7 +63,7 @@ def test_wait_stops_waiting_for_a_process_whose_connection_closes(
         store = SpecStore(client, prefix)
         assert wait_for(lambda: set(store.processes()) == {"ghost", worker.process_id})
         with subprocess.Popen(
-            [tool("coordinator"), "publish", "g", "-t", "fleet_worker.work", "-v", "result",
+            [tool("coordinator"), "publish", "g", "-t", "fleet_worker.work", "--value", "result",
              "--wait", "--timeout", "20"],
             env=server_env(redis_server.url, prefix),
             stdout=subprocess.PIPE,
@@ -77,7 +77,7 @@ def test_wait_stops_waiting_for_a_process_whose_connection_closes(
             took = time.monotonic() - closed
         assert proc.returncode == 0, err
         assert took < 2.0, f"--wait went on for {took:.1f} s after the process left"
-        assert worker.process_id in out and "ghost" not in out
+        assert worker.process_id in err and "ghost" not in err  # the result table: stderr
     finally:
         pubsub.close()
         ghost.close()

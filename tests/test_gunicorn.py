@@ -118,12 +118,12 @@ def test_gunicorn_workers_follow_probes_through_respawns(
         assert parents == [] and len(fleet) == 2
 
     result = coordinator(
-        redis_url, prefix, "publish", "g1", "-t", "shop.pricing.total", "-v", "result",
+        redis_url, prefix, "publish", "g1", "-t", "shop.pricing.total", "--value", "result",
         "--wait", "--timeout", "10",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    answered = set(re.findall(r"^(\S+)\s+g1\s+applied", result.stdout, re.M))
-    assert answered == set(workers(store)), result.stdout
+    answered = set(re.findall(r"^(\S+)\s+g1\s+applied", result.stderr, re.M))
+    assert answered == set(workers(store)), result.stderr
     for _ in range(4):
         assert gunicorn.get()[0] == "2.2"
     wait_until(lambda: gunicorn.output().count("Probe (g1) = 2.2") >= 4, 5, "probe lines")

@@ -155,7 +155,7 @@ def test_publish_and_status_json_share_one_shape(run: Cli) -> None:
     assert published["specs"]["p"]["lastmodified"] == status["specs"]["p"]["lastmodified"]
     entry = status["processes"]["web-1"]
     assert set(entry) == {"live", "heartbeat", "process", "specs"}
-    assert set(entry["specs"]["p"]) == {"state", "lm", "err", "at"}
+    assert set(entry["specs"]["p"]) == {"state", "lm", "err", "at", "fired", "dropped", "errors"}
     assert entry["specs"]["p"]["lm"] == status["specs"]["p"]["lastmodified"]
 
 

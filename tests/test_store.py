@@ -155,7 +155,14 @@ def test_status_and_processes(store: SpecStore, client: redis.Redis) -> None:
     client.hset(keys.status("h:2"), mapping={"a": encode_status_field(now, "boom", now)})
     client.zadd(keys.processes, {"h:1": time.time(), "h:2": time.time() - 100})
     report = store.status()
-    assert report["h:1"]["a"] == {"lm": now, "err": None, "at": now}
+    assert report["h:1"]["a"] == {
+        "lm": now,
+        "err": None,
+        "at": now,
+        "fired": 0,
+        "dropped": 0,
+        "errors": 0,
+    }
     assert report["h:1"]["_process"]["pid"] == 1
     assert report["h:2"]["a"]["err"] == "boom"
     assert set(store.status("zzz")) == {"h:1"}

@@ -305,3 +305,21 @@ def test_works_under_a_fleet_acl(private_redis, manager, rule: str, named: bool)
         assert wait_for(lambda: "test:1" in store.processes())
         assert sub.alerts.lines == 0
     client.close()
+
+
+def test_status_fields_carry_the_counters(client, redis_url: str, prefix: str, manager) -> None:
+    """fired, dropped and errors reach each spec's status field by the next heartbeat."""
+    store = SpecStore(client, prefix)
+    with subscribe(redis_url, prefix, manager):
+        limited = spec("result")
+        limited["instrument"]["custom"] = {"rate": 5}
+        store.put("lim", limited)
+        assert wait_for(lambda: applied(manager, "lim"))
+        for x in range(100):
+            assert target(x) == x + 1
+
+        def counts() -> Any:
+            field = store.status("lim").get("test:1", {}).get("lim") or {}
+            return (field.get("fired"), field.get("dropped"), field.get("errors"))
+
+        assert wait_for(lambda: counts() == (5, 95, 0), timeout=15), counts()

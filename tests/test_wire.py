@@ -137,8 +137,19 @@ def test_status_field_round_trip() -> None:
     """A status field is JSON text and decodes back to datetimes."""
     text = _wire.encode_status_field(LM, "boom", LM)
     assert '"err": "boom"' in text
-    assert _wire.decode_status_field(text) == {"lm": LM, "err": "boom", "at": LM}
+    zero = {"fired": 0, "dropped": 0, "errors": 0}
+    assert _wire.decode_status_field(text) == {"lm": LM, "err": "boom", "at": LM, **zero}
     assert _wire.decode_status_field(b"{nope")["err"].startswith("unreadable")
+
+
+def test_status_field_counts() -> None:
+    """fired, dropped and errors ride in the field as integers; with_counts replaces them."""
+    text = _wire.encode_status_field(LM, None, LM, {"fired": 3, "dropped": 2, "errors": 0})
+    assert '"fired": 3' in text and '"dropped": 2' in text
+    again = _wire.with_counts(text, {"fired": 9, "dropped": 4, "errors": 1})
+    decoded = _wire.decode_status_field(again)
+    assert (decoded["fired"], decoded["dropped"], decoded["errors"], decoded["at"]) == (9, 4, 1, LM)
+    assert _wire.decode_status_field('{"lm": null, "fired": "x"}')["fired"] == 0
 
 
 def test_expired_channel_names_the_database() -> None:

@@ -74,13 +74,21 @@ def print_results(
         for spec_id, r in sorted(entries.items()):
             if wide:
                 rows.append(
-                    (process, spec_id, r.state, live, format_time(r.lm), format_time(r.at), r.err)
+                    (process, spec_id, r.state, live, format_time(r.lm), format_time(r.at))
+                    + (r.fired, r.dropped, r.errors, r.err)
                 )
             else:
-                rows.append((process, spec_id, r.state, live, ago(r.at), r.err))
+                rows.append((process, spec_id, r.state, live, ago(r.at), r.fired, r.dropped, r.err))
         if not entries and no_probes_rows:
-            rows.append((process, None, "no probes", live, *((None,) * (3 if wide else 2))))
-    middle = [Column("applied lm"), Column("at")] if wide else [Column("at")]
+            rows.append((process, None, "no probes", live, *((None,) * (7 if wide else 4))))
+    # FIRED says whether the probe is hit at all, DROP what its rate limit (or a full output
+    # buffer) dropped; ERRORS (an instrument stops at its first, and STATE and ERROR say so)
+    # is in --wide and JSON, to keep 80 columns.
+    if wide:
+        middle = [Column("applied lm"), Column("at"), Column("fired"), Column("dropped")]
+        middle.append(Column("errors"))
+    else:
+        middle = [Column("at"), Column("fired"), Column("drop")]
     columns = [
         Column("process"),
         Column("spec"),

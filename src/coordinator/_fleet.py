@@ -49,6 +49,11 @@ class ProcessResult:
     lm: _dt.datetime | None
     err: str | None
     at: _dt.datetime | None
+    #: what the spec's instrument did in the process: fires, events over its rate (or a
+    #: full output buffer), errors
+    fired: int = 0
+    dropped: int = 0
+    errors: int = 0
 
     @property
     def done(self) -> bool:
@@ -57,7 +62,15 @@ class ProcessResult:
 
     def as_dict(self) -> dict[str, Any]:
         """Return the result as a JSON-friendly map."""
-        return {"state": self.state, "lm": self.lm, "err": self.err, "at": self.at}
+        return {
+            "state": self.state,
+            "lm": self.lm,
+            "err": self.err,
+            "at": self.at,
+            "fired": self.fired,
+            "dropped": self.dropped,
+            "errors": self.errors,
+        }
 
 
 _utc = to_utc  # naive values are UTC; aware ones are converted
@@ -93,7 +106,15 @@ def result_of(
     if not isinstance(report, dict):
         return ProcessResult(process, spec_id, state, None, None, None)
     return ProcessResult(
-        process, spec_id, state, report.get("lm"), report.get("err"), report.get("at")
+        process,
+        spec_id,
+        state,
+        report.get("lm"),
+        report.get("err"),
+        report.get("at"),
+        report.get("fired") or 0,
+        report.get("dropped") or 0,
+        report.get("errors") or 0,
     )
 
 

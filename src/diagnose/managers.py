@@ -252,11 +252,11 @@ class ProbeManager(ManagerHooks):
     def counters(self) -> dict[str, dict[str, int]]:
         """Return each applied spec's counts in this process: fired, dropped, errors."""
         counts = {}
-        with self.lock:
-            for full_id, owned in self._owned.items():
-                instrument = owned.probe.instruments.get(full_id)
-                if instrument is not None:
-                    counts[full_id.split(":", 1)[1]] = instrument.stats.as_dict()
+        # No lock: a reporter thread reads this while the host may hold the manager's lock.
+        for full_id, owned in list(self._owned.items()):
+            instrument = owned.probe.instruments.get(full_id)
+            if instrument is not None:
+                counts[full_id.split(":", 1)[1]] = instrument.stats.as_dict()
         return counts
 
     # A subclass written for the original library overrides mark(id, doc, exception=False),

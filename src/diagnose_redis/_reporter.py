@@ -11,7 +11,7 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 
 from ._claim import IdClaim
-from ._wire import HEARTBEAT_SECONDS, PROCESS_FIELD, STATUS_TTL_SECONDS, Keys
+from ._wire import HEARTBEAT_SECONDS, PROCESS_FIELD, STATUS_TTL_SECONDS, Keys, with_counts
 
 __all__ = ("StatusReporter",)
 
@@ -27,6 +27,10 @@ class StatusReporter:
     flush() (the listener does, being awake anyway); a failed write is retried by the thread.
     Heartbeats also refresh the claim on the process id, if given; on_error hears of every
     failed write. Change process_id only while holding ``io_lock`` (no write in flight).
+
+    ``counts``, if given, returns each spec's counters (fired, dropped, errors) in this
+    process: every write puts the current ones into the fields it writes, and every
+    heartbeat rewrites the fields whose counters moved since they were last written.
     """
 
     def __init__(
@@ -39,6 +43,7 @@ class StatusReporter:
         coalesce: float = 0.05,
         claim: IdClaim | None = None,
         on_error: Callable[[Exception], None] | None = None,
+        counts: Callable[[], dict[str, dict[str, int]]] | None = None,
     ) -> None:
         self.client = client
         self.keys = keys
@@ -48,6 +53,8 @@ class StatusReporter:
         self.coalesce = coalesce
         self.claim = claim
         self.on_error = on_error
+        self.counts = counts
+        self._written_counts: dict[str, dict[str, int]] = {}
         self.writes = 0
         self.failures = 0
         self._lock = threading.Lock()
@@ -148,6 +155,26 @@ class StatusReporter:
             failures = 0
         self._remove()
 
+    def _current_counts(self) -> dict[str, dict[str, int]]:
+        if self.counts is None:
+            return {}
+        try:
+            return self.counts()
+        except Exception as exc:  # never let a counter stop the status
+            log.debug("counters unavailable: %s", exc)
+            return {}
+
+    def _counted(self, field: str, value: str, counts: dict[str, dict[str, int]]) -> str:
+        count = counts.get(field)
+        if count is None or field == PROCESS_FIELD:
+            return value
+        try:
+            value = with_counts(value, count)
+        except ValueError:
+            return value
+        self._written_counts[field] = count
+        return value
+
     def _failed(self, exc: Exception) -> None:
         if self.on_error is not None:
             try:
@@ -164,6 +191,15 @@ class StatusReporter:
         beat = full or time.monotonic() - self._last_beat >= self.heartbeat
         if not (dirty or beat or info):
             return
+        counts = self._current_counts()
+        if beat:
+            # Counters move on every call of a probed function: a heartbeat writes them.
+            dirty |= {
+                f for f, c in counts.items() if f in fields and c != self._written_counts.get(f)
+            }
+        for gone in self._written_counts.keys() - fields.keys():
+            del self._written_counts[gone]
+        fields = {f: self._counted(f, v, counts) for f, v in fields.items()}
         key = self.keys.status(self.process_id)
         # hset(mapping=) below: redis-py types it Mapping[FieldT, EncodableT], whose key type
         # is invariant, so it refuses a dict[str, str] it accepts at run time.

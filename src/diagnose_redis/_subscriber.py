@@ -127,6 +127,7 @@ class Subscriber:
             lambda: json.dumps(self.process_info()),
             claim=self.claim,
             on_error=self._write_failed,
+            counts=getattr(self.manager, "counters", None),
         )
         self._backoff = ExponentialWithJitterBackoff(cap=1.0, base=0.05)
 

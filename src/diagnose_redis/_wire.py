@@ -52,7 +52,9 @@ __all__ = (
     "check_spec_id",
     "decode_event",
     "decode_spec",
+    "COUNTS",
     "decode_status_field",
+    "with_counts",
     "encode_event",
     "expired_channel",
     "encode_spec",
@@ -278,11 +280,29 @@ def _from_iso(value: object) -> _dt.datetime | None:
         return None
 
 
+COUNTS = ("fired", "dropped", "errors")
+
+
 def encode_status_field(
-    lastmodified: _dt.datetime | None, error: str | None, at: _dt.datetime
+    lastmodified: _dt.datetime | None,
+    error: str | None,
+    at: _dt.datetime,
+    counts: Mapping[str, int] | None = None,
 ) -> str:
-    """Encode one status hash field: JSON ``{"lm": ISO, "err": null|text, "at": ISO}``."""
-    return json.dumps({"lm": _iso(lastmodified), "err": error, "at": _iso(at)})
+    """Encode one status hash field: JSON ``{"lm": ISO, "err": null|text, "at": ISO,
+    "fired": N, "dropped": N, "errors": N}``."""
+    field: dict[str, Any] = {"lm": _iso(lastmodified), "err": error, "at": _iso(at)}
+    for name in COUNTS:
+        field[name] = int((counts or {}).get(name, 0))
+    return json.dumps(field)
+
+
+def with_counts(raw: str, counts: Mapping[str, int]) -> str:
+    """Return a status field's JSON text with its counts replaced."""
+    field = json.loads(raw)
+    for name in COUNTS:
+        field[name] = int(counts.get(name, 0))
+    return json.dumps(field)
 
 
 def decode_status_field(raw: str | bytes) -> dict[str, Any]:
@@ -294,8 +314,12 @@ def decode_status_field(raw: str | bytes) -> dict[str, Any]:
     if not isinstance(obj, dict):
         return {"lm": None, "err": f"unreadable status field: {raw!r:.200}", "at": None}
     err = obj.get("err")
-    return {
+    field = {
         "lm": _from_iso(obj.get("lm")),
         "err": None if err is None else str(err),
         "at": _from_iso(obj.get("at")),
     }
+    for name in COUNTS:
+        count = obj.get(name)
+        field[name] = count if isinstance(count, int) and not isinstance(count, bool) else 0
+    return field

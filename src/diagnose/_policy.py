@@ -51,7 +51,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from . import _guard, _redact
+from . import _allowlist, _guard, _guarded, _redact
 from .exceptions import ExpressionRefused
 
 __all__ = ("MAX_DEPTH", "MAX_EXPRESSION_CHARS", "Policy")
@@ -282,9 +282,9 @@ class Policy:
     """
 
     def __init__(self) -> None:
-        self._table = _guard.default_allowlist()
+        self._table = _allowlist.default_allowlist()
         self._compiled: dict[tuple[str, str], types.CodeType] = {}
-        guards = _guard.make_call_guards(self._table)
+        guards = _allowlist.make_call_guards(self._table)
         self._call, self._forget = guards.call, guards.forget
         self._constants: dict[str, Any] = {
             **_redact.REDACTION_CONSTANTS,
@@ -293,7 +293,7 @@ class Policy:
             P_BEGIN: _guard.begin,
             P_ITER: _guard.counted,
             P_LOOP: _guard.looped,
-            P_FORMAT: _guard.format_value,
+            P_FORMAT: _guarded.format_value,
             P_IN: _guard.contains,
             **{name: function for name, function in _BINOPS.values()},
         }
@@ -310,7 +310,7 @@ class Policy:
 
     def allowed_names(self) -> list[str]:
         """Return the names of the callables allowed, sorted (for the README or a CLI)."""
-        return sorted({_guard.describe(entry[0]) for entry in self._table.values()})
+        return sorted({_allowlist.describe(entry[0]) for entry in self._table.values()})
 
     def call(self, function: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Call function as a safe expression would: refused unless it is allowed."""
@@ -385,7 +385,7 @@ class Policy:
         try:
             if isinstance(node, ast.FormattedValue):
                 _guard.begin(list(_guard.FRESH_METER))
-                _guard.check_spec(_constant_spec(node.format_spec))
+                _guarded.check_spec(_constant_spec(node.format_spec))
             if (
                 isinstance(node, ast.BinOp)
                 and isinstance(node.op, ast.Mod)

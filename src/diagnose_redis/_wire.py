@@ -314,7 +314,7 @@ def decode_status_field(raw: str | bytes) -> dict[str, Any]:
     if not isinstance(obj, dict):
         return {"lm": None, "err": f"unreadable status field: {raw!r:.200}", "at": None}
     err = obj.get("err")
-    field = {
+    field: dict[str, Any] = {
         "lm": _from_iso(obj.get("lm")),
         "err": None if err is None else str(err),
         "at": _from_iso(obj.get("at")),

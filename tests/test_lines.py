@@ -128,3 +128,17 @@ def test_line_fields_are_validated(instrument: dict[str, Any], message: str) -> 
     spec["instrument"] = {"type": "test", "name": "l", "value": "1", **instrument}
     with pytest.raises(SpecError, match=message):
         diagnose.validate_spec(spec)
+
+
+def test_lines_in_a_while_loop_and_a_generator(probeset: ProbeSet) -> None:
+    """A while loop's body and a line inside try in a generator fire once per pass."""
+    down = probeset.attach(
+        "probe_targets.shop.wind_down", "n", "line", line=line_of(shop.wind_down, "# wind-down")
+    )
+    assert shop.wind_down(3) == 0
+    assert down.results == [3, 2, 1]
+    ev = probeset.attach(
+        "probe_targets.shop.evens", "item", "line", line=line_of(shop.evens, "# evens line")
+    )
+    assert list(shop.evens([1, 2, 3, 4])) == [2, 4]
+    assert ev.results == [2, 4]

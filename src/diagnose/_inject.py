@@ -272,6 +272,9 @@ def _hook_call(hook: Any, location: Any) -> list[Any]:
     ]
 
 
+_LOOP_EXITS = frozenset({"END_FOR", "END_ASYNC_FOR", "POP_ITER"})
+
+
 def code_lines(code: types.CodeType) -> set[int]:
     """Return the source lines of code that have instructions of their own (not the
     ``def`` line's set-up, nor the lines of nested functions)."""
@@ -329,7 +332,9 @@ def with_hooks(
         at = target if target is not None else start
         while at < i and not isinstance(items[at], Instr):
             at += 1
-        if at < i:
+        # The end of a for loop is the for line's too, but not a pass over it: and on
+        # 3.12+ an exhausted FOR_ITER jumps just past END_FOR, into whatever is put before it.
+        if at < i and items[at].name not in _LOOP_EXITS:
             calls[at] = hook
     out: list[Any] = []
     for i, item in enumerate(items):

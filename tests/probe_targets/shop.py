@@ -155,3 +155,18 @@ def tally(items):
     for item in items:
         total += item  # tally line
     return total
+
+
+def wind_down(n):
+    while n > 0:
+        n -= 1  # wind-down line
+    return n
+
+
+def evens(items):
+    for item in items:
+        try:
+            if item % 2 == 0:
+                yield item  # evens line
+        except GeneratorExit:
+            raise

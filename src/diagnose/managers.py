@@ -13,10 +13,11 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from . import instruments, probes
+from ._change import spec_key
 from ._expr import POLICIES, Policy, compile_trusted, policy_from_env
 from ._fire import BUDGET_SECONDS
 from ._fork import STATE, after_fork_in_child
@@ -54,18 +55,6 @@ class _Owned(NamedTuple):
     probe: probes.FunctionProbe
     key: Any
     expires: datetime.datetime | None
-
-
-def _spec_key(spec: Any) -> Any:
-    """Return the fields of a raw spec that make its instrument (not ``applied``)."""
-    if not isinstance(spec, Mapping):
-        return None
-    return (
-        spec.get("target"),
-        spec.get("lastmodified"),
-        spec.get("lifespan"),
-        repr(spec.get("instrument")),
-    )
 
 
 class ProbeManager(ManagerHooks):
@@ -140,7 +129,7 @@ class ProbeManager(ManagerHooks):
         for spec_id, spec in list(self.specs.items()):
             full_id = f"{self.short_id}:{spec_id}"
             try:
-                key = (self._expression_policy, _spec_key(spec))
+                key = (self._expression_policy, spec_key(spec))
                 owned = self._owned.get(full_id)
                 # A spec unchanged since it was applied is neither validated (that parses
                 # and compiles its expressions) nor attached again.

@@ -58,6 +58,28 @@ def overhead(number: int, repeat: int) -> None:
         probe.stop()
         probes.active_probes.pop(target, None)
 
+    # An instrument of a spec has a budget (its evaluations timed, one in 16) and, for log
+    # and snapshot, a rate limit. The budget here is a full second a second, so that the
+    # bench's hot loop (more evaluation than a real spec may take) measures it without
+    # tripping it.
+    for event, value, rate in (("call", "arg", None), ("return", "result", None)):
+        probe = probes.attach_to(target)
+        inst = DropInstrument("spec", value, event=event)
+        inst.budget, inst.rate = 1.0, rate
+        probe.instruments["spec"] = inst
+        probe.start()
+        measure(f"{event} event, {value!r}, with the budget", func, 5, bare, number, repeat)
+        probe.stop()
+        probes.active_probes.pop(target, None)
+    probe = probes.attach_to(target)
+    inst = DropInstrument("limited", "result")
+    inst.budget, inst.rate = 1.0, 100
+    probe.instruments["limited"] = inst
+    probe.start()
+    measure("return, rate 100/s: an event over the rate", func, 5, bare, number, repeat)
+    probe.stop()
+    probes.active_probes.pop(target, None)
+
     import datetime
 
     probe = probes.attach_to(target)

@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-fleet clean
+.PHONY: demo test lint bench bench-fleet soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ bench: $(VENV)/.test
 
 bench-fleet: $(VENV)/.test
 	$(PY) bench/fleet_latency.py --workers 10 50 100
+
+# A long run, not part of `make test`: one worker under ~20 spec changes a second.
+SOAK_MINUTES ?= 10
+soak: $(VENV)/.test
+	$(PY) bench/soak.py --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import types
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,7 +15,7 @@ MODULE = "bp_targets"
 
 
 @pytest.fixture
-def mod() -> types.ModuleType:
+def mod() -> Iterator[types.ModuleType]:
     """A small module of targets, importable by dotted path."""
     module = types.ModuleType(MODULE)
     exec(

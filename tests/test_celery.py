@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -79,14 +80,14 @@ def worker(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[tuple[Celery
 
 def steady(condition: Callable[[], object], period: float) -> Callable[[], bool]:
     """Return a check that holds once condition has given one true value for period s."""
-    seen: list[object] = [None, 0.0]
+    seen: list[Any] = [None, 0.0]  # the last value, and when it was first seen
 
     def check() -> bool:
         value, now = condition(), time.monotonic()
         if not value or value != seen[0]:
             seen[:] = [value, now]
             return False
-        return now - float(seen[1]) >= period  # type: ignore[arg-type]
+        return now - float(seen[1]) >= period
 
     return check
 
@@ -120,7 +121,9 @@ def test_celery_prefork_children_apply_report_and_leave(
     )  # fmt: skip
     assert published.returncode == 0, published.stderr
     assert set(re.findall(r"^(celery-1\S*)\s+c1\s+applied", published.stderr, re.M)) == ids
-    lastmodified = store.get("c1")["lastmodified"]
+    c1 = store.get("c1")
+    assert c1 is not None
+    lastmodified = c1["lastmodified"]
 
     celery.send(TASKS)
     wait_until(lambda: "Probe (c1) = 2.2" in celery.output(), 15, "a probe line in the log")

@@ -101,7 +101,9 @@ def test_forked_child_of_a_configured_id(redis_server: RedisServer, prefix: str)
         # No publish: the child reports what it inherited, applied, at once.
         assert wait_for(lambda: applied_everywhere(store, "kept", [child_id]), 5)
         entry = store.status("kept")[child_id]["kept"]
-        assert entry["err"] is None and entry["lm"] == store.get("kept")["lastmodified"]
+        kept = store.get("kept")
+        assert kept is not None
+        assert entry["err"] is None and entry["lm"] == kept["lastmodified"]
         fleet = store.fleet()
         assert wait_for(lambda: store.fleet()["forker"].parent)
         assert fleet[child_id].role == "process"

@@ -9,6 +9,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
+from coordinator._embedded import RedisServer
 from coordinator.cli import cli
 
 CLOSED_URL = "redis://127.0.0.1:1/0"
@@ -154,7 +155,7 @@ def test_unknown_command_exits_2() -> None:
 
 
 @pytest.fixture
-def guarded_redis(private_redis):  # type: ignore[no-untyped-def]
+def guarded_redis(private_redis: RedisServer) -> str:
     """A private Redis with a password and a read-only ACL user `reader` (password `pw`)."""
     client = redis.Redis.from_url(private_redis.url)
     client.acl_setuser("reader", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@read"])

@@ -132,7 +132,11 @@ def test_publish_wait_applies_on_every_worker_and_they_log(fleet: Fleet) -> None
     assert lines[0].split() == ["PROCESS", "SPEC", "STATE", "LIVE", "AT", "FIRED", "DROP", "ERROR"]
     for process_id in fleet.procs:
         assert any(line.split()[:4] == [process_id, "totals", "applied", "yes"] for line in lines)
-        wait_until(lambda pid=process_id: "Probe (totals) = " in fleet.output(pid), 10, "output")
+
+        def probed(pid: str = process_id) -> bool:
+            return "Probe (totals) = " in fleet.output(pid)
+
+        wait_until(probed, 10, "output")
 
 
 def test_publish_wait_json_reports_each_process(fleet: Fleet) -> None:

@@ -351,8 +351,9 @@ def test_stackframe_at_return_and_error_events_holds_no_plumbing(event: str) -> 
     seen: list[dict[str, Any]] = []
     bp = Breakpoint((HERE, "square_of_x"), event=event)
     bp.fire = lambda: seen.append(dict(bp.stackframe.f_locals))
+    x: Any = 3 if event == "return" else "a"  # a str makes x * x raise TypeError
     with bp, pytest.raises(TypeError) if event == "error" else contextlib.nullcontext():
-        square_of_x(3 if event == "return" else "a")
+        square_of_x(x)
     expected = 3 if event == "return" else "a"
     assert seen == [{"x": expected, "args": (expected,), "kwargs": {}}]
     assert bp.stackframe is None
@@ -386,7 +387,7 @@ def test_stackframe_of_a_function_taking_args_and_kwargs_shows_them() -> None:
     def passthrough(*args: Any, **kwargs: Any) -> Any:
         return args, kwargs
 
-    holder = type("Holder", (), {"f": staticmethod(passthrough)})
+    holder: Any = type("Holder", (), {"f": staticmethod(passthrough)})
     seen: list[dict[str, Any]] = []
     bp = Breakpoint((holder, "f"))
     bp.fire = lambda: seen.append(dict(bp.stackframe.f_locals))
@@ -397,8 +398,9 @@ def test_stackframe_of_a_function_taking_args_and_kwargs_shows_them() -> None:
 
 def test_exception_through_a_breakpoint_keeps_its_traceback() -> None:
     """The breakpoint's frame is not added to the target's traceback."""
+    not_a_number: Any = "a"
     with Breakpoint((HERE, "square_of_x"), event="error"), pytest.raises(TypeError) as info:
-        square_of_x("a")
+        square_of_x(not_a_number)
     names = [entry.name for entry in info.traceback]
     assert names[-1] == "square_of_x"
     assert names.count("square_of_x") == 1
@@ -413,7 +415,7 @@ def test_generator_and_coroutine_targets_keep_working_under_a_breakpoint() -> No
         return n * 2
 
     members = {"numbers": staticmethod(numbers), "doubled": staticmethod(doubled)}
-    holder = type("Holder", (), members)
+    holder: Any = type("Holder", (), members)
     seen: list[dict[str, Any]] = []
     with Breakpoint((holder, "numbers"), event="return") as gen_bp:
         gen_bp.fire = lambda: seen.append(dict(gen_bp.stackframe.f_locals))
@@ -439,7 +441,7 @@ def test_async_generator_target_under_a_breakpoint_shows_no_plumbing() -> None:
         out += [item async for item in gen]
         return out
 
-    holder = type("Holder", (), {"ticks": staticmethod(ticks)})
+    holder: Any = type("Holder", (), {"ticks": staticmethod(ticks)})
     seen: list[tuple[str, dict[str, Any]]] = []
     with (
         Breakpoint((holder, "ticks")) as at_call,
@@ -460,7 +462,7 @@ def test_async_generator_target_under_a_breakpoint_shows_no_plumbing() -> None:
 def holder_of_getpid() -> Iterator[types.ModuleType]:
     """A module that did ``from os import getpid``."""
     module = types.ModuleType("compat_getpid_holder")
-    module.getpid = os.getpid  # type: ignore[attr-defined]
+    vars(module)["getpid"] = os.getpid
     sys.modules[module.__name__] = module
     try:
         yield module
@@ -505,20 +507,21 @@ def test_do_until_a_builtin_blocks_the_thread_there() -> None:
 
 
 def test_builtin_method_inherited_by_a_python_class() -> None:
-    class Stack(list):  # type: ignore[type-arg]
+    class Stack(list):
         pass
 
     stack = Stack()
     with Breakpoint((Stack, "append"), event="return") as bp:
         stack.append(1)
-        [].append(2)
+        plain: list[int] = []
+        plain.append(2)
     assert stack == [1]
     assert bp.calls == [True]
     assert "append" not in vars(Stack)
 
 
 def test_builtin_method_of_one_instance() -> None:
-    class Stack(list):  # type: ignore[type-arg]
+    class Stack(list):
         pass
 
     mine, other = Stack(), Stack()
@@ -538,7 +541,7 @@ def test_error_event_is_for_exceptions_not_a_generator_closed_early() -> None:
     def numbers(n: int) -> Iterator[int]:
         yield from range(n)
 
-    holder = type("Holder", (), {"numbers": staticmethod(numbers)})
+    holder: Any = type("Holder", (), {"numbers": staticmethod(numbers)})
     with (
         pytest.raises(AssertionError, match="was not met"),
         Breakpoint((holder, "numbers"), event="error") as bp,
@@ -598,7 +601,7 @@ def test_stackframe_has_defaulted_parameters_by_name() -> None:
     def scaled(x: int, factor: int = 2, *, offset: int = 0) -> int:
         return x * factor + offset
 
-    holder = type("Holder", (), {"scaled": staticmethod(scaled)})
+    holder: Any = type("Holder", (), {"scaled": staticmethod(scaled)})
     seen: list[dict[str, Any]] = []
     bp = Breakpoint((holder, "scaled"))
     bp.fire = lambda: seen.append(dict(bp.stackframe.f_locals))

@@ -137,11 +137,13 @@ def test_finish_called_after_a_call_that_raised(attach: Any, event: str, value: 
     assert inst.finish_called is True
 
 
-def test_finish_called_in_the_call_whose_end_value_failed(attach: Any) -> None:
+def test_finish_called_in_the_call_whose_end_value_failed(
+    attach: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The original's test_end_event_exception_in_value: the failing call still finishes."""
     errors = Errors()
     mgr = InstrumentManager()
-    mgr.handle_error = errors  # type: ignore[method-assign]
+    monkeypatch.setattr(mgr, "handle_error", errors)
     inst = ProbeTestInstrument("a_func", "unknown", event="end", expires=LATER, mgr=mgr)
     attach(f"{HERE}.a_func", inst)
     assert a_func(1000) == 1013

@@ -32,7 +32,8 @@ def test_server_answers_and_stops(prefer_path: bool) -> None:
     with server:
         client = redis.Redis.from_url(server.url)
         assert client.ping()
-        assert "x" in client.config_get("notify-keyspace-events")["notify-keyspace-events"]
+        events = client.config_get("notify-keyspace-events")["notify-keyspace-events"]
+        assert events is not None and "x" in events
         client.close()
         proc = server.process
     assert proc is not None and proc.poll() is not None

@@ -46,7 +46,7 @@ class Gunicorn:
     def __init__(self, redis_url: str, prefix: str, mode: str, log: Path) -> None:
         self.port = free_port()
         self.log = log
-        command = [
+        self.command = command = [
             tool("gunicorn"),
             "--no-control-socket",
             "-w",
@@ -108,7 +108,7 @@ def test_gunicorn_workers_follow_probes_through_respawns(
         "2 workers online",
         lambda: f"{gunicorn.output()}\nfleet: {store.fleet()}\nchildren: {children(master)}",
     )
-    preload = "--preload" in gunicorn.proc.args
+    preload = "--preload" in gunicorn.command
     fleet = store.fleet()
     parents = [pid for pid, entry in fleet.items() if entry.parent]
     if preload:

@@ -7,6 +7,7 @@ import io
 import logging
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -180,7 +181,7 @@ def test_check_call_can_refuse(probes: ProbeSet) -> None:
     """An instrument whose check_call says no for a call does not fire for it."""
 
     class EvenOnly(ProbeTestInstrument):
-        def check_call(self, probe: object, *args: object, **kwargs: object) -> bool:
+        def check_call(self, probe: object, *args: Any, **kwargs: Any) -> bool:
             return args[0] % 2 == 0
 
     inst = probes.attach("probe_targets.shop.price", "amount", cls=EvenOnly)
@@ -193,9 +194,7 @@ def test_manager_check_call_can_refuse(probes: ProbeSet) -> None:
     """A manager whose check_call says no stops its instruments firing for that call."""
 
     class OddOnly(CapturingManager):
-        def check_call(
-            self, probe: object, instrument: object, *args: object, **kw: object
-        ) -> bool:
+        def check_call(self, probe: object, instrument: object, *args: Any, **kw: Any) -> bool:
             return args[0] % 2 == 1
 
     inst = probes.attach("probe_targets.shop.price", "amount", mgr=OddOnly())

@@ -343,9 +343,11 @@ def test_runtime_error_instrument_stays_silent_after_apply(mgr: CapturingManager
     assert len(mgr.errors) == 1
 
 
-def test_get_tags_are_added_to_every_instrument(mgr: CapturingManager) -> None:
+def test_get_tags_are_added_to_every_instrument(
+    mgr: CapturingManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Tags from the manager's get_tags() come with every value an instrument keeps."""
-    mgr.get_tags = lambda: {"host": "web-1"}  # type: ignore[method-assign]
+    monkeypatch.setattr(mgr, "get_tags", lambda: {"host": "web-1"})
     mgr.specs["s1"] = make_spec(custom={"tags": "{'amount': amount}"})
     mgr.apply()
     shop.price(2)
@@ -354,9 +356,11 @@ def test_get_tags_are_added_to_every_instrument(mgr: CapturingManager) -> None:
     ]
 
 
-def test_get_tags_as_strings_still_merge(mgr: CapturingManager) -> None:
+def test_get_tags_as_strings_still_merge(
+    mgr: CapturingManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A get_tags() returning "key:value" strings (our older API) merges as a dict."""
-    mgr.get_tags = lambda: ["host:web-1", "canary"]  # type: ignore[method-assign]
+    monkeypatch.setattr(mgr, "get_tags", lambda: ["host:web-1", "canary"])
     mgr.specs["s1"] = make_spec(custom={"tags": "{'amount': amount}"})
     mgr.apply()
     shop.price(2)

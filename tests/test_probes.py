@@ -11,7 +11,6 @@ import inspect
 import sys
 import time
 import traceback
-import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +43,7 @@ class Case:
 
     kind: str
     target: str
-    func: Callable[[], types.FunctionType]  # the Python function the probe patches
+    func: Callable[[], Callable[..., Any]]  # the Python function the probe patches
     invoke: Callable[[], Any]  # calls the target as a user would; returns what they get
     returned: Any  # what invoke() gives the caller
     result: Any  # what the probe's ``result`` is
@@ -414,7 +413,7 @@ def test_end_instrument_on_raise_sees_the_locals(probes: ProbeSet) -> None:
 
 def test_defaults_keyword_only_and_star_arguments(probes: ProbeSet) -> None:
     """Positional-only, default, *args, keyword-only and **kwargs parameters all still work."""
-    func = shop.gather
+    func: Callable[..., Any] = shop.gather  # called below with arguments it refuses
     signature = inspect.signature(func)
     inst = probes.attach("probe_targets.shop.gather", value="(first, second, scale)")
     assert func(1) == (11, [])
@@ -543,8 +542,9 @@ def test_callers_mistake_is_not_an_instrument_error(
     """A call with wrong arguments raises the same TypeError, and the instrument keeps firing."""
 
     def mistake() -> str:
+        price: Callable[..., Any] = shop.price  # called with one argument too many
         try:
-            shop.price(1, 2, 3)
+            price(1, 2, 3)
         except TypeError as exc:
             return str(exc)
         raise AssertionError("no TypeError")

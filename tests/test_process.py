@@ -69,11 +69,15 @@ def test_bare_fork_child_reports_inherited_probes(
     sub = diagnose_redis.start(redis_url, prefix=prefix, manager=manager, process_id="bare")
     try:
         store.put("inherited", spec())
-        lm = store.get("inherited")["lastmodified"]
+        stored = store.get("inherited")
+        assert stored is not None
+        lm = stored["lastmodified"]
 
         def applied(process_id: str) -> bool:
             entry = store.status("inherited").get(process_id, {}).get("inherited")
-            return bool(entry) and entry["err"] is None and entry["lm"] == lm
+            if not entry:
+                return False
+            return entry["err"] is None and entry["lm"] == lm
 
         assert wait_for(lambda: applied("bare"))
         with warnings.catch_warnings():

@@ -132,7 +132,7 @@ def test_redacted_shows_as_redacted_everywhere() -> None:
 # --- in the expression ----------------------------------------------------------------------------
 
 
-class Recording(dict):  # type: ignore[type-arg]
+class Recording(dict):
     """A locals mapping that records which names an evaluation looked up."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -206,7 +206,7 @@ def test_redact_tree_leaves_other_expressions_alone() -> None:
 # --- in the output --------------------------------------------------------------------------------
 
 
-class Headers(dict):  # type: ignore[type-arg]
+class Headers(dict):
     """A dict subclass that keeps dict's repr: rendered like a dict, so redacted too."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import cast
 
 import fakeredis
 import pytest
@@ -31,7 +32,9 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
 
 def fields(client: redis.Redis, key: str) -> dict[str, str]:
     """Return a hash as text."""
-    return {k.decode(): v.decode() for k, v in client.hgetall(key).items()}
+    # redis-py types hgetall() as bytes | str whatever decode_responses is; off here: bytes.
+    raw = cast(dict[bytes, bytes], client.hgetall(key))
+    return {k.decode(): v.decode() for k, v in raw.items()}
 
 
 def test_flush_writes_only_changed_fields(client: redis.Redis) -> None:

@@ -80,7 +80,7 @@ async def test_removal_reaches_subscribers_on_the_events_channel(
     store.put("short", _spec(0.01))
     service = FleetService(settings, ServeOptions(sweep_interval=0.2, version_interval=60))
     await _run_until(service, lambda: "short" in service.removed)
-    messages = []
+    messages: list[bytes] = []
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline and not any(b"delete" in m for m in messages):
         message = pubsub.get_message(timeout=0.1)

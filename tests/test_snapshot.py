@@ -135,7 +135,7 @@ def test_snapshot_lines_go_where_log_lines_go(
 def test_snapshot_specs_default_to_one_per_second() -> None:
     """Through the manager, a snapshot spec (value optional) fires at most once a second."""
     mgr = ProbeManager(process_id="snap")
-    spec = {
+    spec: dict[str, Any] = {
         "target": "probe_targets.shop.price",
         "instrument": {"type": "snapshot", "name": "s", "event": "call"},
         "lifespan": None,

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import msgpack
 import pytest
@@ -46,8 +47,9 @@ class Channel:
         self.pubsub.get_message(timeout=1)
         self.secret = store.secret
 
-    def events(self, count: int) -> list[dict]:
-        events, deadline = [], time.monotonic() + 5
+    def events(self, count: int) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 5
         while len(events) < count and time.monotonic() < deadline:
             message = self.pubsub.get_message(timeout=0.2)
             if message and message["type"] == "message":
@@ -66,7 +68,8 @@ def test_put_stores_publishes_and_versions(store: SpecStore, client: redis.Redis
     assert store.version() == 2
     stored = msgpack.unpackb(client.get(store.keys.spec("a")), timestamp=3)
     assert "applied" not in stored and stored["lastmodified"].tzinfo is not None
-    assert store.get("a")["instrument"]["event"] == "return"
+    got = store.get("a")
+    assert got is not None and got["instrument"]["event"] == "return"
     assert set(store.specs()) == {"a", "b"}
 
 
@@ -75,7 +78,8 @@ def test_lifespan_becomes_ttl(store: SpecStore) -> None:
     lm = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30)
     store.put("a", {**SPEC, "lifespan": 1, "lastmodified": lm})
     store.put("b", SPEC)
-    assert 25_000 < store.pttl("a") <= 30_000
+    ttl = store.pttl("a")
+    assert ttl is not None and 25_000 < ttl <= 30_000
     assert store.pttl("b") is None
     assert store.pttl("missing") == 0
 

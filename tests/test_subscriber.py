@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 import pytest
@@ -95,9 +95,13 @@ def test_status_is_plain_json(client: redis.Redis, redis_url: str, prefix: str, 
         store.put_many({"good": spec(), "bad": spec(target="no.such.module_function")})
         key = store.keys.status("test:1")
         assert wait_for(lambda: {b"good", b"bad", b"_process"} <= set(client.hkeys(key)))
-        fields = {k.decode(): json.loads(v) for k, v in client.hgetall(key).items()}
+        # redis-py types hgetall() as bytes | str whatever decode_responses is; off here: bytes.
+        raw = cast(dict[bytes, bytes], client.hgetall(key))
+        fields = {k.decode(): json.loads(v) for k, v in raw.items()}
         assert fields["good"]["err"] is None and fields["bad"]["err"]
-        assert fields["good"]["lm"] == store.get("good")["lastmodified"].isoformat()
+        good = store.get("good")
+        assert good is not None
+        assert fields["good"]["lm"] == good["lastmodified"].isoformat()
         assert fields["_process"]["version"] == 2 and fields["_process"]["pid"] > 0
         assert probe_on_target()
         assert target(1) == 2
@@ -237,7 +241,9 @@ def test_order_kept_across_queued_and_direct_applies(client, redis_url: str, pre
         # Published while the applier may still hold the first put: the listener must queue
         # this one behind it rather than apply it first.
         store.put("s", spec("result * 2"))
-        last = store.get("s")["lastmodified"]
+        stored = store.get("s")
+        assert stored is not None
+        last = stored["lastmodified"]
         assert wait_for(lambda: sub.version == 2 and applied(manager, "s"))
         assert manager.specs["s"]["instrument"]["value"] == "result * 2"
         assert manager.specs["s"]["lastmodified"] == last

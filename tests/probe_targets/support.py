@@ -47,13 +47,16 @@ class ProbeSet:
     def attach(
         self,
         target: str,
-        value: str = "result",
+        value: str | None = "result",
         event: str = "return",
-        cls: type[diagnose.Instrument] = ProbeTestInstrument,
+        cls: Callable[..., diagnose.Instrument] = ProbeTestInstrument,
         name: str | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Attach a new instrument of cls to target, start its probe, return the instrument."""
+        """Attach a new instrument of cls to target, start its probe, return the instrument.
+
+        value is what cls takes: a str, or None for an instrument whose value is optional
+        (``SnapshotInstrument``)."""
         name = name or f"i{len(active_probes)}-{value}"
         kwargs.setdefault("mgr", self.mgr)
         instrument = cls(name, value, event, **kwargs)

@@ -61,7 +61,7 @@ def kind_of(code: types.CodeType) -> str:
     return Kind.FUNCTION
 
 
-def copy_function(func: types.FunctionType, code: types.CodeType | None = None) -> Any:
+def copy_function(func: Any, code: types.CodeType | None = None) -> Any:
     """Return a new function object sharing func's globals, closure and defaults."""
     clone = types.FunctionType(
         code or func.__code__, func.__globals__, func.__name__, func.__defaults__, func.__closure__

@@ -46,7 +46,7 @@ def gather(first, /, second=10, *more, scale=1, **options):
 def slow(n):
     total = 0
     for _ in range(n):
-        total += sum(range(20000))  # slow line
+        total += sum(range(200_000))  # slow line
     return total
 
 

@@ -177,14 +177,14 @@ def as_document(entry: Entry) -> dict[str, Any]:
 def value_text(entry: Entry) -> str:
     """Return what the VALUE column shows: a log's value, other types after their name,
     tags after the value; on one line."""
-    value = entry["value"]
+    value = " ".join(entry["value"].split())
     kind = entry["type"]
     if kind and kind != "log":
         value = f"{kind}: {value}"
     tags = entry["tags"]
     if tags and tags != "{}":
-        value = f"{value}  tags={tags}"
-    return " ".join(value.split())
+        value = f"{value}  tags={' '.join(tags.split())}"
+    return value
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """A worker process for the output stream's tests: a target function, a subscriber, commands.
 
 Run as ``python tests/output_worker.py --url URL --prefix P --process-id ID [--outbox N]``
-(``--outbox``: the outbox holds N entries at most). It prints ``ready ID``, then obeys one
-command per stdin line:
+(``--outbox``: the outbox holds N entries at most; ``--no-budget``: no evaluation budget, for
+a bench of a hundred workers on two cores, where preemption counts as evaluation). It
+prints ``ready ID``, then obeys one command per stdin line:
 
 - ``call X``: call ``output_worker.work(X)``, print ``called X``;
 - ``burst N``: call it N times (X = 0..N-1) at once, print ``burst N``;
@@ -34,12 +35,17 @@ def main() -> None:
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--process-id", required=True)
     parser.add_argument("--outbox", type=int)
+    parser.add_argument("--no-budget", action="store_true")
     args = parser.parse_args()
 
     import diagnose_redis
     import output_worker
     from diagnose._outbox import OUTBOX
 
+    if args.no_budget:
+        import diagnose
+
+        diagnose.manager.budget = None
     if args.outbox:
         OUTBOX.max_entries = args.outbox
         OUTBOX.clear()

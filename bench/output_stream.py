@@ -92,9 +92,12 @@ def main() -> None:
     workers: list[Worker] = []
     try:
         client = redis.Redis.from_url(server.url)
-        workers = [Worker(server.url, i) for i in range(opts.workers)]
-        for w in workers:
-            w.answer("ready")
+        # Started ten at a time, so that a busy machine does not time their starts out.
+        for i in range(opts.workers):
+            workers.append(Worker(server.url, i))
+            if len(workers) % 10 == 0 or i == opts.workers - 1:
+                for w in workers[-10:]:
+                    w.answer("ready", timeout=180)
         store = SpecStore(client, PREFIX)
         spec = {
             "target": "output_worker.work",

@@ -11,7 +11,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from coordinator._tail import Follower, OutputFilter, parse_duration
+from coordinator._tail import Follower, OutputFilter, parse_duration, read_last
 from coordinator.cli import cli
 from diagnose_redis import SpecStore
 from diagnose_redis._wire import encode_output
@@ -147,6 +147,20 @@ def test_follow_hands_over_new_matching_entries(
     add(stream, prefix, "web-2", "s", "two")
     assert [e["value"] for e in follower.poll()] == ["one", "two"]
     assert follower.poll() == []
+
+
+def test_following_from_none_starts_after_the_newest_entry(
+    stream: redis.Redis, prefix: str
+) -> None:
+    """-n 0 (or nothing since --since) reads nothing, and following starts after the newest
+    entry, so that nothing old is printed as new."""
+    key = f"{prefix}:output"
+    assert read_last(stream, key, 0, OutputFilter()) == ([], "0-0")
+    add(stream, prefix, "web-1", "s", "old")
+    newest = stream.xrevrange(key, count=1)[0][0].decode()
+    assert read_last(stream, key, 0, OutputFilter()) == ([], newest)
+    future_ms = int(stream.time()[0] * 1000) + 60_000
+    assert read_last(stream, key, None, OutputFilter(), since_ms=future_ms) == ([], newest)
 
 
 @pytest.mark.parametrize("args", [[], ["-f"], ["--since", "5m"]])

@@ -112,8 +112,8 @@ def read_last(
         if len(batch) < _SCAN_BATCH:
             break
         upper = "(" + entries[-1]["id"]
-    if newest == "0-0" and since_ms is not None:
-        # Nothing since then: follow from the stream's newest entry all the same.
+    if newest == "0-0":
+        # Nothing read (-n 0, or nothing since then): follow from the newest entry all the same.
         last: Any = client.xrevrange(key, "+", "-", count=1)
         if last:
             newest = decode_output(last[0][0], last[0][1])["id"]

@@ -18,6 +18,7 @@ only while no sender is open, so that output never vanishes.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -120,7 +121,8 @@ class Outbox:
         self.enabled = False
         try:
             targets = output_targets(os.environ.get("DIAGNOSE_OUTPUT"))
-        except ValueError:
+        except ValueError as exc:
+            logging.getLogger("diagnose").warning("%s; using stdout,redis", exc)
             targets = frozenset(_OUTPUTS)
         #: whether spec output goes to stdout (DIAGNOSE_OUTPUT); see to_stdout()
         self.stdout = "stdout" in targets

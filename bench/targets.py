@@ -33,3 +33,12 @@ def f3(arg):
 
 def f4(arg):
     return arg
+
+
+def skipped_line(n):
+    total = 0
+    for i in range(n):
+        total += i
+        if total < 0:
+            total = 0  # never runs: the line probe of the bench sits here
+    return total

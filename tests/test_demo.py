@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -47,10 +48,16 @@ def test_demo_tells_the_whole_story_and_leaves_nothing_running() -> None:
     assert "3 processes online." in out
     for n in (1, 2, 3):
         assert f"worker-{n}  cart-total  applied" in out
-        assert f"[worker-{n}] Probe (cart-total) = " in out
+        # Read from the output stream (`coordinator tail -f`), not from the workers' stdout.
+        assert re.search(rf"Z  worker-{n}  cart-total  {{'items': \d+, 'discount'", out)
+        assert re.search(rf"Z  worker-{n}  cart-snapshot  snapshot: {{\"self\":", out)
+        assert re.search(rf"Z  worker-{n}  cart-line      {{'gross': ", out)
         assert f"[worker-{n}] probe detached from shop.pricing.total" in out
-    assert "published removal of cart-total" in out
-    assert "Probe lines in the last 2s: 0." in out
+        assert f"[worker-{n}] probe detached from shop.pricing.Cart.checkout" in out
+    assert "Probe (" not in out
+    for spec_id in ("cart-total", "cart-snapshot", "cart-line"):
+        assert f"published removal of {spec_id}" in out
+    assert "Output stream entries in the last 2s: 0." in out
     assert "Traceback" not in out + result.stderr
     assert _processes_with_marker(marker) == []
 
@@ -70,7 +77,7 @@ def test_interrupted_demo_stops_every_process_it_started(signum: signal.Signals,
     assert proc.stdout is not None
     try:
         for line in proc.stdout:
-            if "Probe (cart-total) = " in line:
+            if "cart-total  {'items': " in line:
                 break
         assert len(_processes_with_marker(marker)) >= 5
         proc.send_signal(signum)

@@ -17,15 +17,15 @@ import diagnose_redis
 from shop import pricing
 
 CUSTOMERS = ("ada", "grace", "linus", "guido", "barbara")
-TARGET = "shop.pricing.total"
+TARGETS = ("shop.pricing.total", "shop.pricing.Cart.checkout")
 
 
-def _probed() -> bool:
+def _probed(target: str) -> bool:
     try:
         from diagnose import probes
     except ImportError:
         return False
-    return TARGET in getattr(probes, "active_probes", {})
+    return target in getattr(probes, "active_probes", {})
 
 
 def main() -> None:
@@ -41,17 +41,17 @@ def main() -> None:
     subscriber = diagnose_redis.start()
     print(f"shop worker {os.getpid()} started", flush=True)
     rng = random.Random()
-    probed = False
+    probed = dict.fromkeys(TARGETS, False)
     while not stop.wait(interval):
         cart = pricing.Cart(rng.choice(CUSTOMERS))
         for item in rng.sample(sorted(pricing.PRICES), k=rng.randint(1, 3)):
             cart.add(item, rng.randint(1, 4))
         cart.checkout(discount=rng.choice((0.0, 0.0, 0.1, 0.25)))
-        now_probed = _probed()
-        if now_probed != probed:
-            probed = now_probed
-            state = "attached to" if probed else "detached from"
-            print(f"probe {state} {TARGET}", flush=True)
+        for target, was in probed.items():
+            if _probed(target) != was:
+                probed[target] = not was
+                state = "detached from" if was else "attached to"
+                print(f"probe {state} {target}", flush=True)
         sys.stdout.flush()
     subscriber.stop()
     print("shop worker stopped", flush=True)

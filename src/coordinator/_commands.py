@@ -332,8 +332,10 @@ def list_specs(settings: Settings, *, as_json: bool, wide: bool = False) -> None
 def _print_specs(entries: dict[str, dict[str, Any]], *, wide: bool) -> None:
     rows: list[tuple[object, ...]] = []
     for spec_id, spec in entries.items():
-        instrument = spec.get("instrument", {})
+        instrument = dict(spec.get("instrument", {}))
         remaining = format_duration(spec["remaining_seconds"])
+        if instrument.get("event") == "line":
+            instrument["event"] = f"line {instrument.get('line')}"
         if wide:
             rows.append(
                 (

@@ -25,6 +25,7 @@ from ._context import Settings, redact
 from ._embedded import RedisServer, binary_version, find_redis_server
 from ._errors import Interrupted, OperationFailed, Terminated
 from ._specs import spec_from_flags
+from ._tail import Entry, Follower, Lines, OutputFilter
 from ._wait import wait_for_spec
 
 __all__ = ("Relay", "examples_dir", "run_demo")
@@ -32,6 +33,13 @@ __all__ = ("Relay", "examples_dir", "run_demo")
 SPEC_ID = "cart-total"
 TARGET = "shop.pricing.total"
 VALUE = "{'items': sum(items.values()), 'discount': discount, 'total': result}"
+SNAPSHOT_ID = "cart-snapshot"
+SNAPSHOT_TARGET = "shop.pricing.Cart.checkout"
+LINE_ID = "cart-line"
+LINE_MARK = "net = gross"
+LINE_VALUE = "{'gross': round(gross, 2), 'discount': discount}"
+# How long each `coordinator tail -f` of the tour shows the stream, at least.
+FOLLOW_SECONDS = 3.0
 WORKER_INTERVAL = "0.8"
 STOP_TIMEOUT = 5.0
 
@@ -241,6 +249,8 @@ def _tour(
             settings,
             {
                 "DIAGNOSE_PROCESS_ID": f"worker-{n}",
+                # Their probe output is read from the output stream, as on a real fleet.
+                "DIAGNOSE_OUTPUT": "redis",
                 "PYTHONPATH": pythonpath,
                 "SHOP_INTERVAL": WORKER_INTERVAL,
             },
@@ -252,66 +262,170 @@ def _tour(
         _commands.processes(settings, max_age=None, as_json=False)
 
     relay.say(f"\n2. Publishing a log probe on {TARGET} that lives {lifespan * 60:g}s", bold=True)
-    relay.say(
-        f"$ coordinator publish {SPEC_ID} --target {TARGET} --type log "
-        f'--value "{VALUE}" --lifespan {lifespan:g} --wait',
-        bold=True,
-    )
-    spec = spec_from_flags(
+    lifespans = {}
+    lifespans[SPEC_ID] = _publish(
+        settings,
+        relay,
+        f'--target {TARGET} --value "{VALUE}" --lifespan {lifespan:g}',
         SPEC_ID,
-        target=TARGET,
-        itype="log",
-        value=VALUE,
-        name=SPEC_ID,
-        event="return",
-        lifespan=lifespan,
-        custom={},
+        dict(target=TARGET, itype="log", value=VALUE, lifespan=lifespan),
     )
-    store.put(SPEC_ID, {k: v for k, v in spec.items() if k != "applied"})
-    stored = store.get(SPEC_ID) or spec
-    live = sorted(store.processes())
-    results, in_time = wait_for_spec(store, SPEC_ID, stored["lastmodified"], live, 20)
-    with relay.held():
-        _commands.print_results({r.process: {SPEC_ID: r} for r in results}, lambda _p: True)
-    if not in_time:
-        raise OperationFailed("demo: the workers did not apply the probe within 20s")
 
-    relay.say("\n3. The workers print the probe's output", bold=True)
-    _wait_until(
-        lambda: relay.count(lambda _l, line: line.startswith("Probe (")) >= workers,
-        15,
-        "probe output",
-        children,
+    relay.say("\n3. Reading the probe's output from the fleet's output stream", bold=True)
+    with _StreamView(settings, relay, [SPEC_ID]) as view:
+        _wait_until(
+            lambda: view.processes(SPEC_ID) >= workers and view.age() >= FOLLOW_SECONDS,
+            15,
+            "probe output in the stream",
+            children,
+        )
+
+    relay.say("\n4. A snapshot of each checkout's arguments, and a probe on one line", bold=True)
+    lifespans[SNAPSHOT_ID] = _publish(
+        settings,
+        relay,
+        f"--target {SNAPSHOT_TARGET} --type snapshot --event call --lifespan {lifespan:g}",
+        SNAPSHOT_ID,
+        dict(target=SNAPSHOT_TARGET, itype="snapshot", value=None, event="call", lifespan=lifespan),
     )
-    time.sleep(min(3.0, lifespan * 60 / 4))
-    with relay.held():
-        relay.say("\n$ coordinator list", bold=True)
-        _commands.list_specs(settings, as_json=False)
-        relay.say("\n$ coordinator status " + SPEC_ID, bold=True)
-        _commands.status(settings, SPEC_ID, as_json=False)
-
-    expires = to_utc(stored["lastmodified"]) + _dt.timedelta(minutes=lifespan)
-    relay.say("\n4. Waiting for the lifespan to run out", bold=True)
-    _wait_until(lambda: utcnow() >= expires, lifespan * 60 + 5, "the lifespan", children)
-    relay.say(f"The lifespan of {SPEC_ID} ran out at {expires:%H:%M:%S} UTC", bold=True)
-    detached = lambda label, line: "probe detached" in line  # noqa: E731
-    _wait_until(lambda: relay.count(detached) >= workers, 15, "the workers to detach", children)
-    _wait_until(lambda: SPEC_ID not in store.specs(), 10, "serve to remove the spec", children)
-    quiet_from = time.monotonic() + 0.5
-    time.sleep(2.5)
-    after = relay.count(lambda _l, line: line.startswith("Probe ("), since=quiet_from)
+    line = _line_of(examples / "shop" / "pricing.py", LINE_MARK)
+    lifespans[LINE_ID] = _publish(
+        settings,
+        relay,
+        f'--target {TARGET} --line {line} --value "{LINE_VALUE}" --rate 1 --lifespan {lifespan:g}',
+        LINE_ID,
+        dict(target=TARGET, itype="log", value=LINE_VALUE, line=line, rate=1, lifespan=lifespan),
+    )
+    with _StreamView(settings, relay, [SNAPSHOT_ID, LINE_ID]) as view:
+        _wait_until(
+            lambda: (
+                view.processes(SNAPSHOT_ID) >= workers
+                and view.processes(LINE_ID) >= workers
+                and view.age() >= FOLLOW_SECONDS
+            ),
+            15,
+            "snapshots and line probe output in the stream",
+            children,
+        )
     with relay.held():
         relay.say("\n$ coordinator list", bold=True)
         _commands.list_specs(settings, as_json=False)
         relay.say("\n$ coordinator status", bold=True)
         _commands.status(settings, None, as_json=False)
+
+    expires = max(lifespans.values())
+    relay.say("\n5. Waiting for the lifespans to run out", bold=True)
+    _wait_until(lambda: utcnow() >= expires, lifespan * 60 + 15, "the lifespans", children)
+    relay.say(f"The last lifespan ran out at {expires:%H:%M:%S} UTC", bold=True)
+    detached = lambda label, line: "probe detached" in line  # noqa: E731
+    _wait_until(lambda: relay.count(detached) >= 2 * workers, 15, "the workers to detach", children)
+    _wait_until(
+        lambda: not set(lifespans) & set(store.specs()), 10, "serve to remove the specs", children
+    )
+    quiet_from = time.time() + 0.5
+    time.sleep(2.5)
+    after = _entries_since(settings, quiet_from)
+    with relay.held():
+        relay.say("\n$ coordinator list", bold=True)
+        _commands.list_specs(settings, as_json=False)
         relay.say(
-            f"\nProbe lines in the last 2s: {after}. Every worker detached: "
-            f"{TARGET} is the original function again.",
+            f"\nOutput stream entries in the last 2s: {after}. Every worker detached: "
+            f"{TARGET} and {SNAPSHOT_TARGET} are the original functions again.",
             bold=True,
         )
     if after:
-        raise OperationFailed(f"demo: {after} probe line(s) after the workers detached")
-    relay.say("\n5. Stopping the workers, the service and Redis", bold=True)
+        raise OperationFailed(f"demo: {after} output entries after the workers detached")
+    relay.say("\n6. Stopping the workers, the service and Redis", bold=True)
     children.stop()
     relay.say(f"Demo finished in {time.monotonic() - started:.0f}s.", bold=True)
+
+
+def _publish(
+    settings: Settings, relay: Relay, flags: str, spec_id: str, fields: dict[str, Any]
+) -> _dt.datetime:
+    """Publish one spec as `coordinator publish ID FLAGS --wait` would; return its expiry."""
+    store: Any = settings.store()
+    relay.say(f"$ coordinator publish {spec_id} {flags} --wait", bold=True)
+    fields = dict(fields)
+    lifespan = fields.pop("lifespan")
+    spec = spec_from_flags(
+        spec_id,
+        name=spec_id,
+        event=fields.pop("event", "line" if "line" in fields else "return"),
+        lifespan=lifespan,
+        custom={},
+        **fields,
+    )
+    store.put(spec_id, {k: v for k, v in spec.items() if k != "applied"})
+    stored = store.get(spec_id) or spec
+    live = sorted(store.processes())
+    results, in_time = wait_for_spec(store, spec_id, stored["lastmodified"], live, 20)
+    with relay.held():
+        _commands.print_results({r.process: {spec_id: r} for r in results}, lambda _p: True)
+    if not in_time:
+        raise OperationFailed(f"demo: the workers did not apply {spec_id} within 20s")
+    return to_utc(stored["lastmodified"]) + _dt.timedelta(minutes=lifespan)
+
+
+def _line_of(path: Path, mark: str) -> int:
+    """Return the number of the first line of a file that holds mark."""
+    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if mark in text:
+            return number
+    raise OperationFailed(f"demo: no line of {path} holds {mark!r}")
+
+
+def _entries_since(settings: Settings, since: float) -> int:
+    """Count the output stream's entries added since a unix time."""
+    key = settings.store().keys.output
+    found: Any = settings.client().xrange(key, str(int(since * 1000)), "+")
+    return len(found)
+
+
+class _StreamView:
+    """`coordinator tail -f ID...` inside the demo: a thread printing the stream's new
+    entries for some specs, through the relay, until the with-block ends (its ^C)."""
+
+    def __init__(self, settings: Settings, relay: Relay, spec_ids: list[str]) -> None:
+        self.relay = relay
+        self.spec_ids = spec_ids
+        self.client = settings.client()
+        self.key = settings.store().keys.output
+        self.entries: list[Entry] = []
+        # Whole lines (--wide): the values are what the tour is about.
+        self.lines = Lines(None)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-tail", daemon=True)
+        self._started = time.monotonic()
+
+    def __enter__(self) -> _StreamView:
+        newest: Any = self.client.xrevrange(self.key, count=1)
+        after = newest[0][0].decode() if newest else "0-0"
+        self.follower = Follower(
+            self.client, self.key, after, OutputFilter(frozenset(self.spec_ids)), block=0.2
+        )
+        self.relay.say(f"\n$ coordinator tail -f --wide {' '.join(self.spec_ids)}", bold=True)
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.relay.say("^C")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for entry in self.follower.poll():
+                with self.relay.lock:
+                    self.entries.append(entry)
+                    click.echo(self.lines.format(entry))
+
+    def processes(self, spec_id: str) -> int:
+        """Return how many processes have shown output of spec_id so far."""
+        with self.relay.lock:
+            return len({e["process"] for e in self.entries if e["spec"] == spec_id})
+
+    def age(self) -> float:
+        """Return the seconds since following began."""
+        return time.monotonic() - self._started

@@ -75,23 +75,31 @@ def spec_from_flags(
     *,
     target: str,
     itype: str,
-    value: str,
+    value: str | None,
     name: str | None,
     event: str,
     lifespan: float | None,
     custom: dict[str, Any],
+    line: int | None = None,
+    rate: float | None = None,
 ) -> dict[str, Any]:
-    """Build and validate one spec from publish's flags."""
+    """Build and validate one spec from publish's flags (``line`` for event "line";
+    ``rate`` sets ``custom["rate"]``; a snapshot's value may be None: always capture)."""
     check_spec_id(spec_id)
+    if rate is not None:
+        custom = {**custom, "rate": int(rate) if float(rate).is_integer() else rate}
+    instrument: dict[str, Any] = {
+        "type": itype,
+        "name": name or spec_id,
+        "value": value,
+        "event": event,
+        "custom": custom,
+    }
+    if line is not None:
+        instrument["line"] = line
     spec = {
         "target": target,
-        "instrument": {
-            "type": itype,
-            "name": name or spec_id,
-            "value": value,
-            "event": event,
-            "custom": custom,
-        },
+        "instrument": instrument,
         "lifespan": lifespan,
         "lastmodified": utcnow(),
     }

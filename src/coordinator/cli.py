@@ -27,11 +27,14 @@ from ._errors import (
 from ._fleet import LIVE_SECONDS
 from ._specs import (
     DEFAULT_LIFESPAN,
+    check_spec_id,
     parse_custom,
     parse_lifespan,
     spec_from_flags,
     specs_from_file,
 )
+from ._tail import DEFAULT_LINES, parse_duration
+from ._tail import tail as run_tail
 
 __all__ = ("cli", "main")
 
@@ -247,14 +250,31 @@ def cli(
 @click.argument("spec_id", required=False, metavar="[ID]")
 @click.option("--target", "-t", metavar="DOTTED.PATH", help="Function to probe: pkg.module.func.")
 @click.option("--type", "itype", default="log", show_default=True, help="Instrument type.")
-@click.option("--value", metavar="EXPR", help="Python expression the probe records.")
+@click.option(
+    "--value",
+    metavar="EXPR",
+    help="Python expression the probe records (for a snapshot: an optional condition).",
+)
 @click.option("--name", "-n", cls=Option, show_default="the ID", help="Instrument name.")
 @click.option(
     "--event",
-    type=click.Choice(["call", "return", "end"]),
-    default="return",
-    show_default=True,
+    cls=Option,
+    type=click.Choice(["call", "return", "end", "line"]),
+    show_default="return; line with --line",
     help="When the expression is evaluated.",
+)
+@click.option(
+    "--line",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Fire each time line N of the target's source file is about to run (event line).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="N",
+    help="Fire at most N times per second per process (custom.rate) "
+    "[default: 100 for log, 1 for snapshot, unlimited for hist and incr].",
 )
 @click.option(
     "--lifespan",
@@ -296,7 +316,9 @@ def publish(
     itype: str,
     value: str | None,
     name: str | None,
-    event: str,
+    event: str | None,
+    line: int | None,
+    rate: float | None,
     lifespan: str,
     custom: str | None,
     spec_file: Path | None,
@@ -313,21 +335,32 @@ def publish(
     if spec_file is not None:
         if spec_id is not None or target is not None or value is not None:
             raise click.UsageError("give either --file or ID with --target and --value, not both")
+        if line is not None or rate is not None:
+            raise click.UsageError("--line and --rate go with ID and --target, not --file")
         specs = specs_from_file(spec_file)
     else:
         if spec_id is None:
             raise click.UsageError("missing ID (or --file FILE)")
-        missing = [flag for flag, given in (("--target", target), ("--value", value)) if not given]
+        needed = [("--target", target)]
+        if itype != "snapshot":  # a snapshot's value is an optional condition
+            needed.append(("--value", value))
+        missing = [flag for flag, given in needed if not given]
         if missing:
             raise click.UsageError(f"missing option {' and '.join(missing)}")
+        if line is not None and event not in (None, "line"):
+            raise click.UsageError(f"--line fires at a line: it takes no --event {event}")
+        if event == "line" and line is None:
+            raise click.UsageError("--event line needs --line N")
         specs = {
             spec_id: spec_from_flags(
                 spec_id,
                 target=target or "",
                 itype=itype,
-                value=value or "",
+                value=value,
                 name=name,
-                event=event,
+                event="line" if line is not None else event or "return",
+                line=line,
+                rate=rate,
                 lifespan=parse_lifespan(lifespan),
                 custom=parse_custom(custom),
             )
@@ -365,6 +398,67 @@ def status(ctx: click.Context, spec_id: str | None, wide: bool) -> None:
     """Show, per process and spec, its state, whether the process is live, and any error."""
     settings = _settings(ctx)
     _commands.status(settings, spec_id, as_json=settings.json, wide=wide)
+
+
+@cli.command()
+@click.argument("spec_ids", nargs=-1, metavar="[ID]...")
+@click.option(
+    "--process",
+    "process_glob",
+    metavar="GLOB",
+    help="Only the output of processes whose id matches GLOB (web-*, *:4242).",
+)
+@click.option(
+    "-n",
+    "--lines",
+    "count",
+    cls=Option,
+    type=click.IntRange(min=0),
+    show_default=f"{DEFAULT_LINES}; every entry of --since",
+    metavar="N",
+    help="Print the last N entries.",
+)
+@click.option(
+    "--since",
+    metavar="DURATION",
+    help="Only entries of the last DURATION: 30s, 5m, 1h30m, 2d.",
+)
+@click.option(
+    "-f", "--follow", is_flag=True, help="Print new entries as they arrive, until Ctrl-C."
+)
+@wide_option
+@global_options
+@click.pass_context
+def tail(
+    ctx: click.Context,
+    spec_ids: tuple[str, ...],
+    process_glob: str | None,
+    count: int | None,
+    since: str | None,
+    follow: bool,
+    wide: bool,
+) -> None:
+    """Print the probes' output from the fleet's output stream, oldest first.
+
+    One line per entry: TIME PROCESS SPEC VALUE (--json: one JSON object per line). IDs
+    and --process choose whose output; -f follows it until Ctrl-C, which exits 0.
+    """
+    settings = _settings(ctx)
+    for spec_id in spec_ids:
+        check_spec_id(spec_id)
+    seconds = parse_duration(since) if since is not None else None
+    if count is None:
+        count = None if seconds is not None else DEFAULT_LINES
+    run_tail(
+        settings,
+        spec_ids,
+        process_glob=process_glob,
+        count=count,
+        since=seconds,
+        follow=follow,
+        as_json=settings.json,
+        wide=wide,
+    )
 
 
 @cli.command()

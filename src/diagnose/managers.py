@@ -22,6 +22,7 @@ from ._expr import POLICIES, Policy, compile_trusted, policy_from_env
 from ._fire import BUDGET_SECONDS
 from ._fork import STATE, after_fork_in_child
 from ._hooks import ManagerHooks
+from ._outbox import Origin
 from ._spec import validate_spec
 from ._text import one_line
 from ._time import expires_at
@@ -172,6 +173,8 @@ class ProbeManager(ManagerHooks):
         itype = settings.pop("type")
         cls = self.instrument_classes[itype]
         rate = settings["custom"].get("rate") or self.default_rates.get(itype)
+        # What it emits goes to the output stream under its spec's ID and type.
+        origin = Origin(full_id.split(":", 1)[1], itype)
         current = owned.probe.instruments.get(full_id) if owned is not None else None
         if current is not None and type(current) is cls and owned is not None:
             # As the original did: an edited spec updates its instrument in place, so the
@@ -182,6 +185,7 @@ class ProbeManager(ManagerHooks):
             current.rate = rate
             current.budget = self.budget
             current.use_compiler(self._compiler())
+            current.origin = origin
             owned.probe._instruments_changed()
             self._owned[full_id] = _Owned(owned.probe, key, expires)
             return
@@ -189,6 +193,7 @@ class ProbeManager(ManagerHooks):
         instrument.rate = rate
         instrument.budget = self.budget
         instrument.use_compiler(self._compiler())
+        instrument.origin = origin
         probe = probes.attach_to(spec["target"])
         if instrument.line is not None:
             probes.check_line(probe.func, instrument.line)

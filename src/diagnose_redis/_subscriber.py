@@ -15,6 +15,8 @@ Three daemon threads, so that no Redis trouble ever reaches the host or delays a
   timer, and passes on runtime errors of instruments.
 - the reporter (``_reporter.py``) heartbeats, and writes the status when the listener did
   not or could not (after the applier's work, or a failed write).
+
+A fourth, the outflow (``_outflow.py``), sends what the probes emit to the output stream.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from ._alerts import UNREACHABLE, Alerts, classify
 from ._claim import ClaimLost
 from ._identity import Identity, refused_channel, refused_name
 from ._mirror import Mirror, rekey_applied
+from ._outflow import Outflow
 from ._reporter import StatusReporter
 from ._store import read_specs
 from ._wire import Keys, WireError, decode_event, expired_channel, secret_bytes
@@ -130,6 +133,9 @@ class Subscriber:
             counts=getattr(self.manager, "counters", None),
         )
         self._backoff = ExponentialWithJitterBackoff(cap=1.0, base=0.05)
+        self.outflow = Outflow(
+            self.client, self.keys, lambda: self.process_id, on_error=self._write_failed
+        )
 
     # --- life cycle ----------------------------------------------------------------
 
@@ -148,6 +154,7 @@ class Subscriber:
         }
         for thread in self._threads.values():
             thread.start()
+        self.outflow.start()
         return self
 
     @property
@@ -175,6 +182,8 @@ class Subscriber:
         applier = self._threads.get("applier")
         if applier is not None and applier is not threading.current_thread():
             applier.join(max(0.0, deadline - time.monotonic()))
+        # What the probes emitted until now is sent before the connections close.
+        self.outflow.stop(max(0.1, min(1.0, deadline - time.monotonic())))
         self.reporter.stop(max(0.1, deadline - time.monotonic()))
         try:
             if hasattr(self.manager, "remove_listener"):

@@ -16,6 +16,10 @@ Redis layout, with ``P`` the prefix:
 - ``P:processes`` (sorted set): process id scored by its last heartbeat, unix seconds.
 - ``P:claim:PROCESS_ID`` (string): the token of the live process that holds this id; it
   expires unless heartbeats refresh it, so no two live processes ever report under one id.
+- ``P:output`` (stream): what the instruments of specs emitted, one entry each, capped near
+  ``DIAGNOSE_OUTPUT_MAXLEN`` entries; string fields ``process``, ``spec``, ``name``,
+  ``type`` (the instrument's, or ``error``), ``value`` (text; JSON for snapshots), ``tags``
+  (a JSON object) and ``at`` (ISO-8601 UTC, when it was emitted).
 
 Sealing: a message is a msgpack map (at most 14 entries, so a one-byte fixmap header). Signed,
 it gets one more entry, last: ``"sig"`` -> HMAC-SHA256 (32 bytes, msgpack bin) over a domain
@@ -44,6 +48,8 @@ __all__ = (
     "HEARTBEAT_SECONDS",
     "MAX_MESSAGE_BYTES",
     "OPS",
+    "OUTPUT_FIELDS",
+    "OUTPUT_MAXLEN",
     "PROCESS_FIELD",
     "SPEC_ID_PATTERN",
     "STATUS_TTL_SECONDS",
@@ -51,13 +57,16 @@ __all__ = (
     "WireError",
     "check_spec_id",
     "decode_event",
+    "decode_output",
     "decode_spec",
     "COUNTS",
     "decode_status_field",
     "with_counts",
     "encode_event",
     "expired_channel",
+    "encode_output",
     "encode_spec",
+    "output_maxlen",
     "encode_status_field",
     "secret_bytes",
 )
@@ -68,6 +77,10 @@ STATUS_TTL_SECONDS = 3 * HEARTBEAT_SECONDS
 PROCESS_FIELD = "_process"
 OPS = ("put", "delete", "version")
 SPEC_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+#: The fields of an output stream entry, in the order written.
+OUTPUT_FIELDS = ("process", "spec", "name", "type", "value", "tags", "at")
+#: Entries the output stream keeps (about: XADD MAXLEN ~), unless DIAGNOSE_OUTPUT_MAXLEN says.
+OUTPUT_MAXLEN = 10_000
 
 _MAX_ENTRIES = 14
 _SIG_TRAILER = b"\xa3sig\xc4\x20"
@@ -88,6 +101,7 @@ class Keys:
         self.spec_prefix = f"{prefix}:spec:"
         self.status_prefix = f"{prefix}:status:"
         self.claim_prefix = f"{prefix}:claim:"
+        self.output = f"{prefix}:output"
 
     def spec(self, spec_id: str) -> str:
         """Return the key of one spec."""
@@ -323,3 +337,53 @@ def decode_status_field(raw: str | bytes) -> dict[str, Any]:
         count = obj.get(name)
         field[name] = count if isinstance(count, int) and not isinstance(count, bool) else 0
     return field
+
+
+def output_maxlen(text: str | None) -> int:
+    """Read DIAGNOSE_OUTPUT_MAXLEN: a positive number of entries (OUTPUT_MAXLEN if unset)."""
+    if text is None or not text.strip():
+        return OUTPUT_MAXLEN
+    try:
+        maxlen = int(text)
+    except ValueError:
+        maxlen = 0
+    if maxlen < 1:
+        raise ValueError(f"DIAGNOSE_OUTPUT_MAXLEN must be a positive integer, not {text!r}")
+    return maxlen
+
+
+def encode_output(
+    process: str,
+    spec: str,
+    name: str,
+    itype: str,
+    value: str,
+    tags: Mapping[str, Any],
+    at: float,
+) -> dict[str, str]:
+    """Return the fields of one output stream entry (``at`` in unix seconds)."""
+    when = _dt.datetime.fromtimestamp(at, _dt.UTC).isoformat(timespec="milliseconds")
+    return {
+        "process": process,
+        "spec": spec,
+        "name": name,
+        "type": itype,
+        "value": value,
+        "tags": json.dumps(dict(tags), ensure_ascii=False, separators=(",", ":"), default=str),
+        "at": when.replace("+00:00", "Z"),
+    }
+
+
+def decode_output(entry_id: str | bytes, fields: Mapping[Any, Any]) -> dict[str, Any]:
+    """Return an output stream entry as ``{"id", OUTPUT_FIELDS...}``, all text; a field
+    missing from the entry (written by someone else) is ``""``."""
+    text = {
+        (k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)): (
+            v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+        )
+        for k, v in fields.items()
+    }
+    entry = {"id": entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)}
+    for name in OUTPUT_FIELDS:
+        entry[name] = text.get(name, "")
+    return entry

@@ -13,6 +13,7 @@ from .. import probes
 from .._expr import compile_eval, has_nested_scope, names_read
 from .._fire import Stats
 from .._hooks import default_manager, overrides_check_call
+from .._outbox import OUTBOX, Origin
 from .._redact import is_secret
 from .._resolve import underlying_function
 from .._spec import EVENTS
@@ -79,6 +80,10 @@ class Instrument:
         #: compiles an expression (expr, filename): plainly for instruments made in code;
         #: a manager sets its policy's for the instruments of specs
         self.compiler: Any = compile_eval
+        #: the spec this instrument was made from (its ID and type), set by the manager;
+        #: None for instruments made in code. Only the output of a spec's instrument goes
+        #: to the fleet's output stream (see diagnose._outbox).
+        self.origin: Origin | None = None
 
     @property
     def internal(self) -> bool:
@@ -249,7 +254,11 @@ class Instrument:
     def handle_error(self, probe: Any) -> None:
         """Stop firing after an error, record it, and hand it to the manager."""
         exc = sys.exc_info()[1]
+        first = self.error is None
         self.error = one_line(exc, 500) if exc is not None else "error"
+        if first and self.origin is not None:
+            # Once per instrument until its spec changes (update() clears the error).
+            OUTBOX.error(self.origin, self.name, self.error)
         if self.error_expiration:
             # Expired long ago: it stays silent until someone edits it or the process
             # restarts, so a broken expression costs one error per process, not per call.

@@ -6,6 +6,7 @@ import logging
 import sys
 from typing import Any
 
+from .._outbox import OUTBOX, stream_tags
 from .._redact import render
 from .base import Instrument
 
@@ -40,7 +41,8 @@ class LogInstrument(Instrument):
     Lines go to ``LogInstrument.out`` (by default the current sys.stdout at each write;
     set it to any stream, as the original library's users do in their tests), or, when
     ``LogInstrument.logger`` (or one instrument's ``logger``) is a logging.Logger,
-    through stdlib logging at INFO instead.
+    through stdlib logging at INFO instead. The instrument of a spec also adds the value
+    to the fleet's output stream (see ``diagnose._outbox``; DIAGNOSE_OUTPUT chooses).
     """
 
     MAX_CHARS = 2000
@@ -55,6 +57,11 @@ class LogInstrument(Instrument):
         # shown as <redacted> at any depth (see diagnose._redact).
         v = render(value, self.MAX_CHARS)
         tags = self.merge_tags(_globals, _locals)
+        origin = self.origin
+        if origin is not None:
+            OUTBOX.put(origin, self.name, v, stream_tags(tags))
+            if not OUTBOX.to_stdout():
+                return
         self.emit(self.name, v, render(tags, self.MAX_CHARS) if tags else "")
 
     def emit(self, name: str, value: str, tags: str) -> None:

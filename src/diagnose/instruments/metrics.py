@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from .. import _statsd
+from .._outbox import OUTBOX, stream_tags
 from .._redact import render, scrub_mapping
 from .base import Instrument, tag_list
 from .log import cut
@@ -24,7 +25,8 @@ def _client() -> Any:
 
 
 class StatsdInstrumentBase(Instrument):
-    """Send a numeric value as a statsd metric; tags go as ``["key:value", ...]``."""
+    """Send a numeric value as a statsd metric; tags go as ``["key:value", ...]``. The
+    instrument of a spec also adds the value to the fleet's output stream."""
 
     MAX_CHARS = 2000
 
@@ -38,7 +40,10 @@ class StatsdInstrumentBase(Instrument):
             return
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise TypeError(f"Cannot send non-numeric metric: {cut(str(v), self.MAX_CHARS)}")
-        tags = scrub_mapping(self.merge_tags(_globals, _locals))
+        merged = self.merge_tags(_globals, _locals)
+        if self.origin is not None:
+            OUTBOX.put(self.origin, self.name, repr(v), stream_tags(merged))
+        tags = scrub_mapping(merged)
         self.emit(
             self.name,
             v,

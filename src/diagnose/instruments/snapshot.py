@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _snapshot
+from .._outbox import NO_TAGS, OUTBOX
 from .._plan import PARAMETERS
 from .base import Instrument
 from .log import LogInstrument
@@ -20,7 +21,8 @@ class SnapshotInstrument(Instrument):
     for ``call`` the arguments; for ``return`` the arguments, ``result`` and ``elapsed``;
     for ``end`` and ``line`` the locals. ``value``, when given, is a condition: capture
     only when it is true. Written as ``Snapshot (NAME) = JSON`` where log lines go
-    (``LogInstrument.out`` or ``LogInstrument.logger``); ``last`` keeps the latest.
+    (``LogInstrument.out`` or ``LogInstrument.logger``); ``last`` keeps the latest. The
+    instrument of a spec also adds the JSON to the fleet's output stream.
     """
 
     # Every parameter of the target by name (defaults applied), and the return's own names;
@@ -47,6 +49,11 @@ class SnapshotInstrument(Instrument):
             return
         snapshot = _snapshot.capture(self.state(_globals, _locals))
         self.last = snapshot
+        origin = self.origin
+        if origin is not None:
+            OUTBOX.put(origin, self.name, _snapshot.to_json(snapshot), NO_TAGS)
+            if not OUTBOX.to_stdout():
+                return
         self.emit(self.name, snapshot)
 
     def emit(self, name: str, snapshot: dict[str, Any]) -> None:

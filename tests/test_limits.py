@@ -144,6 +144,7 @@ def test_budget_sampling_charges_calls_spread_over_time_by_their_share(
     instrument times only one evaluation in 16; the same at 100 calls a second does."""
     clock = FakeClock()
     monkeypatch.setattr(_fire, "_clock", clock)
+    monkeypatch.setattr(_fire, "_cpu", clock)
 
     class Slow(ProbeTestInstrument):
         def fire(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> None:
@@ -189,6 +190,7 @@ def test_a_garbage_collection_is_not_charged_to_the_expression(
     """Time the collector took during a timed evaluation is the process's, not the probe's."""
     clock = FakeClock()
     monkeypatch.setattr(_fire, "_clock", clock)
+    monkeypatch.setattr(_fire, "_cpu", clock)
 
     class Collecting(ProbeTestInstrument):
         def fire(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> None:
@@ -204,3 +206,25 @@ def test_a_garbage_collection_is_not_charged_to_the_expression(
         clock.now += 0.01
         gate.fire({"result": 1})
     assert inst.error is None and inst.results == [1] * 40
+
+
+def test_time_the_thread_was_preempted_is_not_charged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget charges the thread's CPU time: on a saturated machine an evaluation that
+    waited 200 ms for a core while using 0.1 ms of it is a cheap one."""
+    wall, cpu = FakeClock(), FakeClock()
+    monkeypatch.setattr(_fire, "_clock", wall)
+    monkeypatch.setattr(_fire, "_cpu", cpu)
+
+    class Preempted(ProbeTestInstrument):
+        def fire(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> None:
+            wall.now += 0.2
+            cpu.now += 0.0001
+            super().fire(_globals, _locals)
+
+    inst = Preempted("busy", "result", mgr=diagnose.manager)
+    inst.rate, inst.budget = 100, _fire.BUDGET_SECONDS  # every evaluation timed
+    gate = _fire.Gate(inst, None, lambda: None)
+    for _ in range(40):
+        wall.now += 0.001
+        gate.fire({"result": 1})
+    assert inst.error is None and inst.stats.fired == 40

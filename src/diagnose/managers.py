@@ -21,6 +21,7 @@ from ._change import spec_key
 from ._expr import POLICIES, Policy, compile_trusted, policy_from_env
 from ._fire import BUDGET_SECONDS
 from ._fork import STATE, after_fork_in_child
+from ._outbox import OUTBOX
 from ._hooks import ManagerHooks
 from ._outbox import Origin
 from ._spec import validate_spec
@@ -246,11 +247,15 @@ class ProbeManager(ManagerHooks):
     def counters(self) -> dict[str, dict[str, int]]:
         """Return each applied spec's counts in this process: fired, dropped, errors."""
         counts = {}
+        # Entries the output buffer had no room for are dropped too (see _outbox).
+        overflow = OUTBOX.dropped_counts()
         # No lock: a reporter thread reads this while the host may hold the manager's lock.
         for full_id, owned in list(self._owned.items()):
             instrument = owned.probe.instruments.get(full_id)
             if instrument is not None:
-                counts[full_id.split(":", 1)[1]] = instrument.stats.as_dict()
+                spec_id = full_id.split(":", 1)[1]
+                counts[spec_id] = instrument.stats.as_dict()
+                counts[spec_id]["dropped"] += overflow.get(spec_id, 0)
         return counts
 
     # A subclass written for the original library overrides mark(id, doc, exception=False),

@@ -21,9 +21,8 @@ from ._change import spec_key
 from ._expr import POLICIES, Policy, compile_trusted, policy_from_env
 from ._fire import BUDGET_SECONDS
 from ._fork import STATE, after_fork_in_child
-from ._outbox import OUTBOX
 from ._hooks import ManagerHooks
-from ._outbox import Origin
+from ._outbox import OUTBOX, Origin
 from ._spec import validate_spec
 from ._text import one_line
 from ._time import expires_at

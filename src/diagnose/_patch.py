@@ -114,7 +114,10 @@ class _LineHook:
         if plan is not None:
             gates = plan.lines.get(self.line)
             if gates:
-                fire_in_frames(gates, _getframe(1), plan.line_other_names[self.line], True)
+                line = self.line
+                fire_in_frames(
+                    gates, _getframe(1), plan.line_other_names[line], plan.line_frame[line]
+                )
 
 
 def check_line(func: Any, line: int) -> None:

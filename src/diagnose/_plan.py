@@ -83,6 +83,12 @@ class Plan:
         # come from the manager's global_namespace, which then has to be merged in.
         self.end_other_names = self._other_names(self.ends)
         self.line_other_names = {n: self._other_names(g) for n, g in self.lines.items()}
+        # Whether a line's instruments read ``frame`` (the namespace is then a copy).
+        self.line_frame = {
+            n: (names is None or "frame" in names)
+            for n, g in self.lines.items()
+            for names in [_union(g)]
+        }
         # As in the original library: hotspots are timed for return instruments whose
         # value or tags mention them.
         self.hotspots = any(

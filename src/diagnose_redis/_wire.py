@@ -212,6 +212,16 @@ def _check_spec_shape(spec: object) -> dict[str, Any]:
     lifespan = spec.get("lifespan")
     if isinstance(lifespan, bool) or not isinstance(lifespan, int | float | None):
         raise WireError("malformed", "spec lifespan is not a number or nil")
+    if "select" in spec:
+        from diagnose import SpecError
+        from diagnose._spec import validate_select
+
+        try:
+            spec["select"] = validate_select(spec["select"])
+        except SpecError as exc:
+            raise WireError("malformed", f"spec {exc}") from None
+        if spec["select"] is None:
+            del spec["select"]
     spec["applied"] = {}
     return spec
 

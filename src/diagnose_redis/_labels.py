@@ -17,7 +17,7 @@ from typing import Any
 
 from diagnose._spec import LABEL_NAME
 
-__all__ = ("RESERVED", "escape_glob", "labels_of", "parse_labels", "selects")
+__all__ = ("RESERVED", "escape_glob", "labels_in", "labels_of", "parse_labels", "selects")
 
 RESERVED = ("process", "host")
 
@@ -66,3 +66,14 @@ def selects(select: object, labels: Mapping[str, str]) -> bool:
 def escape_glob(text: str) -> str:
     """Return a glob that matches text alone."""
     return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def labels_in(process_id: str, info: object) -> dict[str, str]:
+    """Return the labels a process's ``_process`` field declares (process and host always)."""
+    info = info if isinstance(info, Mapping) else {}
+    declared = info.get("labels")
+    labels = {str(k): str(v) for k, v in declared.items()} if isinstance(declared, dict) else {}
+    labels["process"] = process_id
+    if "host" not in labels and isinstance(info.get("host"), str):
+        labels["host"] = info["host"]
+    return labels

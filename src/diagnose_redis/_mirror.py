@@ -39,9 +39,7 @@ def rekey_applied(manager: Any, old: str, new: str) -> None:
 class Mirror:
     """The specs one subscriber put in a manager (``owned``), and what it last reported."""
 
-    def __init__(
-        self, manager: Any, process_id: str, labels: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, manager: Any, process_id: str, labels: dict[str, str] | None = None) -> None:
         self.manager = manager
         self.process_id = process_id
         # The process's labels but ``process``, which is always the id held now.

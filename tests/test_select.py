@@ -19,7 +19,7 @@ from diagnose_redis._wire import PROCESS_FIELD
 from probe_targets.support import wait_for
 from test_cli_e2e import coordinator
 from test_cli_views import Cli
-from test_subscriber_fleet import Worker
+from test_subscriber_fleet import Worker, log_spec
 
 LABELS = {
     "web-1": "service=shop,env=prod",
@@ -155,10 +155,8 @@ def test_select_from_a_file_and_flag(fleet, redis_server, tmp_path) -> None:
 def test_summary_counts_states_at_80_columns_and_in_json(fleet, redis_server) -> None:
     """status --summary: one row per spec, counts per state over chosen processes, top error."""
     store, _, prefix = fleet
-    store.put("sum-ok", {"target": "fleet_worker.work", "select": {"service": "shop"},
-                         "instrument": {"type": "log", "name": "n", "value": "result"}})  # fmt: skip
-    store.put("sum-bad", {"target": "fleet_worker.missing_function_with_a_long_name",
-                          "instrument": {"type": "log", "name": "n", "value": "result"}})  # fmt: skip
+    store.put("sum-ok", log_spec("n", select={"service": "shop"}))
+    store.put("sum-bad", log_spec("n", target="fleet_worker.missing_function_with_a_long_name"))
 
     def settled() -> bool:
         report = store.status()
@@ -199,8 +197,7 @@ def test_summary_is_the_default_above_50_processes(fleet, redis_server) -> None:
         pipe.expire(store.keys.status(f"fake-{n}"), 15)
     pipe.execute()
     try:
-        store.put("many", {"target": "fleet_worker.work", "select": {"service": "batch"},
-                           "instrument": {"type": "log", "name": "n", "value": "result"}})  # fmt: skip
+        store.put("many", log_spec("n", select={"service": "batch"}))
         code, out, err = cli(redis_server, prefix, "status")
         assert code == 0, err
         row = next(line for line in out.splitlines() if line.startswith("many "))

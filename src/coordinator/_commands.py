@@ -29,7 +29,7 @@ from ._fleet import (
 )
 from ._output import Column, ago, emit_json, format_duration, format_time, print_table
 from ._specs import check_spec_id
-from ._summary import SUMMARY_ABOVE, print_summary, summarize
+from ._summary import SUMMARY_ABOVE, census, print_summary
 from ._wait import poll_results, wait_for_spec
 
 __all__ = (
@@ -383,7 +383,13 @@ def status(
     or, with summary (by default above SUMMARY_ABOVE processes), the counts per spec."""
     if spec_id is not None:
         check_spec_id(spec_id)
-    fleet = read_fleet(settings.store(), spec_id)
+    store = settings.store()
+    if summary is None:
+        summary = store.client.zcard(store.keys.processes) > SUMMARY_ABOVE
+    if summary:
+        _summary(store, spec_id, as_json=as_json, wide=wide)
+        return
+    fleet = read_fleet(store, spec_id)
     if spec_id is not None and spec_id in fleet.unverified:
         raise OperationFailed(unverified_message([spec_id]))
     if spec_id is None:
@@ -396,14 +402,7 @@ def status(
         }
         if spec_id not in fleet.specs and not results:
             raise OperationFailed(f"no such spec: {spec_id}")
-    concerned = sum(1 for entries in results.values() if entries)
-    if summary or (summary is None and concerned > SUMMARY_ABOVE):
-        counts = summarize(fleet, ids, results)
-        if as_json:
-            emit_json(counts)
-        else:
-            print_summary(counts, wide=wide)
-    elif as_json:
+    if as_json:
         emit_json(fleet_document(fleet, ids, results))
     else:
         print_results(
@@ -419,6 +418,21 @@ def status(
         raise OperationFailed(unverified_message(fleet.unverified))
     if spec_id is not None and spec_id not in fleet.specs:
         raise OperationFailed(f"no such spec: {spec_id} (processes still report it as removed)")
+
+
+def _summary(store: Any, spec_id: str | None, *, as_json: bool, wide: bool) -> None:
+    counts = census(store, spec_id)
+    if spec_id is not None and spec_id in counts["unverified"]:
+        raise OperationFailed(unverified_message([spec_id]))
+    nobody = spec_id is not None and not counts["specs"][spec_id]["processes"]
+    if nobody and spec_id not in store.specs():
+        raise OperationFailed(f"no such spec: {spec_id}")
+    if as_json:
+        emit_json(counts)
+    else:
+        print_summary(counts, wide=wide)
+    if spec_id is None and counts["unverified"]:
+        raise OperationFailed(unverified_message(counts["unverified"]))
 
 
 def processes(settings: Settings, *, max_age: float | None, as_json: bool) -> None:
@@ -449,10 +463,17 @@ def processes(settings: Settings, *, max_age: float | None, as_json: bool) -> No
     if parents:
         columns.append(Column("role"))
     columns.append(Column("labels", cut=True))
+    # Heartbeats fall within a few seconds of each other: format each second once.
+    times: dict[int, tuple[str, str]] = {}
+
+    def when(beat: float) -> tuple[str, str]:
+        second = int(beat)
+        if second not in times:
+            times[second] = (format_time(second), ago(second))
+        return times[second]
+
     rows = [
-        (pid, format_time(e.heartbeat), ago(e.heartbeat))
-        + ((_role(e),) if parents else ())
-        + (_labels_text(pid, e),)
+        (pid, *when(e.heartbeat)) + ((_role(e),) if parents else ()) + (_labels_text(pid, e),)
         for pid, e in sorted(live.items())
     ]
     if rows:
@@ -463,8 +484,8 @@ def processes(settings: Settings, *, max_age: float | None, as_json: bool) -> No
         click.echo(
             f"warning: {_plural(len(late), 'process is', 'processes are')} late (no heartbeat "
             f"for over {max_age:g}s) and not counted: "
-            + ", ".join(
-                f"{pid} (last heartbeat {ago(e.heartbeat)})" for pid, e in sorted(late.items())
+            + _names(
+                [f"{pid} (last heartbeat {ago(e.heartbeat)})" for pid, e in sorted(late.items())]
             ),
             err=True,
         )

@@ -150,13 +150,17 @@ class FleetState:
 def read_fleet(store: Any, spec_id: str | None = None) -> FleetState:
     """Read the fleet's specs (telling apart those this secret cannot verify) and reports."""
     specs, unverified = read_spec_set(store)
-    known = store.fleet(max_age=math.inf)
+    reports = store.status(spec_id)
+    infos = {
+        pid: report[PROCESS_FIELD] for pid, report in reports.items() if PROCESS_FIELD in report
+    }
+    known = store.fleet(max_age=math.inf, infos=infos)
     return FleetState(
         version=store.version(),
         specs=specs,
         unverified=unverified,
         heartbeats={pid: entry.heartbeat for pid, entry in known.items()},
-        reports=store.status(spec_id),
+        reports=reports,
         parents=frozenset(pid for pid, entry in known.items() if entry.parent),
     )
 

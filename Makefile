@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-fleet clean
+.PHONY: demo test lint bench bench-fleet bench-scale clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ bench: $(VENV)/.test
 
 bench-fleet: $(VENV)/.test
 	$(PY) bench/fleet_latency.py --workers 10 50 100
+
+bench-scale: $(VENV)/.test
+	$(PY) bench/fleet_scale.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache

@@ -330,8 +330,10 @@ def main() -> None:
         child(url, int(first), int(count))
         return
     with RedisServer() as server:
+        load = ", ".join(f"{n:.1f}" for n in os.getloadavg())
         print(
-            f"redis-server {binary_version(server.binary)}, {os.cpu_count()} CPUs; "
+            f"redis-server {binary_version(server.binary)}, {os.cpu_count()} CPUs "
+            f"(load average at start: {load}); "
             "subscribers apply through a manager that validates and records specs without "
             "patching (the real apply cost: bench/fleet_latency.py)",
             flush=True,
@@ -339,11 +341,13 @@ def main() -> None:
         if args.subscribers:
             report_fleet(fleet_phase(server, args.subscribers, args.per_process, args.rounds))
         b = big_phase(server, args.processes, args.specs)
+        load = ", ".join(f"{n:.1f}" for n in os.getloadavg())
         wall, cpu, _ = b["interpreter"]
         print(
             f"{b['count']} processes x {b['specs']} specs written directly "
             f"({b['memory_mb']:.0f} MB in Redis); each command as a process of its own, "
-            f"best of 3 (`coordinator --version` alone: {wall:.2f}s wall, {cpu:.2f}s CPU):"
+            f"best of 3 (`coordinator --version` alone: {wall:.2f}s wall, {cpu:.2f}s CPU; "
+            f"load average {load}):"
         )
         for name, _ in COMMANDS:
             wall, cpu, code = b[name]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 
@@ -152,3 +153,28 @@ def test_field_trouble_reads_errors_and_counters(raw: str | None, trouble: str |
     """A status field is trouble when it has an error, runtime errors or dropped events."""
     found = field_trouble(raw)
     assert (found is None) if trouble is None else (found is not None and trouble in found)
+
+
+def test_ctrl_c_during_the_canary_says_what_is_left(fleet, redis_server) -> None:
+    """Ctrl-C while watching: exit 130, the spec left on the canary process only, said so."""
+    store, _, _ = fleet
+    env = {
+        **os.environ,
+        "DIAGNOSE_REDIS_URL": redis_server.url,
+        "DIAGNOSE_PREFIX": store.keys.prefix,
+    }
+    proc = subprocess.Popen(
+        [COORDINATOR, "publish", "c-int", "-t", "fleet_worker.work", "--value", "result",
+         "--select", "service=shop", "--canary", "1", "--canary-for", "30"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert wait_for(lambda: "c-int" in fields(store, "web-1"), 10)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "left on the canary processes only (c-int on web-1)" in err
+    assert (store.get("c-int") or {}).get("select") == {"service": "shop", "process": ["web-1"]}
+    remove(store, "c-int")

@@ -56,6 +56,13 @@ COMMANDS = (
 )
 
 
+# CPython 3.11 can fail an ast.parse that runs while another thread parses ("SystemError:
+# AST constructor recursion depth mismatch", CPython gh-106905); 50 subscribers in one
+# interpreter validate at once, so they take turns here. (One subscriber per process, as in
+# production, validates in one thread.)
+_PARSE = threading.Lock()
+
+
 class RecordingManager:
     """Validate specs and record them as applied, patching nothing."""
 
@@ -72,7 +79,8 @@ class RecordingManager:
                 key = spec_key(spec)
                 if self._validated.get(spec_id, (None,))[0] != key:
                     try:
-                        validate_spec(spec, known_types=KNOWN_TYPES)
+                        with _PARSE:
+                            validate_spec(spec, known_types=KNOWN_TYPES)
                         error = None
                     except Exception as exc:
                         error = f"{type(exc).__name__}: {exc}"

@@ -200,15 +200,17 @@ def fleet_phase(
         time.sleep(2.0)
         connections = int(client.info("clients")["connected_clients"]) - clients_before
         latencies: list[float] = []
+        missing = 0
         for n in range(rounds):
             body = spec(n)
             store.put("bench", body)
             deadline = time.monotonic() + 60
             while len(found := applied_at(client, ids, body["lastmodified"])) < size:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"round {n}: {len(found)} of {size} applied; {laggards(client, ids)}"
-                    )
+                    missing += size - len(found)
+                    print(f"round {n}: {len(found)} of {size} reported it within 60 s; "
+                          f"{laggards(client, ids)}", file=sys.stderr, flush=True)  # fmt: skip
+                    break
                 time.sleep(0.25)
             latencies += [(at - body["lastmodified"]).total_seconds() * 1000 for at in found]
             time.sleep(0.5)
@@ -224,11 +226,7 @@ def fleet_phase(
             store.put("bench", last)
             time.sleep(1.0)
         busy = redis_cpu(client) - cpu
-        deadline = time.monotonic() + 30
-        while len(applied_at(client, ids, last["lastmodified"])) < size:
-            if time.monotonic() > deadline:
-                raise TimeoutError("the CPU window's last publish was not applied everywhere")
-            time.sleep(0.25)
+
     finally:
         for proc in children:
             assert proc.stdin is not None
@@ -242,6 +240,7 @@ def fleet_phase(
         "startup_s": startup,
         "connections_per_subscriber": connections / size,
         "samples": len(latencies),
+        "missing": missing,
         "p50_ms": statistics.median(latencies),
         "p99_ms": percentile(latencies, 99),
         "max_ms": max(latencies),
@@ -337,7 +336,8 @@ def report_fleet(f: dict[str, float | int]) -> None:
         f"(up in {f['startup_s']:.1f}s): {f['connections_per_subscriber']:.2f} connections "
         f"per subscriber\n"
         f"publish-to-applied over {f['samples']} applies: p50 {f['p50_ms']:.0f} ms, "
-        f"p99 {f['p99_ms']:.0f} ms, max {f['max_ms']:.0f} ms\n"
+        f"p99 {f['p99_ms']:.0f} ms, max {f['max_ms']:.0f} ms; "
+        f"{f['missing']} not reported within 60 s\n"
         f"Redis CPU: {f['idle_cpu_ms_per_s']:.0f} ms/s idle (heartbeats, health checks); "
         f"{f['cpu_ms_per_publish']:.0f} ms per publish (fan-out and status writes)",
         flush=True,

@@ -2,6 +2,7 @@
 
 No threads and no I/O here: the subscriber hands over snapshots (the full set of specs, read
 at a resync) and events (one put or delete), and gets back the status fields that changed.
+A spec whose select does not choose this process's labels is treated as absent.
 """
 
 from __future__ import annotations

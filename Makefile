@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-fleet soak clean
+.PHONY: demo test lint bench bench-fleet bench-scale soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ bench-fleet: $(VENV)/.test
 SOAK_MINUTES ?= 10
 soak: $(VENV)/.test
 	$(PY) bench/soak.py --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
+
+bench-scale: $(VENV)/.test
+	$(PY) bench/fleet_scale.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache

@@ -1,6 +1,7 @@
 """A worker process of the fleet for tests and the bench: a target function and a subscriber.
 
-Run as ``python tests/fleet_worker.py --url URL --prefix P [--process-id ID] [--secret S]``.
+Run as ``python tests/fleet_worker.py --url URL --prefix P [--process-id ID] [--secret S]
+[--labels name=value,...]``.
 It starts diagnose_redis, prints ``ready``, then obeys one command per stdin line:
 
 - ``call X``: call ``fleet_worker.work(X)`` and print ``called RESULT`` (a probe on the target
@@ -51,7 +52,10 @@ def main() -> None:
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--process-id")
     parser.add_argument("--secret")
+    parser.add_argument("--labels", help="DIAGNOSE_LABELS for this worker")
     args = parser.parse_args()
+    if args.labels is not None:
+        os.environ["DIAGNOSE_LABELS"] = args.labels
 
     import diagnose_redis
     import fleet_worker

@@ -13,6 +13,8 @@ from typing import Any
 import click
 import redis
 
+from diagnose_redis._labels import labels_in
+
 from ._context import Settings
 from ._errors import Interrupted, OperationFailed, WaitTimedOut
 from ._fleet import (
@@ -27,6 +29,7 @@ from ._fleet import (
 )
 from ._output import Column, ago, emit_json, format_duration, format_time, print_table
 from ._specs import check_spec_id
+from ._summary import SUMMARY_ABOVE, census, print_summary
 from ._wait import poll_results, wait_for_spec
 
 __all__ = (
@@ -36,6 +39,7 @@ __all__ = (
     "publish",
     "remove",
     "status",
+    "wait_and_report",
 )
 
 Results = Mapping[str, Mapping[str, ProcessResult]]
@@ -114,12 +118,12 @@ def _print_full_errors(results: Results) -> None:
         click.echo(f"  {spec_id} on {_names(names)}: {text}")
 
 
-def _failures(results: Results, spec_ids: list[str], waited: list[str]) -> str:
+def _failures(results: Results, spec_ids: list[str], waited: Mapping[str, list[str]]) -> str:
     """Say, per spec, how many of the waited processes reported an error, and which."""
     parts = []
     for spec_id in spec_ids:
         by_error: dict[str, list[str]] = {}
-        for process in waited:
+        for process in waited[spec_id]:
             r = results.get(process, {}).get(spec_id)
             if r is not None and r.state == "error" and r.err:
                 by_error.setdefault(r.err, []).append(process)
@@ -127,19 +131,20 @@ def _failures(results: Results, spec_ids: list[str], waited: list[str]) -> str:
         if count:
             detail = "; ".join(f"{_names(ps)}: {text}" for text, ps in by_error.items())
             parts.append(
-                f"{spec_id}: {count} of {_plural(len(waited), 'process', 'processes')} "
+                f"{spec_id}: {count} of {_plural(len(waited[spec_id]), 'process', 'processes')} "
                 f"reported an error ({detail})"
             )
     return "; ".join(parts)
 
 
-def _pending(results: Results, spec_ids: list[str], waited: list[str]) -> str:
+def _pending(results: Results, spec_ids: list[str], waited: Mapping[str, list[str]]) -> str:
     parts = []
     for spec_id in spec_ids:
-        pending = [p for p in waited if not results.get(p, {}).get(spec_id, _NOT_SEEN).done]
+        chosen = waited[spec_id]
+        pending = [p for p in chosen if not results.get(p, {}).get(spec_id, _NOT_SEEN).done]
         if pending:
             parts.append(
-                f"{spec_id}: {len(pending)} of {_plural(len(waited), 'process', 'processes')} "
+                f"{spec_id}: {len(pending)} of {_plural(len(chosen), 'process', 'processes')} "
                 f"have not applied it ({_names(pending)})"
             )
     return "; ".join(parts)
@@ -178,12 +183,13 @@ def publish(
             emit_json(fleet_document(FleetState(version, stored, [], {}, {}), ids, {}))
         return
     fleet = dataclasses.replace(read_fleet(store), version=version, specs=stored, unverified=[])
-    _wait_and_report(store, fleet, ids, timeout, as_json=as_json, wide=wide)
+    wait_and_report(store, fleet, ids, timeout, as_json=as_json, wide=wide)
 
 
-def _wait_and_report(
+def wait_and_report(
     store: Any, fleet: FleetState, ids: list[str], timeout: float, *, as_json: bool, wide: bool
 ) -> None:
+    """Wait for the live processes each spec chooses to apply it; print what they said."""
     live, late = fleet.live, fleet.late
 
     def alive() -> set[str]:
@@ -198,10 +204,15 @@ def _wait_and_report(
             + ", ".join(_late_text(fleet, p) for p in late),
             err=True,
         )
-    if not live:
+    # Each spec is waited for on the live processes its select chooses, and only those.
+    waited = {spec_id: fleet.chosen(spec_id, live) for spec_id in ids}
+    if not any(waited.values()):
         if as_json:
             emit_json(fleet_document(fleet, ids, {}))
+        if live:
+            raise WaitTimedOut("published, but no live process matches its select")
         raise WaitTimedOut("published, but no processes are online to wait for")
+    everyone = sorted({p for spec_id in ids for p in fleet.chosen(spec_id, live + late)})
     seen: dict[str, list[ProcessResult]] = {}
     complete = True
     try:
@@ -209,26 +220,28 @@ def _wait_and_report(
         for spec_id in ids:
             remaining = max(0.0, deadline - time.monotonic())
             lm = fleet.specs[spec_id]["lastmodified"]
-            _, in_time = wait_for_spec(store, spec_id, lm, live, remaining, seen=seen, alive=alive)
+            _, in_time = wait_for_spec(
+                store, spec_id, lm, waited[spec_id], remaining, seen=seen, alive=alive
+            )
             complete = complete and in_time
         for spec_id in ids:
             seen[spec_id] = seen[spec_id] + poll_results(
-                store, spec_id, late, fleet.specs[spec_id]["lastmodified"]
+                store, spec_id, fleet.chosen(spec_id, late), fleet.specs[spec_id]["lastmodified"]
             )
     except KeyboardInterrupt as exc:
-        _poll_once_more(store, fleet, ids, live + late, seen)
-        results = _by_process(seen, live + late)
+        _poll_once_more(store, fleet, ids, everyone, seen)
+        results = _by_process(seen, everyone)
         if as_json:
             emit_json(fleet_document(fleet, ids, results))
-        raise Interrupted.by(exc, _left_after_interrupt(results, ids, live))
-    results = _by_process(seen, live + late)
+        raise Interrupted.by(exc, _left_after_interrupt(results, ids, waited))
+    results = _by_process(seen, everyone)
     if as_json:
         emit_json(fleet_document(fleet, ids, results))
     else:
         print_results(results, fleet.is_live, wide=wide, err=True)
     if not complete:
-        raise WaitTimedOut(f"timed out after {timeout:g}s: {_pending(results, ids, live)}")
-    failures = _failures(results, ids, live)
+        raise WaitTimedOut(f"timed out after {timeout:g}s: {_pending(results, ids, waited)}")
+    failures = _failures(results, ids, waited)
     if failures:
         raise OperationFailed(failures)
 
@@ -269,14 +282,15 @@ def _by_process(
     return results
 
 
-def _left_after_interrupt(results: Results, ids: list[str], live: list[str]) -> str:
+def _left_after_interrupt(results: Results, ids: list[str], waited: Mapping[str, list[str]]) -> str:
     counts = []
     for n, spec_id in enumerate(ids):
+        chosen = waited[spec_id]
         applied = sum(
-            1 for p in live if results.get(p, {}).get(spec_id, _NOT_SEEN).state == "applied"
+            1 for p in chosen if results.get(p, {}).get(spec_id, _NOT_SEEN).state == "applied"
         )
         lead = f"{spec_id} is published and live on" if n == 0 else f"{spec_id} on"
-        counts.append(f"{lead} {applied} of {_plural(len(live), 'process', 'processes')}")
+        counts.append(f"{lead} {applied} of {_plural(len(chosen), 'process', 'processes')}")
     them = "it" if len(ids) == 1 else "them"
     return f"{', '.join(counts)}; remove {them} with coordinator remove {' '.join(ids)}"
 
@@ -367,11 +381,25 @@ def _print_specs(entries: dict[str, dict[str, Any]], *, wide: bool) -> None:
     print_table([Column(n, cut=n in cut) for n in names], rows, empty="No specs.", wide=wide)
 
 
-def status(settings: Settings, spec_id: str | None, *, as_json: bool, wide: bool = False) -> None:
-    """Show per process and spec what was applied, marking processes that are not live."""
+def status(
+    settings: Settings,
+    spec_id: str | None,
+    *,
+    as_json: bool,
+    wide: bool = False,
+    summary: bool | None = None,
+) -> None:
+    """Show per process and spec what was applied, marking processes that are not live;
+    or, with summary (by default above SUMMARY_ABOVE processes), the counts per spec."""
     if spec_id is not None:
         check_spec_id(spec_id)
-    fleet = read_fleet(settings.store(), spec_id)
+    store = settings.store()
+    if summary is None:
+        summary = store.client.zcard(store.keys.processes) > SUMMARY_ABOVE
+    if summary:
+        _summary(store, spec_id, as_json=as_json, wide=wide)
+        return
+    fleet = read_fleet(store, spec_id)
     if spec_id is not None and spec_id in fleet.unverified:
         raise OperationFailed(unverified_message([spec_id]))
     if spec_id is None:
@@ -402,6 +430,21 @@ def status(settings: Settings, spec_id: str | None, *, as_json: bool, wide: bool
         raise OperationFailed(f"no such spec: {spec_id} (processes still report it as removed)")
 
 
+def _summary(store: Any, spec_id: str | None, *, as_json: bool, wide: bool) -> None:
+    counts = census(store, spec_id)
+    if spec_id is not None and spec_id in counts["unverified"]:
+        raise OperationFailed(unverified_message([spec_id]))
+    nobody = spec_id is not None and not counts["specs"][spec_id]["processes"]
+    if nobody and spec_id not in store.specs():
+        raise OperationFailed(f"no such spec: {spec_id}")
+    if as_json:
+        emit_json(counts)
+    else:
+        print_summary(counts, wide=wide)
+    if spec_id is None and counts["unverified"]:
+        raise OperationFailed(unverified_message(counts["unverified"]))
+
+
 def processes(settings: Settings, *, max_age: float | None, as_json: bool) -> None:
     """List live processes and their last heartbeat, Celery style; name the late ones.
 
@@ -421,16 +464,26 @@ def processes(settings: Settings, *, max_age: float | None, as_json: bool) -> No
             {
                 "count": count,
                 "parents": parents,
-                "processes": {pid: _entry(e) for pid, e in sorted(live.items())},
-                "late": {pid: _entry(e) for pid, e in sorted(late.items())},
+                "processes": {pid: _entry(e, pid) for pid, e in sorted(live.items())},
+                "late": {pid: _entry(e, pid) for pid, e in sorted(late.items())},
             }
         )
         return
     columns = [Column("process"), Column("heartbeat"), Column("age")]
     if parents:
         columns.append(Column("role"))
+    columns.append(Column("labels", cut=True))
+    # Heartbeats fall within a few seconds of each other: format each second once.
+    times: dict[int, tuple[str, str]] = {}
+
+    def when(beat: float) -> tuple[str, str]:
+        second = int(beat)
+        if second not in times:
+            times[second] = (format_time(second), ago(second))
+        return times[second]
+
     rows = [
-        (pid, format_time(e.heartbeat), ago(e.heartbeat)) + ((_role(e),) if parents else ())
+        (pid, *when(e.heartbeat)) + ((_role(e),) if parents else ()) + (_labels_text(pid, e),)
         for pid, e in sorted(live.items())
     ]
     if rows:
@@ -441,15 +494,28 @@ def processes(settings: Settings, *, max_age: float | None, as_json: bool) -> No
         click.echo(
             f"warning: {_plural(len(late), 'process is', 'processes are')} late (no heartbeat "
             f"for over {max_age:g}s) and not counted: "
-            + ", ".join(
-                f"{pid} (last heartbeat {ago(e.heartbeat)})" for pid, e in sorted(late.items())
+            + _names(
+                [f"{pid} (last heartbeat {ago(e.heartbeat)})" for pid, e in sorted(late.items())]
             ),
             err=True,
         )
 
 
-def _entry(entry: Any) -> dict[str, Any]:
-    shown: dict[str, Any] = {"heartbeat": _utc(entry.heartbeat), "role": entry.role}
+def _labels_text(process: str, entry: Any) -> str:
+    """Show a process's labels but its id (the first column), host last."""
+    labels = labels_in(process, entry.info)
+    labels.pop("process", None)
+    host = labels.pop("host", None)
+    pairs = [f"{k}={v}" for k, v in sorted(labels.items())]
+    return ",".join(pairs + ([f"host={host}"] if host else []))
+
+
+def _entry(entry: Any, process: str = "") -> dict[str, Any]:
+    shown: dict[str, Any] = {
+        "heartbeat": _utc(entry.heartbeat),
+        "role": entry.role,
+        "labels": labels_in(process, entry.info),
+    }
     if entry.parent:
         shown["children"] = entry.children
     return shown

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diagnose._time import to_utc
+from diagnose_redis._labels import labels_in, selects
 from diagnose_redis._store import read_specs
 from diagnose_redis._wire import PROCESS_FIELD, STATUS_TTL_SECONDS
 
@@ -152,6 +153,15 @@ class FleetState:
         """Return the known processes whose heartbeat is late."""
         return [p for p in self.processes if not self.is_live(p)]
 
+    def labels(self, process: str) -> dict[str, str]:
+        """Return the labels a process declares in its ``_process`` field."""
+        return labels_in(process, (self.reports.get(process) or {}).get(PROCESS_FIELD))
+
+    def chosen(self, spec_id: str, processes: Iterable[str]) -> list[str]:
+        """Return those of processes that spec_id's select chooses (all, without a select)."""
+        select = (self.specs.get(spec_id) or {}).get("select")
+        return [p for p in processes if selects(select, self.labels(p))]
+
     def late_for(self, process: str) -> float | None:
         """Return how many seconds ago a process last heartbeat (None if never seen)."""
         beat = self.heartbeats.get(process)
@@ -161,13 +171,17 @@ class FleetState:
 def read_fleet(store: Any, spec_id: str | None = None) -> FleetState:
     """Read the fleet's specs (telling apart those this secret cannot verify) and reports."""
     specs, unverified = read_spec_set(store)
-    known = store.fleet(max_age=math.inf)
+    reports = store.status(spec_id)
+    infos = {
+        pid: report[PROCESS_FIELD] for pid, report in reports.items() if PROCESS_FIELD in report
+    }
+    known = store.fleet(max_age=math.inf, infos=infos)
     return FleetState(
         version=store.version(),
         specs=specs,
         unverified=unverified,
         heartbeats={pid: entry.heartbeat for pid, entry in known.items()},
-        reports=store.status(spec_id),
+        reports=reports,
         parents=frozenset(pid for pid, entry in known.items() if entry.parent),
     )
 
@@ -177,7 +191,8 @@ def results_for(
 ) -> dict[str, dict[str, ProcessResult]]:
     """Classify, per process, each spec: spec_ids, or every current spec and every reported one.
 
-    A spec that is gone is listed only where a process still reports it (state removed).
+    A spec that is gone is listed only where a process still reports it (state removed),
+    one whose select does not choose a process only where that process still reports it.
     """
     wanted = None if spec_ids is None else list(spec_ids)
     out: dict[str, dict[str, ProcessResult]] = {}
@@ -188,7 +203,7 @@ def results_for(
         entries: dict[str, ProcessResult] = {}
         for sid in ids:
             spec = fleet.specs.get(sid)
-            if spec is None and report.get(sid) is None:
+            if report.get(sid) is None and (spec is None or not fleet.chosen(sid, [process])):
                 continue
             lastmodified = spec.get("lastmodified") if spec else None
             entries[sid] = result_of(process, sid, report.get(sid), lastmodified)

@@ -21,8 +21,10 @@ __all__ = (
     "check_spec_id",
     "parse_custom",
     "parse_lifespan",
+    "parse_select",
     "spec_from_flags",
     "specs_from_file",
+    "with_select",
 )
 
 DEFAULT_LIFESPAN = 10.0
@@ -61,6 +63,38 @@ def parse_custom(text: str | None) -> dict[str, Any]:
     if not isinstance(custom, dict):
         raise BadInput(f"--custom must be a JSON object, not {type(custom).__name__}")
     return custom
+
+
+def parse_select(values: tuple[str, ...] | list[str]) -> dict[str, str | list[str]]:
+    """Read repeated --select LABEL=GLOB; a label given twice matches either glob."""
+    select: dict[str, str | list[str]] = {}
+    for text in values:
+        label, sep, glob = text.partition("=")
+        label, glob = label.strip(), glob.strip()
+        if not sep or not label or not glob:
+            raise BadInput(f"--select must be LABEL=GLOB, like service=shop, not {text!r}")
+        if label in select:
+            before = select[label]
+            select[label] = [*(before if isinstance(before, list) else [before]), glob]
+        else:
+            select[label] = glob
+    return select
+
+
+def with_select(
+    spec_id: str, spec: dict[str, Any], select: dict[str, str | list[str]]
+) -> dict[str, Any]:
+    """Add --select's labels to a spec's own select; refuse a label both give differently."""
+    if not select:
+        return spec
+    own = dict(spec.get("select") or {})
+    for label, globs in select.items():
+        if label in own and own[label] != globs:
+            raise BadInput(
+                f"invalid spec {spec_id!r}: --select {label}= contradicts its select.{label}"
+            )
+        own[label] = globs
+    return _validate(spec_id, {**spec, "select": own})
 
 
 def _validate(spec_id: str, spec: dict[str, Any]) -> dict[str, Any]:

@@ -74,8 +74,20 @@ def fit_widths(columns: Sequence[Column], natural: Sequence[int], width: int | N
     return widths
 
 
+def _width(text: str) -> int:
+    # ASCII (nearly every cell) is one cell per character: no need for rich's tables.
+    return len(text) if text.isascii() else cell_len(text)
+
+
+def _fit(text: str, width: int) -> str:
+    """Cut text to width cells if needed, and pad it to exactly width."""
+    if text.isascii() and len(text) <= width:
+        return text.ljust(width)
+    return set_cell_size(_cut(text, width), width)
+
+
 def _cut(text: str, width: int) -> str:
-    if cell_len(text) <= width:
+    if _width(text) <= width:
         return text
     kept = set_cell_size(text, width - 1)
     # End at a word boundary when one is near, so the cut reads "has no attribute…".
@@ -96,12 +108,11 @@ def render_table(
     cells = [[_one_line(cell) for cell in row] for row in rows]
     headers = [column.header.upper() for column in columns]
     natural = [
-        max([cell_len(headers[i]), *(cell_len(row[i]) for row in cells)])
-        for i in range(len(columns))
+        max([_width(headers[i]), *(_width(row[i]) for row in cells)]) for i in range(len(columns))
     ]
     widths = fit_widths(columns, natural, width)
     lines = []
     for row in [headers, *cells]:
-        parts = [set_cell_size(_cut(text, w), w) for text, w in zip(row, widths, strict=True)]
+        parts = [_fit(text, w) for text, w in zip(row, widths, strict=True)]
         lines.append(GAP.join(parts).rstrip())
     return "\n".join(lines)

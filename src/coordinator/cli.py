@@ -15,6 +15,7 @@ from click.shell_completion import get_completion_class
 from diagnose import SpecError
 
 from . import _commands
+from ._canary import CANARY_SECONDS
 from ._context import DEFAULT_PREFIX, DEFAULT_URL, REDIS_DEADLINE, Settings, redact
 from ._errors import (
     EXIT_BAD_INPUT,
@@ -30,9 +31,12 @@ from ._specs import (
     check_spec_id,
     parse_custom,
     parse_lifespan,
+    parse_select,
     spec_from_flags,
     specs_from_file,
+    with_select,
 )
+from ._summary import SUMMARY_ABOVE
 from ._tail import DEFAULT_LINES, parse_duration
 from ._tail import tail as run_tail
 
@@ -297,6 +301,14 @@ def cli(
     type=click.Path(path_type=Path, dir_okay=False),
     help="JSON or YAML file holding a map of ID to spec; replaces the flags above.",
 )
+@click.option(
+    "--select",
+    "select",
+    multiple=True,
+    metavar="LABEL=GLOB",
+    help="Only processes whose label matches the glob (repeatable: all must match; "
+    "a label given twice matches either glob).",
+)
 @click.option("--wait", is_flag=True, help="Wait until every live process has applied it.")
 @click.option(
     "--timeout",
@@ -305,6 +317,21 @@ def cli(
     show_default=True,
     metavar="S",
     help="Seconds --wait waits.",
+)
+@click.option(
+    "--canary",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Publish to N matching processes first; widen to all only if they report no "
+    "error for --canary-for seconds (implies --wait).",
+)
+@click.option(
+    "--canary-for",
+    type=click.FloatRange(min=0),
+    default=CANARY_SECONDS,
+    show_default=True,
+    metavar="S",
+    help="Seconds the canary processes must run the probe without trouble.",
 )
 @wide_option
 @global_options
@@ -322,8 +349,11 @@ def publish(
     lifespan: str,
     custom: str | None,
     spec_file: Path | None,
+    select: tuple[str, ...],
     wait: bool,
     timeout: float,
+    canary: int | None,
+    canary_for: float,
     wide: bool,
 ) -> None:
     """Validate specs, store them with their lifespan as TTL, and publish them; print the IDs.
@@ -365,6 +395,14 @@ def publish(
                 custom=parse_custom(custom),
             )
         }
+    chosen = parse_select(select)
+    specs = {spec_id: with_select(spec_id, spec, chosen) for spec_id, spec in specs.items()}
+    if canary is not None:
+        from ._canary import Canary, publish_canary
+
+        plan = Canary(count=canary, seconds=canary_for, timeout=timeout)
+        publish_canary(settings, specs, plan, as_json=settings.json, wide=wide)
+        return
     _commands.publish(settings, specs, wait=wait, timeout=timeout, as_json=settings.json, wide=wide)
 
 
@@ -391,13 +429,22 @@ def list_(ctx: click.Context, wide: bool) -> None:
 
 @cli.command()
 @click.argument("spec_id", required=False, metavar="[ID]")
+@click.option(
+    "--summary/--no-summary",
+    default=None,
+    help="One row per spec with the count of processes in each state and the most "
+    f"frequent errors [default: --summary above {SUMMARY_ABOVE} processes].",
+)
 @wide_option
 @global_options
 @click.pass_context
-def status(ctx: click.Context, spec_id: str | None, wide: bool) -> None:
-    """Show, per process and spec, its state, whether the process is live, and any error."""
+def status(ctx: click.Context, spec_id: str | None, summary: bool | None, wide: bool) -> None:
+    """Show, per process and spec, its state, whether the process is live, and any error.
+
+    Each spec counts only the processes its select chooses.
+    """
     settings = _settings(ctx)
-    _commands.status(settings, spec_id, as_json=settings.json, wide=wide)
+    _commands.status(settings, spec_id, as_json=settings.json, wide=wide, summary=summary)
 
 
 @cli.command()
@@ -470,11 +517,17 @@ def tail(
     metavar="S",
     help="Count a process live if it heartbeat within S seconds.",
 )
+@click.option("--by", metavar="LABEL", help="Count the live processes per value of a label.")
 @global_options
 @click.pass_context
-def processes(ctx: click.Context, max_age: float) -> None:
-    """List the live processes with their last heartbeat."""
+def processes(ctx: click.Context, max_age: float, by: str | None) -> None:
+    """List the live processes with their last heartbeat and labels."""
     settings = _settings(ctx)
+    if by is not None:
+        from ._summary import processes_by
+
+        processes_by(settings, by, max_age=max_age, as_json=settings.json)
+        return
     _commands.processes(settings, max_age=max_age, as_json=settings.json)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,11 +15,12 @@ from ._expr import check_expression, default_policy
 from ._fire import MAX_RATE
 from .exceptions import SpecError
 
-__all__ = ("EVENTS", "MAX_LIFESPAN_MINUTES", "is_dotted_path", "validate_spec")
+__all__ = ("EVENTS", "MAX_LIFESPAN_MINUTES", "is_dotted_path", "validate_select", "validate_spec")
 
 EVENTS = ("call", "return", "end", "line")
 MAX_LIFESPAN_MINUTES = 366 * 24 * 60
 _INSTRUMENT_FIELDS = {"type", "name", "value", "event", "internal", "custom", "line"}
+LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]{0,62}$")
 
 
 def is_dotted_path(target: object) -> bool:
@@ -27,6 +29,25 @@ def is_dotted_path(target: object) -> bool:
         return False
     parts = target.split(".")
     return len(parts) >= 2 and all(part.isidentifier() for part in parts)
+
+
+def validate_select(select: object) -> dict[str, str | list[str]] | None:
+    """Check a spec's ``select``: a map of label name to a glob, or to a list of globs (any
+    may match); return a copy, or None for no selection (None or an empty map)."""
+    if select is None:
+        return None
+    if not isinstance(select, Mapping):
+        raise SpecError(f"select must be a map of label name to glob, not {select!r}")
+    clean: dict[str, str | list[str]] = {}
+    for label, globs in select.items():
+        if not isinstance(label, str) or not LABEL_NAME.match(label):
+            raise SpecError(f"select has an invalid label name {label!r}")
+        many = isinstance(globs, list | tuple)
+        items = list(globs) if many else [globs]
+        if not items or not all(isinstance(g, str) and g for g in items):
+            raise SpecError(f"select.{label} must be a glob or a list of globs, not {globs!r}")
+        clean[label] = items if many else items[0]
+    return clean or None
 
 
 DOTTED_PATH_ERROR = "target must be a dotted path like 'pkg.module.func', not {!r}"
@@ -139,6 +160,8 @@ def validate_spec(
     if not isinstance(applied, Mapping):
         raise SpecError("applied must be a map")
 
+    select = validate_select(spec.get("select"))
+
     clean_instrument = {
         "type": itype,
         "name": name,
@@ -148,10 +171,13 @@ def validate_spec(
     }
     if line is not None:
         clean_instrument["line"] = line
-    return {
+    clean = {
         "target": target,
         "instrument": clean_instrument,
         "lifespan": lifespan,
         "lastmodified": lastmodified,
         "applied": dict(applied),
     }
+    if select is not None:
+        clean["select"] = select
+    return clean

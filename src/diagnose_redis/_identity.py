@@ -12,12 +12,14 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 import redis
 
 from ._claim import IdClaim
 from ._family import forked
+from ._labels import labels_of
 from ._wire import Keys
 
 __all__ = ("Identity", "refused_channel", "refused_name")
@@ -49,20 +51,31 @@ def refused_channel(exc: Exception) -> bool:
 class Identity:
     """The id a subscriber wants, the id it holds, and the name of its connections."""
 
-    def __init__(self, keys: Keys, wanted: str, *, started: _dt.datetime, signed: bool) -> None:
+    def __init__(
+        self,
+        keys: Keys,
+        wanted: str,
+        *,
+        started: _dt.datetime,
+        signed: bool,
+        labels: Mapping[str, Any] | None = None,
+    ) -> None:
         self.keys = keys
         self.wanted = wanted
         self.process_id = wanted
         self.claim = IdClaim(keys, wanted)
         self.connection_name: str | None = None
         self.may_name = True
+        host = socket.gethostname()
+        self.labels = labels_of(labels, wanted, host)
         self.static: dict[str, Any] = {
-            "host": socket.gethostname(),
+            "host": host,
             "pid": os.getpid(),
             "process_id": wanted,
             "started": started.isoformat(),
             "library": library_version(),
             "signed": signed,
+            "labels": self.labels,
         }
 
     def settle(self, client: redis.Redis) -> str | None:
@@ -73,6 +86,7 @@ class Identity:
         if changed is not None:
             self.process_id = held
             self.static["process_id"] = held
+            self.labels["process"] = held
         if self.may_name:
             self.name_connections(client, self.keys.connection_name(held))
         return changed

@@ -2,6 +2,7 @@
 
 No threads and no I/O here: the subscriber hands over snapshots (the full set of specs, read
 at a resync) and events (one put or delete), and gets back the status fields that changed.
+A spec whose select does not choose this process's labels is treated as absent.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from diagnose._change import spec_changed
 from diagnose._time import expiry_timestamp, utcnow
 
+from ._labels import selects
 from ._wire import encode_status_field
 from ._work import Event, Snapshot
 
@@ -38,9 +40,11 @@ def rekey_applied(manager: Any, old: str, new: str) -> None:
 class Mirror:
     """The specs one subscriber put in a manager (``owned``), and what it last reported."""
 
-    def __init__(self, manager: Any, process_id: str) -> None:
+    def __init__(self, manager: Any, process_id: str, labels: dict[str, str] | None = None) -> None:
         self.manager = manager
         self.process_id = process_id
+        # The process's labels but ``process``, which is always the id held now.
+        self.labels = dict(labels or {})
         self.owned: set[str] = set()
         self.version = 0
         self.applies = 0
@@ -70,6 +74,12 @@ class Mirror:
             elif isinstance(item, Event):
                 version = max(version, item.version)
                 changes[item.spec_id] = item.spec if item.op == "put" else None
+        # A spec whose select does not choose this process is, here, no spec at all: one
+        # whose select stopped choosing it is removed like a deleted one.
+        labels = {**self.labels, "process": self.process_id}
+        for spec_id, spec in changes.items():
+            if spec is not None and not selects(spec.get("select"), labels):
+                changes[spec_id] = None
         now = time.time()
         manager = self.manager
         removed: list[str] = []

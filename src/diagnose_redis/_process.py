@@ -12,6 +12,7 @@ import atexit
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from diagnose._fork import SERVICES, after_fork_in_child
@@ -20,6 +21,7 @@ from diagnose.managers import default_process_id
 
 from ._alerts import Alerts
 from ._family import forked
+from ._labels import parse_labels
 from ._mirror import Mirror, rekey_applied
 from ._subscriber import Subscriber
 
@@ -39,8 +41,13 @@ def start(
     prefix: str | None = None,
     secret: str | bytes | None = None,
     manager: Any = None,
+    labels: Mapping[str, Any] | None = None,
 ) -> Subscriber:
-    """Start this process's subscriber (once: a second call returns the running one)."""
+    """Start this process's subscriber (once: a second call returns the running one).
+
+    labels (default: DIAGNOSE_LABELS, ``"name=value,..."``) are what a spec's select
+    chooses processes by, with ``process`` and ``host``, which every process has.
+    """
     global _current
     with _lock:
         if _current is not None and _current.running and _current.pid == os.getpid():
@@ -48,6 +55,14 @@ def start(
         env = os.environ
         given = process_id or env.get("DIAGNOSE_PROCESS_ID") or None
         url = url or env.get("DIAGNOSE_REDIS_URL") or "redis://localhost:6379/0"
+        if labels is None:
+            try:
+                labels = parse_labels(env.get("DIAGNOSE_LABELS"))
+            except ValueError as exc:
+                # Never raise into the host: without its labels, the process is chosen
+                # only by specs that select no label of its own.
+                labels = {}
+                Alerts(url, given or default_process_id()).say(f"DIAGNOSE_LABELS ignored: {exc}")
         try:
             subscriber = Subscriber(
                 url,
@@ -56,6 +71,7 @@ def start(
                 secret=secret if secret is not None else env.get("DIAGNOSE_SECRET") or None,
                 manager=manager,
                 explicit_id=given is not None,
+                labels=labels,
             )
             subscriber.start()
         except Exception as exc:
@@ -113,6 +129,7 @@ def _restart_in_child() -> None:
             secret=parent.secret,
             manager=parent.manager,
             explicit_id=parent.explicit_id,
+            labels=parent.labels,
         )
         with parent.manager.lock:
             rekey_applied(parent.manager, parent.process_id, process_id)

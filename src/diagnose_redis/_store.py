@@ -15,6 +15,7 @@ import redis
 
 from diagnose._time import expires_at, to_utc, utcnow
 
+from ._bulk import read_fields, read_hashes
 from ._wire import (
     PROCESS_FIELD,
     STATUS_TTL_SECONDS,
@@ -243,14 +244,13 @@ class SpecStore:
                 match=_glob_escape(self.keys.status_prefix) + "*", count=500
             )
         )
-        pipe = self.client.pipeline(transaction=False)
-        for key in status_keys:
-            if spec_id is None:
-                pipe.hgetall(key)
-            else:
-                pipe.hmget(key, [PROCESS_FIELD, spec_id])
+        values: list[Any] = (
+            list(read_hashes(self.client, status_keys))
+            if spec_id is None
+            else list(read_fields(self.client, status_keys, [PROCESS_FIELD, spec_id]))
+        )
         report: dict[str, dict[str, Any]] = {}
-        for key, value in zip(status_keys, pipe.execute(), strict=True):
+        for key, value in zip(status_keys, values, strict=True):
             if spec_id is None:
                 fields = {_text(k): v for k, v in value.items()}
             else:
@@ -266,9 +266,16 @@ class SpecStore:
             report[key[len(self.keys.status_prefix) :]] = entry
         return report
 
-    def fleet(self, max_age: float = STATUS_TTL_SECONDS) -> dict[str, ProcessEntry]:
+    def fleet(
+        self,
+        max_age: float = STATUS_TTL_SECONDS,
+        infos: Mapping[str, dict[str, Any]] | None = None,
+    ) -> dict[str, ProcessEntry]:
         """Return the live processes: heartbeat at most max_age old and, for those that
-        name their connection, a subscriber connected now (where CLIENT LIST is allowed)."""
+        name their connection, a subscriber connected now (where CLIENT LIST is allowed).
+
+        infos, if given, holds the ``_process`` of each process as just read (by status()),
+        so that it is not read again."""
         since = time.time() - max_age
         # withscores=True: (member, score) pairs; redis-py's return type ignores withscores.
         rows = cast(
@@ -278,13 +285,14 @@ class SpecStore:
         if not rows:
             return {}
         ids = [_text(pid) for pid, _ in rows]
-        pipe = self.client.pipeline(transaction=False)
-        for process_id in ids:
-            pipe.hget(self.keys.status(process_id), PROCESS_FIELD)
-        infos = [_process_info(raw) if raw else {} for raw in pipe.execute()]
+        if infos is None:
+            raws = read_fields(self.client, [self.keys.status(p) for p in ids], [PROCESS_FIELD])
+            found = [_process_info(row[0]) if row[0] else {} for row in raws]
+        else:
+            found = [infos.get(process_id) or {} for process_id in ids]
         connected = self._connection_names()
         fleet: dict[str, ProcessEntry] = {}
-        for process_id, (_, score), info in zip(ids, rows, infos, strict=True):
+        for process_id, (_, score), info in zip(ids, rows, found, strict=True):
             name = info.get("connection")
             if connected is not None and isinstance(name, str) and name not in connected:
                 continue  # killed: its heartbeat has not aged out yet, its connection is gone

@@ -29,6 +29,7 @@ import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import redis
@@ -75,6 +76,7 @@ class Subscriber:
         secret: str | bytes | None = None,
         manager: Any = None,
         explicit_id: bool = False,
+        labels: Mapping[str, Any] | None = None,
     ) -> None:
         if manager is None:
             import diagnose
@@ -97,7 +99,7 @@ class Subscriber:
         self.error: str | None = None
         self.connected = threading.Event()
         self.stopped = threading.Event()
-        self.mirror = Mirror(manager, process_id)
+        self.labels = dict(labels or {})
         self._inbox: queue.SimpleQueue[Work | Signal] = queue.SimpleQueue()
         # Work is applied in the order read: see Backlog.
         self._backlog = Backlog()
@@ -120,8 +122,13 @@ class Subscriber:
         self._expired_channel: str | None = expired_channel(_connect.database(self.client))
         # The id configured (or the default): process_id becomes the one claimed for it.
         self.identity = Identity(
-            self.keys, process_id, started=self.started, signed=self.secret is not None
+            self.keys,
+            process_id,
+            started=self.started,
+            signed=self.secret is not None,
+            labels=self.labels,
         )
+        self.mirror = Mirror(manager, process_id, self.identity.labels)
         self.claim = self.identity.claim
         self.reporter = StatusReporter(
             self.client,

@@ -3,7 +3,8 @@
 Redis layout, with ``P`` the prefix:
 
 - ``P:spec:ID`` (string): the spec without ``applied``, a sealed msgpack map; its TTL is the
-  remaining lifespan.
+  remaining lifespan. Its optional ``select`` (label name -> glob or list of globs) says which
+  processes apply it (``_labels.py``); a malformed one makes the spec malformed.
 - ``P:ids`` (set): every spec id published and not yet removed, so a sweep can find the ids
   whose key has expired.
 - ``P:version`` (string): an integer bumped by one for every put and delete.
@@ -11,8 +12,9 @@ Redis layout, with ``P`` the prefix:
   ``"put"`` (with ``spec``), ``"delete"``, and ``"version"`` (``id`` is ``""``; a no-op that
   re-announces the current version so a subscriber that missed a message sees the gap).
 - ``P:status:PROCESS_ID`` (hash): spec id -> JSON ``{"lm", "err", "at"}``, and ``_process`` ->
-  JSON ``{"host", "pid", "started", "version", "library", "dropped", ...}`` where ``version`` is
-  the last spec version the process has applied.
+  JSON ``{"host", "pid", "started", "version", "library", "labels", "dropped", ...}`` where
+  ``version`` is the last spec version the process has applied and ``labels`` its labels
+  (with ``process`` and ``host``).
 - ``P:processes`` (sorted set): process id scored by its last heartbeat, unix seconds.
 - ``P:claim:PROCESS_ID`` (string): the token of the live process that holds this id; it
   expires unless heartbeats refresh it, so no two live processes ever report under one id.
@@ -228,6 +230,16 @@ def _check_spec_shape(spec: object) -> dict[str, Any]:
     lifespan = spec.get("lifespan")
     if isinstance(lifespan, bool) or not isinstance(lifespan, int | float | None):
         raise WireError("malformed", "spec lifespan is not a number or nil")
+    if "select" in spec:
+        from diagnose import SpecError
+        from diagnose._spec import validate_select
+
+        try:
+            spec["select"] = validate_select(spec["select"])
+        except SpecError as exc:
+            raise WireError("malformed", f"spec {exc}") from None
+        if spec["select"] is None:
+            del spec["select"]
     spec["applied"] = {}
     return spec
 

@@ -1,0 +1,389 @@
+"""What one Redis serves: 1,000 real subscribers, and the command line over 10,000 processes.
+
+Run ``python bench/fleet_scale.py`` (``make bench-scale``; not part of ``make test``). It starts
+a private redis-server, then:
+
+1. ``--subscribers`` (1,000) real ``diagnose_redis.Subscriber`` objects, each with its own
+   connections and process id, at most ``--per-process`` (50) per OS process. Subscribers
+   sharing one interpreter cannot each patch the same function, so they apply through a
+   manager that validates and records specs without patching (each distinct spec validated
+   once per interpreter; the real per-process apply cost is in ``bench/fleet_latency.py``).
+   It reports connections per subscriber, p50/p99 publish-to-applied (a subscriber's status
+   ``at`` minus the spec's ``lastmodified``), and the Redis CPU per publish (INFO cpu, over
+   publishes with nobody polling, minus an idle window of the same length: heartbeats and
+   health checks).
+2. 10,000 processes written directly (a status hash with ``_process`` and 5 spec fields, and
+   a heartbeat each), and the wall time of ``coordinator status --summary``,
+   ``coordinator processes`` and ``coordinator processes --by service``, each a process of
+   its own, as an operator runs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from coordinator._embedded import RedisServer, binary_version  # noqa: E402
+from diagnose import validate_spec  # noqa: E402
+from diagnose._change import spec_key  # noqa: E402
+from diagnose_redis import SpecStore  # noqa: E402
+from diagnose_redis._wire import PROCESS_FIELD, encode_status_field  # noqa: E402
+
+COORDINATOR = str(Path(sys.executable).parent / "coordinator")
+PREFIX = "scale"
+BIG_PREFIX = "scale10k"
+KNOWN_TYPES = ("log", "hist", "incr", "snapshot", "test")
+COMMANDS = (
+    ("status --summary", ("status", "--summary")),
+    ("status (default)", ("status",)),
+    ("status spec-4", ("status", "spec-4")),
+    ("processes", ("processes",)),
+    ("processes --by service", ("processes", "--by", "service")),
+)
+
+
+# The subscribers of one interpreter validate each distinct spec once, together: they share
+# this cache (a real process validates on its own CPU; its cost is in fleet_latency.py). It
+# also keeps them from parsing in two threads at once, which CPython 3.11 can fail
+# ("SystemError: AST constructor recursion depth mismatch", CPython gh-106905).
+_VALIDATED: dict[Any, str | None] = {}
+_VALIDATING = threading.Lock()
+
+
+def validation_error(spec: dict[str, Any]) -> str | None:
+    """Validate a spec once per interpreter; return its error text, or None."""
+    key = spec_key(spec)
+    with _VALIDATING:
+        if key not in _VALIDATED:
+            try:
+                validate_spec(spec, known_types=KNOWN_TYPES)
+                _VALIDATED[key] = None
+            except Exception as exc:
+                _VALIDATED[key] = f"{type(exc).__name__}: {exc}"
+        return _VALIDATED[key]
+
+
+class RecordingManager:
+    """Validate specs and record them as applied, patching nothing."""
+
+    def __init__(self, process_id: str) -> None:
+        self.specs: dict[str, dict[str, Any]] = {}
+        self.process_id = process_id
+        self.lock = threading.RLock()
+
+    def apply(self) -> None:
+        """Mark each spec applied, or failed with its validation error, in spec["applied"]."""
+        with self.lock:
+            for spec in self.specs.values():
+                applied = spec.setdefault("applied", {})
+                entry = {"lm": spec.get("lastmodified"), "err": validation_error(spec)}
+                applied[self.process_id] = entry
+
+
+def child(url: str, first: int, count: int) -> None:
+    """Run count subscribers in this process until stdin closes."""
+    from diagnose_redis import Subscriber
+
+    subscribers = []
+    for n in range(first, first + count):
+        process_id = f"sub-{n:05d}"
+        subscriber = Subscriber(
+            url,
+            process_id=process_id,
+            prefix=PREFIX,
+            manager=RecordingManager(process_id),
+            labels={"service": f"svc-{n % 10}"},
+        )
+        subscribers.append(subscriber.start())
+    print("ready", flush=True)
+    sys.stdin.read()
+    for subscriber in subscribers:
+        subscriber.stop(timeout=1.0)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Return the q-th percentile (0-100) by nearest rank."""
+    ordered = sorted(values)
+    index = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def redis_cpu(client: redis.Redis) -> float:
+    """Return the CPU seconds (user + sys) the server has used."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def spec(n: int) -> dict[str, Any]:
+    """Return the bench's spec, changed by n."""
+    return {
+        "target": "bench.target.work",
+        "instrument": {"type": "log", "name": "bench", "value": f"result + {n}"},
+        "lifespan": 10,
+        "lastmodified": dt.datetime.now(dt.UTC),
+    }
+
+
+def applied_at(client: redis.Redis, ids: list[str], lastmodified: dt.datetime) -> list[dt.datetime]:
+    """Return the ``at`` of every subscriber that reports this version of the bench spec."""
+    pipe = client.pipeline(transaction=False)
+    for process_id in ids:
+        pipe.hget(f"{PREFIX}:status:{process_id}", "bench")
+    found = []
+    for raw in pipe.execute():
+        if raw:
+            field = json.loads(raw)
+            if field["lm"] == lastmodified.isoformat() and not field["err"]:
+                found.append(dt.datetime.fromisoformat(field["at"]))
+    return found
+
+
+def laggards(client: redis.Redis, ids: list[str]) -> str:
+    """Say what the subscribers that have not applied the last spec report about themselves."""
+    pipe = client.pipeline(transaction=False)
+    for process_id in ids:
+        pipe.hmget(f"{PREFIX}:status:{process_id}", [PROCESS_FIELD, "bench"])
+    lines = []
+    version = int(client.get(f"{PREFIX}:version") or 0)
+    for process_id, (info, field) in zip(ids, pipe.execute(), strict=True):
+        about = json.loads(info) if info else {}
+        applied = field is not None and json.loads(field).get("err") is None
+        if about.get("version") != version or not applied:
+            keys = ("process_id", "connected", "version", "received", "resyncs", "reconnects")
+            lines.append(f"{process_id}: { ({k: about.get(k) for k in keys}) } {field!r:.80}")
+    return f"version {version}; behind: " + "; ".join(lines[:10])
+
+
+def fleet_phase(
+    server: RedisServer, size: int, per_process: int, rounds: int
+) -> dict[str, float | int]:
+    """Start the subscribers, publish, and measure."""
+    client = redis.Redis.from_url(server.url, socket_timeout=60)
+    store = SpecStore(client, PREFIX)
+    clients_before = int(client.info("clients")["connected_clients"])
+    started = time.monotonic()
+    children: list[subprocess.Popen[str]] = []
+    try:
+        # One OS process at a time, each once the previous one's subscribers all heartbeat:
+        # a thousand connecting at once is a storm of timeouts and retries on 2 cores.
+        for first in range(0, size, per_process):
+            proc = subprocess.Popen(
+                [sys.executable, __file__, "--child", server.url, str(first), str(per_process)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            children.append(proc)
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            deadline = time.monotonic() + 120
+            while client.zcard(store.keys.processes) < min(size, first + per_process):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the subscribers did not all heartbeat")
+                time.sleep(0.1)
+        ids = [f"sub-{n:05d}" for n in range(size)]
+        startup = time.monotonic() - started
+        time.sleep(2.0)
+        connections = int(client.info("clients")["connected_clients"]) - clients_before
+        latencies: list[float] = []
+        missing = 0
+        for n in range(rounds):
+            body = spec(n)
+            store.put("bench", body)
+            deadline = time.monotonic() + 60
+            while len(found := applied_at(client, ids, body["lastmodified"])) < size:
+                if time.monotonic() > deadline:
+                    missing += size - len(found)
+                    print(f"round {n}: {len(found)} of {size} reported it within 60 s; "
+                          f"{laggards(client, ids)}", file=sys.stderr, flush=True)  # fmt: skip
+                    break
+                time.sleep(0.25)
+            latencies += [(at - body["lastmodified"]).total_seconds() * 1000 for at in found]
+            time.sleep(0.5)
+        # Redis CPU: the same window idle, then with one publish a second and nobody polling.
+        window = 10
+        cpu = redis_cpu(client)
+        time.sleep(window)
+        idle = redis_cpu(client) - cpu
+        cpu = redis_cpu(client)
+        last = spec(0)
+        for n in range(window):
+            last = spec(rounds + n)
+            store.put("bench", last)
+            time.sleep(1.0)
+        busy = redis_cpu(client) - cpu
+
+    finally:
+        for proc in children:
+            assert proc.stdin is not None
+            proc.stdin.close()
+        for proc in children:
+            proc.wait(60)
+        client.close()
+    return {
+        "subscribers": size,
+        "os_processes": len(children),
+        "startup_s": startup,
+        "connections_per_subscriber": connections / size,
+        "samples": len(latencies),
+        "missing": missing,
+        "p50_ms": statistics.median(latencies),
+        "p99_ms": percentile(latencies, 99),
+        "max_ms": max(latencies),
+        "idle_cpu_ms_per_s": idle / window * 1000,
+        "cpu_ms_per_publish": (busy - idle) / window * 1000,
+    }
+
+
+def write_big_fleet(client: redis.Redis, processes: int, specs: int) -> None:
+    """Store specs and write every process's status hash and heartbeat directly."""
+    store = SpecStore(client, BIG_PREFIX)
+    stored = {}
+    for n in range(specs):
+        body = spec(n)
+        if n == specs - 1:
+            body["target"] = "bench.target.missing"
+        store.put(f"spec-{n}", body)
+        stored[f"spec-{n}"] = store.get(f"spec-{n}")
+    now = time.time()
+    at = dt.datetime.now(dt.UTC)
+    pipe = client.pipeline(transaction=False)
+    for n in range(processes):
+        process_id = f"host-{n // 8:04d}:{1000 + n % 8}"
+        info = {
+            "host": f"host-{n // 8:04d}",
+            "pid": 1000 + n % 8,
+            "process_id": process_id,
+            "version": specs,
+            "labels": {"service": f"svc-{n % 10}", "process": process_id},
+        }
+        fields = {PROCESS_FIELD: json.dumps(info)}
+        for spec_id, body in stored.items():
+            assert body is not None
+            error = "TargetNotFound: bench.target has no attribute 'missing'"
+            err = error if body["target"].endswith("missing") else None
+            fields[spec_id] = encode_status_field(body["lastmodified"], err, at)
+        key = f"{BIG_PREFIX}:status:{process_id}"
+        pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+        pipe.expire(key, 600)
+        pipe.zadd(f"{BIG_PREFIX}:processes", {process_id: now})
+        if n % 500 == 499:
+            pipe.execute()
+    pipe.execute()
+
+
+def heartbeat_all(client: redis.Redis) -> None:
+    """Mark every process of the big fleet as having just heartbeat."""
+    key = f"{BIG_PREFIX}:processes"
+    now = time.time()
+    members = client.zrange(key, 0, -1)
+    client.zadd(key, dict.fromkeys(members, now))
+
+
+def time_command(
+    client: redis.Redis, url: str, *args: str, repeat: int = 3
+) -> tuple[float, float, int]:
+    """Return the best wall and CPU time of `coordinator ARGS` run as a process, and its
+    exit code; every process heartbeats just before each run."""
+    env = {**os.environ, "DIAGNOSE_REDIS_URL": url, "DIAGNOSE_PREFIX": BIG_PREFIX}
+    best, best_cpu, code = float("inf"), float("inf"), 0
+    for _ in range(repeat):
+        heartbeat_all(client)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        done = subprocess.run(
+            [COORDINATOR, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        best, best_cpu = min(best, wall), min(best_cpu, cpu)
+        code = done.returncode
+    return best, best_cpu, code
+
+
+def big_phase(server: RedisServer, processes: int, specs: int) -> dict[str, Any]:
+    """Write the big fleet and time the commands that read it."""
+    client = redis.Redis.from_url(server.url)
+    write_big_fleet(client, processes, specs)
+    memory = int(client.info("memory")["used_memory"])
+    results: dict[str, Any] = {"count": processes, "specs": specs, "memory_mb": memory / 2**20}
+    results["interpreter"] = time_command(client, server.url, "--version")
+    for name, args in COMMANDS:
+        results[name] = time_command(client, server.url, *args)
+    client.close()
+    return results
+
+
+def report_fleet(f: dict[str, float | int]) -> None:
+    """Print the figures of the fleet phase."""
+    print(
+        f"{f['subscribers']} subscribers in {f['os_processes']} OS processes "
+        f"(up in {f['startup_s']:.1f}s): {f['connections_per_subscriber']:.2f} connections "
+        f"per subscriber\n"
+        f"publish-to-applied over {f['samples']} applies: p50 {f['p50_ms']:.0f} ms, "
+        f"p99 {f['p99_ms']:.0f} ms, max {f['max_ms']:.0f} ms; "
+        f"{f['missing']} not reported within 60 s\n"
+        f"Redis CPU: {f['idle_cpu_ms_per_s']:.0f} ms/s idle (heartbeats, health checks); "
+        f"{f['cpu_ms_per_publish']:.0f} ms per publish (fan-out and status writes)",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--per-process", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--processes", type=int, default=10_000)
+    parser.add_argument("--specs", type=int, default=5)
+    parser.add_argument(
+        "--child", nargs=3, metavar=("URL", "FIRST", "COUNT"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.child:
+        url, first, count = args.child
+        child(url, int(first), int(count))
+        return
+    with RedisServer() as server:
+        load = ", ".join(f"{n:.1f}" for n in os.getloadavg())
+        print(
+            f"redis-server {binary_version(server.binary)}, {os.cpu_count()} CPUs "
+            f"(load average at start: {load}); "
+            "subscribers apply through a manager that validates and records specs without "
+            "patching, each distinct spec once per interpreter (the real apply cost: "
+            "bench/fleet_latency.py)",
+            flush=True,
+        )
+        if args.subscribers:
+            report_fleet(fleet_phase(server, args.subscribers, args.per_process, args.rounds))
+        b = big_phase(server, args.processes, args.specs)
+        load = ", ".join(f"{n:.1f}" for n in os.getloadavg())
+        wall, cpu, _ = b["interpreter"]
+        print(
+            f"{b['count']} processes x {b['specs']} specs written directly "
+            f"({b['memory_mb']:.0f} MB in Redis); each command as a process of its own, "
+            f"best of 3 (`coordinator --version` alone: {wall:.2f}s wall, {cpu:.2f}s CPU; "
+            f"load average {load}):"
+        )
+        for name, _ in COMMANDS:
+            wall, cpu, code = b[name]
+            print(f"  coordinator {name:24s} {wall:5.2f}s wall  {cpu:5.2f}s CPU  (exit {code})")
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from coordinator._embedded import RedisServer
+from topologies import Cluster
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +22,16 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Cluster]:
+    """Start one Redis Cluster of three primaries for the session."""
+    cluster = Cluster()
+    try:
+        yield cluster.start()
+    finally:
+        cluster.cleanup()
 
 
 @pytest.fixture

@@ -257,13 +257,13 @@ class Cluster:
     def _all_know_all(self) -> bool:
         want = len(self.nodes)
         return all(
-            len(node.client().execute_command("CLUSTER NODES").decode().splitlines()) == want
-            for node in self.nodes
+            len(node.client().execute_command("CLUSTER NODES")) == want for node in self.nodes
         )
 
     def _ok(self) -> bool:
         return all(
-            b"cluster_state:ok" in node.client().execute_command("CLUSTER INFO")
+            node.client(decode_responses=True).execute_command("CLUSTER INFO")["cluster_state"]
+            == "ok"
             for node in self.nodes
         )
 

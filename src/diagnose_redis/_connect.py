@@ -234,6 +234,16 @@ def _sentinel_options(topology: Topology, options: dict[str, Any]) -> dict[str, 
     return sentinel
 
 
+def _cluster_retry(retry: Any) -> Any:
+    """Return retry, but with at least one retry: a moved slot costs one reconnection."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    if retry is None or retry.get_retries() >= 1:
+        return retry
+    return Retry(NoBackoff(), 1)
+
+
 def _cluster_pool_options(
     topology: Topology, options: dict[str, Any], prefix: str | None
 ) -> dict[str, Any]:
@@ -281,6 +291,8 @@ def connect(
         return sentinel.master_for(str(topology.service), **data)
     if topology is not None:
         from ._slot import SlotConnection, SlotSSLConnection
+
+        options["retry"] = _cluster_retry(retry)
 
         kind = SlotSSLConnection if topology.tls else SlotConnection
         pool_options = _cluster_pool_options(topology, options, prefix)

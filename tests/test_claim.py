@@ -69,8 +69,8 @@ def test_two_processes_with_one_configured_id(redis_server: RedisServer, prefix:
             second.proc.pid,
         }
         result = coordinator(
-            redis_server.url, prefix, "publish", "s1", "-t", "fleet_worker.work", "--value", "result",
-            "--wait", "--timeout", "10",
+            redis_server.url, prefix, "publish", "s1", "-t", "fleet_worker.work",
+            "--value", "result", "--wait", "--timeout", "10",
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert all(p in result.stderr for p in expected)  # the result table goes to stderr

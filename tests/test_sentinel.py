@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -10,7 +12,7 @@ import redis
 
 from diagnose_redis import SpecStore, connect
 from probe_targets.support import wait_for
-from test_cli_e2e import coordinator
+from test_cli_e2e import COORDINATOR, coordinator
 from test_subscriber_fleet import Worker, applied_everywhere, log_spec
 from topologies import SentinelSet
 
@@ -101,3 +103,25 @@ def test_coordinator_commands_over_sentinel(sentinel_set: SentinelSet, prefix: s
         assert removed.returncode == 0, removed.stderr
     finally:
         assert worker.close() == ""
+
+
+def test_serve_over_sentinel_removes_expired_specs(sentinel_set: SentinelSet, prefix: str) -> None:
+    """`coordinator serve` on a Sentinel URL turns an expired spec into a published removal."""
+    env = {**os.environ, "DIAGNOSE_REDIS_URL": sentinel_set.url, "DIAGNOSE_PREFIX": prefix}
+    serve = subprocess.Popen(
+        [COORDINATOR, "serve", "--sweep-interval", "60"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    store = SpecStore(connect(sentinel_set.url), prefix)
+    try:
+        store.put("brief", log_spec("brief", lifespan=0.6 / 60))
+        assert wait_for(lambda: store.version() == 2, 10)
+        assert not store.client.sismember(store.keys.ids, "brief")
+    finally:
+        serve.terminate()
+        _, err = serve.communicate(timeout=10)
+        store.client.close()
+    assert serve.returncode == 0, err
+    assert "expired: published removal of brief" in err

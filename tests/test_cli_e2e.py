@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from diagnose_redis import Keys, SpecStore
+from diagnose_redis import Keys, SpecStore, connect
 from probe_targets.support import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 COORDINATOR = str(Path(sys.executable).parent / "coordinator")
 CLOSED_URL = "redis://127.0.0.1:1/0"
+# The tests that run on the session's three-primary cluster as well.
+BOTH = pytest.mark.parametrize("fleet", ["standalone", "cluster"], indirect=True)
 
 
 def coordinator(
@@ -47,7 +49,7 @@ class Fleet:
         self.prefix = prefix
         self.logs = logs
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.store = SpecStore(redis.Redis.from_url(redis_url), prefix=prefix)
+        self.store = SpecStore(connect(redis_url, prefix=prefix), prefix=prefix)
 
     def start(self, count: int) -> None:
         """Start count workers and wait until each heartbeats."""
@@ -90,9 +92,12 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[Fleet]:
-    """Run two shop workers subscribed to the test's prefix."""
-    fleet = Fleet(redis_url, prefix, tmp_path)
+def fleet(request: pytest.FixtureRequest, prefix: str, tmp_path: Path) -> Iterator[Fleet]:
+    """Run two shop workers subscribed to the test's prefix (on the cluster when the test
+    is parametrized so)."""
+    on_cluster = getattr(request, "param", "standalone") == "cluster"
+    url = request.getfixturevalue("redis_cluster").url if on_cluster else None
+    fleet = Fleet(url or request.getfixturevalue("redis_url"), prefix, tmp_path)
     try:
         fleet.start(2)
         yield fleet
@@ -110,6 +115,7 @@ def assert_clean_error(result: subprocess.CompletedProcess[str], code: int, *wor
         assert word in errors[0]
 
 
+@BOTH
 def test_publish_wait_applies_on_every_worker_and_they_log(fleet: Fleet) -> None:
     """publish --wait exits 0 once every worker applied the spec, and their probes print."""
     result = coordinator(
@@ -230,6 +236,7 @@ def test_error_counts_count_processes_per_spec_and_name_it(fleet: Fleet, tmp_pat
     assert result.stdout == "bad1\nbad2\n"
 
 
+@BOTH
 def test_status_processes_list_and_remove_follow_the_fleet(fleet: Fleet) -> None:
     """status, processes, list and remove show and change what the workers run."""
     url, prefix = fleet.redis_url, fleet.prefix

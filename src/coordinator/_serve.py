@@ -145,7 +145,9 @@ class FleetService:
         channel = expired_channel(database(self.settings.client()))
         attempt = 0
         while True:
-            client = connect_async(self.settings.url, socket_connect_timeout=2)
+            client = connect_async(
+                self.settings.url, socket_connect_timeout=2, prefix=self.settings.prefix
+            )
             try:
                 # The same deadline as every other Redis operation of the command line; only
                 # the wait for the next notification has none.

@@ -1,9 +1,15 @@
 """Redis URL -> redis-py client: the one place every part of the project connects through.
 
-The subscriber, the command line and ``coordinator serve`` all build their clients here, so
-that a new kind of URL (Sentinel, Cluster) is taught once. Today: ``redis://``, ``rediss://``
-(TLS) and ``unix://``; the Sentinel and Cluster schemes are recognised and refused with one
-line naming them.
+The subscriber, the command line and ``coordinator serve`` all build their clients here:
+
+- ``redis://``, ``rediss://`` (TLS), ``unix://``: one server, as redis-py reads them.
+- ``redis+sentinel://[user:pass@]host:port[,host:port...]/SERVICE[/DB]`` (``rediss+`` for TLS):
+  the primary that the Sentinels name for SERVICE, asked again on every new connection, so a
+  failover (after which Sentinel closes the old connections) is followed on the next connect.
+  ``user:pass`` are the primary's; ``?sentinel_username=&sentinel_password=`` the Sentinels'.
+- ``redis+cluster://[user:pass@]host:port[,host:port...]`` (``rediss+`` for TLS): the primary
+  that owns the hash slot of the fleet's prefix (see ``_slot.py``), found anew on every
+  connection and after every MOVED; ``connect`` takes the prefix for that.
 
 Clients leave out the handshake commands newer redis-py versions send on every connection
 (CLIENT SETINFO, CLIENT MAINT_NOTIFICATIONS): a subscriber on each of a thousand processes
@@ -13,7 +19,9 @@ reconnecting after a Redis restart should cost the server as little as it can.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote
 
 from diagnose._text import one_line
 
@@ -25,24 +33,32 @@ if TYPE_CHECKING:
     import redis.client
 
 __all__ = (
+    "CLUSTER_SCHEMES",
     "SCHEMES",
-    "UNSUPPORTED_SCHEMES",
+    "SENTINEL_SCHEMES",
+    "Topology",
     "client_name",
     "connect",
     "connect_async",
     "database",
+    "is_cluster",
+    "parse_topology",
     "pubsub",
     "redact_url",
 )
 
-SCHEMES = ("redis", "rediss", "unix")
-UNSUPPORTED_SCHEMES = ("redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster")
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+SCHEMES = ("redis", "rediss", "unix", *SENTINEL_SCHEMES, *CLUSTER_SCHEMES)
 
 # user:password@ in the authority, and password=... in the query string.
 _AUTHORITY_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"([?&](?:sentinel_)?password=)[^&]*", re.IGNORECASE)
 # CLIENT SETNAME takes printable ASCII without spaces only.
 _NAME_UNSAFE = re.compile(r"[^!-~]")
+# Query options of the Sentinel and Cluster URLs (the TLS ones as rediss:// takes them).
+_TLS_OPTIONS = ("ssl_ca_certs", "ssl_cert_reqs", "ssl_certfile", "ssl_keyfile")
+_SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
 
 
 def redact_url(url: str) -> str:
@@ -53,6 +69,79 @@ def redact_url(url: str) -> str:
 def client_name(name: str) -> str:
     """Return name as Redis accepts it for CLIENT SETNAME (unsafe characters as ``_``)."""
     return _NAME_UNSAFE.sub("_", name)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """What a Sentinel or Cluster URL names: its nodes, service, database and credentials."""
+
+    kind: str  # "sentinel" or "cluster"
+    tls: bool
+    nodes: tuple[tuple[str, int], ...]
+    service: str | None = None
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+
+def _node(text: str) -> tuple[str, int]:
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port_text = text.rpartition(":")
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise BadURL(f"{text!r} is not host:port")
+    return host, int(port_text)
+
+
+def parse_topology(url: str) -> Topology | None:
+    """Return what a Sentinel or Cluster URL names, None for another URL; raise BadURL."""
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in (*SENTINEL_SCHEMES, *CLUSTER_SCHEMES):
+        if sep and "+" in scheme:
+            raise UnsupportedURL(
+                f"{scheme}:// URLs are not supported; use one of "
+                + ", ".join(f"{s}://" for s in SCHEMES)
+            )
+        return None
+    kind = "sentinel" if scheme in SENTINEL_SCHEMES else "cluster"
+    rest, _, query = rest.partition("?")
+    authority, _, path = rest.partition("/")
+    userinfo, at, hosts = authority.rpartition("@")
+    if not at:
+        hosts, userinfo = authority, ""
+    username = password = None
+    if userinfo:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    if not hosts:
+        raise BadURL(f"a {scheme}:// URL names at least one host:port")
+    nodes = tuple(_node(part) for part in hosts.split(",") if part)
+    allowed = (*_TLS_OPTIONS, *(_SENTINEL_OPTIONS if kind == "sentinel" else ()))
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise BadURL(f"unknown option {unknown[0]!r} in a {scheme}:// URL")
+    parts = [unquote(p) for p in path.split("/") if p]
+    service = None
+    db = 0
+    if kind == "sentinel":
+        if not parts or len(parts) > 2:
+            raise BadURL(f"a {scheme}:// URL ends in /SERVICE or /SERVICE/DB")
+        service = parts[0]
+        if len(parts) == 2:
+            if not parts[1].isdigit():
+                raise BadURL(f"database {parts[1]!r} is not a number")
+            db = int(parts[1])
+    elif parts and parts != ["0"]:
+        raise BadURL(f"a {scheme}:// URL names no service nor database (a cluster has only 0)")
+    return Topology(
+        kind, scheme.startswith("rediss"), nodes, service, db, username, password, options
+    )
 
 
 def _quiet_options() -> dict[str, Any]:
@@ -88,7 +177,6 @@ def _import_now() -> None:
 
 
 def _options(
-    url: str,
     decode_responses: bool,
     socket_timeout: float | None,
     socket_connect_timeout: float | None,
@@ -97,12 +185,6 @@ def _options(
     extra: dict[str, Any],
 ) -> dict[str, Any]:
     global _QUIET
-    scheme = url.partition("://")[0].lower() if "://" in url else ""
-    if scheme in UNSUPPORTED_SCHEMES:
-        raise UnsupportedURL(
-            f"{scheme}:// URLs are not supported yet; use one of "
-            + ", ".join(f"{s}://" for s in SCHEMES)
-        )
     if _QUIET is None:
         _import_now()
         _QUIET = _quiet_options()
@@ -124,6 +206,58 @@ def _bad_url(url: str, exc: Exception) -> BadURL:
     return BadURL(redact_url(text) if "://" in text else text)
 
 
+def _tls(topology: Topology) -> dict[str, Any]:
+    if not topology.tls:
+        return {}
+    tls: dict[str, Any] = {"ssl": True}
+    for name in _TLS_OPTIONS:
+        if name in topology.options:
+            tls[name] = topology.options[name]
+    if tls.get("ssl_cert_reqs") == "none":
+        tls["ssl_check_hostname"] = False
+    return tls
+
+
+def _credentials(topology: Topology) -> dict[str, Any]:
+    found = {"username": topology.username, "password": topology.password}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def _sentinel_options(topology: Topology, options: dict[str, Any]) -> dict[str, Any]:
+    """Return the options of the connections to the Sentinels themselves."""
+    kept = ("socket_timeout", "socket_connect_timeout", "retry", *(_QUIET or {}))
+    sentinel = {k: v for k, v in options.items() if k in kept}
+    sentinel.update(_tls(topology))
+    for name in _SENTINEL_OPTIONS:
+        if name in topology.options:
+            sentinel[name.removeprefix("sentinel_")] = topology.options[name]
+    return sentinel
+
+
+def _cluster_retry(retry: Any) -> Any:
+    """Return retry, but with at least one retry: a moved slot costs one reconnection."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    if retry is None or retry.get_retries() >= 1:
+        return retry
+    return Retry(NoBackoff(), 1)
+
+
+def _cluster_pool_options(
+    topology: Topology, options: dict[str, Any], prefix: str | None
+) -> dict[str, Any]:
+    from ._slot import SlotLocator, slot_of
+    from ._wire import cluster_prefix
+
+    options = {**options, **_credentials(topology), **_tls(topology)}
+    locator = SlotLocator(
+        list(topology.nodes), slot_of(cluster_prefix(prefix or "diagnose")), options
+    )
+    options.pop("ssl", None)
+    return {**options, "locator": locator}
+
+
 def connect(
     url: str,
     *,
@@ -132,18 +266,37 @@ def connect(
     socket_connect_timeout: float | None = None,
     retry: Any = None,
     client_name: str | None = None,
+    prefix: str | None = None,
     **extra: Any,
 ) -> redis.Redis:
     """Return a client for url (it connects on first use); raise BadURL if url is unusable.
 
-    client_name names every connection of the client (CLIENT SETNAME); extra goes to
-    redis-py as it is (``socket_keepalive``, ``health_check_interval``, ...).
+    client_name names every connection of the client (CLIENT SETNAME); prefix is the fleet's
+    (a Cluster URL connects to the owner of its slot); extra goes to redis-py as it is
+    (``socket_keepalive``, ``health_check_interval``, ...).
     """
     import redis
 
+    topology = parse_topology(url)
     options = _options(
-        url, decode_responses, socket_timeout, socket_connect_timeout, retry, client_name, extra
+        decode_responses, socket_timeout, socket_connect_timeout, retry, client_name, extra
     )
+    if topology is not None and topology.kind == "sentinel":
+        from redis.sentinel import Sentinel
+
+        sentinel = Sentinel(
+            list(topology.nodes), sentinel_kwargs=_sentinel_options(topology, options)
+        )
+        data = {**options, **_credentials(topology), **_tls(topology), "db": topology.db}
+        return sentinel.master_for(str(topology.service), **data)
+    if topology is not None:
+        from ._slot import SlotConnection, SlotSSLConnection
+
+        options["retry"] = _cluster_retry(retry)
+
+        kind = SlotSSLConnection if topology.tls else SlotConnection
+        pool_options = _cluster_pool_options(topology, options, prefix)
+        return redis.Redis.from_pool(redis.ConnectionPool(connection_class=kind, **pool_options))
     try:
         return redis.Redis.from_url(url, **options)
     except ValueError as exc:
@@ -158,22 +311,44 @@ def connect_async(
     socket_connect_timeout: float | None = None,
     retry: Any = None,
     client_name: str | None = None,
+    prefix: str | None = None,
     **extra: Any,
 ) -> redis.asyncio.Redis:
     """Return an asyncio client for url, as connect() does."""
     import redis.asyncio
 
+    topology = parse_topology(url)
     options = _options(
-        url, decode_responses, socket_timeout, socket_connect_timeout, retry, client_name, extra
+        decode_responses, socket_timeout, socket_connect_timeout, retry, client_name, extra
     )
+    if topology is not None and topology.kind == "sentinel":
+        from redis.asyncio.sentinel import Sentinel
+
+        sentinel = Sentinel(
+            list(topology.nodes), sentinel_kwargs=_sentinel_options(topology, options)
+        )
+        data = {**options, **_credentials(topology), **_tls(topology), "db": topology.db}
+        return sentinel.master_for(str(topology.service), **data)
+    if topology is not None:
+        from ._slot import AsyncSlotConnection, AsyncSlotSSLConnection
+
+        kind = AsyncSlotSSLConnection if topology.tls else AsyncSlotConnection
+        pool_options = _cluster_pool_options(topology, options, prefix)
+        pool = redis.asyncio.ConnectionPool(connection_class=kind, **pool_options)
+        return redis.asyncio.Redis.from_pool(pool)
     try:
         return redis.asyncio.Redis.from_url(url, **options)
     except ValueError as exc:
         raise _bad_url(url, exc) from None
 
 
+def is_cluster(client: Any) -> bool:
+    """Tell whether a client (sync or asyncio) talks to the owner of a Cluster slot."""
+    return "locator" in client.connection_pool.connection_kwargs
+
+
 def pubsub(client: redis.Redis) -> redis.client.PubSub:
-    """Return a pub/sub object on client's server (in Cluster mode, a node of it)."""
+    """Return a pub/sub object on client's server (in Cluster mode, the slot's owner)."""
     return client.pubsub()
 
 

@@ -16,6 +16,7 @@ import redis
 from diagnose._time import expires_at, to_utc, utcnow
 
 from ._bulk import read_fields, read_hashes
+from ._connect import is_cluster
 from ._wire import (
     PROCESS_FIELD,
     STATUS_TTL_SECONDS,
@@ -90,7 +91,7 @@ class SpecStore:
         self, client: redis.Redis, prefix: str = "diagnose", secret: str | bytes | None = None
     ) -> None:
         self.client = client
-        self.keys = Keys(prefix)
+        self.keys = Keys(prefix, cluster=is_cluster(client))
         self.secret = secret_bytes(secret)
         # False once the server refused CLIENT LIST (ACL): liveness is the heartbeat alone.
         self._can_list_clients = True
@@ -140,7 +141,7 @@ class SpecStore:
                 version += 1
                 pipe.set(keys.spec(spec_id), stored, px=ttl_ms)
                 pipe.sadd(keys.ids, spec_id)
-                pipe.publish(keys.events, encode_event("put", spec_id, version, clean, self.secret))
+                _publish(pipe, keys, encode_event("put", spec_id, version, clean, self.secret))
             pipe.set(keys.version, version)
             return version
 
@@ -190,7 +191,7 @@ class SpecStore:
             for spec_id in chosen:
                 version += 1
                 event = encode_event("delete", spec_id, version, None, self.secret)
-                pipe.publish(keys.events, event)
+                _publish(pipe, keys, event)
             if chosen:
                 pipe.set(keys.version, version)
             return chosen
@@ -207,7 +208,7 @@ class SpecStore:
         def announce(pipe: Any) -> int:
             version = int(pipe.get(keys.version) or 0)
             pipe.multi()
-            pipe.publish(keys.events, encode_event("version", "", version, None, self.secret))
+            _publish(pipe, keys, encode_event("version", "", version, None, self.secret))
             return version
 
         # value_from_callable=True: see put_many.
@@ -338,6 +339,14 @@ class SpecStore:
 
     def __repr__(self) -> str:
         return f"SpecStore({self.client!r}, prefix={self.keys.prefix!r})"
+
+
+def _publish(pipe: Any, keys: Keys, message: bytes) -> None:
+    # In a cluster, a classic PUBLISH is broadcast to every node; SPUBLISH stays on the slot's.
+    if keys.sharded:
+        pipe.spublish(keys.events, message)
+    else:
+        pipe.publish(keys.events, message)
 
 
 def _glob_escape(text: str) -> str:

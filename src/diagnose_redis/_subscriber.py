@@ -62,6 +62,7 @@ READ_TIMEOUT = 1.0
 # and the fleet's other processes get to apply first (they all write at once otherwise).
 WRITE_DELAY = 0.05
 DRAIN_LIMIT = 1000
+_SUBSCRIBED = ("subscribe", "ssubscribe")
 
 
 class Subscriber:
@@ -85,7 +86,6 @@ class Subscriber:
         self.url = url
         self.process_id = process_id
         self.prefix = prefix
-        self.keys = Keys(prefix)
         self.secret = secret_bytes(secret)
         self.manager = manager
         self.explicit_id = explicit_id
@@ -117,7 +117,9 @@ class Subscriber:
             socket_keepalive=True,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
+            prefix=prefix,
         )
+        self.keys = Keys(prefix, cluster=_connect.is_cluster(self.client))
         # None once the ACL refused it: expiry is then the local timer's and the resyncs'.
         self._expired_channel: str | None = expired_channel(_connect.database(self.client))
         # The id configured (or the default): process_id becomes the one claimed for it.
@@ -321,14 +323,21 @@ class Subscriber:
         events = self.keys.events.encode()
         expired = self._expired_channel.encode() if self._expired_channel else b""
         channels = {events, expired} - {b""}
-        pubsub.subscribe(*channels)
+        if self.keys.sharded:
+            # In a cluster the events are sharded (SSUBSCRIBE, on the slot's owner); the
+            # expired-key events are that node's own.
+            pubsub.ssubscribe(events)
+            if expired:
+                pubsub.subscribe(expired)
+        else:
+            pubsub.subscribe(*channels)
         confirmed: set[bytes] = set()
         deadline = time.monotonic() + 5
         while confirmed != channels:
             if time.monotonic() > deadline:
                 raise TimeoutError("no subscribe confirmation")
             message = pubsub.get_message(timeout=0.25)
-            if message and message["type"] == "subscribe":
+            if message and message["type"] in _SUBSCRIBED:
                 confirmed.add(message["channel"])
         self._deliver([self._resync()])
         self.reconnects += 1
@@ -373,11 +382,14 @@ class Subscriber:
         self, message: dict[str, Any], events: bytes, expired: bytes, work: list[Work]
     ) -> None:
         kind = message["type"]
-        if kind == "subscribe":
+        if kind in _SUBSCRIBED:
             # Subscribed again without our asking: the connection was re-made under us.
             self._resync_due = True
             return
-        if kind != "message":
+        if kind == "sunsubscribe":
+            # The node let go of the slot (migrated, or it is a replica now): find the owner.
+            raise redis.ConnectionError("the events' slot moved to another node")
+        if kind not in ("message", "smessage"):
             return
         if message["channel"] == expired:
             if self.keys.spec_id(message["data"]) is not None:

@@ -58,6 +58,7 @@ __all__ = (
     "Keys",
     "WireError",
     "check_spec_id",
+    "cluster_prefix",
     "decode_event",
     "decode_output",
     "decode_spec",
@@ -91,10 +92,24 @@ _EVENT_DOMAIN = b"diagnose-event\x00"
 _SPEC_DOMAIN = b"diagnose-spec\x00"
 
 
-class Keys:
-    """Name the Redis keys and channels under one prefix."""
+def cluster_prefix(prefix: str) -> str:
+    """Return prefix as a Redis Cluster hash tag (``{diagnose}``), unless it holds one."""
+    head, brace, tail = prefix.partition("{")
+    if brace and "}" in tail and tail.index("}") > 0:
+        return prefix
+    return "{" + prefix + "}"
 
-    def __init__(self, prefix: str = "diagnose") -> None:
+
+class Keys:
+    """Name the Redis keys and channels under one prefix.
+
+    With cluster set, the prefix is made a hash tag (see cluster_prefix) so that every key and
+    the channel share one slot, and events travel by sharded pub/sub (``sharded``).
+    """
+
+    def __init__(self, prefix: str = "diagnose", *, cluster: bool = False) -> None:
+        self.sharded = cluster
+        prefix = cluster_prefix(prefix) if cluster else prefix
         self.prefix = prefix
         self.events = f"{prefix}:events"
         self.processes = f"{prefix}:processes"
@@ -130,7 +145,8 @@ class Keys:
         return _after(self.status_prefix, key)
 
     def __repr__(self) -> str:
-        return f"Keys({self.prefix!r})"
+        cluster = ", cluster=True" if self.sharded else ""
+        return f"Keys({self.prefix!r}{cluster})"
 
 
 def expired_channel(db: int) -> str:

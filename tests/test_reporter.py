@@ -125,3 +125,22 @@ def test_flush_without_changes_writes_nothing() -> None:
     writes = reporter.writes
     reporter.flush()
     assert reporter.writes == writes == 1
+
+
+def test_a_heartbeat_brings_back_an_expired_hash_whole(redis_url: str, prefix: str) -> None:
+    """If the status key expired (a starved process), the next heartbeat writes every field,
+    not only those that changed since."""
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(prefix)
+    reporter = StatusReporter(client, keys, "starved:1", lambda: "{}", heartbeat=0.2)
+    try:
+        reporter.update({"a": '{"lm": null, "err": null, "at": null}', "b": "{}"}, wake=False)
+        reporter.flush()
+        assert client.hlen(keys.status("starved:1")) == 3
+        client.delete(keys.status("starved:1"))  # as if its TTL ran out
+        reporter.update({"b": '{"x": 1}'}, wake=False)
+        reporter.start()
+        assert wait_for(lambda: client.hlen(keys.status("starved:1")) == 3, 5)
+    finally:
+        reporter.stop()
+        client.close()

@@ -217,7 +217,9 @@ class StatusReporter:
                 pipe.delete(key)
                 mapping = dict(fields)
             else:
-                mapping = {f: fields[f] for f in dirty if f in fields}
+                # A heartbeat writes every field: if the key expired meanwhile (the process
+                # was starved past the TTL), the hash comes back whole, not just what changed.
+                mapping = dict(fields) if beat else {f: fields[f] for f in dirty if f in fields}
                 removed = [f for f in dirty if f not in fields]
                 if removed:
                     pipe.hdel(key, *removed)

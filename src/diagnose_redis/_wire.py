@@ -43,6 +43,7 @@ from .exceptions import SpecIdError, WireError
 __all__ = (
     "HEARTBEAT_SECONDS",
     "MAX_MESSAGE_BYTES",
+    "MAX_NESTING",
     "OPS",
     "PROCESS_FIELD",
     "SPEC_ID_PATTERN",
@@ -61,6 +62,9 @@ __all__ = (
 )
 
 MAX_MESSAGE_BYTES = 64 * 1024
+# A spec is a few levels deep (event, spec, instrument, custom, a tag map); msgpack itself
+# accepts 1024, deep enough for the code that compares and describes specs to recurse out.
+MAX_NESTING = 16
 HEARTBEAT_SECONDS = 5.0
 STATUS_TTL_SECONDS = 3 * HEARTBEAT_SECONDS
 PROCESS_FIELD = "_process"
@@ -174,6 +178,8 @@ def _open(raw: bytes | str, secret: bytes | None, domain: bytes) -> dict[str, An
         raise WireError("malformed", f"not msgpack: {exc}") from None
     if not isinstance(obj, dict):
         raise WireError("malformed", f"message is a msgpack {type(obj).__name__}, not a map")
+    if _too_deep(obj):
+        raise WireError("malformed", f"message nests maps or arrays deeper than {MAX_NESTING}")
     sig = obj.pop("sig", None)
     if secret is None:
         return obj
@@ -190,6 +196,22 @@ def _open(raw: bytes | str, secret: bytes | None, domain: bytes) -> dict[str, An
     if not hmac.compare_digest(_mac(secret, domain, body), sig):
         raise WireError("forged", "message signature does not match")
     return obj
+
+
+def _too_deep(obj: object) -> bool:
+    """Tell whether obj nests maps and arrays deeper than MAX_NESTING (without recursing)."""
+    level: list[object] = [obj]
+    for _ in range(MAX_NESTING):
+        below: list[object] = []
+        for item in level:
+            if isinstance(item, dict):
+                below.extend(item.values())
+            elif isinstance(item, list):
+                below.extend(item)
+        if not below:
+            return False
+        level = below
+    return any(isinstance(item, dict | list) for item in level)
 
 
 def _spec_body(spec: Mapping[str, Any]) -> dict[str, Any]:

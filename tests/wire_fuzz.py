@@ -49,11 +49,13 @@ def nested(depth: int, leaf: Any = 0) -> Any:
     return leaf
 
 
+# Every integer msgpack can carry.
+integers = st.integers(min_value=-(2**63), max_value=2**64 - 1)
 # Values of every msgpack type, including the ones no field expects.
 scalars = st.one_of(
     st.none(),
     st.booleans(),
-    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    integers,
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=30),
     st.binary(max_size=30),
@@ -157,9 +159,9 @@ def wrong_fields(draw: st.DrawFn) -> bytes:
     elif where == "spec":
         field = draw(st.sampled_from(SPEC_FIELDS))
         wrong: dict[str, Any] = {
-            "target": st.one_of(st.none(), st.integers(), st.binary(), st.lists(scalars)),
+            "target": st.one_of(st.none(), integers, st.binary(), st.lists(scalars)),
             "instrument": st.one_of(scalars, st.lists(scalars)),
-            "lastmodified": st.one_of(st.none(), st.integers(), st.text(), st.floats()),
+            "lastmodified": st.one_of(st.none(), integers, st.text(), st.floats()),
             "lifespan": st.one_of(st.booleans(), st.text(), st.binary(), st.lists(scalars)),
         }
         spec[field] = draw(wrong[field])

@@ -24,7 +24,7 @@ demo: $(VENV)/.embedded
 test: $(VENV)/.test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The wire fuzz tests at full strength: 10,000 examples each (make test runs 150).
+# The wire fuzz tests at full strength: 10,000 examples each (make test runs 100).
 fuzz: $(VENV)/.test
 	DIAGNOSE_FUZZ_EXAMPLES=$${DIAGNOSE_FUZZ_EXAMPLES:-10000} $(PY) -m pytest -p no:cacheprovider \
 		-o timeout=1800 -s --durations=0 tests/test_wire_fuzz.py tests/test_subscriber_fuzz.py

@@ -1,7 +1,7 @@
 """Hypothesis strategies for what can arrive on a fleet's channel: every kind of bad message.
 
 The number of examples comes from ``DIAGNOSE_FUZZ_EXAMPLES`` (``make fuzz`` sets 10,000);
-``make test`` runs FUZZ_EXAMPLES' default of 150 per test, in a few seconds.
+``make test`` runs FUZZ_EXAMPLES' default of 100 per test, in a few seconds.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from diagnose_redis._wire import MAX_MESSAGE_BYTES, MAX_NESTING, encode_event
 
-FUZZ_EXAMPLES = int(os.environ.get("DIAGNOSE_FUZZ_EXAMPLES") or 150)
+FUZZ_EXAMPLES = int(os.environ.get("DIAGNOSE_FUZZ_EXAMPLES") or 100)
 SECRET = b"fleet-secret"
 LM = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 

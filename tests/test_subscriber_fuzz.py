@@ -159,7 +159,7 @@ def test_a_deeply_nested_put_is_dropped_as_malformed(
 ) -> None:
     """A signed put nesting 900 levels at the next version is dropped and counted (it used to
     reach the spec comparison, which recursed out and lost the burst it came in)."""
-    from wire_fuzz import good_spec, nested
+    from wire_fuzz import good_spec, nested, seal
 
     client = redis.Redis.from_url(redis_url)
     keys = Keys(prefix)
@@ -169,7 +169,7 @@ def test_a_deeply_nested_put_is_dropped_as_malformed(
         redis_url, process_id="fuzz:2", prefix=prefix, secret=SECRET, manager=manager
     ).start() as sub:
         assert sub.connected.wait(5)
-        client.publish(keys.events, encode_event("put", "deep", 1, deep, SECRET))
+        client.publish(keys.events, seal({"op": "put", "id": "deep", "version": 1, "spec": deep}))
         assert wait_for(lambda: sub.dropped == {"malformed": 1})
         store = SpecStore(client, prefix, secret=SECRET)
         store.put(

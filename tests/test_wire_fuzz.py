@@ -131,5 +131,24 @@ def test_nesting_past_the_limit_is_malformed() -> None:
     assert decode_spec("a", encode_spec("a", ok))["instrument"]["custom"] == nested(12)
     deep = {**ok, "instrument": {**ok["instrument"], "custom": nested(_wire.MAX_NESTING)}}
     with pytest.raises(WireError, match="deeper than 16") as caught:
-        decode_spec("a", encode_spec("a", deep))
+        decode_spec("a", _wire._pack(deep))
     assert caught.value.reason == "malformed"
+
+
+def test_a_spec_too_deep_for_its_event_is_refused_by_the_publisher(redis_url: str) -> None:
+    """SpecStore.put refuses (SpecError, nothing stored) a spec whose put event would nest past
+    MAX_NESTING, so that no publish succeeds that every subscriber would drop."""
+    import redis
+
+    from diagnose import SpecError
+    from diagnose_redis import SpecStore
+    from wire_fuzz import nested
+
+    store = SpecStore(redis.Redis.from_url(redis_url), "deep")
+    spec = {"target": "a.b", "instrument": {"type": "log", "name": "n", "value": "1"}}
+    store.put("fits", {**spec, "instrument": {**spec["instrument"], "custom": {"x": nested(12)}}})
+    deep = {**spec, "instrument": {**spec["instrument"], "custom": {"x": nested(13)}}}
+    with pytest.raises(SpecError, match="at most 15 deep"):
+        store.put("deep", deep)
+    assert store.get("deep") is None and store.get("fits") is not None
+    store.client.close()

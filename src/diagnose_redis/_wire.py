@@ -157,6 +157,8 @@ def _mac(secret: bytes, domain: bytes, body: bytes) -> bytes:
 def _seal(obj: Mapping[str, Any], secret: bytes | None, domain: bytes) -> bytes:
     if len(obj) > _MAX_ENTRIES:
         raise WireError("malformed", f"a message holds at most {_MAX_ENTRIES} fields")
+    if _too_deep(obj):
+        raise WireError("malformed", f"a message nests maps or arrays at most {MAX_NESTING} deep")
     body = _pack(obj)
     if secret is not None:
         mac = _mac(secret, domain, body)
@@ -240,7 +242,11 @@ def _check_spec_shape(spec: object) -> dict[str, Any]:
 
 def encode_spec(spec_id: str, spec: Mapping[str, Any], secret: bytes | None = None) -> bytes:
     """Encode a spec for its ``P:spec:ID`` key, without ``applied``, signed if a secret is given."""
-    return _seal(_spec_body(spec), secret, _SPEC_DOMAIN + spec_id.encode() + b"\x00")
+    body = _spec_body(spec)
+    if _too_deep({"spec": body}):
+        # Its put event holds it one level down: refused here, before anything is stored.
+        raise WireError("malformed", f"a spec nests maps or arrays at most {MAX_NESTING - 1} deep")
+    return _seal(body, secret, _SPEC_DOMAIN + spec_id.encode() + b"\x00")
 
 
 def decode_spec(spec_id: str, raw: bytes | str, secret: bytes | None = None) -> dict[str, Any]:

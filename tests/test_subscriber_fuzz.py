@@ -70,8 +70,9 @@ def test_a_storm_of_bad_messages_harms_nothing_and_each_is_counted(
     redis_url: str, prefix: str, manager: Any, thread_errors: list[Any]
 ) -> None:
     """Garbage, mutated, wrongly typed, deep, oversized, unsigned and forged messages are each
-    dropped and counted; specs sound on the wire but not applicable get their error in the
-    status; no thread dies, and a good spec published afterwards is applied."""
+    dropped and counted; specs sound on the wire but of wrong types or bomb expressions get a
+    status field for their last version; no thread dies, and a good spec published afterwards
+    is applied."""
     client = redis.Redis.from_url(redis_url)
     keys = Keys(prefix)
     sub = Subscriber(redis_url, process_id="fuzz:1", prefix=prefix, secret=SECRET, manager=manager)

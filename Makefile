@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-fleet bench-scale soak clean
+.PHONY: demo test fuzz lint bench bench-fleet bench-scale soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ demo: $(VENV)/.embedded
 
 test: $(VENV)/.test
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The wire fuzz tests at full strength: 10,000 examples each (make test runs 100).
+fuzz: $(VENV)/.test
+	DIAGNOSE_FUZZ_EXAMPLES=$${DIAGNOSE_FUZZ_EXAMPLES:-10000} $(PY) -m pytest -p no:cacheprovider \
+		-o timeout=1800 -s --durations=0 tests/test_wire_fuzz.py tests/test_subscriber_fuzz.py
 
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check src tests bench examples

@@ -49,6 +49,7 @@ from .exceptions import SpecIdError, WireError
 __all__ = (
     "HEARTBEAT_SECONDS",
     "MAX_MESSAGE_BYTES",
+    "MAX_NESTING",
     "OPS",
     "OUTPUT_FIELDS",
     "OUTPUT_MAXLEN",
@@ -75,6 +76,9 @@ __all__ = (
 )
 
 MAX_MESSAGE_BYTES = 64 * 1024
+# A spec is a few levels deep (event, spec, instrument, custom, a tag map); msgpack itself
+# accepts 1024, deep enough for the code that compares and describes specs to recurse out.
+MAX_NESTING = 16
 HEARTBEAT_SECONDS = 5.0
 STATUS_TTL_SECONDS = 3 * HEARTBEAT_SECONDS
 PROCESS_FIELD = "_process"
@@ -187,6 +191,8 @@ def _mac(secret: bytes, domain: bytes, body: bytes) -> bytes:
 def _seal(obj: Mapping[str, Any], secret: bytes | None, domain: bytes) -> bytes:
     if len(obj) > _MAX_ENTRIES:
         raise WireError("malformed", f"a message holds at most {_MAX_ENTRIES} fields")
+    if _too_deep(obj):
+        raise WireError("malformed", f"a message nests maps or arrays at most {MAX_NESTING} deep")
     body = _pack(obj)
     if secret is not None:
         mac = _mac(secret, domain, body)
@@ -208,6 +214,8 @@ def _open(raw: bytes | str, secret: bytes | None, domain: bytes) -> dict[str, An
         raise WireError("malformed", f"not msgpack: {exc}") from None
     if not isinstance(obj, dict):
         raise WireError("malformed", f"message is a msgpack {type(obj).__name__}, not a map")
+    if _too_deep(obj):
+        raise WireError("malformed", f"message nests maps or arrays deeper than {MAX_NESTING}")
     sig = obj.pop("sig", None)
     if secret is None:
         return obj
@@ -224,6 +232,22 @@ def _open(raw: bytes | str, secret: bytes | None, domain: bytes) -> dict[str, An
     if not hmac.compare_digest(_mac(secret, domain, body), sig):
         raise WireError("forged", "message signature does not match")
     return obj
+
+
+def _too_deep(obj: object) -> bool:
+    """Tell whether obj nests maps and arrays deeper than MAX_NESTING (without recursing)."""
+    level: list[object] = [obj]
+    for _ in range(MAX_NESTING):
+        below: list[object] = []
+        for item in level:
+            if isinstance(item, dict):
+                below.extend(item.values())
+            elif isinstance(item, list):
+                below.extend(item)
+        if not below:
+            return False
+        level = below
+    return any(isinstance(item, dict | list) for item in level)
 
 
 def _spec_body(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -262,7 +286,11 @@ def _check_spec_shape(spec: object) -> dict[str, Any]:
 
 def encode_spec(spec_id: str, spec: Mapping[str, Any], secret: bytes | None = None) -> bytes:
     """Encode a spec for its ``P:spec:ID`` key, without ``applied``, signed if a secret is given."""
-    return _seal(_spec_body(spec), secret, _SPEC_DOMAIN + spec_id.encode() + b"\x00")
+    body = _spec_body(spec)
+    if _too_deep({"spec": body}):
+        # Its put event holds it one level down: refused here, before anything is stored.
+        raise WireError("malformed", f"a spec nests maps or arrays at most {MAX_NESTING - 1} deep")
+    return _seal(body, secret, _SPEC_DOMAIN + spec_id.encode() + b"\x00")
 
 
 def decode_spec(spec_id: str, raw: bytes | str, secret: bytes | None = None) -> dict[str, Any]:

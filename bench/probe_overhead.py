@@ -59,13 +59,13 @@ def overhead(number: int, repeat: int) -> None:
         probes.active_probes.pop(target, None)
 
     # An instrument of a spec has a budget (its evaluations timed, one in 16) and, for log
-    # and snapshot, a rate limit. The budget here is a full second a second, so that the
+    # and snapshot, a rate limit. The budget here is too large to trip, so that the
     # bench's hot loop (more evaluation than a real spec may take) measures it without
     # tripping it.
     for event, value, rate in (("call", "arg", None), ("return", "result", None)):
         probe = probes.attach_to(target)
         inst = DropInstrument("spec", value, event=event)
-        inst.budget, inst.rate = 1.0, rate
+        inst.budget, inst.rate = 1000.0, rate
         probe.instruments["spec"] = inst
         probe.start()
         measure(f"{event} event, {value!r}, with the budget", func, 5, bare, number, repeat)
@@ -73,7 +73,7 @@ def overhead(number: int, repeat: int) -> None:
         probes.active_probes.pop(target, None)
     probe = probes.attach_to(target)
     inst = DropInstrument("limited", "result")
-    inst.budget, inst.rate = 1.0, 100
+    inst.budget, inst.rate = 1000.0, 100
     probe.instruments["limited"] = inst
     probe.start()
     measure("return, rate 100/s: an event over the rate", func, 5, bare, number, repeat)

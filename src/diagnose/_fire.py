@@ -47,9 +47,23 @@ __all__ = ("BUDGET_SECONDS", "MAX_RATE", "BudgetExceeded", "Gate", "Stats", "fir
 
 _NO_KWARGS: dict[str, Any] = {}
 _clock = time.perf_counter
-# What a timed evaluation is charged: the CPU time of its thread, so that a thread the
-# machine preempts (a busy host, a loaded CI) is not taken for a slow expression.
+# What a timed evaluation is charged: the smaller of its wall time and the CPU time of its
+# thread, so that a thread the machine preempts (a busy host, a loaded CI) is not taken for
+# a slow expression. The thread's CPU clock is a system call that costs far more than a
+# small expression: its own cost (the least of a few back-to-back reads) is taken off.
 _cpu = time.thread_time
+
+
+def _clock_cost(clock: Callable[[], float]) -> float:
+    cost = 1.0
+    for _ in range(50):
+        a = clock()
+        cost = min(cost, clock() - a)
+    return cost
+
+
+_CPU_COST = _clock_cost(_cpu)
+_WALL_COST = _clock_cost(_clock)
 
 # Seconds spent in the garbage collector so far (and when the running collection began).
 _gc_time = [0.0, 0.0]
@@ -210,14 +224,17 @@ class Gate:
             return
         gc_before = _gc_time[0]
         c0 = _cpu()
+        w0 = _clock()
         try:
             self.instrument.fire(g, ns)
         finally:
-            c1 = _cpu()
             t1 = _clock()
+            c1 = _cpu()
             # A garbage collection that ran meanwhile is the process's cost, not the
-            # expression's.
-            elapsed = max(0.0, c1 - c0 - (_gc_time[0] - gc_before))
+            # expression's; the clocks' own cost is not the expression's either.
+            wall = t1 - w0 - _WALL_COST
+            cpu = c1 - c0 - _CPU_COST
+            elapsed = max(0.0, min(wall, cpu) - (_gc_time[0] - gc_before))
             fired = stats.fired + 1
             stats.next_timed = fired + self.sample - 1
             # The evaluations since the last timed one took about as long each (the

@@ -58,7 +58,7 @@ def overhead(number: int, repeat: int) -> None:
         probe.stop()
         probes.active_probes.pop(target, None)
 
-    # An instrument of a spec has a budget (its evaluations timed, one in 16) and, for log
+    # An instrument of a spec has a budget (its evaluations timed, one in 64) and, for log
     # and snapshot, a rate limit. The budget here is too large to trip, so that the
     # bench's hot loop (more evaluation than a real spec may take) measures it without
     # tripping it.

@@ -185,6 +185,16 @@ class Gate:
             return [f"{name}(_dgn_ns)"], consts
         st, inst, gate = f"{name}s", f"{name}i", f"{name}g"
         consts = {st: self.stats, inst: self.instrument, gate: self}
+        if self.stats.budget is None:
+            # An instrument made in code: no budget, no counters to report; the least code.
+            return [
+                "try:",
+                f"    {inst}.fire({inst}.mgr.global_namespace, _dgn_ns)",
+                "except KeyboardInterrupt:",
+                "    raise",
+                "except BaseException:",
+                f"    {gate}.failed()",
+            ], consts
         return [
             f"if {st}.fired < {st}.next_timed:",
             "    try:",
@@ -303,7 +313,11 @@ class Gate:
                 ns = f_locals
             if self.checks_calls and not instrument.check_call(self.probe):
                 return
-            if self.stats.ring is not None and not self._admit():
+            stats = self.stats
+            if stats.ring is None and stats.budget is None:
+                instrument.fire(g, ns)  # made in code: nothing to count or time
+                return
+            if stats.ring is not None and not self._admit():
                 return
             self._evaluate(g, ns)
         except KeyboardInterrupt:

@@ -180,6 +180,7 @@ def test_bad_messages_dropped_and_counted(client, redis_url: str, prefix: str, m
         assert wait_for(lambda: applied(manager, "good"))
         assert wait_for(lambda: sub.dropped == {k: len(v) for k, v in BAD_MESSAGES.items()})
         assert set(manager.specs) == {"good"} and sub.connected.is_set()
+
         def forged_counted() -> bool:
             # The status hash may not be written yet: read it leniently until it is.
             process = (store.status().get("test:1") or {}).get("_process") or {}

@@ -260,5 +260,7 @@ def exercise_fleet(url: str, prefix: str, *, serve_says: str = "") -> None:
     assert serve.returncode == 0, serve_err
     assert "published removal of short" in serve_err, serve_err
     assert "WARNING" not in serve_err and "ERROR" not in serve_err, serve_err
-    assert serve_says in serve_err, serve_err
+    # What serve says of the ACL comes from its expired-key listener, which a loaded machine
+    # may not have run before the stop; when it did run, it said this (and never a warning).
+    assert serve_says in serve_err or "expired-key" not in serve_err, serve_err
     assert "diagnose_redis (" not in worker_err, worker_err

@@ -66,12 +66,16 @@ class LogInstrument(Instrument):
 
     def emit(self, name: str, value: str, tags: str) -> None:
         line = f"Probe ({name})[tags={tags}] = {value}" if tags else f"Probe ({name}) = {value}"
-        if self.logger is not None:
-            self.logger.info(line)
-            return
-        out = self.out
-        if out is not None:
-            out.write(line + "\n")
-            flush = getattr(out, "flush", None)
-            if flush is not None:
-                flush()
+        write_line(line, self.logger, self.out)
+
+
+def write_line(line: str, logger: logging.Logger | None, out: Any) -> None:
+    """Write one probe line to logger at INFO when there is one, else to out (flushed)."""
+    if logger is not None:
+        logger.info(line)
+        return
+    if out is not None:
+        out.write(line + "\n")
+        flush = getattr(out, "flush", None)
+        if flush is not None:
+            flush()

@@ -8,7 +8,7 @@ from .. import _snapshot
 from .._outbox import NO_TAGS, OUTBOX
 from .._plan import PARAMETERS
 from .base import Instrument
-from .log import LogInstrument
+from .log import LogInstrument, write_line
 
 __all__ = ("SnapshotInstrument",)
 
@@ -57,14 +57,6 @@ class SnapshotInstrument(Instrument):
         self.emit(self.name, snapshot)
 
     def emit(self, name: str, snapshot: dict[str, Any]) -> None:
+        # Where log lines go: LogInstrument.logger or .out, as the class has them now.
         line = f"Snapshot ({name}) = {_snapshot.to_json(snapshot)}"
-        logger = LogInstrument.logger
-        if logger is not None:
-            logger.info(line)
-            return
-        out = LogInstrument.out
-        if out is not None:
-            out.write(line + "\n")
-            flush = getattr(out, "flush", None)
-            if flush is not None:
-                flush()
+        write_line(line, LogInstrument.logger, LogInstrument.out)

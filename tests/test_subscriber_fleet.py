@@ -182,15 +182,12 @@ def test_garbage_on_channel_is_counted(fleet) -> None:
     store.remove("after")
 
 
-def test_fork_child_runs_its_own_subscriber(fleet, request: pytest.FixtureRequest) -> None:
-    """A forked child reports under its own process id and applies what is published later.
-
-    Standalone only for now: on the cluster the forked child sometimes never registers
-    (seen in about one run in three, at the end of the session that added the cluster);
-    the closing note of that session has it as the first thing to look into.
-    """
-    if "cluster" in request.node.callspec.id:
-        pytest.skip("known bug: on the cluster a forked child sometimes never registers")
+# Standalone only: on the cluster a forked child sometimes never registers (about one run
+# in three when this was written). That is a known bug, recorded in the closing note; the
+# cluster case is not claimed until it is fixed.
+@pytest.mark.parametrize("fleet", ["standalone"], indirect=True)
+def test_fork_child_runs_its_own_subscriber(fleet) -> None:
+    """A forked child reports under its own process id and applies what is published later."""
     store, workers = fleet
     worker = workers[2]
     mark = len(worker.lines)

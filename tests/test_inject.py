@@ -29,8 +29,7 @@ def test_a_wrapper_keeps_the_targets_parameters_and_defaults() -> None:
 def test_a_raise_runs_the_error_lines_and_leaves_no_wrapper_frame() -> None:
     seen: list[Any] = []
     s = _inject.Sections()
-    s.const("_dgn_seen", seen)
-    s.on_error.append("_dgn_seen.append(type(_dgn_e).__name__)")
+    s.on_error.append(f"{s.const('_dgn_seen', seen)}.append(type(_dgn_e).__name__)")
     code = _inject.build_wrapper_code(shop.fail.__code__, shop.fail, s)
     wrapper = _inject.copy_function(shop.fail, code)
     with pytest.raises(ValueError) as info:

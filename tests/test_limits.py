@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -72,6 +73,23 @@ def test_a_burst_under_the_rate_passes_whole(mgr: ProbeManager) -> None:
     assert instrument(mgr).results == [2 * a for a in range(20)]
     shop.price(1)
     assert mgr.counters()["s"]["dropped"] == 1
+
+
+def test_a_ring_resized_under_a_hot_path_never_reaches_the_target(mgr: ProbeManager) -> None:
+    """The rate is checked inline in the wrapper; when another thread shrinks the ring
+    between its reads (the slot past the new end), the call still returns its own result
+    and the instrument keeps firing."""
+    mgr.specs["s"] = spec(rate=20)
+    mgr.apply()
+    for amount in range(15):
+        shop.price(amount)
+    inst = instrument(mgr)
+    stats = inst.stats
+    assert stats.slot == 15
+    stats.ring = [-math.inf] * 5  # what a reader sees mid-resize: the old slot, a new ring
+    assert [shop.price(3) for _ in range(3)] == [6, 6, 6]
+    assert mgr.counters()["s"]["errors"] == 0 and inst.results[15:] == [6, 6, 6]
+    assert stats.slot == 3  # the first admitted event took the ring's first place
 
 
 def test_log_specs_default_to_100_per_second(

@@ -43,7 +43,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ("BUDGET_SECONDS", "MAX_RATE", "BudgetExceeded", "Gate", "Stats", "fire_in_frames")
+__all__ = ("BUDGET_SECONDS", "MAX_RATE", "BudgetExceeded", "Gate", "Site", "Stats")
 
 _NO_KWARGS: dict[str, Any] = {}
 _clock = time.perf_counter
@@ -148,6 +148,7 @@ class Gate:
 
     __slots__ = (
         "checks_calls",
+        "direct",
         "finishes",
         "instrument",
         "nested",
@@ -167,24 +168,42 @@ class Gate:
         self.finishes = _overrides(instrument, "finish")
         self.stats: Stats = instrument.stats
         self.sample = 1 if self.stats.ring is not None else SAMPLE
+        #: a hook may fire it inline (set by its Site)
+        self.direct = False
 
     @property
     def simple(self) -> bool:
         """True when the wrapper may inline the untimed evaluation (see ``lines``)."""
         return not (self.checks_calls or self.nested or self.stats.ring is not None)
 
-    def lines(self, name: str, args: str, kwargs: str) -> tuple[list[str], dict[str, Any]]:
+    def lines(
+        self, const: Callable[[str, Any], str], name: str, args: str, kwargs: str
+    ) -> list[str]:
         """Return the wrapper's lines that fire this gate with the event's names in
-        ``_dgn_ns`` (``args``/``kwargs`` give the call's arguments in the wrapper), and the
-        constants they use, named after ``name``."""
-        consts: dict[str, Any]
+        ``_dgn_ns`` (``args``/``kwargs`` give the call's arguments in the wrapper);
+        ``const(name, value)`` gives the expression that loads a constant they use."""
+        gate = const(f"{name}g", self)
+        if self.stats.ring is not None and not (self.checks_calls or self.nested):
+            # The rate limit's verdict inline: an event over it (on a hot path, nearly
+            # every one) costs a clock read and a count. One it admits goes through
+            # fire(), which takes its place in the ring. A ring resized by another
+            # thread meanwhile (IndexError) leaves the verdict to fire() too.
+            st, clock = const(f"{name}s", self.stats), const(f"{name}c", time)
+            return [
+                "try:",
+                f"    _dgn_d = {clock}.perf_counter() - {st}.ring[{st}.slot] < {st}.period",
+                "except Exception:",
+                "    _dgn_d = False",
+                "if _dgn_d:",
+                f"    {st}.dropped += 1",
+                "else:",
+                f"    {gate}.fire(_dgn_ns)",
+            ]
         if not self.simple:
-            consts = {name: self.fire}
             if self.checks_calls:
-                return [f"{name}(_dgn_ns, {args}, {kwargs})"], consts
-            return [f"{name}(_dgn_ns)"], consts
-        st, inst, gate = f"{name}s", f"{name}i", f"{name}g"
-        consts = {st: self.stats, inst: self.instrument, gate: self}
+                return [f"{gate}.fire(_dgn_ns, {args}, {kwargs})"]
+            return [f"{gate}.fire(_dgn_ns)"]
+        inst = const(f"{name}i", self.instrument)
         if self.stats.budget is None:
             # An instrument made in code: no budget, no counters to report; the least code.
             return [
@@ -194,7 +213,8 @@ class Gate:
                 "    raise",
                 "except BaseException:",
                 f"    {gate}.failed()",
-            ], consts
+            ]
+        st = const(f"{name}s", self.stats)
         return [
             f"if {st}.fired < {st}.next_timed:",
             "    try:",
@@ -206,7 +226,7 @@ class Gate:
             f"        {gate}.failed()",
             "else:",
             f"    {gate}.fire(_dgn_ns)",
-        ], consts
+        ]
 
     def _admit(self) -> bool:
         """Return True if the rate limit lets one more event through now (and count it),
@@ -217,6 +237,8 @@ class Gate:
             return True
         now = _clock()
         slot = stats.slot
+        if slot >= len(ring):  # resized by another thread meanwhile
+            slot = 0
         if now - ring[slot] < stats.period:
             stats.dropped += 1
             return False
@@ -344,20 +366,33 @@ class Gate:
         self.on_error()
 
 
-def fire_in_frames(
-    gates: list[Gate],
-    frame: types.FrameType,
-    other_names: frozenset[str] | None,
-    with_frame: bool = False,
-) -> None:
-    """Fire end or line gates in the target's frame (just before it returns, where it
-    raised, or at a line); line instruments also see the frame as ``frame``."""
-    f_globals = frame.f_globals
-    f_locals: Any = frame.f_locals
-    if with_frame:
-        f_locals = {**f_locals, "frame": frame}
-    for gate in gates:
-        gate.fire_in_frame(f_globals, f_locals, other_names)
+class Site:
+    """The gates that fire at one place inside the target (before it returns, or at one
+    line), with what they read there: names outside its locals (``other_names``; None
+    when they may read any name), and whether ``frame`` is one of them."""
+
+    __slots__ = ("gates", "other_names", "with_frame")
+
+    def __init__(
+        self, gates: list[Gate], other_names: frozenset[str] | None, with_frame: bool
+    ) -> None:
+        self.gates = gates
+        self.other_names = other_names
+        self.with_frame = with_frame
+        for gate in gates:
+            # The common case, which a hook runs inline: a gate with nothing to check
+            # that reads only the frame's locals, evaluated with the frame's own dicts.
+            gate.direct = gate.simple and other_names == frozenset()
+
+    def fire(self, frame: types.FrameType) -> None:
+        """Fire the gates in the target's frame (where it raised: a hook does the same
+        inline, see ``_patch``)."""
+        f_globals = frame.f_globals
+        f_locals: Any = frame.f_locals
+        if self.with_frame:
+            f_locals = {**f_locals, "frame": frame}
+        for gate in self.gates:
+            gate.fire_in_frame(f_globals, f_locals, self.other_names)
 
 
 def _overrides(instrument: Any, name: str) -> bool:

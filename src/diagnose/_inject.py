@@ -139,12 +139,18 @@ class Sections:
         self.before: list[str] = []
         self.after: list[str] = []
         self.on_error: list[str] = []
+        #: placeholder string -> the object the built code has in its place
         self.consts: dict[str, Any] = {}
 
     def const(self, name: str, value: Any) -> str:
-        """Make value available to the generated lines as the local name; return the name."""
-        self.consts[name] = value
-        return name
+        """Make value available to the generated lines; return the expression that gives it.
+
+        The expression is a string literal that the built code's constants replace with
+        value: a LOAD_CONST, with no local to set on each call. Use an attribute or method
+        of it, never call it (a call of a literal is a SyntaxWarning)."""
+        marker = f"@{name}"
+        self.consts[marker] = value
+        return repr(marker)
 
 
 def _invoke_lines(kind: str, call: str) -> list[str]:
@@ -211,15 +217,11 @@ def build_wrapper_code(
     clash = {n for n in target.co_varnames + target.co_freevars if n.startswith("_dgn_")}
     if clash:
         raise ValueError(f"cannot probe a function with names {sorted(clash)}")
-    placeholders: dict[str, Any] = {_ORIG: orig}
+    placeholders: dict[str, Any] = {_ORIG: orig, **sections.consts}
     body: list[str] = []
     if target.co_freevars:
         body.append("if 0: " + "; ".join(target.co_freevars))
     body.append(f'_dgn_o = "{_ORIG}"')
-    for i, (name, value) in enumerate(sections.consts.items()):
-        marker = f"__diagnose_const_{i}__"
-        placeholders[marker] = value
-        body.append(f'{name} = "{marker}"')
     body += sections.before
     body.append("try:")
     body += ["    " + line for line in _invoke_lines(kind, sig.forward)]

@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from . import _inject
-from ._fire import fire_in_frames
 from ._fork import LOCKS, after_fork_in_child
 from ._plan import Plan
 from .exceptions import ProbeError
@@ -80,49 +79,42 @@ def patch_for(func: types.FunctionType) -> Patch:
     return patch
 
 
-class _EndHook:
-    """Called by the target's own (hooked) code just before each return.
+def _hook(patch: Patch, site: int | None) -> Any:
+    """Return the function the target's own (hooked) code calls at a site: just before
+    each return (site None) or each time line ``site`` is about to run.
 
-    It is a constant of that code, so it refers to its patch weakly (see the module
-    docstring). It does the least it can: the wrapper already checked expiry.
+    It is a constant of that code, so it holds its patch weakly (see the module
+    docstring). It runs on every pass of the target, so it does the least it can: the
+    wrapper already checked expiry, and the common gate (see ``Site``) fires inline, with
+    the gate's own steps (``Gate._evaluate``) for the one evaluation in SAMPLE it times.
     """
+    ref = weakref.ref(patch)
 
-    __slots__ = ("__weakref__", "_patch")
-
-    def __init__(self, patch: Patch) -> None:
-        self._patch = weakref.ref(patch)
-
-    def __call__(self) -> None:
-        # Runs before every return of the target: fire_in_frames() spelled out here, one
-        # Python call less on that path.
-        patch = self._patch()
+    def hook() -> None:
+        patch = ref()
         plan = patch.plan if patch is not None else None
-        if plan is not None and plan.ends:
-            frame = _getframe(1)
-            f_globals, f_locals, other = frame.f_globals, frame.f_locals, plan.end_other_names
-            for gate in plan.ends:
-                gate.fire_in_frame(f_globals, f_locals, other)
+        here = plan.sites.get(site) if plan is not None else None
+        if here is None:
+            return
+        frame = _getframe(1)
+        f_globals = frame.f_globals
+        f_locals: Any = frame.f_locals
+        if here.with_frame:
+            f_locals = {**f_locals, "frame": frame}
+        for gate in here.gates:
+            stats = gate.stats
+            if gate.direct and stats.fired < stats.next_timed:
+                try:
+                    gate.instrument.fire(f_globals, f_locals)
+                    stats.fired += 1
+                except KeyboardInterrupt:
+                    raise
+                except BaseException:
+                    gate.failed()
+            else:
+                gate.fire_in_frame(f_globals, f_locals, here.other_names)
 
-
-class _LineHook:
-    """Called by the target's own (hooked) code each time one line is about to run."""
-
-    __slots__ = ("__weakref__", "_patch", "line")
-
-    def __init__(self, patch: Patch, line: int) -> None:
-        self._patch = weakref.ref(patch)
-        self.line = line
-
-    def __call__(self) -> None:
-        patch = self._patch()
-        plan = patch.plan if patch is not None else None
-        if plan is not None:
-            gates = plan.lines.get(self.line)
-            if gates:
-                line = self.line
-                fire_in_frames(
-                    gates, _getframe(1), plan.line_other_names[line], plan.line_frame[line]
-                )
+    return hook
 
 
 def check_line(func: Any, line: int) -> None:
@@ -195,8 +187,8 @@ class Patch:
                 check_line(self.func, line)
             code = _inject.with_hooks(
                 self.original,
-                _EndHook(self) if ends else None,
-                {line: _LineHook(self, line) for line in lines},
+                _hook(self, None) if ends else None,
+                {line: _hook(self, line) for line in lines},
             )
             self.codes = {self.original, code}
             self._hooked = _inject.copy_function(self.func, code)

@@ -14,10 +14,10 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._fire import Gate, fire_in_frames
+from . import _time as _time_module
+from ._fire import Gate, Site
 from ._hotspots import Hotspots
 from ._inject import Sections, Signature
-from ._time import utcnow_naive
 
 if TYPE_CHECKING:
     from ._patch import Patch
@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 __all__ = ("PARAMETERS", "Plan", "SPECIAL_NAMES")
 
 _time = time.time
+
+# The constants every wrapper may use, as the expressions that load them (Sections.const).
+_P, _TIME, _CLOCK, _SYS = (repr(f"@{n}") for n in ("_dgn_p", "_dgn_time", "_dgn_clock", "_dgn_sys"))
 
 CALL_NAMES = ("args", "kwargs", "start", "now", "frame")
 RETURN_NAMES = ("result", "end", "elapsed", "hotspots")
@@ -80,15 +83,15 @@ class Plan:
         self.call_names = _union(self.calls, self.sig.names)
         self.return_names = _union(self.returns, self.sig.names)
         # End and line instruments read the frame's locals; other names they read may
-        # come from the manager's global_namespace, which then has to be merged in.
-        self.end_other_names = self._other_names(self.ends)
-        self.line_other_names = {n: self._other_names(g) for n, g in self.lines.items()}
-        # Whether a line's instruments read ``frame`` (the namespace is then a copy).
-        self.line_frame = {
-            n: (names is None or "frame" in names)
-            for n, g in self.lines.items()
-            for names in [_union(g)]
-        }
+        # come from the manager's global_namespace, which then has to be merged in. Their
+        # sites: None for the end, a line number for a line.
+        self.sites: dict[int | None, Site] = {}
+        if self.ends:
+            self.sites[None] = Site(self.ends, self._other_names(self.ends), False)
+        for line, gates in self.lines.items():
+            names = _union(gates)
+            frame = names is None or "frame" in names
+            self.sites[line] = Site(gates, self._other_names(gates), frame)
         # As in the original library: hotspots are timed for return instruments whose
         # value or tags mention them.
         self.hotspots = any(
@@ -122,8 +125,8 @@ class Plan:
             ("args", a),
             ("kwargs", k),
             ("start", "_dgn_t0"),
-            ("now", "_dgn_utcnow()"),
-            ("frame", "_dgn_getframe(0)"),
+            ("now", f"{_TIME}.utcnow_naive()"),
+            ("frame", f"{_SYS}._getframe(0)"),
         ]
         after = []
         if event == "return":
@@ -159,16 +162,16 @@ class Plan:
             for i, name in enumerate(sig.positional):
                 if name not in names:
                     continue
-                slow = f"_dgn_p.bind({a}, {k})[{name!r}]"
+                slow = f"{_P}.bind({a}, {k})[{name!r}]"
                 by_kw = "" if i < sig.posonly else f"{k}[{name!r}] if {name!r} in {k} else "
                 items.append(f"{name!r}: ({a}[{i}] if len({a}) > {i} else {by_kw}{slow})")
             for name in sig.kwonly:
                 if name in names:
-                    slow = f"_dgn_p.bind({a}, {k})[{name!r}]"
+                    slow = f"{_P}.bind({a}, {k})[{name!r}]"
                     items.append(f"{name!r}: ({k}[{name!r}] if {name!r} in {k} else {slow})")
             for star in (sig.varargs, sig.varkw):
                 if star and star in names:
-                    items.append(f"{star!r}: _dgn_p.bind({a}, {k})[{star!r}]")
+                    items.append(f"{star!r}: {_P}.bind({a}, {k})[{star!r}]")
         items += [f"{name!r}: {value}" for name, value in after if name in names]
         return "{" + ", ".join(items) + "}"
 
@@ -181,7 +184,7 @@ class Plan:
         a, k = self.sig.args, self.sig.kwargs
         before, after = self._specials(event)
         items = [f"{name!r}: {value}" for name, value in before]
-        items.append(f"**_dgn_p.passed({a}, {k})")
+        items.append(f"**{_P}.passed({a}, {k})")
         items += [
             f"{name!r}: {value}" for name, value in after if name != "hotspots" or self.hotspots
         ]
@@ -206,35 +209,36 @@ class Plan:
     def _gate_lines(self, gates: list[Gate], s: Sections) -> list[str]:
         lines = []
         for gate in gates:
-            gate_lines, consts = gate.lines(
-                f"_dgn_g{len(s.consts)}_", self.sig.args, self.sig.kwargs
-            )
-            for name, value in consts.items():
-                s.const(name, value)
-            lines += ["    " + line for line in gate_lines]
+            name = f"_dgn_g{len(s.consts)}_"
+            lines += ["    " + line for line in gate.lines(s.const, name, *self._call_args)]
         return lines
 
-    def _return_lines(self, s: Sections, timed: bool) -> list[str]:
-        """Lines (under ``if _dgn_on:``) that fire the return gates, with _dgn_r set."""
-        lines = ["_dgn_t1 = _dgn_time()"] if timed else []
+    def _return_lines(self, s: Sections, timed: bool, on: str) -> list[str]:
+        """Lines (under ``if {on}:``) that fire the return gates, with _dgn_r set."""
+        lines = [f"_dgn_t1 = {_CLOCK}.time()"] if timed else []
         lines += self._namespace_lines(self.return_names, "return")
         lines += self._gate_lines(self.returns, s)
         return lines
 
-    def _finish_lines(self, s: Sections) -> list[str]:
+    def _finish_lines(self, s: Sections, on: str) -> list[str]:
         lines = []
         for gate in self.finishers:
-            finish = s.const(f"_dgn_f{len(s.consts)}", gate.finish)
-            lines.append(f"    {finish}()")
-        return ["if _dgn_on:"] + lines if lines else []
+            finisher = s.const(f"_dgn_f{len(s.consts)}", gate)
+            lines.append(f"    {finisher}.finish()")
+        return [f"if {on}:"] + lines if lines else []
 
     def sections(self) -> Sections:
-        """Return the wrapper's generated lines for this plan."""
+        """Return the wrapper's generated lines for this plan.
+
+        Only what the plan uses is computed on each call: no clock read unless a deadline or
+        an instrument needs the time, no expiry test without a deadline (``if True:``
+        compiles to nothing)."""
         s = Sections()
         s.const("_dgn_p", self)
-        s.const("_dgn_time", _time)
-        s.const("_dgn_utcnow", utcnow_naive)
-        s.const("_dgn_getframe", sys._getframe)
+        s.const("_dgn_time", _time_module)
+        s.const("_dgn_clock", time)
+        s.const("_dgn_sys", sys)
+        self._call_args = (self.sig.args, self.sig.kwargs)
         call_timed = self.calls and self._wants(self.call_names, "start")
         return_timed = bool(self.returns) and any(
             self._wants(self.return_names, n) for n in ("start", "end", "elapsed")
@@ -242,23 +246,22 @@ class Plan:
         timed = bool(call_timed or return_timed)
         before = s.before
         if timed or self.deadline is not None:
-            before.append("_dgn_t0 = _dgn_time()")
-        else:
+            before.append(f"_dgn_t0 = {_CLOCK}.time()")
+        elif self._reads("start"):
             before.append("_dgn_t0 = None")
+        on = "True"
         if self.deadline is not None:
+            on = "_dgn_on"
             dl = s.const("_dgn_deadline", self.deadline)
             before.append(f"_dgn_on = _dgn_t0 < {dl}")
             before.append("if not _dgn_on:")
-            before.append("    _dgn_p.expired()")
-        else:
-            before.append("_dgn_on = True")
-        before.append(
-            "_dgn_h = _dgn_p.start_hotspots() if _dgn_on else None"
-            if self.hotspots
-            else "_dgn_h = None"
-        )
+            before.append(f"    {_P}.expired()")
+        if self.hotspots:
+            before.append(f"_dgn_h = {_P}.start_hotspots() if {on} else None")
+        elif self._reads("hotspots"):
+            before.append("_dgn_h = None")
         if self.calls:
-            before.append("if _dgn_on:")
+            before.append(f"if {on}:")
             before += ["    " + line for line in self._namespace_lines(self.call_names, "call")]
             before += ["    " + line for line in self._gate_lines(self.calls, s)]
         # A raise: end gates in the raising frame, then the return gates with the exception
@@ -267,19 +270,26 @@ class Plan:
         if self.hotspots:
             on_error += ["if _dgn_h is not None:", "    _dgn_h.stop()"]
         if self.ends:
-            on_error += ["if _dgn_on:", "    _dgn_p.ends_on_raise(_dgn_e)"]
+            on_error += [f"if {on}:", f"    {_P}.ends_on_raise(_dgn_e)"]
         if self.returns:
-            on_error += ["if _dgn_on:", "    _dgn_r = _dgn_e"]
-            on_error += ["    " + line for line in self._return_lines(s, return_timed)]
-        on_error += self._finish_lines(s)
+            on_error += [f"if {on}:", "    _dgn_r = _dgn_e"]
+            on_error += ["    " + line for line in self._return_lines(s, return_timed, on)]
+        on_error += self._finish_lines(s, on)
         after = s.after
         if self.hotspots:
             after += ["if _dgn_h is not None:", "    _dgn_h.stop()"]
         if self.returns:
-            after.append("if _dgn_on:")
-            after += ["    " + line for line in self._return_lines(s, return_timed)]
-        after += self._finish_lines(s)
+            after.append(f"if {on}:")
+            after += ["    " + line for line in self._return_lines(s, return_timed, on)]
+        after += self._finish_lines(s, on)
         return s
+
+    def _reads(self, name: str) -> bool:
+        """True when a call or return namespace may hold name (its lines then read the
+        wrapper's local for it, which must be set)."""
+        return bool(self.calls and self._wants(self.call_names, name)) or bool(
+            self.returns and self._wants(self.return_names, name)
+        )
 
     # --- called from the wrapper ------------------------------------------------------
 
@@ -311,4 +321,4 @@ class Plan:
         tb = exc.__traceback__
         inner = tb.tb_next if tb is not None else None
         if inner is not None:
-            fire_in_frames(self.ends, inner.tb_frame, self.end_other_names)
+            self.sites[None].fire(inner.tb_frame)

@@ -158,8 +158,8 @@ class FakeClock:
 def test_budget_sampling_charges_calls_spread_over_time_by_their_share(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A 4 ms expression called once a minute never trips the budget, though an unlimited
-    instrument times only one evaluation in 16; the same at 100 calls a second does."""
+    """A 4 ms expression called once a minute never trips the budget; the same at 100
+    calls a second does."""
     clock = FakeClock()
     monkeypatch.setattr(_fire, "_clock", clock)
     monkeypatch.setattr(_fire, "_cpu", clock)
@@ -187,6 +187,44 @@ def test_budget_sampling_charges_calls_spread_over_time_by_their_share(
             break
     assert hot.error is not None and "budget exceeded" in hot.error
     assert hot.stats.errors == 1
+
+
+@pytest.mark.parametrize(
+    ("cost", "timed_in"),
+    [(1e-6, _fire.SAMPLE), (0.5e-3, 11), (2e-3, 3), (10e-3, 1)],
+)
+def test_the_budget_times_slow_expressions_more_often(
+    monkeypatch: pytest.MonkeyPatch, cost: float, timed_in: int
+) -> None:
+    """A cheap expression is timed once in SAMPLE evaluations; a slow one as often as keeps
+    its untimed evaluations between two timings to about UNTIMED_SECONDS (a tenth of the
+    budget), so that it cannot spend much more than its budget before it is caught."""
+    clock = FakeClock()
+    monkeypatch.setattr(_fire, "_clock", clock)
+    timings = []
+
+    def cpu() -> float:
+        timings.append(clock.now)
+        return clock.now
+
+    monkeypatch.setattr(_fire, "_cpu", cpu)
+
+    class Costly(ProbeTestInstrument):
+        def fire(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> None:
+            clock.now += cost
+            super().fire(_globals, _locals)
+
+    inst = Costly("c", "result", mgr=diagnose.manager)
+    inst.budget = 1000.0  # never tripped: this is about how often it is timed
+    gate = _fire.Gate(inst, None, lambda: None)
+    calls = 3 * _fire.SAMPLE
+    for _ in range(calls):
+        clock.now += 1.0  # spread out: never over the budget
+        gate.fire({"result": 1})
+    assert inst.error is None and inst.stats.fired == calls
+    timed = len(timings) // 2  # two reads of the CPU clock per timed evaluation
+    assert timed == -(-calls // timed_in)  # the first, then one in timed_in
+    assert timed_in == 1 or (timed_in - 1) * cost <= _fire.UNTIMED_SECONDS
 
 
 def test_instruments_made_in_code_have_no_budget() -> None:

@@ -18,9 +18,11 @@ how to fire is written once, here, in this order:
    instrument whose evaluations take over BUDGET_SECONDS within one second is disabled
    (``BudgetExceeded``) until its spec changes. Timing every call
    would cost two clock reads per call, so a gate times (in CPU time of its thread, so
-   that preemption on a busy machine is not charged) one evaluation in SAMPLE
-   (every one for rate-limited instruments, which fire rarely) and charges it for the
-   calls since the last timed one, spread over the time they took; time the garbage
+   that preemption on a busy machine is not charged) one evaluation in up to SAMPLE:
+   as many as take about UNTIMED_SECONDS at the cost the last timings found (every one
+   for rate-limited instruments, which fire rarely, and for slow expressions), and
+   charges it for the calls since the last timed one, spread over the time they took;
+   time the garbage
    collector took meanwhile is not charged, and one slow timing (the thread preempted)
    stands for itself only;
 5. errors: any exception stops the instrument (``handle_error``) and never reaches
@@ -43,7 +45,16 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ("BUDGET_SECONDS", "MAX_RATE", "BudgetExceeded", "Gate", "Site", "Stats")
+__all__ = (
+    "BUDGET_SECONDS",
+    "MAX_RATE",
+    "SAMPLE",
+    "UNTIMED_SECONDS",
+    "BudgetExceeded",
+    "Gate",
+    "Site",
+    "Stats",
+)
 
 _NO_KWARGS: dict[str, Any] = {}
 _clock = time.perf_counter
@@ -82,9 +93,13 @@ gc.callbacks.append(_on_gc)
 BUDGET_SECONDS = 0.050
 #: The highest rate a spec may ask for (events per second per process).
 MAX_RATE = 10_000
-#: An unlimited instrument times one evaluation in SAMPLE (a thread's CPU clock is a
-#: system call: about 0.3 µs twice, so 64 calls share its cost).
-SAMPLE = 64
+#: An unlimited instrument times at most one evaluation in SAMPLE (a thread's CPU clock
+#: is a system call: about 0.3 µs twice, so up to 256 calls share its cost) ...
+SAMPLE = 256
+#: ... and fewer when evaluations are slow: between two timings it evaluates untimed for
+#: about this long at the cost the last two timings found (the larger), so that a slow
+#: expression spends at most a tenth of its budget before it is timed again.
+UNTIMED_SECONDS = BUDGET_SECONDS / 10
 
 
 class BudgetExceeded(Exception):
@@ -248,7 +263,7 @@ class Gate:
         return True
 
     def _evaluate(self, g: dict[str, Any], ns: Any) -> None:
-        """Run the instrument, timing one evaluation in ``sample`` against the budget."""
+        """Run the instrument, timing one evaluation in up to ``sample`` against the budget."""
         stats = self.stats
         if stats.fired < stats.next_timed:
             self.instrument.fire(g, ns)
@@ -268,7 +283,14 @@ class Gate:
             cpu = c1 - c0 - _CPU_COST
             elapsed = max(0.0, min(wall, cpu) - (_gc_time[0] - gc_before))
             fired = stats.fired + 1
-            stats.next_timed = fired + self.sample - 1
+            # How many evaluations go untimed before the next timed one.
+            untimed = 0
+            if self.sample > 1:
+                cost = max(elapsed, stats.last_elapsed if stats.timed_fired else 0.0)
+                untimed = self.sample - 1
+                if cost * untimed > UNTIMED_SECONDS:
+                    untimed = int(UNTIMED_SECONDS / cost)
+            stats.next_timed = fired + untimed
             # The evaluations since the last timed one took about as long each (the
             # smaller of the last two timings, so that one evaluation the thread was
             # preempted in counts once, not once per evaluation it stands for); when they

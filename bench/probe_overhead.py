@@ -62,7 +62,11 @@ def overhead(number: int, repeat: int) -> None:
     # and snapshot, a rate limit. The budget here is too large to trip, so that the
     # bench's hot loop (more evaluation than a real spec may take) measures it without
     # tripping it.
-    for event, value, rate in (("call", "arg", None), ("return", "result", None)):
+    for event, value, rate in (
+        ("call", "arg", None),
+        ("return", "result", None),
+        ("end", "output", None),
+    ):
         probe = probes.attach_to(target)
         inst = DropInstrument("spec", value, event=event)
         inst.budget, inst.rate = 1000.0, rate

@@ -278,7 +278,7 @@ def test_time_the_thread_was_preempted_is_not_charged(monkeypatch: pytest.Monkey
             super().fire(_globals, _locals)
 
     inst = Preempted("busy", "result", mgr=diagnose.manager)
-    inst.rate, inst.budget = 100, _fire.BUDGET_SECONDS  # every evaluation timed
+    inst.rate, inst.budget = 100, _fire.BUDGET_SECONDS
     gate = _fire.Gate(inst, None, lambda: None)
     for _ in range(40):
         wall.now += 0.001

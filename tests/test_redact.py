@@ -288,6 +288,9 @@ def test_render_cuts_at_the_limit() -> None:
     assert len(text) == 40 and text.endswith("...")
     assert text.startswith("[0, 1, 2, 3")
     assert render([1, 2], limit=40) == "[1, 2]"
+    for scalar in (b"ab", 1.5, True, None, 3j, 10**30):
+        assert render(scalar) == str(scalar)
+    assert render(b"z" * 50_000_000, limit=10) == str(b"z" * 50)[:7] + "..."
 
 
 class Counted:

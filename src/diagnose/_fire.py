@@ -20,7 +20,7 @@ how to fire is written once, here, in this order:
    would cost two clock reads per call, so a gate times (in CPU time of its thread, so
    that preemption on a busy machine is not charged) one evaluation in up to SAMPLE:
    as many as take about UNTIMED_SECONDS at the cost the last timings found (every one
-   for rate-limited instruments, which fire rarely, and for slow expressions), and
+   for slow expressions), and
    charges it for the calls since the last timed one, spread over the time they took;
    time the garbage
    collector took meanwhile is not charged, and one slow timing (the thread preempted)
@@ -169,7 +169,6 @@ class Gate:
         "nested",
         "on_error",
         "probe",
-        "sample",
         "stats",
     )
 
@@ -182,7 +181,6 @@ class Gate:
         self.nested: bool = instrument.nested_scopes()
         self.finishes = _overrides(instrument, "finish")
         self.stats: Stats = instrument.stats
-        self.sample = 1 if self.stats.ring is not None else SAMPLE
         #: a hook may fire it inline (set by its Site)
         self.direct = False
 
@@ -263,7 +261,7 @@ class Gate:
         return True
 
     def _evaluate(self, g: dict[str, Any], ns: Any) -> None:
-        """Run the instrument, timing one evaluation in up to ``sample`` against the budget."""
+        """Run the instrument, timing one evaluation in up to SAMPLE against the budget."""
         stats = self.stats
         if stats.fired < stats.next_timed:
             self.instrument.fire(g, ns)
@@ -284,12 +282,10 @@ class Gate:
             elapsed = max(0.0, min(wall, cpu) - (_gc_time[0] - gc_before))
             fired = stats.fired + 1
             # How many evaluations go untimed before the next timed one.
-            untimed = 0
-            if self.sample > 1:
-                cost = max(elapsed, stats.last_elapsed if stats.timed_fired else 0.0)
-                untimed = self.sample - 1
-                if cost * untimed > UNTIMED_SECONDS:
-                    untimed = int(UNTIMED_SECONDS / cost)
+            cost = max(elapsed, stats.last_elapsed if stats.timed_fired else 0.0)
+            untimed = SAMPLE - 1
+            if cost * untimed > UNTIMED_SECONDS:
+                untimed = int(UNTIMED_SECONDS / cost)
             stats.next_timed = fired + untimed
             # The evaluations since the last timed one took about as long each (the
             # smaller of the last two timings, so that one evaluation the thread was

@@ -294,6 +294,10 @@ _PLAIN_REPR: dict[type, Any] = {
 }
 
 
+# Exact types whose str() holds nothing to redact (the common values of a log line).
+_SCALARS = frozenset({int, float, bool, type(None), complex})
+
+
 def _container_kind(value: Any) -> type | None:
     """Return the builtin container type whose repr value uses, or None."""
     for base, rep in _PLAIN_REPR.items():
@@ -385,8 +389,13 @@ def render(value: Any, limit: int = 2000) -> str:
     written, so a huge value costs no more than its first limit characters; a container
     holding itself shows ``[...]`` as str() does.
     """
-    if type(value) is str:
+    kind = type(value)
+    if kind is str:
         return _cut(value, limit)
+    if kind in _SCALARS:
+        return _cut(str(value), limit)
+    if kind is bytes:  # never the text of huge bytes, to keep its first characters
+        return _cut(str(value[: limit + 1]), limit)
     if value is REDACTED:
         return _cut("<redacted>", limit)
     if _container_kind(value) is None:

@@ -136,3 +136,75 @@ def test_fork_while_connecting_never_hangs_the_child(redis_url: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "stuck 0"
+
+
+LATE_HANDLER = """
+import os, threading, time, warnings
+from diagnose import _fork
+warnings.simplefilter("ignore", DeprecationWarning)
+# A module imported after diagnose that holds a lock across fork() and reinitialises it in
+# the child, as logging does: its at-fork handler runs after diagnose's.
+lock = threading.Lock()
+os.register_at_fork(
+    before=lock.acquire, after_in_parent=lock.release, after_in_child=lock._at_fork_reinit
+)
+took = []
+
+@_fork.after_fork_in_child(_fork.SERVICES)
+def service():
+    # What a service's thread does first: take a lock some library reinitialises at fork.
+    thread = threading.Thread(target=lambda: took.append(lock.acquire(timeout=3)))
+    thread.start()
+    thread.join()
+
+pid = os.fork()
+if pid == 0:
+    deadline = time.monotonic() + 10
+    while not took and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os._exit(0 if took == [True] else 1)
+print("child exit", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_services_start_in_the_child_once_fork_has_returned() -> None:
+    """The child's services (its subscriber's threads) start after every at-fork handler has
+    run, those of modules imported later too: before, a thread they started could take a
+    lock such a handler had yet to reinitialise (logging's) and wait on it for ever."""
+    result = subprocess.run(
+        [sys.executable, "-c", LATE_HANDLER], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "child exit 0", result.stderr
+
+
+CHILD_STARTS_ITS_OWN = """
+import os, sys, time, warnings
+import diagnose_redis
+from diagnose_redis import _process
+warnings.simplefilter("ignore", DeprecationWarning)
+diagnose_redis.start(sys.argv[1], prefix=sys.argv[2])
+pid = os.fork()
+if pid == 0:
+    # A post_fork hook that starts the subscriber itself, before the restart has run.
+    own = diagnose_redis.start(sys.argv[1], prefix=sys.argv[2])
+    deadline = time.monotonic() + 10
+    while _process._parent is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ok = _process._parent is None and diagnose_redis.start() is own and own.running
+    diagnose_redis.stop()
+    os._exit(0 if ok else 1)
+print("child exit", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+diagnose_redis.stop()
+"""
+
+
+def test_a_child_that_starts_its_own_subscriber_runs_that_one(redis_url: str, prefix: str) -> None:
+    """A child whose code calls start() before the restart after fork runs keeps that
+    subscriber: the restart does not start a second one."""
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD_STARTS_ITS_OWN, redis_url, prefix],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "child exit 0", result.stderr

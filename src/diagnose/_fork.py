@@ -6,18 +6,34 @@ must reset here, with a stage, instead of calling ``os.register_at_fork`` itself
 order is fixed and readable in one place:
 
 1. ``LOCKS``: fresh locks (probes, statsd, the managers);
-2. ``STATE``: state that reads those locks (the managers' process ids and threads);
-3. ``SERVICES``: services built on top (the Redis subscriber restarts in the child).
+2. ``STATE``: state that reads those locks (the managers' process ids);
+3. ``SERVICES``: what runs in threads of its own (the Redis subscriber, a manager's
+   background applier), started again in the child.
+
+The first two stages run inside ``fork()``, before any code of the child's. SERVICES
+must not: Python runs the at-fork handlers in the order they were registered, and the
+handlers of modules imported after this one (logging's, which reinitialises the lock it
+took before the fork; a metrics client's) run after ours. A thread started by ours could
+take such a lock before it is reinitialised, and then wait on it for ever: the child's
+subscriber hung this way in ``logging.getLogger``. So SERVICES run in a thread of their
+own once ``fork()`` has returned in the child, that is once the frame that called it has
+moved on (or after FORK_RETURN_TIMEOUT, for a fork with no Python caller).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable, Iterable
 
-__all__ = ("LOCKS", "SERVICES", "STATE", "after_fork_in_child")
+__all__ = ("FORK_RETURN_TIMEOUT", "LOCKS", "SERVICES", "STATE", "after_fork_in_child")
 
 LOCKS, STATE, SERVICES = 0, 1, 2
+#: How long the SERVICES stage waits for fork() to return in the child, at most.
+FORK_RETURN_TIMEOUT = 2.0
 _handlers: list[tuple[int, int, Callable[[], None]]] = []
 
 
@@ -33,12 +49,38 @@ def after_fork_in_child(stage: int) -> Callable[[Callable[[], None]], Callable[[
     return register
 
 
-def _run_in_child() -> None:
-    for _stage, _order, func in list(_handlers):
+def _run(handlers: Iterable[Callable[[], None]]) -> None:
+    for func in handlers:
         try:
             func()
         except Exception:  # a handler's failure must not stop the others, nor the child
             pass
+
+
+def _services_once_forked(caller: types.FrameType | None, at: int) -> None:
+    """Wait until the frame that called fork() has moved on, then run SERVICES."""
+    deadline = time.monotonic() + FORK_RETURN_TIMEOUT
+    while caller is not None and caller.f_lasti == at and time.monotonic() < deadline:
+        time.sleep(0.001)
+    del caller
+    _run([func for stage, _order, func in list(_handlers) if stage == SERVICES])
+
+
+def _run_in_child() -> None:
+    handlers = list(_handlers)
+    _run([func for stage, _order, func in handlers if stage != SERVICES])
+    if not any(stage == SERVICES for stage, _order, _func in handlers):
+        return
+    try:
+        # The handler is called from C inside os.fork(): the frame before its own is
+        # the one that called fork(), stopped on that call until it returns.
+        caller: types.FrameType | None = sys._getframe(1)
+    except ValueError:
+        caller = None
+    at = caller.f_lasti if caller is not None else -1
+    threading.Thread(
+        target=_services_once_forked, args=(caller, at), name="diagnose-after-fork", daemon=True
+    ).start()
 
 
 os.register_at_fork(after_in_child=_run_in_child)

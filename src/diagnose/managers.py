@@ -20,7 +20,7 @@ from . import instruments, probes
 from ._change import spec_key
 from ._expr import POLICIES, Policy, compile_trusted, policy_from_env
 from ._fire import BUDGET_SECONDS
-from ._fork import STATE, after_fork_in_child
+from ._fork import SERVICES, STATE, after_fork_in_child
 from ._hooks import ManagerHooks
 from ._outbox import OUTBOX, Origin
 from ._spec import validate_spec
@@ -97,6 +97,7 @@ class ProbeManager(ManagerHooks):
         self.short_id = hex(id(self))[2:]
         self.period = 60.0
         self.apply_thread: threading.Thread | None = None
+        self._restart_background = False  # in a forked child, until SERVICES restart it
         self._stop_background = threading.Event()
         self._wake = threading.Event()
         # full instrument id -> the probe holding it, and what it was made from
@@ -392,7 +393,7 @@ _managers: weakref.WeakSet[ProbeManager] = weakref.WeakSet()
 @after_fork_in_child(STATE)
 def _after_fork_in_child() -> None:
     # Threads do not survive fork(): a lock one of them held would never be released,
-    # and apply_in_background's thread has to start again in the child.
+    # and apply_in_background's thread has to start again in the child (SERVICES, below).
     parent_id = f"{socket.gethostname()}:{os.getppid()}"
     for mgr in list(_managers):
         if mgr.process_id == parent_id:
@@ -402,7 +403,16 @@ def _after_fork_in_child() -> None:
         mgr._stop_background = threading.Event()
         if mgr.apply_thread is not None:
             mgr.apply_thread = None
-            mgr.apply_in_background(mgr.period)
+            mgr._restart_background = True
+
+
+@after_fork_in_child(SERVICES)
+def _restart_background_in_child() -> None:
+    for mgr in list(_managers):
+        if mgr._restart_background:
+            mgr._restart_background = False
+            if mgr.apply_thread is None:
+                mgr.apply_in_background(mgr.period)
 
 
 def _describe(exc: BaseException) -> str:

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from diagnose._fork import SERVICES, after_fork_in_child
+from diagnose._fork import SERVICES, STATE, after_fork_in_child
 from diagnose._text import one_line
 from diagnose.managers import default_process_id
 
@@ -32,6 +32,8 @@ log = logging.getLogger("diagnose_redis")
 _lock = threading.Lock()
 _current: Subscriber | None = None
 _orphans: list[Subscriber] = []
+# In a forked child, until its own subscriber starts: the parent's.
+_parent: Subscriber | None = None
 
 
 def start(
@@ -101,42 +103,55 @@ class _Failed(Subscriber):
         """Do nothing: it never started."""
 
 
-@after_fork_in_child(SERVICES)
-def _restart_in_child() -> None:
-    """Start the child's own subscriber, under its own id, on the parent's manager."""
-    global _current, _lock
+@after_fork_in_child(STATE)
+def _forget_parent_in_child() -> None:
+    """In fork(): the parent's subscriber is not the child's (its threads are gone)."""
+    global _current, _lock, _parent
     _lock = threading.Lock()
-    parent = _current
+    parent, _current, _parent = _current, None, None
     if parent is None or not parent.running:
-        _current = None
         return
     # Keep the parent's objects alive, untouched: closing their sockets here could shut
     # down the parent's connections.
     _orphans.append(parent)
-    _current = None
+    _parent = parent
     try:
         lock = parent.manager.lock
         if lock.acquire(blocking=False):
             lock.release()
         else:
             parent.manager.lock = threading.RLock()
-        # A configured id is the child's too: its claim finds the parent holding it.
-        process_id = parent.identity.wanted if parent.explicit_id else default_process_id()
-        child = Subscriber(
-            parent.url,
-            process_id=process_id,
-            prefix=parent.prefix,
-            secret=parent.secret,
-            manager=parent.manager,
-            explicit_id=parent.explicit_id,
-            labels=parent.labels,
-        )
-        with parent.manager.lock:
-            rekey_applied(parent.manager, parent.process_id, process_id)
-            child.mirror.owned = set(parent.owned)
-        _current = child.start()
     except Exception as exc:
-        log.debug("diagnose_redis could not restart after fork: %s", exc)
+        log.debug("diagnose_redis could not check its manager's lock after fork: %s", exc)
+
+
+@after_fork_in_child(SERVICES)
+def _restart_in_child() -> None:
+    """Once fork() has returned: start the child's own subscriber, under its own id, on
+    the parent's manager (unless the child started one of its own meanwhile)."""
+    global _current, _parent
+    with _lock:
+        parent, _parent = _parent, None
+        if parent is None or _current is not None:
+            return
+        try:
+            # A configured id is the child's too: its claim finds the parent holding it.
+            process_id = parent.identity.wanted if parent.explicit_id else default_process_id()
+            child = Subscriber(
+                parent.url,
+                process_id=process_id,
+                prefix=parent.prefix,
+                secret=parent.secret,
+                manager=parent.manager,
+                explicit_id=parent.explicit_id,
+                labels=parent.labels,
+            )
+            with parent.manager.lock:
+                rekey_applied(parent.manager, parent.process_id, process_id)
+                child.mirror.owned = set(parent.owned)
+            _current = child.start()
+        except Exception as exc:
+            log.debug("diagnose_redis could not restart after fork: %s", exc)
 
 
 def _forked_in_parent() -> None:

@@ -99,6 +99,11 @@ def child(url: str, first: int, count: int) -> None:
     """Run count subscribers in this process until stdin closes."""
     from diagnose_redis import Subscriber
 
+    # In a fleet, Redis has a host of its own. Here its one thread shares 2 cores with 20
+    # processes of 200 threads, and the scheduler's fair share per thread would starve it
+    # (replies late by seconds, timeouts, reconnections): the subscribers yield to it.
+    os.nice(10)
+
     subscribers = []
     for n in range(first, first + count):
         process_id = f"sub-{n:05d}"
@@ -366,7 +371,8 @@ def main() -> None:
             f"(load average at start: {load}); "
             "subscribers apply through a manager that validates and records specs without "
             "patching, each distinct spec once per interpreter (the real apply cost: "
-            "bench/fleet_latency.py)",
+            "bench/fleet_latency.py); they run at nice 10, so that Redis is not starved as "
+            "it would not be on a host of its own",
             flush=True,
         )
         if args.subscribers:

@@ -11,7 +11,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import click
-from rich.console import Console
 
 from diagnose._time import to_utc, utcnow
 
@@ -22,7 +21,6 @@ __all__ = (
     "Column",
     "ago",
     "emit_json",
-    "err_console",
     "format_duration",
     "format_time",
     "print_table",
@@ -30,7 +28,6 @@ __all__ = (
     "to_jsonable",
 )
 
-err_console = Console(stderr=True)
 
 DEFAULT_WIDTH = 80
 

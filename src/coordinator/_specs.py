@@ -7,8 +7,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from diagnose import SpecError, validate_spec
 from diagnose._time import utcnow
 from diagnose_redis import SpecIdError
@@ -152,6 +150,8 @@ def _load_document(path: Path) -> object:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise BadInput(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}")
+    import yaml  # only for spec files: a few hundredths of a second of every command's start
+
     try:
         # YAML 1.1 is a superset of the JSON people write, so one parser reads both.
         return yaml.safe_load(text)

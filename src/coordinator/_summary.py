@@ -70,10 +70,15 @@ def census(store: Any, spec_id: str | None = None) -> dict[str, Any]:
     removed: set[str] = set()
     for process in sorted(set(beats) | set(hashes)):
         fields = hashes.get(process, {})
-        info = _json(fields.get(PROCESS_FIELD)) or {}
-        if info.get("role") == "parent":
-            continue
-        labels = labels_in(process, info)
+        # Its JSON is read only when needed: a pre-fork parent says so (the word is in the
+        # text), and its labels matter only to a spec whose select may choose it.
+        info_raw = fields.get(PROCESS_FIELD)
+        info: dict[str, Any] | None = None
+        if info_raw is not None and _PARENT[isinstance(info_raw, bytes)] in info_raw:
+            info = _json(info_raw) or {}
+            if info.get("role") == "parent":
+                continue
+        labels: dict[str, str] | None = None
         is_late = now - beats.get(process, -math.inf) > LIVE_SECONDS
         if spec_id is None:
             removed.update(
@@ -83,8 +88,15 @@ def census(store: Any, spec_id: str | None = None) -> dict[str, Any]:
             raw = fields.get(sid)
             spec = specs.get(sid)
             if raw is None:
-                if spec is None or not selects(spec.get("select"), labels):
+                if spec is None:
                     continue
+                if spec.get("select"):
+                    if labels is None:
+                        if info is None:
+                            info = _json(info_raw) or {}
+                        labels = labels_in(process, info)
+                    if not selects(spec["select"], labels):
+                        continue
                 state, err = "pending", None
             elif spec is not None and current[sid] and raw.find(applied_marks[sid]) >= 0:
                 # The common case, told without parsing: this version, applied, no error.
@@ -124,6 +136,7 @@ def census(store: Any, spec_id: str | None = None) -> dict[str, Any]:
 
 
 _DECODER = json.JSONDecoder()
+_PARENT = {True: b'"parent"', False: '"parent"'}
 
 
 def _json(raw: Any) -> Any:

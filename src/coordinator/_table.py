@@ -46,19 +46,6 @@ def fit_widths(columns: Sequence[Column], natural: Sequence[int], width: int | N
         shrinkable = [i for i, w in enumerate(widths) if w > floors[i]]
         if not shrinkable:
             break
-        widest = max(shrinkable, key=lambda i: widths[i])
-        widths[widest] -= 1
-        excess -= 1
-    return widths
-    excess = sum(widths) + len(GAP) * (len(widths) - 1) - width
-    floors = [
-        min(n, max(cell_len(c.header), MIN_CUT_WIDTH)) if c.cut else n
-        for c, n in zip(columns, natural, strict=True)
-    ]
-    while excess > 0:
-        shrinkable = [i for i, w in enumerate(widths) if w > floors[i]]
-        if not shrinkable:
-            break
         widest = max(widths[i] for i in shrinkable)
         tied = [i for i in shrinkable if widths[i] == widest]
         others = [widths[i] for i in shrinkable if widths[i] < widest]

@@ -8,10 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from ._fleet import ProcessResult, report_state, result_of, same_time
-from ._output import err_console
 
 __all__ = ("ProcessResult", "poll_results", "report_state", "same_time", "wait_for_spec")
 
@@ -56,6 +53,11 @@ def wait_for_spec(
     pause = threading.Event()
     processes = list(processes)
     checked = time.monotonic()
+    # rich is imported here, not for every command: it is a tenth of a second of start-up.
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    err_console = Console(stderr=True)
     progress = Progress(
         TextColumn("waiting for {task.fields[spec]}"),
         BarColumn(),

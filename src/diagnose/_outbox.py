@@ -128,7 +128,8 @@ class Outbox:
         self.stdout = "stdout" in targets
         #: whether spec output goes to the output stream (DIAGNOSE_OUTPUT)
         self.stream = "redis" in targets
-        #: called (with no argument) when the outbox holds a batch worth sending
+        #: called (with no argument) when the outbox gets its first entry (the sender may
+        #: sleep while it is empty) and when it holds a batch worth sending
         self.on_batch: Any = None
         self.batch = 100
 
@@ -162,7 +163,7 @@ class Outbox:
             return
         entries.append(Entry(origin.spec, origin.type, name, value, tags, time.time()))
         self._bytes_in += len(value)
-        if held + 1 == self.batch:
+        if held == 0 or held + 1 == self.batch:
             callback = self.on_batch
             if callback is not None:
                 callback()

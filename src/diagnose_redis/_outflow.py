@@ -1,9 +1,11 @@
 """The outflow: send what the instruments of specs emitted to the fleet's output stream.
 
 The instruments append to the process's outbox (``diagnose._outbox``) and never wait; this
-thread takes the entries in batches, every INTERVAL seconds or as soon as BATCH entries are
-waiting, and adds them to ``P:output`` with one pipelined round trip per batch (``XADD
-MAXLEN ~``, so the stream stays near its cap without costing Redis a trim per entry).
+thread takes the entries in batches, INTERVAL seconds after the first one arrived or as soon
+as BATCH entries are waiting, and adds them to ``P:output`` with one pipelined round trip
+per batch (``XADD MAXLEN ~``, so the stream stays near its cap without costing Redis a trim
+per entry). With nothing to send it sleeps until the outbox's first entry wakes it: a
+thousand idle subscribers on a host must not each wake ten times a second.
 
 With Redis down, the batch taken is kept and retried with backoff while the outbox fills
 up to its bound; past it, the outbox drops and counts per spec. Nothing here ever blocks an
@@ -26,13 +28,15 @@ from diagnose._outbox import OUTBOX, Entry, Outbox
 
 from ._wire import Keys, encode_output, output_maxlen
 
-__all__ = ("BATCH", "INTERVAL", "Outflow")
+__all__ = ("BATCH", "IDLE", "INTERVAL", "Outflow")
 
 log = logging.getLogger("diagnose_redis")
 
 #: Seconds between sends, at most, and entries that trigger a send at once.
 INTERVAL = 0.1
 BATCH = 100
+#: Seconds an idle outflow sleeps at most (the outbox's first entry wakes it sooner).
+IDLE = 30.0
 #: Entries sent in one round trip at most.
 MAX_BATCH = 1000
 
@@ -106,8 +110,13 @@ class Outflow:
             if failures and not stopping:
                 self._stopping.wait(self._backoff.compute(failures))
             elif not stopping:
-                self._wake.wait(self.interval)
-                self._wake.clear()
+                if not self._pending and not len(self.outbox):
+                    self._wake.wait(IDLE)  # until the first entry (or stop)
+                    self._wake.clear()
+                # Gather for up to interval; a full batch (or stop) sends at once.
+                if not self._stopping.is_set():
+                    self._wake.wait(self.interval)
+                    self._wake.clear()
             try:
                 self.flush()
                 failures = 0

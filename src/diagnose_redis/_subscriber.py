@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import queue
+import random
 import threading
 import time
 from collections import Counter
@@ -56,8 +57,11 @@ log = logging.getLogger("diagnose_redis")
 log.addHandler(logging.NullHandler())
 
 RESYNC_SECONDS = 30.0
-HEALTH_SECONDS = 2.0
-READ_TIMEOUT = 1.0
+# A connection silent this long is pinged; one silent three times as long is given up.
+HEALTH_SECONDS = 5.0
+# The listener sleeps until the next thing due (a status write, a ping, a resync), at most
+# this long: a thousand idle subscribers on one host must not wake many times a second.
+READ_TIMEOUT = 5.0
 # How long the status write waits after an apply: a burst of publishes is written once,
 # and the fleet's other processes get to apply first (they all write at once otherwise).
 WRITE_DELAY = 0.05
@@ -347,10 +351,19 @@ class Subscriber:
         self.reporter.start()
         last_rx = last_resync = time.monotonic()
         pinged = 0.0
+        # Spread over 0.75 to 1.25 times RESYNC_SECONDS: a fleet started at once (a deploy)
+        # must not resync at once every period.
+        period = RESYNC_SECONDS * random.uniform(0.75, 1.25)
+        resync_after = 0.0
         while not self.stopped.is_set():
-            timeout = READ_TIMEOUT
+            due = min(
+                last_resync + period,
+                max(last_rx, pinged) + HEALTH_SECONDS,
+                last_rx + 3 * HEALTH_SECONDS,
+            )
             if self._write_due is not None:
-                timeout = max(0.0, min(timeout, self._write_due - time.monotonic()))
+                due = min(due, self._write_due)
+            timeout = max(0.0, min(READ_TIMEOUT, due - time.monotonic()))
             message = pubsub.get_message(timeout=timeout)
             now = time.monotonic()
             if self._write_due is not None and now >= self._write_due:
@@ -367,15 +380,26 @@ class Subscriber:
                         break
                 if work:
                     self._deliver(work)
-            elif now - last_rx > 3 * HEALTH_SECONDS:
+            elif now - last_rx >= 3 * HEALTH_SECONDS:
                 raise ConnectionError("no answer to health checks")
-            elif now - last_rx > HEALTH_SECONDS and now - pinged > HEALTH_SECONDS:
+            elif now - last_rx >= HEALTH_SECONDS and now - pinged >= HEALTH_SECONDS:
                 pubsub.ping()
                 pinged = now
             if self.claim.lost:
                 raise ClaimLost()
-            if self._resync_due or now - last_resync > RESYNC_SECONDS:
-                self._deliver([self._resync()])
+            if (self._resync_due and now >= resync_after) or now - last_resync >= period:
+                try:
+                    # The periodic check is one GET while the version is the one seen (and
+                    # expired spec keys announce themselves); all is read when needed.
+                    if self._resync_due or self._expired_channel is None or self._version_moved():
+                        self._deliver([self._resync()])
+                except redis.TimeoutError as exc:
+                    # Redis is slow, not gone: the subscription stands. Try again shortly,
+                    # without the reconnection (subscribe, claim, whole status) that would
+                    # add to its load; a fleet doing that at once never recovers.
+                    log.debug("resync timed out (%s); retrying", exc)
+                    self._resync_due = True
+                    resync_after = time.monotonic() + HEALTH_SECONDS
                 last_resync = time.monotonic()
 
     def _on_message(
@@ -428,6 +452,10 @@ class Subscriber:
         current = int(self.client.get(self.keys.version) or 0)
         if current < seen:
             self._resync_due = True
+
+    def _version_moved(self) -> bool:
+        """Tell whether the store's version is not the one this subscriber last saw."""
+        return int(self.client.get(self.keys.version) or 0) != self._seen
 
     def _resync(self) -> Snapshot:
         self._resync_due = False

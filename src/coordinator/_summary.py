@@ -50,14 +50,21 @@ def census(store: Any, spec_id: str | None = None) -> dict[str, Any]:
         _text(pid): float(score)
         for pid, score in store.client.zrange(keys.processes, 0, -1, withscores=True)
     }
-    hashes: dict[str, dict[str, Any]] = {}
+    # Field names stay bytes, as read: 10,000 hashes of a few fields each are not decoded.
+    process_b = PROCESS_FIELD.encode()
+    ids_b = {sid: sid.encode() for sid in ids}
+    hashes: dict[str, dict[bytes, Any]] = {}
     if spec_id is None:
         for key, whole in zip(status_keys, read_hashes(store.client, status_keys), strict=True):
-            hashes[key[len(keys.status_prefix) :]] = {_text(f): v for f, v in whole.items()}
+            hashes[key[len(keys.status_prefix) :]] = whole
     else:
         rows = read_fields(store.client, status_keys, [PROCESS_FIELD, spec_id])
         for key, (process_raw, spec_raw) in zip(status_keys, rows, strict=True):
-            hashes[key[len(keys.status_prefix) :]] = {PROCESS_FIELD: process_raw, spec_id: spec_raw}
+            hashes[key[len(keys.status_prefix) :]] = {
+                process_b: process_raw,
+                ids_b[spec_id]: spec_raw,
+            }
+    known_b = {sid.encode() for sid in specs} | {process_b}
     current = {sid: _iso(specs[sid].get("lastmodified")) for sid in ids if sid in specs}
     # What encode_status_field writes for this version with no error.
     applied_marks = {
@@ -72,7 +79,7 @@ def census(store: Any, spec_id: str | None = None) -> dict[str, Any]:
         fields = hashes.get(process, {})
         # Its JSON is read only when needed: a pre-fork parent says so (the word is in the
         # text), and its labels matter only to a spec whose select may choose it.
-        info_raw = fields.get(PROCESS_FIELD)
+        info_raw = fields.get(process_b)
         info: dict[str, Any] | None = None
         if info_raw is not None and _PARENT[isinstance(info_raw, bytes)] in info_raw:
             info = _json(info_raw) or {}
@@ -81,11 +88,9 @@ def census(store: Any, spec_id: str | None = None) -> dict[str, Any]:
         labels: dict[str, str] | None = None
         is_late = now - beats.get(process, -math.inf) > LIVE_SECONDS
         if spec_id is None:
-            removed.update(
-                f for f, v in fields.items() if v and f != PROCESS_FIELD and f not in specs
-            )
+            removed.update(_text(f) for f, v in fields.items() if v and f not in known_b)
         for sid in ids:
-            raw = fields.get(sid)
+            raw = fields.get(ids_b[sid])
             spec = specs.get(sid)
             if raw is None:
                 if spec is None:

@@ -18,13 +18,12 @@ how to fire is written once, here, in this order:
    instrument whose evaluations take over BUDGET_SECONDS within one second is disabled
    (``BudgetExceeded``) until its spec changes. Timing every call
    would cost two clock reads per call, so a gate times (in CPU time of its thread, so
-   that preemption on a busy machine is not charged) one evaluation in up to SAMPLE:
-   as many as take about UNTIMED_SECONDS at the cost the last timings found (every one
-   for slow expressions), and
-   charges it for the calls since the last timed one, spread over the time they took;
-   time the garbage
-   collector took meanwhile is not charged, and one slow timing (the thread preempted)
-   stands for itself only;
+   that preemption on a busy machine is not charged) one evaluation in up to SAMPLE,
+   fewer when evaluations are slow (untimed ones take about UNTIMED_SECONDS between two
+   timings, at the cost the last timings found), and charges it for the calls since the
+   last timed one, spread over the time they took; time the garbage collector took
+   meanwhile is not charged, and one slow timing (the thread preempted) stands for
+   itself only;
 5. errors: any exception stops the instrument (``handle_error``) and never reaches
    the target's caller.
 

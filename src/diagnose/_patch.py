@@ -86,7 +86,7 @@ def _hook(patch: Patch, site: int | None) -> Any:
     It is a constant of that code, so it holds its patch weakly (see the module
     docstring). It runs on every pass of the target, so it does the least it can: the
     wrapper already checked expiry, and the common gate (see ``Site``) fires inline, with
-    the gate's own steps (``Gate._evaluate``) for the one evaluation in SAMPLE it times.
+    the gate's own steps (``Gate._evaluate``) for the evaluations it times.
     """
     ref = weakref.ref(patch)
 

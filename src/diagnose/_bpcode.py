@@ -149,25 +149,8 @@ def _layer_code(original: types.CodeType, layer: _Layer) -> types.CodeType:
     body.append("        " + " = ".join(plumbing) + " = None")
     body.append("        del " + ", ".join(plumbing))
 
-    is_async = kind in (_inject.Kind.COROUTINE, _inject.Kind.ASYNC_GENERATOR)
-    prefix = "async def" if is_async else "def"
-    lines = ["def __diagnose_factory__():"]
-    if original.co_freevars:
-        lines.append("    " + " = ".join(original.co_freevars) + " = None")
-    lines.append(f"    {prefix} __dgn_breakpoint__({params}):")
-    lines += ["        " + line for line in body]
-    lines.append("    return __dgn_breakpoint__")
-    code = _inject._compile_wrapper("\n".join(lines), original.co_filename)
-    if code.co_freevars != original.co_freevars:
-        raise ValueError(f"free variables differ: {code.co_freevars} != {original.co_freevars}")
-    consts = tuple(layer if isinstance(c, str) and c == _LAYER else c for c in code.co_consts)
-    return code.replace(
-        co_consts=consts,
-        co_flags=code.co_flags | (original.co_flags & _inject._CO_ITERABLE_COROUTINE),
-        co_name=original.co_name,
-        co_qualname=original.co_qualname,
-        co_firstlineno=original.co_firstlineno,
-    )
+    code = _inject.compile_like(original, params, body, {_LAYER: layer}, original.co_filename)
+    return code.replace(co_firstlineno=original.co_firstlineno)
 
 
 # The signatures breakpoints put on functions whose layer takes (*args, **kwargs), so

@@ -23,6 +23,7 @@ __all__ = (
     "Sections",
     "Signature",
     "build_wrapper_code",
+    "compile_like",
     "copy_function",
     "code_lines",
     "kind_of",
@@ -232,26 +233,39 @@ def build_wrapper_code(
     if kind != Kind.ASYNC_GENERATOR:
         body.append("return _dgn_r")
 
+    code = compile_like(target, sig.params, body, placeholders, f"<diagnose {kind_of_wrapper}>")
+    return code.replace(co_filename=f"<{kind_of_wrapper} {label or target.co_qualname}>")
+
+
+def compile_like(
+    target: types.CodeType,
+    params: str,
+    body: list[str],
+    placeholders: dict[str, Any],
+    filename: str,
+) -> types.CodeType:
+    """Compile body as the code of a function of target's kind, with parameters params
+    and target's free variables, named as target; each string constant of placeholders
+    becomes its object (a LOAD_CONST, no local to set on each call)."""
+    kind = kind_of(target)
     prefix = "async def" if kind in (Kind.COROUTINE, Kind.ASYNC_GENERATOR) else "def"
     lines = ["def __diagnose_factory__():"]
     if target.co_freevars:
         lines.append("    " + " = ".join(target.co_freevars) + " = None")
-    lines.append(f"    {prefix} __dgn_wrapper__({sig.params}):")
+    lines.append(f"    {prefix} __dgn_wrapper__({params}):")
     lines += ["        " + line for line in body]
     lines.append("    return __dgn_wrapper__")
-    code = _compile_wrapper("\n".join(lines), f"<diagnose {kind_of_wrapper}>")
+    code = _compile_wrapper("\n".join(lines), filename)
     if code.co_freevars != target.co_freevars:
         raise ValueError(f"free variables differ: {code.co_freevars} != {target.co_freevars}")
     consts = tuple(
         placeholders[c] if isinstance(c, str) and c in placeholders else c for c in code.co_consts
     )
-    flags = code.co_flags | (target.co_flags & _CO_ITERABLE_COROUTINE)
     return code.replace(
         co_consts=consts,
-        co_flags=flags,
+        co_flags=code.co_flags | (target.co_flags & _CO_ITERABLE_COROUTINE),
         co_name=target.co_name,
         co_qualname=target.co_qualname,
-        co_filename=f"<{kind_of_wrapper} {label or target.co_qualname}>",
     )
 
 

@@ -245,10 +245,10 @@ class Plan:
         )
         timed = bool(call_timed or return_timed)
         before = s.before
+        # Every event that can read start (or end, elapsed) is timed, so _dgn_t0 is set
+        # whenever a line reads it.
         if timed or self.deadline is not None:
             before.append(f"_dgn_t0 = {_CLOCK}.time()")
-        elif self._reads("start"):
-            before.append("_dgn_t0 = None")
         on = "True"
         if self.deadline is not None:
             on = "_dgn_on"

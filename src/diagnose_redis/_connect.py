@@ -276,31 +276,18 @@ def connect(
     (``socket_keepalive``, ``health_check_interval``, ...).
     """
     import redis
+    from redis.sentinel import Sentinel
 
-    topology = parse_topology(url)
+    from ._slot import SlotConnection, SlotSSLConnection
+
     options = _options(
         decode_responses, socket_timeout, socket_connect_timeout, retry, client_name, extra
     )
-    if topology is not None and topology.kind == "sentinel":
-        from redis.sentinel import Sentinel
-
-        sentinel = Sentinel(
-            list(topology.nodes), sentinel_kwargs=_sentinel_options(topology, options)
-        )
-        data = {**options, **_credentials(topology), **_tls(topology), "db": topology.db}
-        return sentinel.master_for(str(topology.service), **data)
-    if topology is not None:
-        from ._slot import SlotConnection, SlotSSLConnection
-
-        options["retry"] = _cluster_retry(retry)
-
-        kind = SlotSSLConnection if topology.tls else SlotConnection
-        pool_options = _cluster_pool_options(topology, options, prefix)
-        return redis.Redis.from_pool(redis.ConnectionPool(connection_class=kind, **pool_options))
-    try:
-        return redis.Redis.from_url(url, **options)
-    except ValueError as exc:
-        raise _bad_url(url, exc) from None
+    # On a cluster a moved slot costs one reconnection, which this client retries (a
+    # redis.retry.Retry is the sync client's; the asyncio client keeps what it was given).
+    cluster = {**options, "retry": _cluster_retry(retry)}
+    slots = (SlotConnection, SlotSSLConnection)
+    return _client(url, options, cluster, prefix, redis, Sentinel, slots)
 
 
 def connect_async(
@@ -316,28 +303,42 @@ def connect_async(
 ) -> redis.asyncio.Redis:
     """Return an asyncio client for url, as connect() does."""
     import redis.asyncio
+    from redis.asyncio.sentinel import Sentinel
 
-    topology = parse_topology(url)
+    from ._slot import AsyncSlotConnection, AsyncSlotSSLConnection
+
     options = _options(
         decode_responses, socket_timeout, socket_connect_timeout, retry, client_name, extra
     )
-    if topology is not None and topology.kind == "sentinel":
-        from redis.asyncio.sentinel import Sentinel
+    slots = (AsyncSlotConnection, AsyncSlotSSLConnection)
+    return _client(url, options, options, prefix, redis.asyncio, Sentinel, slots)
 
-        sentinel = Sentinel(
+
+def _client(
+    url: str,
+    options: dict[str, Any],
+    cluster_options: dict[str, Any],
+    prefix: str | None,
+    flavour: Any,
+    sentinel_class: Any,
+    slot_classes: tuple[Any, Any],
+) -> Any:
+    """Build a client of flavour (the module redis or redis.asyncio) for url: the one place
+    both kinds are built, so that they cannot drift apart."""
+    topology = parse_topology(url)
+    if topology is not None and topology.kind == "sentinel":
+        sentinel = sentinel_class(
             list(topology.nodes), sentinel_kwargs=_sentinel_options(topology, options)
         )
         data = {**options, **_credentials(topology), **_tls(topology), "db": topology.db}
         return sentinel.master_for(str(topology.service), **data)
     if topology is not None:
-        from ._slot import AsyncSlotConnection, AsyncSlotSSLConnection
-
-        kind = AsyncSlotSSLConnection if topology.tls else AsyncSlotConnection
-        pool_options = _cluster_pool_options(topology, options, prefix)
-        pool = redis.asyncio.ConnectionPool(connection_class=kind, **pool_options)
-        return redis.asyncio.Redis.from_pool(pool)
+        kind = slot_classes[1] if topology.tls else slot_classes[0]
+        pool_options = _cluster_pool_options(topology, cluster_options, prefix)
+        pool = flavour.ConnectionPool(connection_class=kind, **pool_options)
+        return flavour.Redis.from_pool(pool)
     try:
-        return redis.asyncio.Redis.from_url(url, **options)
+        return flavour.Redis.from_url(url, **options)
     except ValueError as exc:
         raise _bad_url(url, exc) from None
 

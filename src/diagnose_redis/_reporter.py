@@ -44,6 +44,7 @@ class StatusReporter:
         claim: IdClaim | None = None,
         on_error: Callable[[Exception], None] | None = None,
         counts: Callable[[], dict[str, dict[str, int]]] | None = None,
+        on_claim_lost: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
         self.keys = keys
@@ -54,6 +55,8 @@ class StatusReporter:
         self.claim = claim
         self.on_error = on_error
         self.counts = counts
+        #: called when a heartbeat finds the id's claim taken (whoever re-settles it)
+        self.on_claim_lost = on_claim_lost
         self._written_counts: dict[str, dict[str, int]] = {}
         self.writes = 0
         self.failures = 0
@@ -235,8 +238,13 @@ class StatusReporter:
             results = pipe.execute()
             if beat:
                 self._last_beat = time.monotonic()
-                if refresh and self.claim is not None:
-                    self.claim.check(results[-refresh:])
+                if (
+                    refresh
+                    and self.claim is not None
+                    and not self.claim.check(results[-refresh:])
+                    and self.on_claim_lost is not None
+                ):
+                    self.on_claim_lost()
         except BaseException:
             with self._lock:
                 self._dirty |= dirty

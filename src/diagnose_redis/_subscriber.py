@@ -112,6 +112,7 @@ class Subscriber:
         self._resync_due = False
         self._write_due: float | None = None
         self._threads: dict[str, threading.Thread] = {}
+        self._pubsub: redis.client.PubSub | None = None
         self.alerts = Alerts(url, process_id)
         # Named (CLIENT SETNAME) once the id is claimed, unless the ACL refuses.
         self.client = _connect.connect(
@@ -144,6 +145,7 @@ class Subscriber:
             claim=self.claim,
             on_error=self._write_failed,
             counts=getattr(self.manager, "counters", None),
+            on_claim_lost=self._claim_lost,
         )
         self._backoff = ExponentialWithJitterBackoff(cap=1.0, base=0.05)
         self.outflow = Outflow(
@@ -252,7 +254,7 @@ class Subscriber:
             pubsub = None
             try:
                 self._settle_id()
-                pubsub = _connect.pubsub(self.client)
+                pubsub = self._pubsub = _connect.pubsub(self.client)
                 self._session(pubsub)
                 failures = 0
             except ClaimLost:
@@ -261,6 +263,8 @@ class Subscriber:
                 failures += 1
                 if self.stopped.is_set():
                     pass
+                elif self.claim.lost:
+                    failures = 0  # cut short by _claim_lost(): settle the id again
                 elif self.identity.connection_name and refused_name(exc):
                     # The ACL may refuse CLIENT SETNAME: go on without a name.
                     log.debug("naming the connection failed (%s); going on without", exc)
@@ -295,6 +299,19 @@ class Subscriber:
                 self.claim.release(self.client)
             except Exception:
                 pass
+
+    def _claim_lost(self) -> None:
+        """The reporter's heartbeat found the id taken: wake the listener, which settles it
+        again, by closing its subscription's connection (as stop() does); it sleeps up to
+        READ_TIMEOUT otherwise."""
+        pubsub = self._pubsub
+        if pubsub is None or threading.current_thread() is self._threads.get("listener"):
+            return  # the listener checks the claim itself after its own writes
+        try:
+            if pubsub.connection is not None:
+                pubsub.connection.disconnect()
+        except Exception as exc:
+            log.debug("could not wake the listener: %s", exc)
 
     def _settle_id(self) -> None:
         """Claim this process's id (keeping the one held), and name the connections."""

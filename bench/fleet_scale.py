@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
+import math
 import os
 import resource
 import statistics
@@ -48,6 +50,9 @@ COORDINATOR = str(Path(sys.executable).parent / "coordinator")
 PREFIX = "scale"
 BIG_PREFIX = "scale10k"
 KNOWN_TYPES = ("log", "hist", "incr", "snapshot", "test")
+# Subscribers started at a time (by one spawner process, which forks their processes).
+SPAWN = 100
+VERBOSE = bool(os.environ.get("FLEET_SCALE_VERBOSE"))
 COMMANDS = (
     ("status --summary", ("status", "--summary")),
     ("status (default)", ("status",)),
@@ -68,6 +73,8 @@ _VALIDATING = threading.Lock()
 def validation_error(spec: dict[str, Any]) -> str | None:
     """Validate a spec once per interpreter; return its error text, or None."""
     key = spec_key(spec)
+    if key in _VALIDATED:  # no lock once validated: 50 threads would queue for it
+        return _VALIDATED[key]
     with _VALIDATING:
         if key not in _VALIDATED:
             try:
@@ -95,14 +102,9 @@ class RecordingManager:
                 applied[self.process_id] = entry
 
 
-def child(url: str, first: int, count: int) -> None:
-    """Run count subscribers in this process until stdin closes."""
+def run_subscribers(url: str, first: int, count: int, stop: int) -> None:
+    """Run count subscribers in this process until the stop pipe closes."""
     from diagnose_redis import Subscriber
-
-    # In a fleet, Redis has a host of its own. Here its one thread shares 2 cores with 20
-    # processes of 200 threads, and the scheduler's fair share per thread would starve it
-    # (replies late by seconds, timeouts, reconnections): the subscribers yield to it.
-    os.nice(10)
 
     subscribers = []
     for n in range(first, first + count):
@@ -115,10 +117,44 @@ def child(url: str, first: int, count: int) -> None:
             labels={"service": f"svc-{n % 10}"},
         )
         subscribers.append(subscriber.start())
-    print("ready", flush=True)
-    sys.stdin.read()
+    os.read(stop, 1)
     for subscriber in subscribers:
         subscriber.stop(timeout=1.0)
+
+
+def spawner(url: str, first: int, count: int, per_process: int) -> None:
+    """Fork the processes that run count subscribers, per_process in each; print their pids,
+    and stop them when stdin closes.
+
+    A fleet runs one subscriber per process, each with an interpreter (and a GIL) of its own;
+    forked from this one once it has imported everything, a process costs about 9 MB of
+    memory of its own, so a thousand of them fit on a development machine.
+    """
+    import diagnose_redis  # noqa: F401  (imported before the fork, shared by the children)
+
+    # In a fleet, Redis has a host of its own. Here its one thread shares 2 cores with
+    # thousands of the subscribers' threads, and the scheduler's fair share per thread would
+    # starve it (replies late by seconds, timeouts, reconnections): the subscribers yield.
+    os.nice(10)
+    gc.collect()
+    gc.freeze()
+    stop, keep = os.pipe()
+    pids = []
+    for start in range(first, first + count, per_process):
+        pid = os.fork()
+        if pid == 0:
+            os.close(keep)
+            try:
+                run_subscribers(url, start, min(per_process, first + count - start), stop)
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    os.close(stop)
+    print("ready", *pids, flush=True)
+    sys.stdin.read()
+    os.close(keep)
+    for pid in pids:
+        os.waitpid(pid, 0)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -144,18 +180,39 @@ def spec(n: int) -> dict[str, Any]:
     }
 
 
-def applied_at(client: redis.Redis, ids: list[str], lastmodified: dt.datetime) -> list[dt.datetime]:
-    """Return the ``at`` of every subscriber that reports this version of the bench spec."""
+def applied_at(
+    client: redis.Redis, ids: list[str], lastmodified: dt.datetime, found: dict[str, dt.datetime]
+) -> None:
+    """Add to found the ``at`` of every subscriber not in it that reports this version of
+    the bench spec. Only the missing are read, and a field is parsed only once it names this
+    version: the bench's own polling must not take the CPU the subscribers need."""
+    pending = [process_id for process_id in ids if process_id not in found]
     pipe = client.pipeline(transaction=False)
-    for process_id in ids:
+    for process_id in pending:
         pipe.hget(f"{PREFIX}:status:{process_id}", "bench")
-    found = []
-    for raw in pipe.execute():
-        if raw:
+    wanted = lastmodified.isoformat().encode()
+    for process_id, raw in zip(pending, pipe.execute(), strict=True):
+        if raw and wanted in raw:
             field = json.loads(raw)
             if field["lm"] == lastmodified.isoformat() and not field["err"]:
-                found.append(dt.datetime.fromisoformat(field["at"]))
-    return found
+                found[process_id] = dt.datetime.fromisoformat(field["at"])
+
+
+def machine_busy() -> tuple[float, float]:
+    """Return the machine's busy and total CPU time so far (clock ticks, all cores)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return sum(values) - idle, sum(values)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """Return the CPU seconds (user + system) these processes have used, threads and all."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 def laggards(client: redis.Redis, ids: list[str]) -> str:
@@ -174,51 +231,101 @@ def laggards(client: redis.Redis, ids: list[str]) -> str:
     return f"version {version}; behind: " + "; ".join(lines[:10])
 
 
-def fleet_phase(
-    server: RedisServer, size: int, per_process: int, rounds: int
-) -> dict[str, float | int]:
+def settle(limit: float = 60.0, quiet: float = 0.3) -> float:
+    """Wait until the machine's cores are less than quiet busy over a second (the fleet's
+    start is over), at most limit seconds; return the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        busy, total = machine_busy()
+        time.sleep(1.0)
+        busy_after, total_after = machine_busy()
+        if (busy_after - busy) / max(1, total_after - total) < quiet:
+            break
+    return time.monotonic() - started
+
+
+def publish_round(
+    client: redis.Redis, store: SpecStore, ids: list[str], n: int
+) -> tuple[list[float], float, int]:
+    """Publish the bench spec once and wait until every subscriber reports it (at most 60 s);
+    return the publish-to-applied times (ms), the share of the machine's cores busy
+    meanwhile, and how many did not report it."""
+    body = spec(n)
+    busy_before, total_before = machine_busy()
+    store.put("bench", body)
+    deadline = time.monotonic() + 60
+    found: dict[str, dt.datetime] = {}
+    missing = 0
+    while True:
+        applied_at(client, ids, body["lastmodified"], found)
+        if len(found) == len(ids):
+            break
+        if time.monotonic() > deadline:
+            missing = len(ids) - len(found)
+            print(f"round {n}: {len(found)} of {len(ids)} reported it within 60 s; "
+                  f"{laggards(client, ids)}", file=sys.stderr, flush=True)  # fmt: skip
+            break
+        time.sleep(0.1)
+    busy, total = machine_busy()
+    this = [(at - body["lastmodified"]).total_seconds() * 1000 for at in found.values()]
+    if this and VERBOSE:
+        slowest = sorted(found, key=found.__getitem__)[-3:]
+        line = f"p50 {percentile(this, 50):.0f} p99 {percentile(this, 99):.0f} max {max(this):.0f}"
+        print(f"round {n}: {line} ms; slowest {slowest}", file=sys.stderr, flush=True)
+    return this, (busy - busy_before) / max(1, total - total_before), missing
+
+
+def fleet_phase(server: RedisServer, size: int, per_process: int, rounds: int) -> dict[str, Any]:
     """Start the subscribers, publish, and measure."""
     client = redis.Redis.from_url(server.url, socket_timeout=60)
     store = SpecStore(client, PREFIX)
     clients_before = int(client.info("clients")["connected_clients"])
     started = time.monotonic()
     children: list[subprocess.Popen[str]] = []
+    pids: list[int] = []
     try:
-        # One OS process at a time, each once the previous one's subscribers all heartbeat:
-        # a thousand connecting at once is a storm of timeouts and retries on 2 cores.
-        for first in range(0, size, per_process):
+        # SPAWN subscribers at a time, each batch once the previous one's all heartbeat: a
+        # thousand connecting at once is a storm of timeouts and retries on 2 cores.
+        for first in range(0, size, SPAWN):
+            count = min(SPAWN, size - first)
             proc = subprocess.Popen(
-                [sys.executable, __file__, "--child", server.url, str(first), str(per_process)],
+                [sys.executable, __file__, "--child", server.url, str(first), str(count),
+                 str(per_process)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
-            )
+            )  # fmt: skip
             children.append(proc)
-            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            assert proc.stdout is not None
+            word, *forked = proc.stdout.readline().split()
+            assert word == "ready"
+            pids += [int(pid) for pid in forked]
             deadline = time.monotonic() + 120
-            while client.zcard(store.keys.processes) < min(size, first + per_process):
+            while client.zcard(store.keys.processes) < first + count:
                 if time.monotonic() > deadline:
                     raise TimeoutError("the subscribers did not all heartbeat")
                 time.sleep(0.1)
         ids = [f"sub-{n:05d}" for n in range(size)]
         startup = time.monotonic() - started
-        time.sleep(2.0)
         connections = int(client.info("clients")["connected_clients"]) - clients_before
+        settled = settle()
+        # The first publish after a start runs code for the first time in every process (and
+        # copies the pages a fork shared): reported apart, as a fleet that has run for a
+        # while does not pay it.
+        first_round, _, first_missing = publish_round(client, store, ids, -1)
         latencies: list[float] = []
-        missing = 0
+        busy_shares: list[float] = []
+        missing = first_missing
+        subscribers_cpu = cpu_seconds(pids)
+        redis_before = redis_cpu(client)
         for n in range(rounds):
-            body = spec(n)
-            store.put("bench", body)
-            deadline = time.monotonic() + 60
-            while len(found := applied_at(client, ids, body["lastmodified"])) < size:
-                if time.monotonic() > deadline:
-                    missing += size - len(found)
-                    print(f"round {n}: {len(found)} of {size} reported it within 60 s; "
-                          f"{laggards(client, ids)}", file=sys.stderr, flush=True)  # fmt: skip
-                    break
-                time.sleep(0.25)
-            latencies += [(at - body["lastmodified"]).total_seconds() * 1000 for at in found]
+            this, busy_share, lost = publish_round(client, store, ids, n)
+            latencies += this
+            busy_shares.append(busy_share)
+            missing += lost
             time.sleep(0.5)
+        subscribers_cpu = cpu_seconds(pids) - subscribers_cpu
+        rounds_redis_cpu = redis_cpu(client) - redis_before
         # Redis CPU: the same window idle, then with one publish a second and nobody polling.
         window = 10
         cpu = redis_cpu(client)
@@ -241,7 +348,7 @@ def fleet_phase(
         client.close()
     return {
         "subscribers": size,
-        "os_processes": len(children),
+        "os_processes": len(pids),
         "startup_s": startup,
         "connections_per_subscriber": connections / size,
         "samples": len(latencies),
@@ -249,8 +356,15 @@ def fleet_phase(
         "p50_ms": statistics.median(latencies),
         "p99_ms": percentile(latencies, 99),
         "max_ms": max(latencies),
+        "deciles_ms": [percentile(latencies, q) for q in range(10, 100, 10)],
         "idle_cpu_ms_per_s": idle / window * 1000,
         "cpu_ms_per_publish": (busy - idle) / window * 1000,
+        "subscriber_cpu_ms": subscribers_cpu / rounds / size * 1000,
+        "busy": statistics.median(busy_shares),
+        "settled_s": settled,
+        "first_p99_ms": percentile(first_round, 99) if first_round else math.nan,
+        "first_max_ms": max(first_round, default=math.nan),
+        "rounds_redis_cpu_ms": rounds_redis_cpu / rounds * 1000,
     }
 
 
@@ -334,17 +448,24 @@ def big_phase(server: RedisServer, processes: int, specs: int) -> dict[str, Any]
     return results
 
 
-def report_fleet(f: dict[str, float | int]) -> None:
+def report_fleet(f: dict[str, Any]) -> None:
     """Print the figures of the fleet phase."""
     print(
         f"{f['subscribers']} subscribers in {f['os_processes']} OS processes "
         f"(up in {f['startup_s']:.1f}s): {f['connections_per_subscriber']:.2f} connections "
         f"per subscriber\n"
         f"publish-to-applied over {f['samples']} applies: p50 {f['p50_ms']:.0f} ms, "
-        f"p99 {f['p99_ms']:.0f} ms, max {f['max_ms']:.0f} ms; "
-        f"{f['missing']} not reported within 60 s\n"
+        f"p99 {f['p99_ms']:.0f} ms, max {f['max_ms']:.0f} ms (deciles "
+        f"{', '.join(f'{v:.0f}' for v in f['deciles_ms'])} ms); "
+        f"{f['missing']} not reported within 60 s; the first publish, after the fleet settled "
+        f"({f['settled_s']:.0f} s), not counted: p99 {f['first_p99_ms']:.0f} ms, max "
+        f"{f['first_max_ms']:.0f} ms\n"
         f"Redis CPU: {f['idle_cpu_ms_per_s']:.0f} ms/s idle (heartbeats, health checks); "
-        f"{f['cpu_ms_per_publish']:.0f} ms per publish (fan-out and status writes)",
+        f"{f['cpu_ms_per_publish']:.0f} ms per publish (fan-out and status writes)\n"
+        f"while measuring (with the bench's polling, idle time included): "
+        f"{f['subscriber_cpu_ms']:.2f} ms of subscriber CPU per subscriber and publish, "
+        f"{f['rounds_redis_cpu_ms']:.0f} ms of Redis CPU per publish; the machine's cores were "
+        f"{f['busy']:.0%} busy from a publish until every subscriber reported it (median)",
         flush=True,
     )
 
@@ -352,17 +473,24 @@ def report_fleet(f: dict[str, float | int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=1000)
-    parser.add_argument("--per-process", type=int, default=50)
+    parser.add_argument(
+        "--per-process",
+        type=int,
+        default=1,
+        choices=range(1, 51),
+        metavar="1-50",
+        help="subscribers per OS process (default 1, as in a fleet)",
+    )
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--processes", type=int, default=10_000)
     parser.add_argument("--specs", type=int, default=5)
     parser.add_argument(
-        "--child", nargs=3, metavar=("URL", "FIRST", "COUNT"), help=argparse.SUPPRESS
+        "--child", nargs=4, metavar=("URL", "FIRST", "COUNT", "PER"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.child:
-        url, first, count = args.child
-        child(url, int(first), int(count))
+        url, first, count, per = args.child
+        spawner(url, int(first), int(count), int(per))
         return
     with RedisServer() as server:
         load = ", ".join(f"{n:.1f}" for n in os.getloadavg())

@@ -18,10 +18,23 @@ from ._time import to_utc
 __all__ = ("spec_changed", "spec_key")
 
 
+# Values that are their own snapshot: most of a spec, returned at once.
+_ATOMS = frozenset({str, int, float, bool, type(None), bytes})
+
+
 def _freeze(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        items = [(_freeze(k), _freeze(v)) for k, v in value.items()]
-        return ("map", frozenset(items) if _hashable(items) else tuple(sorted(items, key=repr)))
+    cls = type(value)
+    if cls in _ATOMS:
+        return value
+    if cls is dict or isinstance(value, Mapping):
+        items = [
+            (k if type(k) in _ATOMS else _freeze(k), v if type(v) in _ATOMS else _freeze(v))
+            for k, v in value.items()
+        ]
+        try:
+            return ("map", frozenset(items))
+        except TypeError:  # an unhashable value (a bytearray): compared in a stable order
+            return ("map", tuple(sorted(items, key=repr)))
     if isinstance(value, list | tuple):
         return ("seq", tuple(_freeze(v) for v in value))
     if isinstance(value, set | frozenset):
@@ -29,14 +42,6 @@ def _freeze(value: Any) -> Any:
     if isinstance(value, _dt.datetime):
         return to_utc(value)
     return value
-
-
-def _hashable(items: list[tuple[Any, Any]]) -> bool:
-    try:
-        hash(tuple(items))
-    except TypeError:
-        return False
-    return True
 
 
 def spec_key(spec: Any) -> Any:
@@ -51,4 +56,15 @@ def spec_changed(a: Any, b: Any) -> bool:
     """Tell whether spec b differs from spec a (None meaning no spec)."""
     if a is None or b is None:
         return a is not b
+    if a is b:
+        return False
+    # The common change, a new version of a spec, shows in lastmodified: no snapshot needed.
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        before, after = a.get("lastmodified"), b.get("lastmodified")
+        if (
+            isinstance(before, _dt.datetime)
+            and isinstance(after, _dt.datetime)
+            and to_utc(before) != to_utc(after)
+        ):
+            return True
     return bool(spec_key(a) != spec_key(b))

@@ -6,11 +6,12 @@ Three daemon threads, so that no Redis trouble ever reaches the host or delays a
   (a resync), then reads events. It resyncs again on every reconnect, when an event's version
   is not the last plus one, on a ``version`` event ahead of what it has, on an ``expired``
   keyspace event for a spec, and every RESYNC_SECONDS. It applies what it read, and writes
-  the status WRITE_DELAY later, itself: a publish wakes no other thread (unless it brings an
-  expiry sooner than the applier's next). But when the applier has work queued or the
-  manager is busy (the host holds its lock, say), it queues the work for the applier and
-  goes back to reading at once, so that the server's output buffer for pub/sub clients
-  never fills behind a slow apply.
+  the status right after, itself: a publish wakes no other thread (unless it brings an
+  expiry sooner than the applier's next), and costs one read and one write. But when the
+  applier has work queued or the manager is busy (the host holds its lock, say), it queues
+  the work for the applier and goes back to reading at once, so that the server's output
+  buffer for pub/sub clients never fills behind a slow apply. Its wait for a message is one
+  poll() (``_reader.py``).
 - the applier (no I/O) applies what was queued for it, detaches expired specs on a local
   timer, and passes on runtime errors of instruments.
 - the reporter (``_reporter.py``) heartbeats, and writes the status when the listener did
@@ -46,6 +47,7 @@ from ._claim import ClaimLost
 from ._identity import Identity, refused_channel, refused_name
 from ._mirror import Mirror, rekey_applied
 from ._outflow import Outflow
+from ._reader import MessageReader
 from ._reporter import StatusReporter
 from ._store import read_specs
 from ._wire import Keys, WireError, decode_event, expired_channel, secret_bytes
@@ -62,9 +64,6 @@ HEALTH_SECONDS = 5.0
 # The listener sleeps until the next thing due (a status write, a ping, a resync), at most
 # this long: a thousand idle subscribers on one host must not wake many times a second.
 READ_TIMEOUT = 5.0
-# How long the status write waits after an apply: a burst of publishes is written once,
-# and the fleet's other processes get to apply first (they all write at once otherwise).
-WRITE_DELAY = 0.05
 DRAIN_LIMIT = 1000
 _SUBSCRIBED = ("subscribe", "ssubscribe")
 
@@ -110,7 +109,8 @@ class Subscriber:
         self._wake_at = math.inf
         self._seen: int | None = None
         self._resync_due = False
-        self._write_due: float | None = None
+        # An apply of the listener's whose status it has not written yet.
+        self._unwritten = False
         self._threads: dict[str, threading.Thread] = {}
         self._pubsub: redis.client.PubSub | None = None
         self.alerts = Alerts(url, process_id)
@@ -283,8 +283,8 @@ class Subscriber:
                         log.debug("diagnose_redis cannot reach Redis: %s", exc)
             finally:
                 self.connected.clear()
-                if self._write_due is not None:
-                    self._write_due = None
+                if self._unwritten:
+                    self._unwritten = False
                     self.reporter.poke()
                 if pubsub is not None:
                     try:
@@ -364,6 +364,7 @@ class Subscriber:
         self.reconnects += 1
         self.connected.set()
         self.alerts.recovered()
+        self._unwritten = False  # the whole hash is written by the reporter
         self.reporter.poke(full=True)
         self.reporter.start()
         last_rx = last_resync = time.monotonic()
@@ -372,27 +373,23 @@ class Subscriber:
         # must not resync at once every period.
         period = RESYNC_SECONDS * random.uniform(0.75, 1.25)
         resync_after = 0.0
+        reader = MessageReader(pubsub)
         while not self.stopped.is_set():
             due = min(
                 last_resync + period,
                 max(last_rx, pinged) + HEALTH_SECONDS,
                 last_rx + 3 * HEALTH_SECONDS,
             )
-            if self._write_due is not None:
-                due = min(due, self._write_due)
             timeout = max(0.0, min(READ_TIMEOUT, due - time.monotonic()))
-            message = pubsub.get_message(timeout=timeout)
+            message = reader.wait(timeout)
             now = time.monotonic()
-            if self._write_due is not None and now >= self._write_due:
-                self._write_due = None
-                self.reporter.flush()
             if message is not None:
                 last_rx = now
                 # Take whatever else has arrived too: a burst is applied once.
                 work: list[Work] = []
                 for _ in range(DRAIN_LIMIT):
                     self._on_message(message, events, expired, work)
-                    message = pubsub.get_message(timeout=0)
+                    message = reader.next()
                     if message is None:
                         break
                 if work:
@@ -418,6 +415,10 @@ class Subscriber:
                     self._resync_due = True
                     resync_after = time.monotonic() + HEALTH_SECONDS
                 last_resync = time.monotonic()
+            if self._unwritten:
+                # A burst read at once was applied once, and is written once.
+                self._unwritten = False
+                self.reporter.flush()
 
     def _on_message(
         self, message: dict[str, Any], events: bytes, expired: bytes, work: list[Work]
@@ -502,9 +503,8 @@ class Subscriber:
                         return
                     finally:
                         lock.release()
-                    if reported and self._write_due is None:
-                        # Written by this thread when the time comes (see _session).
-                        self._write_due = time.monotonic() + WRITE_DELAY
+                    if reported:
+                        self._unwritten = True  # written by this thread (see _session)
                     if self.mirror.soonest_expiry() < self._wake_at:
                         self._inbox.put(Signal.WAKE)
                     return

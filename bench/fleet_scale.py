@@ -265,7 +265,7 @@ def publish_round(
             print(f"round {n}: {len(found)} of {len(ids)} reported it within 60 s; "
                   f"{laggards(client, ids)}", file=sys.stderr, flush=True)  # fmt: skip
             break
-        time.sleep(0.1)
+        time.sleep(0.2)
     busy, total = machine_busy()
     this = [(at - body["lastmodified"]).total_seconds() * 1000 for at in found.values()]
     if this and VERBOSE:

@@ -92,12 +92,22 @@ class _Failed(Subscriber):
         self.url = url
         self.process_id = process_id
         self.pid = os.getpid()
-        self.error = one_line(error)
+        self._failure = one_line(error)
         self.stopped = threading.Event()
         self.stopped.set()
         self.connected = threading.Event()
         self.prefix = ""
         self.mirror = Mirror(None, process_id)
+
+    @property
+    def error(self) -> str | None:
+        """Why it could not start."""
+        return self._failure
+
+    @property
+    def errors(self) -> int:
+        """None while applying: it never applied."""
+        return 0
 
     def stop(self, timeout: float = 3.0) -> None:
         """Do nothing: it never started."""

@@ -42,7 +42,7 @@ class MessageReader:
         connection = self.pubsub.connection
         sock = getattr(connection, "_sock", None) if self._direct else None
         # hiredis' reader tells whether it holds a whole reply; the socket whether more came.
-        reader = getattr(getattr(connection, "_parser", None), "_reader", None)
+        reader: Any = getattr(getattr(connection, "_parser", None), "_reader", None)
         if sock is None or sock is not self._sock or not hasattr(reader, "has_data"):
             message = self.pubsub.get_message(timeout=0)
             self._buffered = message is not None

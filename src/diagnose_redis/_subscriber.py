@@ -12,8 +12,8 @@ Three daemon threads, so that no Redis trouble ever reaches the host or delays a
   the work for the applier and goes back to reading at once, so that the server's output
   buffer for pub/sub clients never fills behind a slow apply. Its wait for a message is one
   poll() (``_reader.py``).
-- the applier (no I/O) applies what was queued for it, detaches expired specs on a local
-  timer, and passes on runtime errors of instruments.
+- the applier (``_applier.py``, no I/O) applies what was queued for it, detaches expired
+  specs on a local timer, and passes on runtime errors of instruments.
 - the reporter (``_reporter.py``) heartbeats, and writes the status when the listener did
   not or could not (after the applier's work, or a failed write).
 
@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import queue
 import random
 import threading
 import time
@@ -38,11 +36,11 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
-from diagnose._text import one_line
 from diagnose._time import utcnow
 
 from . import _connect
 from ._alerts import UNREACHABLE, Alerts, classify
+from ._applier import Applier
 from ._claim import ClaimLost
 from ._identity import Identity, refused_channel, refused_name
 from ._mirror import Mirror, rekey_applied
@@ -51,7 +49,7 @@ from ._reader import MessageReader
 from ._reporter import StatusReporter
 from ._store import read_specs
 from ._wire import Keys, WireError, decode_event, expired_channel, secret_bytes
-from ._work import Backlog, Event, Signal, Snapshot, Work
+from ._work import Event, Snapshot, Work
 
 __all__ = ("Subscriber",)
 
@@ -97,16 +95,10 @@ class Subscriber:
         self.received = 0
         self.resyncs = 0
         self.reconnects = 0
-        self.errors = 0
         self.dropped: Counter[str] = Counter()
-        self.error: str | None = None
         self.connected = threading.Event()
         self.stopped = threading.Event()
         self.labels = dict(labels or {})
-        self._inbox: queue.SimpleQueue[Work | Signal] = queue.SimpleQueue()
-        # Work is applied in the order read: see Backlog.
-        self._backlog = Backlog()
-        self._wake_at = math.inf
         self._seen: int | None = None
         self._resync_due = False
         # An apply of the listener's whose status it has not written yet.
@@ -147,6 +139,7 @@ class Subscriber:
             counts=getattr(self.manager, "counters", None),
             on_claim_lost=self._claim_lost,
         )
+        self.applier = Applier(manager, self.mirror, self.reporter, self.stopped)
         self._backoff = ExponentialWithJitterBackoff(cap=1.0, base=0.05)
         self.outflow = Outflow(
             self.client, self.keys, lambda: self.process_id, on_error=self._write_failed
@@ -158,17 +151,15 @@ class Subscriber:
         """Start the listener, applier and reporter threads."""
         self.manager.process_id = self.process_id
         if hasattr(self.manager, "add_listener"):
-            self.manager.add_listener(self._on_applied_change)
+            self.manager.add_listener(self.applier.on_applied_change)
         self._threads = {
             "listener": threading.Thread(
                 target=self._listen, name="diagnose_redis.listener", daemon=True
             ),
-            "applier": threading.Thread(
-                target=self._apply_loop, name="diagnose_redis.applier", daemon=True
-            ),
         }
         for thread in self._threads.values():
             thread.start()
+        self.applier.start()
         self.outflow.start()
         return self
 
@@ -183,6 +174,16 @@ class Subscriber:
         return self.mirror.version
 
     @property
+    def errors(self) -> int:
+        """How many times applying failed by a fault of ours (not of a spec)."""
+        return self.applier.errors
+
+    @property
+    def error(self) -> str | None:
+        """The last such failure, in one line."""
+        return self.applier.error
+
+    @property
     def running(self) -> bool:
         """Return True until stop() is called."""
         return not self.stopped.is_set()
@@ -192,17 +193,14 @@ class Subscriber:
         if self.stopped.is_set():
             return
         self.stopped.set()
-        self._inbox.put(Signal.STOP)
         deadline = time.monotonic() + timeout
-        applier = self._threads.get("applier")
-        if applier is not None and applier is not threading.current_thread():
-            applier.join(max(0.0, deadline - time.monotonic()))
+        self.applier.stop(max(0.0, deadline - time.monotonic()))
         # What the probes emitted until now is sent before the connections close.
         self.outflow.stop(max(0.1, min(1.0, deadline - time.monotonic())))
         self.reporter.stop(max(0.1, deadline - time.monotonic()))
         try:
             if hasattr(self.manager, "remove_listener"):
-                self.manager.remove_listener(self._on_applied_change)
+                self.manager.remove_listener(self.applier.on_applied_change)
             # _apply() does nothing once stopped is set, so nothing comes back.
             self.mirror.release()
         except Exception as exc:
@@ -490,87 +488,6 @@ class Subscriber:
         return Snapshot(version, specs)
 
     def _deliver(self, work: list[Work]) -> None:
-        """Apply work in this thread when that cannot wait or reorder; else queue it."""
-        backlog = self._backlog
-        if backlog.apply_lock.acquire(blocking=False):
-            try:
-                lock = self.manager.lock
-                if backlog.empty() and lock.acquire(blocking=False):
-                    try:
-                        reported = self._apply(work)
-                    except Exception as exc:
-                        self._failed(exc)
-                        return
-                    finally:
-                        lock.release()
-                    if reported:
-                        self._unwritten = True  # written by this thread (see _session)
-                    if self.mirror.soonest_expiry() < self._wake_at:
-                        self._inbox.put(Signal.WAKE)
-                    return
-            finally:
-                backlog.apply_lock.release()
-        backlog.queue(len(work))
-        for item in work:
-            self._inbox.put(item)
-
-    # --- the applier --------------------------------------------------------------
-
-    def _on_applied_change(self, spec_id: str) -> None:
-        # During our own apply the report follows anyway; otherwise an instrument failed
-        # in some thread of the host, and its error goes to the status.
-        if self.mirror.applying:
-            return
-        if spec_id in self.owned and not self.stopped.is_set():
-            self._inbox.put(Signal.REFRESH)
-
-    def _apply_loop(self) -> None:
-        backlog = self._backlog
-        while True:
-            try:
-                with backlog.apply_lock:
-                    self._wake_at = self.mirror.soonest_expiry()
-                timeout = None
-                if self._wake_at != math.inf:
-                    timeout = min(max(0.0, self._wake_at - time.time()), 3600.0)
-                items: list[Work | Signal] = []
-                try:
-                    items.append(self._inbox.get(timeout=timeout))
-                except queue.Empty:
-                    pass
-                with backlog.apply_lock:
-                    while True:
-                        try:
-                            items.append(self._inbox.get_nowait())
-                        except queue.Empty:
-                            break
-                    if Signal.STOP in items:
-                        return
-                    work = [item for item in items if not isinstance(item, Signal)]
-                    try:
-                        with self.manager.lock:
-                            reported = self._apply(work)
-                    finally:
-                        backlog.finish(len(work))
-                if reported:
-                    self.reporter.poke()
-            except Exception as exc:
-                self._failed(exc)
-                if self.stopped.wait(0.05):
-                    return
-
-    def _failed(self, exc: Exception) -> None:
-        # A bug of ours, not of a spec (the manager reports those): count it, and go on.
-        self.errors += 1
-        self.error = one_line(exc)
-        log.debug("diagnose_redis could not apply", exc_info=True)
-
-    def _apply(self, items: list[Work]) -> bool:
-        """Apply work items and any expiry (hold manager.lock); True if there is a report."""
-        if self.stopped.is_set():
-            return False
-        report = self.mirror.merge(items)
-        if report is None:
-            return False
-        self.reporter.update(report, wake=False)
-        return True
+        """Apply work (see Applier.deliver); what this thread applied, it writes itself."""
+        if self.applier.deliver(work):
+            self._unwritten = True  # written by this thread (see _session)

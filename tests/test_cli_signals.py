@@ -196,3 +196,39 @@ def test_ctrl_c_in_a_terminal_replaces_the_progress_bar_with_the_error_line(
         "\r\x1b[KError: interrupted: p is published and live on 0 of 1 process; "
         "remove it with coordinator remove p\r\n"
     )
+
+
+@pytest.mark.parametrize("second_read", ["answers", "fails"])
+def test_an_interrupt_before_the_wait_still_says_what_it_left(
+    redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch, second_read: str
+) -> None:
+    """Ctrl-C between the publish and the first poll (the fleet may have applied it by then):
+    the state left is read once more and told with counts, or, if that read fails too, the
+    spec is said to be published, with the command that removes it."""
+    import coordinator._commands as commands
+
+    client = redis.Redis.from_url(redis_url)
+    client.zadd(Keys(prefix).processes, {"web-1": time.time()})
+    real = commands.read_fleet
+    calls = []
+
+    def read_fleet(store: object) -> object:
+        calls.append(store)
+        if len(calls) == 1 or second_read == "fails":
+            raise KeyboardInterrupt
+        return real(store)
+
+    monkeypatch.setattr(commands, "read_fleet", read_fleet)
+    result = CliRunner().invoke(
+        cli,
+        ["--redis-url", redis_url, "--prefix", prefix, "publish", "early", "-t", "a.b",
+         "--value", "1", "--wait"],
+    )  # fmt: skip
+    client.close()
+    assert result.exit_code == 130, result.output
+    assert result.stdout == "early\n"
+    if second_read == "answers":
+        expected = "early is published and live on 0 of 1 process; remove it with"
+    else:
+        expected = "early is published; remove it with"
+    assert result.stderr == f"Error: interrupted: {expected} coordinator remove early\n"

@@ -182,8 +182,33 @@ def publish(
         if as_json:
             emit_json(fleet_document(FleetState(version, stored, [], {}, {}), ids, {}))
         return
-    fleet = dataclasses.replace(read_fleet(store), version=version, specs=stored, unverified=[])
+    try:
+        fleet = dataclasses.replace(read_fleet(store), version=version, specs=stored, unverified=[])
+    except KeyboardInterrupt as exc:
+        # Before the wait began: what is left is read once more (the fleet may have
+        # applied it already), or, failing that, said without counts.
+        raise Interrupted.by(exc, _left_before_waiting(store, stored, version, ids)) from None
     wait_and_report(store, fleet, ids, timeout, as_json=as_json, wide=wide)
+
+
+def _left_before_waiting(
+    store: Any, stored: dict[str, dict[str, Any]], version: int, ids: list[str]
+) -> str:
+    """Say what a publish interrupted before its wait leaves: counts if Redis answers."""
+    try:
+        fleet = dataclasses.replace(read_fleet(store), version=version, specs=stored, unverified=[])
+        waited = {spec_id: fleet.chosen(spec_id, fleet.live) for spec_id in ids}
+        everyone = sorted({p for spec_id in ids for p in waited[spec_id]})
+        seen: dict[str, list[ProcessResult]] = {}
+        _poll_once_more(store, fleet, ids, everyone, seen)
+        return _left_after_interrupt(_by_process(seen, everyone), ids, waited)
+    except (KeyboardInterrupt, redis.RedisError):
+        verb = "is" if len(ids) == 1 else "are"
+        them = "it" if len(ids) == 1 else "them"
+        return (
+            f"{', '.join(ids)} {verb} published; remove {them} with coordinator remove "
+            + " ".join(ids)
+        )
 
 
 def wait_and_report(

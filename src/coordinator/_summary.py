@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from diagnose._time import to_utc
-from diagnose_redis._bulk import read_fields, read_hashes
+from diagnose_redis._bulk import CensusRow, census_rows
 from diagnose_redis._labels import labels_in, selects
 from diagnose_redis._store import _glob_escape, _text
 from diagnose_redis._wire import PROCESS_FIELD, decode_status_field
@@ -33,9 +33,10 @@ TOP_ERRORS = 3
 def census(store: Any, spec_id: str | None = None) -> dict[str, Any]:
     """Count, per spec, the processes in each state, and its most frequent errors.
 
-    Read for thousands of processes: every status hash in batches (``_bulk``), and each
-    field's JSON alone when it reports the spec's current lastmodified (the common case);
-    only the others are classified field by field as `status` does. A process counts for a
+    Read for thousands of processes: a short script run by Redis over the status hashes,
+    in batches (``_bulk.census_rows``), tells which fields hold the spec's current version
+    applied without error (the common case), so that only the other fields come back; they
+    are classified field by field as `status` does. A process counts for a
     spec when it reports it or when the spec's select chooses it (then it is pending);
     pre-fork parents are left out; ``late`` counts those whose heartbeat is late.
     """
@@ -50,63 +51,66 @@ def census(store: Any, spec_id: str | None = None) -> dict[str, Any]:
         _text(pid): float(score)
         for pid, score in store.client.zrange(keys.processes, 0, -1, withscores=True)
     }
-    # Field names stay bytes, as read: 10,000 hashes of a few fields each are not decoded.
-    process_b = PROCESS_FIELD.encode()
-    ids_b = {sid: sid.encode() for sid in ids}
-    hashes: dict[str, dict[bytes, Any]] = {}
-    if spec_id is None:
-        for key, whole in zip(status_keys, read_hashes(store.client, status_keys), strict=True):
-            hashes[key[len(keys.status_prefix) :]] = whole
-    else:
-        rows = read_fields(store.client, status_keys, [PROCESS_FIELD, spec_id])
-        for key, (process_raw, spec_raw) in zip(status_keys, rows, strict=True):
-            hashes[key[len(keys.status_prefix) :]] = {
-                process_b: process_raw,
-                ids_b[spec_id]: spec_raw,
-            }
-    known_b = {sid.encode() for sid in specs} | {process_b}
     current = {sid: _iso(specs[sid].get("lastmodified")) for sid in ids if sid in specs}
-    # What encode_status_field writes for this version with no error.
-    applied_marks = {
-        sid: json.dumps({"lm": lm, "err": None})[:-1].encode() for sid, lm in current.items()
+    # What encode_status_field writes for this version with no error: told server-side.
+    marks = [
+        json.dumps({"lm": current[sid], "err": None})[:-1].encode() if current.get(sid) else b""
+        for sid in ids
+    ]
+    every_info = any((specs.get(sid) or {}).get("select") for sid in ids)
+    rows = {
+        key[len(keys.status_prefix) :]: row
+        for key, row in zip(
+            status_keys,
+            census_rows(
+                store.client,
+                status_keys,
+                ids,
+                marks,
+                every_info=every_info,
+                count_extra=spec_id is None,
+            ),
+            strict=True,
+        )
     }
     now = time.time()
     states = {sid: Counter({state: 0 for state in STATES}) for sid in ids}
     errors: dict[str, dict[str, list[str]]] = {sid: {} for sid in ids}
     late = Counter[str]()
-    removed: set[str] = set()
-    for process in sorted(set(beats) | set(hashes)):
-        fields = hashes.get(process, {})
-        # Its JSON is read only when needed: a pre-fork parent says so (the word is in the
-        # text), and its labels matter only to a spec whose select may choose it.
-        info_raw = fields.get(process_b)
+    stray: list[str] = []
+    absent = CensusRow(b"-" * len(ids), None, 0, [])
+    for process in sorted(set(beats) | set(rows)):
+        row = rows.get(process, absent)
+        # Its JSON is read only when needed: a pre-fork parent's (the script returns it),
+        # and, when a spec's select may choose it, every one.
         info: dict[str, Any] | None = None
-        if info_raw is not None and _PARENT[isinstance(info_raw, bytes)] in info_raw:
-            info = _json(info_raw) or {}
+        if row.info is not None and b'"parent"' in row.info:
+            info = _json(row.info) or {}
             if info.get("role") == "parent":
                 continue
         labels: dict[str, str] | None = None
         is_late = now - beats.get(process, -math.inf) > LIVE_SECONDS
-        if spec_id is None:
-            removed.update(_text(f) for f, v in fields.items() if v and f not in known_b)
-        for sid in ids:
-            raw = fields.get(ids_b[sid])
+        if row.extra > 0:
+            stray.append(process)
+        others = iter(row.others)
+        for sid, code in zip(ids, row.codes, strict=True):
             spec = specs.get(sid)
-            if raw is None:
+            if code == _ABSENT:
                 if spec is None:
                     continue
                 if spec.get("select"):
                     if labels is None:
                         if info is None:
-                            info = _json(info_raw) or {}
+                            info = _json(row.info) or {}
                         labels = labels_in(process, info)
                     if not selects(spec["select"], labels):
                         continue
                 state, err = "pending", None
-            elif spec is not None and current[sid] and raw.find(applied_marks[sid]) >= 0:
+            elif code == _APPLIED:
                 # The common case, told without parsing: this version, applied, no error.
                 state, err = "applied", None
             else:
+                raw = next(others)
                 field = _json(raw) or {}
                 err = field.get("err")
                 if spec is None:
@@ -120,6 +124,7 @@ def census(store: Any, spec_id: str | None = None) -> dict[str, Any]:
             late[sid] += is_late
             if err:
                 errors[sid].setdefault(str(err), []).append(process)
+    removed = _removed(store, stray, set(specs))
     summary: dict[str, Any] = {}
     for sid in ids:
         ranked = sorted(errors[sid].items(), key=lambda item: (-len(item[1]), item[0]))
@@ -141,7 +146,18 @@ def census(store: Any, spec_id: str | None = None) -> dict[str, Any]:
 
 
 _DECODER = json.JSONDecoder()
-_PARENT = {True: b'"parent"', False: '"parent"'}
+_ABSENT, _APPLIED = ord("-"), ord("a")
+
+
+def _removed(store: Any, processes: list[str], current: set[str]) -> set[str]:
+    """Name the specs, not current, that these processes' status hashes still report."""
+    if not processes:
+        return set()
+    pipe = store.client.pipeline(transaction=False)
+    for process in processes:
+        pipe.hkeys(store.keys.status(process))
+    names = {_text(name) for fields in pipe.execute() for name in fields}
+    return names - current - {PROCESS_FIELD}
 
 
 def _json(raw: Any) -> Any:

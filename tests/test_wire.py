@@ -153,6 +153,34 @@ def test_status_field_counts() -> None:
     assert _wire.decode_status_field('{"lm": null, "fired": "x"}')["fired"] == 0
 
 
+@pytest.mark.parametrize(
+    ("lastmodified", "error", "counts"),
+    [
+        (LM, None, None),
+        (None, None, {}),
+        (LM.replace(tzinfo=None), 'Name\'Error: "x" is not defined\n\tat é', {"fired": 1}),
+        (LM.astimezone(dt.timezone(dt.timedelta(hours=-5))), "", {"errors": 2.0, "dropped": 7}),
+    ],
+)
+def test_status_field_is_the_json_of_its_fields(
+    lastmodified: dt.datetime | None, error: str | None, counts: dict[str, Any] | None
+) -> None:
+    """The field is written exactly as json.dumps writes its dict (the summary looks for the
+    "lm"/"err" prefix in the raw text), whatever the zone, error text and counts."""
+    import json
+
+    at = LM + dt.timedelta(seconds=1)
+    expected = {
+        "lm": None if lastmodified is None else lastmodified.astimezone(dt.UTC).isoformat()
+        if lastmodified.tzinfo else lastmodified.replace(tzinfo=dt.UTC).isoformat(),
+        "err": error,
+        "at": at.isoformat(),
+        **{name: int((counts or {}).get(name, 0)) for name in ("fired", "dropped", "errors")},
+    }  # fmt: skip
+    text = _wire.encode_status_field(lastmodified, error, at, counts)
+    assert text == json.dumps(expected)
+
+
 def test_expired_channel_names_the_database() -> None:
     """The keyevent channel for expired keys carries the database number."""
     from diagnose_redis import expired_channel

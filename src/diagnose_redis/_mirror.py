@@ -76,10 +76,13 @@ class Mirror:
                 changes[item.spec_id] = item.spec if item.op == "put" else None
         # A spec whose select does not choose this process is, here, no spec at all: one
         # whose select stopped choosing it is removed like a deleted one.
-        labels = {**self.labels, "process": self.process_id}
+        labels = None
         for spec_id, spec in changes.items():
-            if spec is not None and not selects(spec.get("select"), labels):
-                changes[spec_id] = None
+            if spec is not None and spec.get("select"):
+                if labels is None:
+                    labels = {**self.labels, "process": self.process_id}
+                if not selects(spec["select"], labels):
+                    changes[spec_id] = None
         now = time.time()
         manager = self.manager
         removed: list[str] = []

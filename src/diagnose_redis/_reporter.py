@@ -202,19 +202,19 @@ class StatusReporter:
             }
         for gone in self._written_counts.keys() - fields.keys():
             del self._written_counts[gone]
-        fields = {f: self._counted(f, v, counts) for f, v in fields.items()}
         key = self.keys.status(self.process_id)
         # hset(mapping=) below: redis-py types it Mapping[FieldT, EncodableT], whose key type
         # is invariant, so it refuses a dict[str, str] it accepts at run time.
         mapping: dict[str, str]
         try:
             if not beat and dirty <= fields.keys():
-                # The common case, one apply: a single HSET, no pipeline.
-                mapping = {f: fields[f] for f in dirty}
+                # The common case, one apply: a single HSET of what changed, no pipeline.
+                mapping = {f: self._counted(f, fields[f], counts) for f in dirty}
                 mapping[PROCESS_FIELD] = self.process_info()
                 self.client.hset(key, mapping=mapping)  # type: ignore[arg-type]
                 self.writes += 1
                 return
+            fields = {f: self._counted(f, v, counts) for f, v in fields.items()}
             pipe = self.client.pipeline(transaction=full)
             if full:
                 pipe.delete(key)

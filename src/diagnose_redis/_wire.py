@@ -361,10 +361,20 @@ def encode_status_field(
 ) -> str:
     """Encode one status hash field: JSON ``{"lm": ISO, "err": null|text, "at": ISO,
     "fired": N, "dropped": N, "errors": N}``."""
-    field: dict[str, Any] = {"lm": _iso(lastmodified), "err": error, "at": _iso(at)}
-    for name in COUNTS:
-        field[name] = int((counts or {}).get(name, 0))
-    return json.dumps(field)
+    # Written by hand, exactly as json.dumps() writes the dict (the summary finds the
+    # "lm"/"err" prefix in the raw text): every subscriber encodes one at each publish.
+    lm = "null" if lastmodified is None else f'"{to_utc(lastmodified).isoformat()}"'
+    err = "null" if error is None else json.dumps(error)
+    count = counts.get if counts else _no_count
+    return (
+        f'{{"lm": {lm}, "err": {err}, "at": "{to_utc(at).isoformat()}", '
+        f'"fired": {int(count("fired", 0))}, "dropped": {int(count("dropped", 0))}, '
+        f'"errors": {int(count("errors", 0))}}}'
+    )
+
+
+def _no_count(name: str, default: int) -> int:
+    return default
 
 
 def with_counts(raw: str, counts: Mapping[str, int]) -> str:

@@ -9,8 +9,9 @@ a private redis-server, then:
    sharing one interpreter cannot each patch the same function, so they apply through a
    manager that validates and records specs without patching (each distinct spec validated
    once per interpreter; the real per-process apply cost is in ``bench/fleet_latency.py``).
-   Once the machine is quiet again after the start, one publish warms the fleet up (the
-   first runs code for the first time everywhere; reported apart), then ``--rounds``
+   Once every subscriber has run its first periodic resync and the machine is quiet again,
+   ``--warmup`` (3) publishes warm the fleet up (the first run code for the first time
+   everywhere, and copy pages the fork shared; reported apart), then ``--rounds`` (20)
    publishes are measured: p50/p99 publish-to-applied (a subscriber's status ``at`` minus
    the spec's ``lastmodified``), the subscribers' and Redis' CPU per publish, and how busy
    the cores were meanwhile; then the Redis CPU per publish with nobody polling (INFO cpu,
@@ -48,6 +49,7 @@ from coordinator._embedded import RedisServer, binary_version  # noqa: E402
 from diagnose import validate_spec  # noqa: E402
 from diagnose._change import spec_key  # noqa: E402
 from diagnose_redis import SpecStore  # noqa: E402
+from diagnose_redis._subscriber import RESYNC_SECONDS  # noqa: E402
 from diagnose_redis._wire import PROCESS_FIELD, encode_status_field  # noqa: E402
 
 COORDINATOR = str(Path(sys.executable).parent / "coordinator")
@@ -235,15 +237,18 @@ def laggards(client: redis.Redis, ids: list[str]) -> str:
     return f"version {version}; behind: " + "; ".join(lines[:10])
 
 
-def settle(limit: float = 60.0, quiet: float = 0.3) -> float:
-    """Wait until the machine's cores are less than quiet busy over a second (the fleet's
-    start is over), at most limit seconds; return the seconds waited."""
+def settle(since: float, limit: float = 120.0, quiet: float = 0.3) -> float:
+    """Wait until every subscriber has run its first periodic resync (they all started by
+    since, a monotonic time) and the machine's cores are less than quiet busy over a second,
+    at most limit seconds; return the seconds waited."""
     started = time.monotonic()
+    first_resyncs = since + RESYNC_SECONDS * 1.25  # the longest first period (jittered)
     while time.monotonic() - started < limit:
         busy, total = machine_busy()
         time.sleep(1.0)
         busy_after, total_after = machine_busy()
-        if (busy_after - busy) / max(1, total_after - total) < quiet:
+        quiet_now = (busy_after - busy) / max(1, total_after - total) < quiet
+        if quiet_now and time.monotonic() >= first_resyncs:
             break
     return time.monotonic() - started
 
@@ -279,7 +284,9 @@ def publish_round(
     return this, (busy - busy_before) / max(1, total - total_before), missing
 
 
-def fleet_phase(server: RedisServer, size: int, per_process: int, rounds: int) -> dict[str, Any]:
+def fleet_phase(
+    server: RedisServer, size: int, per_process: int, rounds: int, warmup: int
+) -> dict[str, Any]:
     """Start the subscribers, publish, and measure."""
     client = redis.Redis.from_url(server.url, socket_timeout=60)
     store = SpecStore(client, PREFIX)
@@ -312,14 +319,19 @@ def fleet_phase(server: RedisServer, size: int, per_process: int, rounds: int) -
         ids = [f"sub-{n:05d}" for n in range(size)]
         startup = time.monotonic() - started
         connections = int(client.info("clients")["connected_clients"]) - clients_before
-        settled = settle()
-        # The first publish after a start runs code for the first time in every process (and
-        # copies the pages a fork shared): reported apart, as a fleet that has run for a
-        # while does not pay it.
-        first_round, _, first_missing = publish_round(client, store, ids, -1)
+        settled = settle(since=time.monotonic())
+        # The first publishes after a start run code for the first time in every process
+        # (and copy the pages a fork shared): reported apart, as a fleet that has run for a
+        # while does not pay that.
+        warmups: list[float] = []
+        missing = 0
+        for n in range(-warmup, 0):
+            this, _, lost = publish_round(client, store, ids, n)
+            warmups.append(percentile(this, 99) if this else math.nan)
+            missing += lost
+            time.sleep(0.5)
         latencies: list[float] = []
         busy_shares: list[float] = []
-        missing = first_missing
         subscribers_cpu = cpu_seconds(pids)
         redis_before = redis_cpu(client)
         for n in range(rounds):
@@ -332,9 +344,9 @@ def fleet_phase(server: RedisServer, size: int, per_process: int, rounds: int) -
         rounds_redis_cpu = redis_cpu(client) - redis_before
         # Redis CPU: the same window idle, then with one publish a second and nobody polling.
         window = 10
-        cpu = redis_cpu(client)
+        cpu, fleet_cpu = redis_cpu(client), cpu_seconds(pids)
         time.sleep(window)
-        idle = redis_cpu(client) - cpu
+        idle, fleet_idle = redis_cpu(client) - cpu, cpu_seconds(pids) - fleet_cpu
         cpu = redis_cpu(client)
         last = spec(0)
         for n in range(window):
@@ -362,12 +374,12 @@ def fleet_phase(server: RedisServer, size: int, per_process: int, rounds: int) -
         "max_ms": max(latencies),
         "deciles_ms": [percentile(latencies, q) for q in range(10, 100, 10)],
         "idle_cpu_ms_per_s": idle / window * 1000,
+        "subscriber_idle_ms_per_s": fleet_idle / window / size * 1000,
         "cpu_ms_per_publish": (busy - idle) / window * 1000,
         "subscriber_cpu_ms": subscribers_cpu / rounds / size * 1000,
         "busy": statistics.median(busy_shares),
         "settled_s": settled,
-        "first_p99_ms": percentile(first_round, 99) if first_round else math.nan,
-        "first_max_ms": max(first_round, default=math.nan),
+        "warmup_p99_ms": warmups,
         "rounds_redis_cpu_ms": rounds_redis_cpu / rounds * 1000,
     }
 
@@ -461,13 +473,14 @@ def report_fleet(f: dict[str, Any]) -> None:
         f"publish-to-applied over {f['samples']} applies: p50 {f['p50_ms']:.0f} ms, "
         f"p99 {f['p99_ms']:.0f} ms, max {f['max_ms']:.0f} ms (deciles "
         f"{', '.join(f'{v:.0f}' for v in f['deciles_ms'])} ms); "
-        f"{f['missing']} not reported within 60 s; the first publish, after the fleet settled "
-        f"({f['settled_s']:.0f} s), not counted: p99 {f['first_p99_ms']:.0f} ms, max "
-        f"{f['first_max_ms']:.0f} ms\n"
+        f"{f['missing']} not reported within 60 s; not counted: the first "
+        f"{len(f['warmup_p99_ms'])} publishes, once the fleet had settled ({f['settled_s']:.0f} s "
+        f"after its start), p99 {', '.join(f'{v:.0f}' for v in f['warmup_p99_ms'])} ms\n"
         f"Redis CPU: {f['idle_cpu_ms_per_s']:.0f} ms/s idle (heartbeats, health checks); "
         f"{f['cpu_ms_per_publish']:.0f} ms per publish (fan-out and status writes)\n"
         f"while measuring (with the bench's polling, idle time included): "
-        f"{f['subscriber_cpu_ms']:.2f} ms of subscriber CPU per subscriber and publish, "
+        f"{f['subscriber_cpu_ms']:.2f} ms of subscriber CPU per subscriber and publish (idle, a "
+        f"subscriber uses {f['subscriber_idle_ms_per_s']:.3f} ms/s), "
         f"{f['rounds_redis_cpu_ms']:.0f} ms of Redis CPU per publish; the machine's cores were "
         f"{f['busy']:.0%} busy from a publish until every subscriber reported it (median)",
         flush=True,
@@ -486,6 +499,7 @@ def main() -> None:
         help="subscribers per OS process (default 1, as in a fleet)",
     )
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3, help="publishes not counted")
     parser.add_argument("--processes", type=int, default=10_000)
     parser.add_argument("--specs", type=int, default=5)
     parser.add_argument(
@@ -512,7 +526,9 @@ def main() -> None:
             flush=True,
         )
         if args.subscribers:
-            report_fleet(fleet_phase(server, args.subscribers, args.per_process, args.rounds))
+            report_fleet(
+                fleet_phase(server, args.subscribers, args.per_process, args.rounds, args.warmup)
+            )
         b = big_phase(server, args.processes, args.specs)
         load = ", ".join(f"{n:.1f}" for n in os.getloadavg())
         wall, cpu, _ = b["interpreter"]

@@ -7,7 +7,7 @@ import datetime as _dt
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -28,6 +28,16 @@ from ._fleet import (
     unverified_message,
 )
 from ._output import Column, ago, emit_json, format_duration, format_time, print_table
+from ._results import (
+    NOT_SEEN,
+    Results,
+    failures,
+    join_names,
+    pending,
+    plural,
+    print_full_errors,
+    print_results,
+)
 from ._specs import check_spec_id
 from ._summary import SUMMARY_ABOVE, census, print_summary
 from ._wait import poll_results, wait_for_spec
@@ -42,115 +52,9 @@ __all__ = (
     "wait_and_report",
 )
 
-Results = Mapping[str, Mapping[str, ProcessResult]]
-
 
 def _for_store(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k != "applied"}
-
-
-def _plural(count: int, one: str, many: str) -> str:
-    return f"{count} {one if count == 1 else many}"
-
-
-def _names(names: list[str], most: int = 5) -> str:
-    """Join names, the first few only: `a, b, c, d, e and 95 more`."""
-    more = f" and {len(names) - most} more" if len(names) > most else ""
-    return ", ".join(names[:most]) + more
-
-
-def print_results(
-    results: Results,
-    is_live: Callable[[str], bool],
-    *,
-    wide: bool = False,
-    err: bool = False,
-    empty: str | None = None,
-    no_probes_rows: bool = False,
-) -> None:
-    """Print each process's result for each spec: the table of status and publish --wait."""
-    # APPLIED LM (the lastmodified each process applied) is in --wide only: STATE already says
-    # whether it is the spec's current one (applied, error) or an older one (stale), and 20
-    # more columns would leave no room at 80 columns next to a pod-sized process id.
-    rows: list[tuple[object, ...]] = []
-    for process, entries in sorted(results.items()):
-        live = "yes" if is_live(process) else "no"
-        for spec_id, r in sorted(entries.items()):
-            if wide:
-                rows.append(
-                    (process, spec_id, r.state, live, format_time(r.lm), format_time(r.at))
-                    + (r.fired, r.dropped, r.errors, r.err)
-                )
-            else:
-                rows.append((process, spec_id, r.state, live, ago(r.at), r.fired, r.dropped, r.err))
-        if not entries and no_probes_rows:
-            rows.append((process, None, "no probes", live, *((None,) * (7 if wide else 4))))
-    # FIRED says whether the probe is hit at all, DROP what its rate limit (or a full output
-    # buffer) dropped; ERRORS (an instrument stops at its first, and STATE and ERROR say so)
-    # is in --wide and JSON, to keep 80 columns.
-    if wide:
-        middle = [Column("applied lm"), Column("at"), Column("fired"), Column("dropped")]
-        middle.append(Column("errors"))
-    else:
-        middle = [Column("at"), Column("fired"), Column("drop")]
-    columns = [
-        Column("process"),
-        Column("spec"),
-        Column("state"),
-        Column("live"),
-        *middle,
-        Column("error", cut=True),
-    ]
-    print_table(columns, rows, empty=empty, wide=wide, err=err)
-
-
-def _print_full_errors(results: Results) -> None:
-    """Print each distinct error under the table, in full, with the processes reporting it."""
-    by_error: dict[tuple[str, str], list[str]] = {}
-    for process, entries in sorted(results.items()):
-        for spec_id, r in sorted(entries.items()):
-            if r.err:
-                by_error.setdefault((spec_id, r.err), []).append(process)
-    if not by_error:
-        return
-    click.echo("\nErrors in full:")
-    for (spec_id, text), names in sorted(by_error.items()):
-        click.echo(f"  {spec_id} on {_names(names)}: {text}")
-
-
-def _failures(results: Results, spec_ids: list[str], waited: Mapping[str, list[str]]) -> str:
-    """Say, per spec, how many of the waited processes reported an error, and which."""
-    parts = []
-    for spec_id in spec_ids:
-        by_error: dict[str, list[str]] = {}
-        for process in waited[spec_id]:
-            r = results.get(process, {}).get(spec_id)
-            if r is not None and r.state == "error" and r.err:
-                by_error.setdefault(r.err, []).append(process)
-        count = sum(len(ps) for ps in by_error.values())
-        if count:
-            detail = "; ".join(f"{_names(ps)}: {text}" for text, ps in by_error.items())
-            parts.append(
-                f"{spec_id}: {count} of {_plural(len(waited[spec_id]), 'process', 'processes')} "
-                f"reported an error ({detail})"
-            )
-    return "; ".join(parts)
-
-
-def _pending(results: Results, spec_ids: list[str], waited: Mapping[str, list[str]]) -> str:
-    parts = []
-    for spec_id in spec_ids:
-        chosen = waited[spec_id]
-        pending = [p for p in chosen if not results.get(p, {}).get(spec_id, _NOT_SEEN).done]
-        if pending:
-            parts.append(
-                f"{spec_id}: {len(pending)} of {_plural(len(chosen), 'process', 'processes')} "
-                f"have not applied it ({_names(pending)})"
-            )
-    return "; ".join(parts)
-
-
-_NOT_SEEN = ProcessResult("", "", "pending", None, None, None)
 
 
 def publish(
@@ -224,7 +128,7 @@ def wait_and_report(
 
     if late:
         click.echo(
-            f"warning: {_plural(len(late), 'process is', 'processes are')} late (no heartbeat "
+            f"warning: {plural(len(late), 'process is', 'processes are')} late (no heartbeat "
             f"for over {fleet.live_seconds:g}s) and not waited for: "
             + ", ".join(_late_text(fleet, p) for p in late),
             err=True,
@@ -265,10 +169,10 @@ def wait_and_report(
     else:
         print_results(results, fleet.is_live, wide=wide, err=True)
     if not complete:
-        raise WaitTimedOut(f"timed out after {timeout:g}s: {_pending(results, ids, waited)}")
-    failures = _failures(results, ids, waited)
-    if failures:
-        raise OperationFailed(failures)
+        raise WaitTimedOut(f"timed out after {timeout:g}s: {pending(results, ids, waited)}")
+    failed = failures(results, ids, waited)
+    if failed:
+        raise OperationFailed(failed)
 
 
 def _poll_once_more(
@@ -312,10 +216,10 @@ def _left_after_interrupt(results: Results, ids: list[str], waited: Mapping[str,
     for n, spec_id in enumerate(ids):
         chosen = waited[spec_id]
         applied = sum(
-            1 for p in chosen if results.get(p, {}).get(spec_id, _NOT_SEEN).state == "applied"
+            1 for p in chosen if results.get(p, {}).get(spec_id, NOT_SEEN).state == "applied"
         )
         lead = f"{spec_id} is published and live on" if n == 0 else f"{spec_id} on"
-        counts.append(f"{lead} {applied} of {_plural(len(chosen), 'process', 'processes')}")
+        counts.append(f"{lead} {applied} of {plural(len(chosen), 'process', 'processes')}")
     them = "it" if len(ids) == 1 else "them"
     return f"{', '.join(counts)}; remove {them} with coordinator remove {' '.join(ids)}"
 
@@ -448,7 +352,7 @@ def status(
             no_probes_rows=spec_id is None,
         )
         if not wide:
-            _print_full_errors(results)
+            print_full_errors(results)
     if spec_id is None and fleet.unverified:
         raise OperationFailed(unverified_message(fleet.unverified))
     if spec_id is not None and spec_id not in fleet.specs:
@@ -513,13 +417,13 @@ def processes(settings: Settings, *, max_age: float | None, as_json: bool) -> No
     ]
     if rows:
         print_table(columns, rows)
-    tail = f", and {_plural(parents, 'pre-fork parent', 'pre-fork parents')}" if parents else ""
-    click.echo(f"{_plural(count, 'process', 'processes')} online{tail}.")
+    tail = f", and {plural(parents, 'pre-fork parent', 'pre-fork parents')}" if parents else ""
+    click.echo(f"{plural(count, 'process', 'processes')} online{tail}.")
     if late:
         click.echo(
-            f"warning: {_plural(len(late), 'process is', 'processes are')} late (no heartbeat "
+            f"warning: {plural(len(late), 'process is', 'processes are')} late (no heartbeat "
             f"for over {max_age:g}s) and not counted: "
-            + _names(
+            + join_names(
                 [f"{pid} (last heartbeat {ago(e.heartbeat)})" for pid, e in sorted(late.items())]
             ),
             err=True,

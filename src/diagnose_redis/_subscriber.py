@@ -59,7 +59,7 @@ log.addHandler(logging.NullHandler())
 RESYNC_SECONDS = 30.0
 # A connection silent this long is pinged; one silent three times as long is given up.
 HEALTH_SECONDS = 5.0
-# The listener sleeps until the next thing due (a status write, a ping, a resync), at most
+# The listener sleeps until the next thing due (a ping, a resync), at most
 # this long: a thousand idle subscribers on one host must not wake many times a second.
 READ_TIMEOUT = 5.0
 DRAIN_LIMIT = 1000

@@ -179,6 +179,17 @@ def _child_env(settings: Settings, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _removals(relay: Relay) -> set[str]:
+    """Return the ids whose removal serve said it published, as relayed so far."""
+    marker = "published removal of "
+    ids: set[str] = set()
+    with relay.lock:
+        for _, _, line in relay.lines:
+            if marker in line:
+                ids.update(line.split(marker, 1)[1].strip().split(", "))
+    return ids
+
+
 def run_demo(settings: Settings, *, workers: int = 3, lifespan: float = 0.25) -> None:
     """Run the tour; stop every process it started, also on errors and Ctrl-C."""
     previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
@@ -321,6 +332,10 @@ def _tour(
     _wait_until(lambda: relay.count(detached) >= 2 * workers, 15, "the workers to detach", children)
     _wait_until(
         lambda: not set(lifespans) & set(store.specs()), 10, "serve to remove the specs", children
+    )
+    # serve tells each removal it publishes (several expiries of one sweep on one line).
+    _wait_until(
+        lambda: set(lifespans) <= _removals(relay), 10, "serve to publish the removals", children
     )
     quiet_from = time.time() + 0.5
     time.sleep(2.5)

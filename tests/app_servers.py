@@ -8,12 +8,24 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+import redis
 
 from diagnose_redis import SpecStore
 from probe_targets.support import wait_for
+
+
+class Server(Protocol):
+    """An application server these tests start: its process is proc."""
+
+    proc: subprocess.Popen[Any]
+
+
+S = TypeVar("S", bound=Server)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -116,3 +128,20 @@ def stop(proc: subprocess.Popen[Any], timeout: float = 10.0) -> int:
 def elapsed_since(start: float) -> float:
     """Return the seconds since a time.monotonic() value."""
     return time.monotonic() - start
+
+
+@contextmanager
+def server_and_store(
+    redis_url: str, prefix: str, start: Callable[[], S]
+) -> Iterator[tuple[S, SpecStore]]:
+    """Start a server with start() and give it with a store on its fleet; at the end kill the
+    server if it still runs and close the store's client."""
+    client = redis.Redis.from_url(redis_url)
+    server = start()
+    try:
+        yield server, SpecStore(client, prefix)
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()
+        client.close()

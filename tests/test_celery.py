@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from app_servers import (
     applied_by,
     children,
     coordinator,
+    server_and_store,
     server_env,
     stop,
     tool,
@@ -67,15 +67,9 @@ class CeleryWorker:
 @pytest.fixture
 def worker(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[tuple[CeleryWorker, SpecStore]]:
     """A Celery worker on the suite's Redis (as broker too), and a store on its fleet."""
-    client = redis.Redis.from_url(redis_url)
-    celery = CeleryWorker(redis_url, prefix, tmp_path / "celery.log")
-    try:
-        yield celery, SpecStore(client, prefix)
-    finally:
-        if celery.proc.poll() is None:
-            celery.proc.kill()
-            celery.proc.wait()
-        client.close()
+    log = tmp_path / "celery.log"
+    with server_and_store(redis_url, prefix, lambda: CeleryWorker(redis_url, prefix, log)) as pair:
+        yield pair
 
 
 def steady(condition: Callable[[], object], period: float) -> Callable[[], bool]:

@@ -9,6 +9,7 @@ import redis
 from diagnose_redis import Keys, SpecStore, connect
 from diagnose_redis._slot import slot_of
 from diagnose_redis._wire import cluster_prefix
+from fleet_helpers import put_retrying
 from probe_targets.support import wait_for
 from test_subscriber_fleet import Worker, applied_everywhere, log_spec
 from topologies import Cluster
@@ -23,17 +24,6 @@ def test_prefix_becomes_one_hash_tag() -> None:
     assert cluster_prefix("app{shop}") == "app{shop}"
     assert cluster_prefix("a{}b") == "{a{}b}"
     assert Keys("diagnose").prefix == "diagnose"
-
-
-def _put(store: SpecStore, spec_id: str, spec: dict) -> None:
-    def attempt() -> bool:
-        try:
-            store.put(spec_id, spec)
-        except redis.RedisError:
-            return False
-        return True
-
-    assert wait_for(attempt, 5)
 
 
 def test_slot_migration_loses_no_spec(redis_cluster: Cluster, prefix: str) -> None:
@@ -51,7 +41,7 @@ def test_slot_migration_loses_no_spec(redis_cluster: Cluster, prefix: str) -> No
         target = next(node for node in redis_cluster.primaries if node is not owner)
         redis_cluster.migrate(slot, target)
         published = time.monotonic()
-        _put(store, "after", log_spec("after", "x + 1"))
+        put_retrying(store, "after", log_spec("after", "x + 1"))
         assert wait_for(lambda: applied_everywhere(store, "after", pids), 5)
         assert time.monotonic() - published < 5.0
         calls = [w.call(1) for w in workers]

@@ -261,30 +261,16 @@ def test_log_instrument_with_tags_shows_the_dict(attach: Any) -> None:
     assert buf.getvalue() == "Probe (foo)[tags={'n': 1}] = 2\n"
 
 
-@pytest.fixture
-def udp() -> Iterator[socket.socket]:
-    """A UDP socket on a free loopback port, where our DogStatsD client sends metrics."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(5)
-    diagnose.configure_statsd("127.0.0.1", sock.getsockname()[1])
-    try:
-        yield sock
-    finally:
-        diagnose.configure_statsd()
-        sock.close()
-
-
 @pytest.mark.parametrize("cls, kind", [(HistogramInstrument, "h"), (IncrementInstrument, "c")])
 def test_dogstatsd_tags_none_value_gives_the_bare_key(
-    attach: Any, udp: socket.socket, cls: type, kind: str
+    attach: Any, statsd: socket.socket, cls: type, kind: str
 ) -> None:
     attach(
         f"{HERE}.a_func",
         cls("m", "result", custom={"tags": "{'b': 1, 'flag': None}"}, expires=LATER),
     )
     a_func(1)
-    data, _addr = udp.recvfrom(65536)
+    data, _addr = statsd.recvfrom(65536)
     assert data.decode().strip() == f"m:14|{kind}|#b:1,flag"
 
 

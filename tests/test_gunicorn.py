@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from app_servers import (
     EXAMPLES,
@@ -26,6 +25,7 @@ from app_servers import (
     children,
     coordinator,
     free_port,
+    server_and_store,
     server_env,
     stop,
     tool,
@@ -79,15 +79,11 @@ def server(
     request: pytest.FixtureRequest, redis_url: str, prefix: str, tmp_path: Path
 ) -> Iterator[tuple[Gunicorn, SpecStore]]:
     """A gunicorn of the shop in one of the two modes, and a store on its fleet."""
-    client = redis.Redis.from_url(redis_url)
-    gunicorn = Gunicorn(redis_url, prefix, request.param, tmp_path / "gunicorn.log")
-    try:
-        yield gunicorn, SpecStore(client, prefix)
-    finally:
-        if gunicorn.proc.poll() is None:
-            gunicorn.proc.kill()
-            gunicorn.proc.wait()
-        client.close()
+    log = tmp_path / "gunicorn.log"
+    with server_and_store(
+        redis_url, prefix, lambda: Gunicorn(redis_url, prefix, request.param, log)
+    ) as pair:
+        yield pair
 
 
 def pids_of(live: dict[str, dict[str, object]]) -> set[int]:

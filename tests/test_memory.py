@@ -9,7 +9,6 @@ Before the end hook held its patch weakly, 2,000 ``end`` probes kept about 6 MB.
 
 from __future__ import annotations
 
-import datetime as dt
 import gc
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ import diagnose
 from diagnose import ProbeManager, ProbeTestInstrument
 from diagnose.breakpoints import Breakpoint
 from probe_targets import shop
+from probe_targets.support import churn_spec
 
 WARM_UP = 300
 MEASURED = 1000
@@ -45,16 +45,6 @@ def mgr() -> Iterator[ProbeManager]:
     yield manager
     manager.specs.clear()
     manager.apply()
-
-
-def _spec(event: str, value: str) -> dict[str, Any]:
-    return {
-        "target": "probe_targets.shop.price",
-        "instrument": {"type": "test", "name": "churn", "value": value, "event": event},
-        "lifespan": None,
-        "lastmodified": dt.datetime(2026, 1, 1),
-        "applied": {},
-    }
 
 
 def growth_after_warm_up(
@@ -82,7 +72,7 @@ def test_applied_and_removed_specs_leave_memory_flat(mgr: ProbeManager, kind: st
     event, template = KINDS[kind]
 
     def cycle(i: int) -> None:
-        mgr.specs[f"s{i}"] = _spec(event, template.format(i=i))
+        mgr.specs[f"s{i}"] = churn_spec(event, template.format(i=i))
         mgr.apply()
         assert shop.price(3) == 6
         del mgr.specs[f"s{i}"]

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import redis
 
-import diagnose
 import diagnose_redis
 from diagnose_redis import SpecStore
 from diagnose_redis._family import forked
@@ -26,17 +25,6 @@ TARGET = f"{__name__}.target"
 def target(x: int) -> int:
     """Return x minus one: the function these tests probe."""
     return x - 1
-
-
-@pytest.fixture
-def manager() -> Iterator[diagnose.ProbeManager]:
-    """A ProbeManager of the test's own, with the test instrument type."""
-    mgr = diagnose.ProbeManager()
-    mgr.instrument_classes["test"] = diagnose.ProbeTestInstrument
-    yield mgr
-    with mgr.lock:
-        mgr.specs.clear()
-        mgr.apply()
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import redis
 
 from coordinator._embedded import RedisServer
 from diagnose_redis import SpecStore
 from diagnose_redis._wire import PROCESS_FIELD
+from fleet_helpers import labelled_workers
 from probe_targets.support import wait_for
 from test_cli_e2e import coordinator
 from test_cli_views import Cli
@@ -32,18 +32,8 @@ LABELS = {
 def fleet(redis_server: RedisServer) -> Iterator[tuple[SpecStore, dict[str, Worker], str]]:
     """Two shop workers and a billing one, by process id, on a prefix of their own."""
     prefix = f"select{os.getpid()}"
-    workers = {
-        pid: Worker(redis_server.url, prefix, "--process-id", pid, "--labels", labels)
-        for pid, labels in LABELS.items()
-    }
-    client = redis.Redis.from_url(redis_server.url)
-    store = SpecStore(client, prefix)
-    assert wait_for(lambda: set(LABELS) <= set(store.processes()), 10)
-    try:
+    with labelled_workers(redis_server.url, prefix, LABELS) as (store, workers, errors):
         yield store, workers, prefix
-    finally:
-        errors = {pid: w.close() for pid, w in workers.items()}
-        client.close()
     assert errors == {pid: "" for pid in LABELS}
 
 

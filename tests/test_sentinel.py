@@ -8,9 +8,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import redis
 
 from diagnose_redis import SpecStore, connect
+from fleet_helpers import put_retrying
 from probe_targets.support import wait_for
 from test_cli_e2e import COORDINATOR, coordinator
 from test_subscriber_fleet import Worker, applied_everywhere, log_spec
@@ -25,19 +25,6 @@ def sentinel_set() -> Iterator[SentinelSet]:
         yield topology.start()
     finally:
         topology.cleanup()
-
-
-def _put(store: SpecStore, spec_id: str, spec: dict) -> None:
-    # The command line's client is made for one command: a connection the failover closed
-    # fails that command, and the next one finds the new primary.
-    def attempt() -> bool:
-        try:
-            store.put(spec_id, spec)
-        except redis.RedisError:
-            return False
-        return True
-
-    assert wait_for(attempt, 5)
 
 
 @pytest.mark.timeout(90)
@@ -55,7 +42,7 @@ def test_workers_follow_a_failover(sentinel_set: SentinelSet, prefix: str, kill:
         new = sentinel_set.failover(kill=kill)
         assert new != old
         published = time.monotonic()
-        _put(store, "after", log_spec("after", "x + 1"))
+        put_retrying(store, "after", log_spec("after", "x + 1"))
         assert wait_for(lambda: applied_everywhere(store, "after", pids), 5)
         assert time.monotonic() - published < 5.0
         calls = [w.call(1) for w in workers]

@@ -20,20 +20,6 @@ def probes() -> Iterator[ProbeSet]:
         yield ps
 
 
-@pytest.fixture
-def statsd() -> Iterator[socket.socket]:
-    """A UDP socket on a free loopback port, where diagnose sends its metrics."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(5)
-    diagnose.configure_statsd("127.0.0.1", sock.getsockname()[1])
-    try:
-        yield sock
-    finally:
-        diagnose.configure_statsd()
-        sock.close()
-
-
 def received(sock: socket.socket, count: int) -> list[str]:
     """Return the next count metric lines that arrive on sock."""
     lines: list[str] = []

@@ -37,17 +37,6 @@ def spec(value: str = "result", lifespan: float | None = None, **extra: Any) -> 
     }
 
 
-@pytest.fixture
-def manager() -> Iterator[diagnose.ProbeManager]:
-    """A ProbeManager of the test's own, with the test instrument type."""
-    mgr = diagnose.ProbeManager()
-    mgr.instrument_classes["test"] = diagnose.ProbeTestInstrument
-    yield mgr
-    with mgr.lock:
-        mgr.specs.clear()
-        mgr.apply()
-
-
 def subscribe(url: str, prefix: str, mgr: Any, secret: str | None = None) -> Subscriber:
     """Start a Subscriber on a manager and wait until it is connected."""
     sub = Subscriber(url, process_id="test:1", prefix=prefix, secret=secret, manager=mgr).start()

@@ -41,17 +41,6 @@ def thread_errors() -> Iterator[list[threading.ExceptHookArgs]]:
         threading.excepthook = saved
 
 
-@pytest.fixture
-def manager() -> Iterator[diagnose.ProbeManager]:
-    """A ProbeManager of the test's own, with the test instrument type."""
-    mgr = diagnose.ProbeManager()
-    mgr.instrument_classes["test"] = diagnose.ProbeTestInstrument
-    yield mgr
-    with mgr.lock:
-        mgr.specs.clear()
-        mgr.apply()
-
-
 def publish_unchecked(client: redis.Redis, keys: Keys, spec_id: str, spec: dict[str, Any]) -> None:
     """Store and publish a signed spec as SpecStore.put does, but without validating it."""
 

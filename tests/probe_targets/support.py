@@ -1,7 +1,9 @@
-"""Helpers shared by the diagnose tests: probes that clean up after themselves, polling."""
+"""Helpers shared by the diagnose tests: probes that clean up after themselves, polling, and
+the spec the memory tests churn."""
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import threading
 import time
@@ -22,6 +24,17 @@ def wait_for(condition: Callable[[], Any], timeout: float = 5.0, interval: float
         if value or time.monotonic() >= deadline:
             return value
         pause.wait(interval)
+
+
+def churn_spec(event: str, value: str) -> dict[str, Any]:
+    """Return the test instrument spec on shop.price that the memory tests apply and remove."""
+    return {
+        "target": "probe_targets.shop.price",
+        "instrument": {"type": "test", "name": "churn", "value": value, "event": event},
+        "lifespan": None,
+        "lastmodified": dt.datetime(2026, 1, 1),
+        "applied": {},
+    }
 
 
 class CapturingManager(ProbeManager):

@@ -323,3 +323,38 @@ def test_status_fields_carry_the_counters(client, redis_url: str, prefix: str, m
             return (field.get("fired"), field.get("dropped"), field.get("errors"))
 
         assert wait_for(lambda: counts() == (5, 95, 0), timeout=15), counts()
+
+
+def test_a_silent_subscription_is_pinged_then_given_up_and_remade(
+    private_redis: Any, prefix: str, manager: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The listener pings a subscription that has been silent for HEALTH_SECONDS and gives
+    it up after three times as long without an answer (Redis stopped with SIGSTOP here, as a
+    host that vanished would look): it reconnects once Redis answers again, resyncs, and
+    applies what was published meanwhile."""
+    import signal
+
+    from diagnose_redis import _subscriber
+
+    monkeypatch.setattr(_subscriber, "HEALTH_SECONDS", 0.3)
+    sub = subscribe(private_redis.url, prefix, manager)
+    store = SpecStore(redis.Redis.from_url(private_redis.url), prefix)
+    try:
+        # Silent but alive: pinged (three times: longer than the give-up time) and answered,
+        # the subscription stays.
+        def pings() -> int:
+            return int(store.client.info("commandstats").get("cmdstat_ping", {}).get("calls", 0))
+
+        assert wait_for(lambda: pings() >= 3, 5), "never pinged"
+        assert sub.connected.is_set() and sub.reconnects == 1
+        private_redis.process.send_signal(signal.SIGSTOP)
+        try:
+            assert wait_for(lambda: not sub.connected.is_set(), 5), "never gave up"
+        finally:
+            private_redis.process.send_signal(signal.SIGCONT)
+        store.put("later", spec())
+        assert wait_for(lambda: sub.connected.is_set() and applied(manager, "later"), 10)
+        assert sub.reconnects >= 2
+    finally:
+        sub.stop()
+        store.client.close()

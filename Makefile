@@ -45,9 +45,10 @@ SOAK_MINUTES ?= 10
 soak: $(VENV)/.test
 	$(PY) bench/soak.py --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
-# The commands are timed as an installed package runs them, from compiled bytecode: an
-# editable checkout where Python may not write it (PYTHONDONTWRITEBYTECODE) would compile
-# every module of the project at each start.
+# 1,000 subscribers, one per forked process (about 9 GB of memory in all; `--per-process`
+# puts up to 50 in one). The commands are timed as an installed package runs them, from
+# compiled bytecode: an editable checkout where Python may not write it
+# (PYTHONDONTWRITEBYTECODE) would compile every module of the project at each start.
 bench-scale: $(VENV)/.test
 	$(PY) -m compileall -q src > /dev/null
 	$(PY) bench/fleet_scale.py

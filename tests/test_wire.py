@@ -196,3 +196,14 @@ def test_bad_spec_id_raises_the_package_error() -> None:
     with pytest.raises(SpecIdError):
         check_spec_id("has space")
     assert issubclass(SpecIdError, ValueError) and check_spec_id("ok.id-1") == "ok.id-1"
+
+
+def test_applied_mark_begins_an_applied_field_only() -> None:
+    """applied_mark() is how the field of that version, applied without error, begins; a
+    field with an error, or of another version, does not begin so."""
+    east = LM.astimezone(dt.timezone(dt.timedelta(hours=3)))
+    mark = _wire.applied_mark(east)
+    assert _wire.encode_status_field(LM, None, LM).encode().startswith(mark)
+    assert not _wire.encode_status_field(LM, "boom", LM).encode().startswith(mark)
+    later = LM + dt.timedelta(microseconds=1)
+    assert not _wire.encode_status_field(later, None, LM).encode().startswith(mark)

@@ -108,11 +108,7 @@ def _left_before_waiting(
         return _left_after_interrupt(_by_process(seen, everyone), ids, waited)
     except (KeyboardInterrupt, redis.RedisError):
         verb = "is" if len(ids) == 1 else "are"
-        them = "it" if len(ids) == 1 else "them"
-        return (
-            f"{', '.join(ids)} {verb} published; remove {them} with coordinator remove "
-            + " ".join(ids)
-        )
+        return f"{', '.join(ids)} {verb} published; {_remove_hint(ids)}"
 
 
 def wait_and_report(
@@ -220,8 +216,13 @@ def _left_after_interrupt(results: Results, ids: list[str], waited: Mapping[str,
         )
         lead = f"{spec_id} is published and live on" if n == 0 else f"{spec_id} on"
         counts.append(f"{lead} {applied} of {plural(len(chosen), 'process', 'processes')}")
+    return f"{', '.join(counts)}; {_remove_hint(ids)}"
+
+
+def _remove_hint(ids: list[str]) -> str:
+    """Say how to take published specs back."""
     them = "it" if len(ids) == 1 else "them"
-    return f"{', '.join(counts)}; remove {them} with coordinator remove {' '.join(ids)}"
+    return f"remove {them} with coordinator remove {' '.join(ids)}"
 
 
 def remove(settings: Settings, spec_ids: list[str], *, as_json: bool, force: bool = False) -> None:

@@ -16,7 +16,7 @@ from diagnose._time import to_utc
 from diagnose_redis._bulk import CensusRow, census_rows
 from diagnose_redis._labels import labels_in, selects
 from diagnose_redis._store import _glob_escape, _text
-from diagnose_redis._wire import PROCESS_FIELD, decode_status_field
+from diagnose_redis._wire import PROCESS_FIELD, applied_mark, decode_status_field
 
 from ._context import Settings
 from ._fleet import LIVE_SECONDS, read_spec_set, report_state
@@ -52,11 +52,8 @@ def census(store: Any, spec_id: str | None = None) -> dict[str, Any]:
         for pid, score in store.client.zrange(keys.processes, 0, -1, withscores=True)
     }
     current = {sid: _iso(specs[sid].get("lastmodified")) for sid in ids if sid in specs}
-    # What encode_status_field writes for this version with no error: told server-side.
-    marks = [
-        json.dumps({"lm": current[sid], "err": None})[:-1].encode() if current.get(sid) else b""
-        for sid in ids
-    ]
+    # How a field of this version applied without error begins: told server-side.
+    marks = [applied_mark(specs[sid]["lastmodified"]) if current.get(sid) else b"" for sid in ids]
     every_info = any((specs.get(sid) or {}).get("select") for sid in ids)
     rows = {
         key[len(keys.status_prefix) :]: row

@@ -71,6 +71,7 @@ __all__ = (
     "encode_output",
     "encode_spec",
     "output_maxlen",
+    "applied_mark",
     "encode_status_field",
     "secret_bytes",
 )
@@ -365,7 +366,7 @@ def encode_status_field(
     # "lm"/"err" prefix in the raw text): every subscriber encodes one at each publish.
     lm = "null" if lastmodified is None else f'"{to_utc(lastmodified).isoformat()}"'
     err = "null" if error is None else json.dumps(error)
-    count = counts.get if counts else _no_count
+    count = (counts or {}).get
     return (
         f'{{"lm": {lm}, "err": {err}, "at": "{to_utc(at).isoformat()}", '
         f'"fired": {int(count("fired", 0))}, "dropped": {int(count("dropped", 0))}, '
@@ -373,8 +374,10 @@ def encode_status_field(
     )
 
 
-def _no_count(name: str, default: int) -> int:
-    return default
+def applied_mark(lastmodified: _dt.datetime) -> bytes:
+    """Return how a status field written by encode_status_field() for this lastmodified,
+    applied without error, begins: the summary counts such fields without parsing them."""
+    return f'{{"lm": "{to_utc(lastmodified).isoformat()}", "err": null'.encode()
 
 
 def with_counts(raw: str, counts: Mapping[str, int]) -> str:

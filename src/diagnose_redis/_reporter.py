@@ -11,6 +11,7 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 
 from ._claim import IdClaim
+from ._deferred import DeferredReply
 from ._wire import HEARTBEAT_SECONDS, PROCESS_FIELD, STATUS_TTL_SECONDS, Keys, with_counts
 
 __all__ = ("StatusReporter",)
@@ -25,6 +26,8 @@ class StatusReporter:
     connection failure or when asked (the server may have restarted empty). Whoever updates
     the fields either wakes the reporter's thread to write them, or writes them itself with
     flush() (the listener does, being awake anyway); a failed write is retried by the thread.
+    A write of changed fields alone does not wait for its reply, which is read before the
+    next command (see _deferred.py): its failure is found at the latest by the heartbeat.
     Heartbeats also refresh the claim on the process id, if given; on_error hears of every
     failed write. Change process_id only while holding ``io_lock`` (no write in flight).
 
@@ -64,6 +67,8 @@ class StatusReporter:
         # Held while writing to Redis, by the thread or by flush(): one writer at a time.
         self.io_lock = self._io = threading.Lock()
         self._fields: dict[str, str] = {}
+        # The last write of changed fields, whose reply is read before the next command.
+        self._deferred = DeferredReply(client)
         self._dirty: set[str] = set()
         self._full = True
         self._info_due = False
@@ -185,7 +190,23 @@ class StatusReporter:
             except Exception:
                 pass
 
+    def _collect(self) -> None:
+        """Read the reply of the last write sent without waiting; if it failed, mark what it
+        carried to be written again, whole, and raise its error."""
+        carried = self._deferred.unread
+        if carried is None:
+            return
+        try:
+            self._deferred.collect()
+        except BaseException:
+            with self._lock:
+                self._dirty |= carried
+                self._full = True
+                self._info_due = True
+            raise
+
     def _write(self) -> None:
+        self._collect()
         with self._lock:
             dirty, self._dirty = self._dirty, set()
             full, self._full = self._full, False
@@ -208,10 +229,13 @@ class StatusReporter:
         mapping: dict[str, str]
         try:
             if not beat and dirty <= fields.keys():
-                # The common case, one apply: a single HSET of what changed, no pipeline.
-                mapping = {f: self._counted(f, fields[f], counts) for f in dirty}
-                mapping[PROCESS_FIELD] = self.process_info()
-                self.client.hset(key, mapping=mapping)  # type: ignore[arg-type]
+                # The common case, one apply: a single HSET of what changed, no pipeline,
+                # and no wait for its reply.
+                command: list[str] = ["HSET", key]
+                for field in dirty:
+                    command += (field, self._counted(field, fields[field], counts))
+                command += (PROCESS_FIELD, self.process_info())
+                self._deferred.send(command, frozenset(dirty))
                 self.writes += 1
                 return
             fields = {f: self._counted(f, v, counts) for f, v in fields.items()}
@@ -257,6 +281,11 @@ class StatusReporter:
         try:
             # Under the I/O lock: a flush() running now cannot write the status back after.
             with self._io:
+                try:
+                    self._deferred.collect()  # executed before the DEL, whatever its reply
+                except Exception:
+                    pass
+                self._deferred.close()
                 pipe = self.client.pipeline(transaction=True)
                 pipe.delete(self.keys.status(self.process_id))
                 pipe.zrem(self.keys.processes, self.process_id)

@@ -1,0 +1,162 @@
+"""Tests of writes whose replies are read later (_deferred.py), and of the status reporter's
+use of them: its write of changed fields does not wait for Redis, and a failure is found."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from coordinator._embedded import RedisServer
+from diagnose_redis import Keys
+from diagnose_redis._deferred import DeferredReply
+from diagnose_redis._reporter import StatusReporter
+from diagnose_redis._wire import PROCESS_FIELD
+from probe_targets.support import wait_for
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the session's (flushed) Redis, with a timeout that a lost reply hits."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=2)
+    yield client
+    client.close()
+
+
+def test_a_write_is_done_before_its_reply_is_read(client: redis.Redis, prefix: str) -> None:
+    """send() returns once the command is sent; collect() reads the reply and returns what
+    was given with it, once."""
+    deferred = DeferredReply(client)
+    deferred.send(["SET", f"{prefix}:k", "v"], "about")
+    assert deferred.unread == "about"
+    assert wait_for(lambda: client.get(f"{prefix}:k") == b"v")
+    assert deferred.collect() == "about"
+    assert deferred.unread is None and deferred.collect() is None
+    deferred.close()
+
+
+def test_one_unread_reply_at_a_time(client: redis.Redis, prefix: str) -> None:
+    """A second send() before the first reply is read is refused, and sends nothing."""
+    deferred = DeferredReply(client)
+    deferred.send(["SET", f"{prefix}:k", "first"], 1)
+    with pytest.raises(RuntimeError, match="collect"):
+        deferred.send(["SET", f"{prefix}:k", "second"], 2)
+    assert deferred.collect() == 1
+    assert client.get(f"{prefix}:k") == b"first"
+    deferred.close()
+
+
+def test_an_error_reply_is_raised_and_the_connection_goes_on(
+    client: redis.Redis, prefix: str
+) -> None:
+    """A refused command raises from collect(); the next one on the connection works."""
+    client.set(f"{prefix}:k", "a string")
+    deferred = DeferredReply(client)
+    deferred.send(["HSET", f"{prefix}:k", "f", "v"], {"f"})
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        deferred.collect()
+    assert deferred.unread is None
+    deferred.send(["SET", f"{prefix}:k", "after"], 2)
+    assert deferred.collect() == 2
+    assert client.get(f"{prefix}:k") == b"after"
+    deferred.close()
+
+
+def test_a_killed_connection_is_made_again(private_redis: RedisServer) -> None:
+    """A connection Redis closed fails the write in flight (at send or at collect); the next
+    send connects again."""
+    client = redis.Redis.from_url(private_redis.url, socket_timeout=2)
+    deferred = DeferredReply(client)
+    try:
+        deferred.send(["SET", "k", "1"], 1)
+        assert deferred.collect() == 1
+        assert client.client_kill_filter(_type="normal", skipme=True) >= 1
+        with pytest.raises(redis.ConnectionError):
+            deferred.send(["SET", "k", "lost"], 2)
+            deferred.collect()
+        deferred.send(["SET", "k", "again"], 3)
+        assert deferred.collect() == 3
+        assert client.get("k") == b"again"
+    finally:
+        deferred.close()
+        client.close()
+
+
+def test_a_forked_child_leaves_its_parents_reply_alone(client: redis.Redis, prefix: str) -> None:
+    """After fork() the child has a connection of its own: it neither reads nor writes on
+    the parent's socket, whose unread reply stays the parent's to read."""
+    deferred = DeferredReply(client)
+    deferred.send(["SET", f"{prefix}:k", "parent"], "parent's")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ok = deferred.collect() is None
+            deferred.send(["SET", f"{prefix}:child", "child"], "child's")
+            ok = ok and deferred.collect() == "child's"
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert deferred.collect() == "parent's"  # a TimeoutError if the child had read it
+    assert client.get(f"{prefix}:child") == b"child"
+    deferred.close()
+
+
+def info() -> str:
+    """Return a fixed ``_process`` value."""
+    return json.dumps({"pid": 1})
+
+
+def test_a_flush_does_not_wait_for_redis(private_redis: RedisServer) -> None:
+    """The write of a changed field is sent, not waited for: with Redis stopped (SIGSTOP)
+    flush() returns without a failure, and the field is there once Redis runs again."""
+    client = redis.Redis.from_url(private_redis.url, socket_timeout=2)
+    keys = Keys("rep")
+    reporter = StatusReporter(client, keys, "p1", info, heartbeat=60)
+    try:
+        reporter.update({"a": "1"}, wake=False)
+        reporter.flush()  # the first write is whole (a transaction), and waited for
+        assert reporter.writes == 1 and reporter.failures == 0
+        server = private_redis.process
+        assert server is not None, "the private redis-server is not running"
+        server.send_signal(signal.SIGSTOP)
+        try:
+            reporter.update({"a": "2"}, wake=False)
+            reporter.flush()
+            assert reporter.writes == 2 and reporter.failures == 0
+        finally:
+            server.send_signal(signal.SIGCONT)
+        assert wait_for(lambda: client.hget(keys.status("p1"), "a") == b"2")
+    finally:
+        reporter.stop()
+        client.close()
+
+
+def test_a_failed_write_is_found_by_the_next_heartbeat_and_written_whole(
+    client: redis.Redis, prefix: str
+) -> None:
+    """A write refused by Redis (here the key is not a hash) is found when its reply is
+    read, before the heartbeat: on_error hears of it, and the hash is written again whole."""
+    keys = Keys(prefix)
+    key = keys.status("p1")
+    errors: list[Exception] = []
+    reporter = StatusReporter(client, keys, "p1", info, heartbeat=0.3, on_error=errors.append)
+    try:
+        reporter.update({"a": "1", "b": "1"}, wake=False)
+        reporter.flush()
+        client.delete(key)
+        client.set(key, "not a hash")
+        reporter.update({"b": "2"}, wake=False)
+        reporter.flush()  # sent; the refusal is still unread
+        assert reporter.failures == 0
+        reporter.start()
+        assert wait_for(lambda: reporter.failures >= 1)
+        assert "WRONGTYPE" in str(errors[0])
+        whole = {b"a": b"1", b"b": b"2", PROCESS_FIELD.encode(): info().encode()}
+        assert wait_for(lambda: client.type(key) == b"hash" and client.hgetall(key) == whole)
+    finally:
+        reporter.stop()

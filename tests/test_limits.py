@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import io
 import math
 import time
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -240,28 +242,70 @@ def test_instruments_made_in_code_have_no_budget() -> None:
     assert s.stats.budget is None and s.stats.next_timed == float("inf")
 
 
-def test_a_garbage_collection_is_not_charged_to_the_expression(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Time the collector took during a timed evaluation is the process's, not the probe's."""
-    clock = FakeClock()
-    monkeypatch.setattr(_fire, "_clock", clock)
-    monkeypatch.setattr(_fire, "_cpu", clock)
+def _collecting(clock: FakeClock, collects: Any) -> ProbeTestInstrument:
+    """Return an instrument whose evaluations take 0.1 ms, and 200 ms more when
+    collects(n) says its nth evaluation (from 0) runs a garbage collection."""
 
     class Collecting(ProbeTestInstrument):
+        calls = 0
+
         def fire(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> None:
-            _fire._on_gc("start", {})
-            clock.now += 0.2  # a long gen-2 collection
-            _fire._on_gc("stop", {})
+            clock.now += 0.0001
+            if collects(Collecting.calls):
+                gc.collect(0)
+                clock.now += 0.2  # as long as a big gen-2 collection
+            Collecting.calls += 1
             super().fire(_globals, _locals)
 
     inst = Collecting("gc", "result", mgr=diagnose.manager)
     inst.budget = _fire.BUDGET_SECONDS
+    return inst
+
+
+def test_a_garbage_collection_is_not_charged_to_the_expression(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Time the collector took during a timed evaluation is the process's, not the probe's:
+    in the first evaluation (timed), nor in a later timed one."""
+    clock = FakeClock()
+    monkeypatch.setattr(_fire, "_clock", clock)
+    monkeypatch.setattr(_fire, "_cpu", clock)
+    inst = _collecting(clock, lambda n: n in (0, _fire.SAMPLE + 1))
     gate = _fire.Gate(inst, None, lambda: None)
-    for _ in range(40):
+    for _ in range(2 * _fire.SAMPLE):
         clock.now += 0.01
         gate.fire({"result": 1})
-    assert inst.error is None and inst.results == [1] * 40
+    assert inst.error is None and inst.results == [1] * (2 * _fire.SAMPLE)
+    assert gate.stats.spent < _fire.BUDGET_SECONDS / 2
+
+
+def test_an_expression_that_collects_every_time_is_charged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An evaluation that runs a collection every time (it allocates that much) is charged
+    with it from its second evaluation on: the collections are its cost."""
+    clock = FakeClock()
+    monkeypatch.setattr(_fire, "_clock", clock)
+    monkeypatch.setattr(_fire, "_cpu", clock)
+    inst = _collecting(clock, lambda n: True)
+    gate = _fire.Gate(inst, None, lambda: None)
+    clock.now += 0.01
+    gate.fire({"result": 1})
+    assert inst.error is None and gate.stats.spent == 0.0  # the first is charged later
+    clock.now += 0.01
+    gate.fire({"result": 1})
+    assert inst.error is not None and "budget exceeded: 200 ms" in inst.error
+
+
+def test_importing_diagnose_adds_no_python_callback_to_the_collector() -> None:
+    """A signal handler's exception raised inside a gc callback (Ctrl-C's KeyboardInterrupt
+    in the host, a SIGTERM handler's SystemExit) is printed and lost: no module of ours may
+    run Python code in every collection of the host."""
+    import diagnose_redis  # noqa: F401
+
+    python = [c for c in gc.callbacks if isinstance(c, (types.FunctionType, types.MethodType))]
+    ours = [c for c in python if c.__module__.split(".")[0] in ("diagnose", "diagnose_redis")]
+    assert ours == []
 
 
 def test_time_the_thread_was_preempted_is_not_charged(monkeypatch: pytest.MonkeyPatch) -> None:

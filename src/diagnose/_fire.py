@@ -75,18 +75,14 @@ def _clock_cost(clock: Callable[[], float]) -> float:
 _CPU_COST = _clock_cost(_cpu)
 _WALL_COST = _clock_cost(_clock)
 
-# Seconds spent in the garbage collector so far (and when the running collection began).
-_gc_time = [0.0, 0.0]
+# Under "stop", the info dict of the garbage collection that finished last (the collector
+# makes a new one for each): a timed evaluation tells whether one ran meanwhile. The callback
+# is a builtin, so no Python code runs in the host's collections: a signal handler's
+# exception raised inside a Python callback (Ctrl-C's KeyboardInterrupt, a SIGTERM handler's
+# SystemExit) would be printed and lost. How long the collection took is not known, then.
+_collected: dict[str, Any] = {}
+gc.callbacks.append(_collected.__setitem__)
 
-
-def _on_gc(phase: str, info: dict[str, Any]) -> None:
-    if phase == "start":
-        _gc_time[1] = _clock()
-    else:
-        _gc_time[0] += _clock() - _gc_time[1]
-
-
-gc.callbacks.append(_on_gc)
 
 #: Evaluation time an instrument may spend within one second of one process.
 BUDGET_SECONDS = 0.050
@@ -266,7 +262,7 @@ class Gate:
             self.instrument.fire(g, ns)
             stats.fired += 1
             return
-        gc_before = _gc_time[0]
+        collection = _collected.get("stop")
         c0 = _cpu()
         w0 = _clock()
         try:
@@ -274,15 +270,21 @@ class Gate:
         finally:
             t1 = _clock()
             c1 = _cpu()
-            # A garbage collection that ran meanwhile is the process's cost, not the
-            # expression's; the clocks' own cost is not the expression's either.
+            # The clocks' own cost is not the expression's.
             wall = t1 - w0 - _WALL_COST
             cpu = c1 - c0 - _CPU_COST
-            elapsed = max(0.0, min(wall, cpu) - (_gc_time[0] - gc_before))
+            elapsed = max(0.0, min(wall, cpu))
             fired = stats.fired + 1
+            # A garbage collection that ran meanwhile is the process's cost, not the
+            # expression's: the evaluation counts as long as the last timed one, if that
+            # was shorter; the first one timed is charged only with the next, timed too.
+            collected = _collected.get("stop") is not collection
+            first = collected and not stats.timed_fired
+            if collected:
+                elapsed = min(elapsed, stats.last_elapsed)
             # How many evaluations go untimed before the next timed one.
             cost = max(elapsed, stats.last_elapsed if stats.timed_fired else 0.0)
-            untimed = SAMPLE - 1
+            untimed = 0 if first else SAMPLE - 1
             if cost * untimed > UNTIMED_SECONDS:
                 untimed = int(UNTIMED_SECONDS / cost)
             stats.next_timed = fired + untimed
@@ -294,6 +296,8 @@ class Gate:
             typical = min(elapsed, stats.last_elapsed)
             span = t1 - stats.last_timed
             charge = (elapsed + typical * (count - 1)) / (span if span > 1.0 else 1.0)
+            if first:
+                charge = 0.0
             stats.timed_fired, stats.last_timed, stats.last_elapsed = fired, t1, elapsed
             if t1 - stats.window >= 1.0:
                 stats.window, stats.spent = t1, charge

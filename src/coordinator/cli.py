@@ -9,23 +9,21 @@ from types import FrameType
 from typing import Any
 
 import click
-import redis
 from click.shell_completion import get_completion_class
-
-from diagnose import SpecError
 
 from . import _commands
 from ._canary import CANARY_SECONDS
-from ._context import DEFAULT_PREFIX, DEFAULT_URL, REDIS_DEADLINE, Settings, redact
-from ._errors import (
-    EXIT_BAD_INPUT,
-    BadInput,
-    Interrupted,
-    OperationFailed,
-    Terminated,
-    explain_redis_error,
-)
+from ._context import DEFAULT_PREFIX, DEFAULT_URL, REDIS_DEADLINE, Settings
+from ._errors import BadInput, Terminated
 from ._fleet import LIVE_SECONDS
+from ._group import (
+    CoordinatorGroup,
+    Option,
+    connection_options,
+    global_options,
+    settings_of,
+    wide_option,
+)
 from ._specs import (
     DEFAULT_LIFESPAN,
     check_spec_id,
@@ -58,146 +56,6 @@ Examples:
   coordinator publish cart-total -t shop.pricing.total --value result --wait
   coordinator --redis-url redis://redis:6379/0 status cart-total
 """
-
-
-class CoordinatorGroup(click.Group):
-    """A click group that turns every failure into one line and its exit code."""
-
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the command line, printing any error as one line on stderr."""
-        kwargs["standalone_mode"] = False
-        try:
-            result = super().main(*args, **kwargs)
-        except click.exceptions.NoArgsIsHelpError as exc:
-            click.echo(exc.ctx.get_help(), err=True)
-            sys.exit(EXIT_BAD_INPUT)
-        except click.UsageError as exc:
-            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            click.echo(f"Error: {_one_line(exc.format_message())}{hint}", err=True)
-            sys.exit(exc.exit_code)
-        except click.ClickException as exc:
-            # On a terminal the Error line replaces the echoed ^C (or a progress bar's line);
-            # a pipe gets only the line itself.
-            lead = "\r\x1b[K" if isinstance(exc, Interrupted) and _isatty(sys.stderr) else ""
-            click.echo(f"{lead}Error: {_one_line(exc.format_message())}", err=True)
-            sys.exit(exc.exit_code)
-        except click.Abort as exc:
-            interrupt = exc.__cause__ or exc.__context__ or KeyboardInterrupt()
-            error = Interrupted.by(interrupt)
-            click.echo(f"Error: {error.format_message()}", err=True)
-            sys.exit(error.exit_code)
-        sys.exit(result if isinstance(result, int) else 0)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        """Run the command, mapping exceptions to CoordinatorError exit codes."""
-        try:
-            return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except SpecError as exc:
-            raise BadInput(f"invalid spec: {exc}")
-        except redis.RedisError as exc:
-            url = redact(_settings(ctx).url) if ctx.obj else "?"
-            raise explain_redis_error(exc, url, REDIS_DEADLINE)
-        except KeyboardInterrupt as exc:
-            raise Interrupted.by(exc)
-        except Exception as exc:
-            raise OperationFailed(f"{type(exc).__name__}: {exc}")
-
-
-class Option(click.Option):
-    """An option whose described default reads like the others: `[default: the ID]`."""
-
-    def get_help_extra(self, ctx: click.Context) -> Any:
-        """Return click's help extras, without the parentheses around a described default."""
-        extra = super().get_help_extra(ctx)
-        if isinstance(self.show_default, str) and "default" in extra:
-            extra["default"] = self.show_default
-        return extra
-
-
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _settings(ctx: click.Context) -> Settings:
-    return ctx.find_object(Settings) or Settings()
-
-
-def _set_global(attribute: str) -> Any:
-    """Return a callback that stores a global option given after the command in Settings."""
-
-    def store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
-        if value is None or value is False or ctx.resilient_parsing:
-            return
-        if attribute == "prefix" and not value:
-            raise BadInput("--prefix must not be empty")
-        settings = ctx.find_object(Settings)
-        if settings is not None:
-            setattr(settings, attribute, value if attribute != "secret" else value or None)
-
-    return store
-
-
-def global_options(func: Any) -> Any:
-    """Accept the global options after the command too: `coordinator list --json`."""
-    return _global_options(func, with_json=True)
-
-
-def connection_options(func: Any) -> Any:
-    """Accept --redis-url, --prefix and --secret after a command that prints no data."""
-    return _global_options(func, with_json=False)
-
-
-def _global_options(func: Any, *, with_json: bool) -> Any:
-    options = [
-        click.option(
-            "--redis-url",
-            metavar="URL",
-            expose_value=False,
-            callback=_set_global("redis_url"),
-            help="Redis URL, as the global option.",
-        ),
-        click.option(
-            "--prefix",
-            expose_value=False,
-            callback=_set_global("prefix"),
-            help="Key prefix, as the global option.",
-        ),
-        click.option(
-            "--secret",
-            metavar="TEXT",
-            expose_value=False,
-            callback=_set_global("secret"),
-            help="Shared secret, as the global option.",
-        ),
-        click.option(
-            "--json",
-            is_flag=True,
-            expose_value=False,
-            callback=_set_global("json"),
-            help="Print machine-readable JSON.",
-        ),
-    ]
-    if not with_json:
-        options.pop()
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def wide_option(func: Any) -> Any:
-    """Add --wide: every column, every cell in full."""
-    return click.option(
-        "--wide", "-w", is_flag=True, help="Show more columns and every value in full."
-    )(func)
 
 
 @click.group(
@@ -361,7 +219,7 @@ def publish(
     The IDs are printed as soon as the specs are published; --wait then shows each
     process's result on stderr.
     """
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     if spec_file is not None:
         if spec_id is not None or target is not None or value is not None:
             raise click.UsageError("give either --file or ID with --target and --value, not both")
@@ -413,7 +271,7 @@ def publish(
 @click.pass_context
 def remove(ctx: click.Context, spec_ids: tuple[str, ...], force: bool) -> None:
     """Delete specs and publish their removal; print the IDs removed."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     _commands.remove(settings, list(spec_ids), as_json=settings.json, force=force)
 
 
@@ -423,7 +281,7 @@ def remove(ctx: click.Context, spec_ids: tuple[str, ...], force: bool) -> None:
 @click.pass_context
 def list_(ctx: click.Context, wide: bool) -> None:
     """List the specs with their target, instrument and remaining lifespan."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     _commands.list_specs(settings, as_json=settings.json, wide=wide)
 
 
@@ -443,7 +301,7 @@ def status(ctx: click.Context, spec_id: str | None, summary: bool | None, wide: 
 
     Each spec counts only the processes its select chooses.
     """
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     _commands.status(settings, spec_id, as_json=settings.json, wide=wide, summary=summary)
 
 
@@ -490,7 +348,7 @@ def tail(
     One line per entry: TIME PROCESS SPEC VALUE (--json: one JSON object per line). IDs
     and --process choose whose output; -f follows it until Ctrl-C, which exits 0.
     """
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     for spec_id in spec_ids:
         check_spec_id(spec_id)
     seconds = parse_duration(since) if since is not None else None
@@ -522,7 +380,7 @@ def tail(
 @click.pass_context
 def processes(ctx: click.Context, max_age: float, by: str | None) -> None:
     """List the live processes with their last heartbeat and labels."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     if by is not None:
         from ._summary import processes_by
 
@@ -572,7 +430,7 @@ def serve(
         max_age=max_age,
         verbose=verbose,
     )
-    run_service(_settings(ctx), options)
+    run_service(settings_of(ctx), options)
 
 
 @cli.command()
@@ -598,7 +456,7 @@ def demo(ctx: click.Context, workers: int, lifespan: float) -> None:
     """Tour the project on a private Redis: workers, a probe, its output, its expiry."""
     from ._demo import run_demo
 
-    run_demo(_settings(ctx), workers=workers, lifespan=lifespan)
+    run_demo(settings_of(ctx), workers=workers, lifespan=lifespan)
 
 
 @cli.command()

@@ -36,7 +36,6 @@ def test_a_write_is_done_before_its_reply_is_read(client: redis.Redis, prefix: s
     assert wait_for(lambda: client.get(f"{prefix}:k") == b"v")
     assert deferred.collect() == "about"
     assert deferred.unread is None and deferred.collect() is None
-    deferred.close()
 
 
 def test_one_unread_reply_at_a_time(client: redis.Redis, prefix: str) -> None:
@@ -47,7 +46,6 @@ def test_one_unread_reply_at_a_time(client: redis.Redis, prefix: str) -> None:
         deferred.send(["SET", f"{prefix}:k", "second"], 2)
     assert deferred.collect() == 1
     assert client.get(f"{prefix}:k") == b"first"
-    deferred.close()
 
 
 def test_an_error_reply_is_raised_and_the_connection_goes_on(
@@ -63,27 +61,32 @@ def test_an_error_reply_is_raised_and_the_connection_goes_on(
     deferred.send(["SET", f"{prefix}:k", "after"], 2)
     assert deferred.collect() == 2
     assert client.get(f"{prefix}:k") == b"after"
-    deferred.close()
 
 
-def test_a_killed_connection_is_made_again(private_redis: RedisServer) -> None:
-    """A connection Redis closed fails the write in flight (at send or at collect); the next
-    send connects again."""
+def test_a_connection_redis_closed_is_made_again(private_redis: RedisServer) -> None:
+    """A write on a connection Redis closed (CLIENT KILL here; a failover does the same)
+    fails, at send or at collect, never silently; the next send connects again. Released
+    to the pool, the connection is checked before it is used again."""
     client = redis.Redis.from_url(private_redis.url, socket_timeout=2)
+    other = redis.Redis.from_url(private_redis.url, socket_timeout=2)
     deferred = DeferredReply(client)
     try:
         deferred.send(["SET", "k", "1"], 1)
         assert deferred.collect() == 1
-        assert client.client_kill_filter(_type="normal", skipme=True) >= 1
+        assert other.client_kill_filter(_type="normal", skipme=True) >= 1
         with pytest.raises(redis.ConnectionError):
             deferred.send(["SET", "k", "lost"], 2)
             deferred.collect()
         deferred.send(["SET", "k", "again"], 3)
         assert deferred.collect() == 3
-        assert client.get("k") == b"again"
+        deferred.release()
+        assert other.client_kill_filter(_type="normal", skipme=True) >= 1
+        deferred.send(["SET", "k", "checked"], 4)
+        assert deferred.collect() == 4
+        assert other.get("k") == b"checked"
     finally:
-        deferred.close()
         client.close()
+        other.close()
 
 
 def test_a_forked_child_leaves_its_parents_reply_alone(client: redis.Redis, prefix: str) -> None:
@@ -103,7 +106,6 @@ def test_a_forked_child_leaves_its_parents_reply_alone(client: redis.Redis, pref
     assert os.waitstatus_to_exitcode(status) == 0
     assert deferred.collect() == "parent's"  # a TimeoutError if the child had read it
     assert client.get(f"{prefix}:child") == b"child"
-    deferred.close()
 
 
 def info() -> str:
@@ -160,3 +162,31 @@ def test_a_failed_write_is_found_by_the_next_heartbeat_and_written_whole(
         assert wait_for(lambda: client.type(key) == b"hash" and client.hgetall(key) == whole)
     finally:
         reporter.stop()
+
+
+def test_the_reporters_writes_share_one_connection(private_redis: RedisServer) -> None:
+    """A write whose reply is unread holds its connection only until the reply is read:
+    the heartbeats after it, and the caller's own commands, use the same connection."""
+    client = redis.Redis.from_url(private_redis.url, socket_timeout=2)
+    observer = redis.Redis.from_url(private_redis.url)
+    keys = Keys("rep")
+    reporter = StatusReporter(client, keys, "p1", info, heartbeat=0.1, coalesce=0.0)
+    try:
+        reporter.update({"a": "1"}, wake=False)
+        reporter.flush()
+        reporter.update({"a": "2"}, wake=False)
+        reporter.flush()  # unread
+        reporter.collect()  # as the listener does before its own commands
+        assert client.get(keys.version) is None
+        reporter.update({"a": "3"}, wake=False)
+        reporter.flush()  # unread, until the thread's next heartbeat
+        writes = reporter.writes
+        reporter.start()
+        assert wait_for(lambda: reporter.writes >= writes + 2)
+        assert reporter.failures == 0
+        clients = observer.client_list(_type="normal")
+        assert len(clients) == 2, clients  # the observer's and the reporter's
+    finally:
+        reporter.stop()
+        client.close()
+        observer.close()

@@ -114,10 +114,7 @@ class StatusReporter:
             if not self._stopping.is_set():
                 self._write()
         except Exception as exc:
-            self.failures += 1
-            log.debug("status write failed (%s); the reporter retries", exc)
-            self._failed(exc)
-            self._wake.set()
+            self._leave_to_thread(exc)
         finally:
             self._io.release()
 
@@ -128,6 +125,18 @@ class StatusReporter:
             if full:
                 self._full = True
         self._wake.set()
+
+    def collect(self) -> None:
+        """Read the reply of the last write, if it is unread, before a command of the caller's
+        (so that its connection is free); a failed write is retried by the thread."""
+        if self._deferred.unread is None:
+            return
+        with self._io:
+            try:
+                self._collect()
+            except Exception as exc:
+                self._leave_to_thread(exc)
+            self._deferred.release()
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop the thread and delete this process's status and heartbeat."""
@@ -182,6 +191,14 @@ class StatusReporter:
             return value
         self._written_counts[field] = count
         return value
+
+    def _leave_to_thread(self, exc: Exception) -> None:
+        """A write failed outside the thread: count it, tell on_error, and wake the thread,
+        which retries."""
+        self.failures += 1
+        log.debug("status write failed (%s); the reporter retries", exc)
+        self._failed(exc)
+        self._wake.set()
 
     def _failed(self, exc: Exception) -> None:
         if self.on_error is not None:
@@ -239,6 +256,7 @@ class StatusReporter:
                 self.writes += 1
                 return
             fields = {f: self._counted(f, v, counts) for f, v in fields.items()}
+            self._deferred.release()  # the pipeline takes it from the pool
             pipe = self.client.pipeline(transaction=full)
             if full:
                 pipe.delete(key)
@@ -285,7 +303,7 @@ class StatusReporter:
                     self._deferred.collect()  # executed before the DEL, whatever its reply
                 except Exception:
                     pass
-                self._deferred.close()
+                self._deferred.release()
                 pipe = self.client.pipeline(transaction=True)
                 pipe.delete(self.keys.status(self.process_id))
                 pipe.zrem(self.keys.processes, self.process_id)

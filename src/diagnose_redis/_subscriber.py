@@ -465,16 +465,19 @@ class Subscriber:
         # An event at or below the version we hold is normally one published between our
         # SUBSCRIBE and our resync; but if the server's counter went back (a restart without
         # persistence, FLUSHALL), the state was replaced and we must read it again.
+        self.reporter.collect()  # the pool's connection may wait on a status write's reply
         current = int(self.client.get(self.keys.version) or 0)
         if current < seen:
             self._resync_due = True
 
     def _version_moved(self) -> bool:
         """Tell whether the store's version is not the one this subscriber last saw."""
+        self.reporter.collect()
         return int(self.client.get(self.keys.version) or 0) != self._seen
 
     def _resync(self) -> Snapshot:
         self._resync_due = False
+        self.reporter.collect()
         pipe = self.client.pipeline(transaction=True)
         pipe.get(self.keys.version)
         pipe.smembers(self.keys.ids)

@@ -47,8 +47,9 @@ def test_claim_lapses_without_heartbeat_and_a_lost_claim_is_noticed(client: redi
     other = IdClaim(keys, "job")
     assert other.acquire(client) == "job"
     pipe = client.pipeline()
-    count = holder.add_refresh(pipe)
-    assert not holder.check(pipe.execute()[-count:]) and holder.lost
+    for command in holder.refresh_commands():
+        pipe.execute_command(*command)
+    assert not holder.check(pipe.execute()) and holder.lost
     assert client.get(keys.claim("job")) == other.token.encode()
 
 

@@ -13,6 +13,7 @@ import redis
 
 from coordinator._embedded import RedisServer
 from diagnose_redis import Keys
+from diagnose_redis._claim import IdClaim
 from diagnose_redis._deferred import DeferredReply
 from diagnose_redis._reporter import StatusReporter
 from diagnose_redis._wire import PROCESS_FIELD
@@ -31,20 +32,20 @@ def test_a_write_is_done_before_its_reply_is_read(client: redis.Redis, prefix: s
     """send() returns once the command is sent; collect() reads the reply and returns what
     was given with it, once."""
     deferred = DeferredReply(client)
-    deferred.send(["SET", f"{prefix}:k", "v"], "about")
+    deferred.send([["SET", f"{prefix}:k", "v"]], "about")
     assert deferred.unread == "about"
     assert wait_for(lambda: client.get(f"{prefix}:k") == b"v")
-    assert deferred.collect() == "about"
-    assert deferred.unread is None and deferred.collect() is None
+    assert deferred.collect() == ("about", [b"OK"])
+    assert deferred.unread is None and deferred.collect() == (None, [])
 
 
 def test_one_unread_reply_at_a_time(client: redis.Redis, prefix: str) -> None:
     """A second send() before the first reply is read is refused, and sends nothing."""
     deferred = DeferredReply(client)
-    deferred.send(["SET", f"{prefix}:k", "first"], 1)
+    deferred.send([["SET", f"{prefix}:k", "first"]], 1)
     with pytest.raises(RuntimeError, match="collect"):
-        deferred.send(["SET", f"{prefix}:k", "second"], 2)
-    assert deferred.collect() == 1
+        deferred.send([["SET", f"{prefix}:k", "second"]], 2)
+    assert deferred.collect()[0] == 1
     assert client.get(f"{prefix}:k") == b"first"
 
 
@@ -54,13 +55,27 @@ def test_an_error_reply_is_raised_and_the_connection_goes_on(
     """A refused command raises from collect(); the next one on the connection works."""
     client.set(f"{prefix}:k", "a string")
     deferred = DeferredReply(client)
-    deferred.send(["HSET", f"{prefix}:k", "f", "v"], {"f"})
+    deferred.send([["HSET", f"{prefix}:k", "f", "v"]], {"f"})
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         deferred.collect()
     assert deferred.unread is None
-    deferred.send(["SET", f"{prefix}:k", "after"], 2)
-    assert deferred.collect() == 2
+    deferred.send([["SET", f"{prefix}:k", "after"]], 2)
+    assert deferred.collect()[0] == 2
     assert client.get(f"{prefix}:k") == b"after"
+
+
+def test_pipelined_replies_are_all_read_and_the_first_error_raised(
+    client: redis.Redis, prefix: str
+) -> None:
+    """Commands sent together are answered in order: a refused one in the middle raises
+    once every reply is read, so the connection's next reply is its own."""
+    key = f"{prefix}:k"
+    deferred = DeferredReply(client)
+    deferred.send([["SET", key, "s"], ["HSET", key, "f", "v"], ["APPEND", key, "!"]], "three")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        deferred.collect()
+    deferred.send([["GET", key]], "get")
+    assert deferred.collect() == ("get", [b"s!"])
 
 
 def test_a_connection_redis_closed_is_made_again(private_redis: RedisServer) -> None:
@@ -71,18 +86,18 @@ def test_a_connection_redis_closed_is_made_again(private_redis: RedisServer) -> 
     other = redis.Redis.from_url(private_redis.url, socket_timeout=2)
     deferred = DeferredReply(client)
     try:
-        deferred.send(["SET", "k", "1"], 1)
-        assert deferred.collect() == 1
+        deferred.send([["SET", "k", "1"]], 1)
+        assert deferred.collect()[0] == 1
         assert other.client_kill_filter(_type="normal", skipme=True) >= 1
         with pytest.raises(redis.ConnectionError):
-            deferred.send(["SET", "k", "lost"], 2)
+            deferred.send([["SET", "k", "lost"]], 2)
             deferred.collect()
-        deferred.send(["SET", "k", "again"], 3)
-        assert deferred.collect() == 3
+        deferred.send([["SET", "k", "again"]], 3)
+        assert deferred.collect()[0] == 3
         deferred.release()
         assert other.client_kill_filter(_type="normal", skipme=True) >= 1
-        deferred.send(["SET", "k", "checked"], 4)
-        assert deferred.collect() == 4
+        deferred.send([["SET", "k", "checked"]], 4)
+        assert deferred.collect()[0] == 4
         assert other.get("k") == b"checked"
     finally:
         client.close()
@@ -93,18 +108,18 @@ def test_a_forked_child_leaves_its_parents_reply_alone(client: redis.Redis, pref
     """After fork() the child has a connection of its own: it neither reads nor writes on
     the parent's socket, whose unread reply stays the parent's to read."""
     deferred = DeferredReply(client)
-    deferred.send(["SET", f"{prefix}:k", "parent"], "parent's")
+    deferred.send([["SET", f"{prefix}:k", "parent"]], "parent's")
     pid = os.fork()
     if pid == 0:
         try:
-            ok = deferred.collect() is None
-            deferred.send(["SET", f"{prefix}:child", "child"], "child's")
-            ok = ok and deferred.collect() == "child's"
+            ok = deferred.collect() == (None, [])
+            deferred.send([["SET", f"{prefix}:child", "child"]], "child's")
+            ok = ok and deferred.collect()[0] == "child's"
         finally:
             os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert deferred.collect() == "parent's"  # a TimeoutError if the child had read it
+    assert deferred.collect()[0] == "parent's"  # a TimeoutError if the child had read it
     assert client.get(f"{prefix}:child") == b"child"
 
 
@@ -190,3 +205,30 @@ def test_the_reporters_writes_share_one_connection(private_redis: RedisServer) -
         reporter.stop()
         client.close()
         observer.close()
+
+
+def test_a_heartbeat_that_finds_its_id_taken_says_so(client: redis.Redis, prefix: str) -> None:
+    """The claim's refresh rides on the heartbeat, whose replies are read before the next
+    one: a process whose id another took hears of it (on_claim_lost) a heartbeat later."""
+    keys = Keys(prefix)
+    claim = IdClaim(keys, "p1")
+    assert claim.acquire(client) == "p1"
+    lost: list[bool] = []
+    reporter = StatusReporter(
+        client,
+        keys,
+        "p1",
+        info,
+        heartbeat=0.1,
+        claim=claim,
+        on_claim_lost=lambda: lost.append(True),
+    )
+    try:
+        reporter.start()
+        assert wait_for(lambda: reporter.writes >= 3)
+        assert not lost and not claim.lost
+        client.set(keys.claim("p1"), "another process")
+        assert wait_for(lambda: lost, 3)
+        assert claim.lost and reporter.failures == 0
+    finally:
+        reporter.stop()

@@ -72,20 +72,23 @@ class IdClaim:
         client.pexpire(key, self.ttl_ms)
         return True
 
-    def add_refresh(self, pipe: Any) -> int:
-        """Add the commands that refresh the claim to a pipeline; return how many."""
+    def refresh_commands(self) -> list[list[Any]]:
+        """Return the commands that refresh the claim (none while no id is held); check()
+        reads their replies."""
         if self.held is None:
-            return 0
+            return []
         key = self.keys.claim(self.held)
         # SET NX takes the claim back after Redis restarted empty; PEXPIRE extends it (or,
         # harmlessly, another holder's, which check() then notices).
-        pipe.set(key, self.token, nx=True, px=self.ttl_ms)
-        pipe.pexpire(key, self.ttl_ms)
-        pipe.get(key)
-        return 3
+        return [
+            ["SET", key, self.token, "NX", "PX", self.ttl_ms],
+            ["PEXPIRE", key, self.ttl_ms],
+            ["GET", key],
+        ]
 
     def check(self, results: list[Any]) -> bool:
-        """Read add_refresh()'s results: True while the claim is ours (else mark it lost)."""
+        """Read the replies of refresh_commands(): True while the claim is ours (else mark
+        it lost)."""
         if self.held is None or not results:
             return True
         if _text(results[-1]) != self.token:

@@ -1,12 +1,13 @@
-"""Send a write now and read its reply later, on a connection held until then.
+"""Send writes now and read their replies later, on a connection held until then.
 
 After a publish every process of a fleet writes its status at once. Waiting for the reply
 costs each one a second wake-up in that burst (the first is the message), and on a host with
 many processes per core those wake-ups delay the applies of the processes still waiting
-(the fleet bench: about a sixth of their CPU per publish). The status reporter instead sends
-its one-command writes on a connection taken from the client's pool, and reads the reply
-before its next command of any kind: the next apply's write (on the same connection), or the
-heartbeat, at most HEARTBEAT_SECONDS later. The connection goes back to the pool before any
+(the fleet bench: about a sixth of their CPU per publish); a heartbeat, every
+HEARTBEAT_SECONDS, was two wake-ups too. The status reporter instead sends its writes and
+heartbeats on a connection taken from the client's pool, and reads the replies before its
+next command of any kind: the next apply's write or the next heartbeat (on the same
+connection), at most HEARTBEAT_SECONDS later. The connection goes back to the pool before any
 other command of the client (the heartbeat's, the listener's own), so that the pool need
 not open a second one meanwhile. A failed write is found then, and retried, instead of at
 once; it is never lost.
@@ -26,7 +27,7 @@ __all__ = ("DeferredReply",)
 
 
 class DeferredReply:
-    """Send a command on a connection of a client's pool, and read its reply later.
+    """Send commands on a connection of a client's pool, and read their replies later.
 
     Not thread-safe: the caller serialises send() and collect() (the reporter's I/O lock).
     """
@@ -35,11 +36,13 @@ class DeferredReply:
         self._pool = client.connection_pool
         self._connection: Any = None
         self._pid = os.getpid()
-        #: what the caller gave with the command whose reply is unread (None: nothing unread)
+        #: what the caller gave with the commands whose replies are unread (None: none are)
         self.unread: Any = None
+        self._count = 0
 
-    def send(self, args: list[Any], about: Any) -> None:
-        """Send a command; remember about (not None) until collect() reads its reply.
+    def send(self, commands: list[list[Any]], about: Any) -> None:
+        """Send commands, pipelined; remember about (not None) until collect() reads their
+        replies.
 
         The connection is the one held since the last send, if not released, else one from
         the pool. Raise what redis-py raises if it cannot be sent (the connection is then
@@ -50,31 +53,45 @@ class DeferredReply:
             raise RuntimeError("collect() the unread reply first")
         if self._connection is None:
             self._connection = self._pool.get_connection()
+        connection = self._connection
         try:
-            self._connection.send_command(*args)
+            if len(commands) == 1:
+                connection.send_command(*commands[0])
+            else:
+                connection.send_packed_command(connection.pack_commands(commands))
         except BaseException:
             self.release()
             raise
-        self.unread = about
+        self.unread, self._count = about, len(commands)
 
-    def collect(self) -> Any:
-        """Read the unread reply, if any, and return its about (None if nothing was unread).
-        The connection stays held for the next send(), until release().
+    def collect(self) -> tuple[Any, list[Any]]:
+        """Read the unread replies, if any; return the about given with them and the
+        replies ((None, []) if nothing was unread). The connection stays held for the next
+        send(), until release().
 
-        Raise the command's error (ResponseError) or the connection's (the connection is
-        then given back); about is forgotten all the same: the caller has it from ``unread``.
+        Raise the first command's error (ResponseError, once every reply is read) or the
+        connection's (the connection is then given back); about is forgotten all the same:
+        the caller has it from ``unread``.
         """
         self._forked()
         about, self.unread = self.unread, None
-        if about is not None:
-            try:
-                self._connection.read_response()
-            except redis.ResponseError:
-                raise
-            except BaseException:
-                self.release()
-                raise
-        return about
+        replies: list[Any] = []
+        if about is None:
+            return None, replies
+        refused: redis.ResponseError | None = None
+        try:
+            for _ in range(self._count):
+                try:
+                    replies.append(self._connection.read_response())
+                except redis.ResponseError as exc:
+                    refused = refused or exc
+                    replies.append(exc)
+        except BaseException:
+            self.release()
+            raise
+        if refused is not None:
+            raise refused
+        return about, replies
 
     def release(self) -> None:
         """Give the connection back to the pool, for others to use: after collect(), before

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -17,6 +18,14 @@ from ._wire import HEARTBEAT_SECONDS, PROCESS_FIELD, STATUS_TTL_SECONDS, Keys, w
 __all__ = ("StatusReporter",)
 
 log = logging.getLogger("diagnose_redis")
+
+
+class _Sent(NamedTuple):
+    """A write whose replies are unread: the fields it carried, and how many of its last
+    replies are the claim's refresh."""
+
+    fields: frozenset[str]
+    refresh: int
 
 
 class StatusReporter:
@@ -208,19 +217,21 @@ class StatusReporter:
                 pass
 
     def _collect(self) -> None:
-        """Read the reply of the last write sent without waiting; if it failed, mark what it
-        carried to be written again, whole, and raise its error."""
-        carried = self._deferred.unread
-        if carried is None:
+        """Read the replies of the last write sent without waiting; if it failed, mark what
+        it carried to be written again, whole, and raise its error."""
+        sent: _Sent | None = self._deferred.unread
+        if sent is None:
             return
         try:
-            self._deferred.collect()
+            _, replies = self._deferred.collect()
         except BaseException:
             with self._lock:
-                self._dirty |= carried
+                self._dirty |= sent.fields
                 self._full = True
                 self._info_due = True
             raise
+        if sent.refresh:
+            self._check_claim(replies[-sent.refresh :])
 
     def _write(self) -> None:
         self._collect()
@@ -241,52 +252,11 @@ class StatusReporter:
         for gone in self._written_counts.keys() - fields.keys():
             del self._written_counts[gone]
         key = self.keys.status(self.process_id)
-        # hset(mapping=) below: redis-py types it Mapping[FieldT, EncodableT], whose key type
-        # is invariant, so it refuses a dict[str, str] it accepts at run time.
-        mapping: dict[str, str]
         try:
-            if not beat and dirty <= fields.keys():
-                # The common case, one apply: a single HSET of what changed, no pipeline,
-                # and no wait for its reply.
-                command: list[str] = ["HSET", key]
-                for field in dirty:
-                    command += (field, self._counted(field, fields[field], counts))
-                command += (PROCESS_FIELD, self.process_info())
-                self._deferred.send(command, frozenset(dirty))
-                self.writes += 1
-                return
-            fields = {f: self._counted(f, v, counts) for f, v in fields.items()}
-            self._deferred.release()  # the pipeline takes it from the pool
-            pipe = self.client.pipeline(transaction=full)
             if full:
-                pipe.delete(key)
-                mapping = dict(fields)
+                self._write_whole(key, {f: self._counted(f, v, counts) for f, v in fields.items()})
             else:
-                # A heartbeat writes every field: if the key expired meanwhile (the process
-                # was starved past the TTL), the hash comes back whole, not just what changed.
-                mapping = dict(fields) if beat else {f: fields[f] for f in dirty if f in fields}
-                removed = [f for f in dirty if f not in fields]
-                if removed:
-                    pipe.hdel(key, *removed)
-            mapping[PROCESS_FIELD] = self.process_info()
-            pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
-            # HSET keeps a key's TTL, so only heartbeats need to refresh it.
-            refresh = 0
-            if beat:
-                pipe.expire(key, int(STATUS_TTL_SECONDS))
-                pipe.zadd(self.keys.processes, {self.process_id: time.time()})
-                if self.claim is not None:
-                    refresh = self.claim.add_refresh(pipe)
-            results = pipe.execute()
-            if beat:
-                self._last_beat = time.monotonic()
-                if (
-                    refresh
-                    and self.claim is not None
-                    and not self.claim.check(results[-refresh:])
-                    and self.on_claim_lost is not None
-                ):
-                    self.on_claim_lost()
+                self._send(key, dirty, fields, counts, beat)
         except BaseException:
             with self._lock:
                 self._dirty |= dirty
@@ -294,6 +264,70 @@ class StatusReporter:
                 self._info_due = True
             raise
         self.writes += 1
+
+    def _send(
+        self,
+        key: str,
+        dirty: set[str],
+        fields: dict[str, str],
+        counts: dict[str, dict[str, int]],
+        beat: bool,
+    ) -> None:
+        """Send what changed (and, for a heartbeat, every field with the TTL, the score and
+        the claim's refresh) without waiting for the replies: _collect() reads them."""
+        commands: list[list[Any]] = []
+        removed = [f for f in dirty if f not in fields]
+        if removed:
+            commands.append(["HDEL", key, *removed])
+        # A heartbeat writes every field: if the key expired meanwhile (the process was
+        # starved past the TTL), the hash comes back whole, not just what changed.
+        written = fields.keys() if beat else dirty - set(removed)
+        hset: list[Any] = ["HSET", key]
+        for field in written:
+            hset += (field, self._counted(field, fields[field], counts))
+        hset += (PROCESS_FIELD, self.process_info())
+        commands.append(hset)
+        refresh: list[list[Any]] = []
+        if beat:
+            # HSET keeps a key's TTL, so only heartbeats need to refresh it.
+            commands.append(["EXPIRE", key, int(STATUS_TTL_SECONDS)])
+            commands.append(["ZADD", self.keys.processes, time.time(), self.process_id])
+            if self.claim is not None:
+                refresh = self.claim.refresh_commands()
+                commands += refresh
+        self._deferred.send(commands, _Sent(frozenset(dirty), len(refresh)))
+        if beat:
+            self._last_beat = time.monotonic()
+
+    def _write_whole(self, key: str, fields: dict[str, str]) -> None:
+        """Replace the hash with fields, and heartbeat, in a transaction waited for."""
+        self._deferred.release()  # the pipeline takes it from the pool
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(key)
+        # hset(mapping=): redis-py types it Mapping[FieldT, EncodableT], whose key type is
+        # invariant, so it refuses a dict[str, str] it accepts at run time.
+        mapping: dict[Any, Any] = {**fields, PROCESS_FIELD: self.process_info()}
+        pipe.hset(key, mapping=mapping)
+        pipe.expire(key, int(STATUS_TTL_SECONDS))
+        pipe.zadd(self.keys.processes, {self.process_id: time.time()})
+        refresh = 0
+        if self.claim is not None:
+            for command in self.claim.refresh_commands():
+                pipe.execute_command(*command)
+                refresh += 1
+        results = pipe.execute()
+        self._last_beat = time.monotonic()
+        self._check_claim(results[len(results) - refresh :])
+
+    def _check_claim(self, refreshed: list[Any]) -> None:
+        """Read the claim's refresh replies; say so if another process took the id."""
+        if (
+            refreshed
+            and self.claim is not None
+            and not self.claim.check(refreshed)
+            and self.on_claim_lost is not None
+        ):
+            self.on_claim_lost()
 
     def _remove(self) -> None:
         try:

@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test fuzz lint bench bench-fleet bench-scale soak clean
+.PHONY: demo test fuzz lint bench bench-fleet bench-scale bench-ab soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,13 @@ soak: $(VENV)/.test
 bench-scale: $(VENV)/.test
 	$(PY) -m compileall -q src > /dev/null
 	$(PY) bench/fleet_scale.py
+
+# Half the same fleet from another checkout: `git worktree add /tmp/before HEAD~3`, then
+# `make bench-ab AGAINST=/tmp/before`. Both halves share the hour and the cores.
+bench-ab: $(VENV)/.test
+	@test -n "$(AGAINST)" || { echo "make bench-ab AGAINST=PATH (another checkout)"; exit 2; }
+	$(PY) -m compileall -q src $(AGAINST)/src > /dev/null
+	$(PY) bench/fleet_ab.py --against $(AGAINST)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache

@@ -14,7 +14,9 @@ import redis
 from coordinator._embedded import RedisServer
 from diagnose_redis import Keys
 from diagnose_redis._claim import IdClaim
+from diagnose._outbox import Origin, Outbox
 from diagnose_redis._deferred import DeferredReply
+from diagnose_redis._outflow import Outflow
 from diagnose_redis._reporter import StatusReporter
 from diagnose_redis._wire import PROCESS_FIELD
 from probe_targets.support import wait_for
@@ -232,3 +234,31 @@ def test_a_heartbeat_that_finds_its_id_taken_says_so(client: redis.Redis, prefix
         assert claim.lost and reporter.failures == 0
     finally:
         reporter.stop()
+
+
+def test_probe_output_takes_the_connection_a_status_write_held(
+    private_redis: RedisServer,
+) -> None:
+    """The output stream's round trip first has the reporter read the reply it is owed, and
+    takes the same connection: a process sending output still uses one for both."""
+    client = redis.Redis.from_url(private_redis.url, socket_timeout=2)
+    observer = redis.Redis.from_url(private_redis.url)
+    keys = Keys("rep")
+    reporter = StatusReporter(client, keys, "p1", info, heartbeat=60)
+    box = Outbox()
+    flow = Outflow(client, keys, lambda: "p1", outbox=box, before_send=reporter.collect)
+    assert box.open(lambda: None), "the outbox refused to open (DIAGNOSE_OUTPUT?)"
+    try:
+        reporter.update({"a": "1"}, wake=False)
+        reporter.flush()
+        for n in range(3):
+            reporter.update({"a": str(n)}, wake=False)
+            reporter.flush()  # unread
+            box.put(Origin("s", "log"), "name", str(n), {})
+            flow.flush()
+        assert flow.sent == 3 and reporter.failures == 0
+        assert len(observer.client_list(_type="normal")) == 2  # the observer's and theirs
+    finally:
+        reporter.stop()
+        client.close()
+        observer.close()

@@ -54,8 +54,12 @@ class Outflow:
         maxlen: int | None = None,
         interval: float = INTERVAL,
         on_error: Callable[[Exception], None] | None = None,
+        before_send: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
+        #: called before each round trip: the status reporter reads the reply it is owed
+        #: on the pool's connection, which this one then takes (see _deferred.py)
+        self.before_send = before_send
         self.keys = keys
         self.process_id = process_id
         self.outbox = outbox
@@ -148,6 +152,8 @@ class Outflow:
                 return
 
     def _send(self, entries: list[Entry]) -> None:
+        if self.before_send is not None:
+            self.before_send()
         process = self.process_id()
         pipe = self.client.pipeline(transaction=False)
         key = self.keys.output

@@ -142,7 +142,11 @@ class Subscriber:
         self.applier = Applier(manager, self.mirror, self.reporter, self.stopped)
         self._backoff = ExponentialWithJitterBackoff(cap=1.0, base=0.05)
         self.outflow = Outflow(
-            self.client, self.keys, lambda: self.process_id, on_error=self._write_failed
+            self.client,
+            self.keys,
+            lambda: self.process_id,
+            on_error=self._write_failed,
+            before_send=self.reporter.collect,
         )
 
     # --- life cycle ----------------------------------------------------------------

@@ -12,9 +12,9 @@ import pytest
 import redis
 
 from coordinator._embedded import RedisServer
+from diagnose._outbox import Origin, Outbox
 from diagnose_redis import Keys
 from diagnose_redis._claim import IdClaim
-from diagnose._outbox import Origin, Outbox
 from diagnose_redis._deferred import DeferredReply
 from diagnose_redis._outflow import Outflow
 from diagnose_redis._reporter import StatusReporter

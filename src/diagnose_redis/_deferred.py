@@ -4,10 +4,10 @@ After a publish every process of a fleet writes its status at once. Waiting for 
 costs each one a second wake-up in that burst (the first is the message), and on a host with
 many processes per core those wake-ups delay the applies of the processes still waiting; a
 heartbeat, every HEARTBEAT_SECONDS, was two wake-ups too (the fleet bench, half of one fleet
-before and half after: a quarter less CPU per publish). The status reporter instead sends its writes and
-heartbeats on a connection taken from the client's pool, and reads the replies before its
-next command of any kind: the next apply's write or the next heartbeat (on the same
-connection), at most HEARTBEAT_SECONDS later. The connection goes back to the pool before any
+before and half after: a quarter less CPU per publish). The status reporter instead sends
+its writes and heartbeats on a connection taken from the client's pool, and reads the
+replies before its next command of any kind: the next apply's write or the next heartbeat
+(on the same connection), at most HEARTBEAT_SECONDS later. The connection goes back to the pool before any
 other command of the client (the heartbeat's, the listener's own), so that the pool need
 not open a second one meanwhile. A failed write is found then, and retried, instead of at
 once; it is never lost.

@@ -7,10 +7,10 @@ heartbeat, every HEARTBEAT_SECONDS, was two wake-ups too (the fleet bench, half 
 before and half after: a quarter less CPU per publish). The status reporter instead sends
 its writes and heartbeats on a connection taken from the client's pool, and reads the
 replies before its next command of any kind: the next apply's write or the next heartbeat
-(on the same connection), at most HEARTBEAT_SECONDS later. The connection goes back to the pool before any
-other command of the client (the heartbeat's, the listener's own), so that the pool need
-not open a second one meanwhile. A failed write is found then, and retried, instead of at
-once; it is never lost.
+(on the same connection), at most HEARTBEAT_SECONDS later. The connection goes back to the
+pool before any other command of the client (a whole rewrite, the listener's own, the output
+stream's), so that the pool need not open a second one meanwhile. A failed write is found
+then, and retried, instead of at once; it is never lost.
 
 Reading the reply before the next command also keeps the writes in order: Redis executes
 the held connection's write before anything sent after it on another connection.

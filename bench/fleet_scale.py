@@ -284,6 +284,15 @@ def publish_round(
     return this, (busy - busy_before) / max(1, total - total_before), missing
 
 
+def wait_heartbeats(client: redis.Redis, store: SpecStore, count: int) -> None:
+    """Wait until count processes have heartbeat (at most 120 s)."""
+    deadline = time.monotonic() + 120
+    while client.zcard(store.keys.processes) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the subscribers did not all heartbeat")
+        time.sleep(0.1)
+
+
 def fleet_phase(
     server: RedisServer, size: int, per_process: int, rounds: int, warmup: int
 ) -> dict[str, Any]:
@@ -311,11 +320,7 @@ def fleet_phase(
             word, *forked = proc.stdout.readline().split()
             assert word == "ready"
             pids += [int(pid) for pid in forked]
-            deadline = time.monotonic() + 120
-            while client.zcard(store.keys.processes) < first + count:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the subscribers did not all heartbeat")
-                time.sleep(0.1)
+            wait_heartbeats(client, store, first + count)
         ids = [f"sub-{n:05d}" for n in range(size)]
         startup = time.monotonic() - started
         connections = int(client.info("clients")["connected_clients"]) - clients_before

@@ -34,6 +34,7 @@ from fleet_scale import (
     percentile,
     settle,
     spec,
+    stop_spawners,
     wait_heartbeats,
 )
 
@@ -111,11 +112,7 @@ def main() -> None:
                 for half in pids
             }
         finally:
-            for proc in children:
-                assert proc.stdin is not None
-                proc.stdin.close()
-            for proc in children:
-                proc.wait(60)
+            stop_spawners(children)
         print(f"{size} subscribers: A from {args.against}, B from {HERE.parent.parent}")
         for half in ("A", "B"):
             lat = latencies[half]

@@ -284,6 +284,15 @@ def publish_round(
     return this, (busy - busy_before) / max(1, total - total_before), missing
 
 
+def stop_spawners(children: list[subprocess.Popen[str]]) -> None:
+    """Close the spawners' stdin (they stop their subscribers) and wait for them."""
+    for proc in children:
+        assert proc.stdin is not None
+        proc.stdin.close()
+    for proc in children:
+        proc.wait(60)
+
+
 def wait_heartbeats(client: redis.Redis, store: SpecStore, count: int) -> None:
     """Wait until count processes have heartbeat (at most 120 s)."""
     deadline = time.monotonic() + 120
@@ -361,11 +370,7 @@ def fleet_phase(
         busy = redis_cpu(client) - cpu
 
     finally:
-        for proc in children:
-            assert proc.stdin is not None
-            proc.stdin.close()
-        for proc in children:
-            proc.wait(60)
+        stop_spawners(children)
         client.close()
     return {
         "subscribers": size,

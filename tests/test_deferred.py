@@ -262,3 +262,25 @@ def test_probe_output_takes_the_connection_a_status_write_held(
         reporter.stop()
         client.close()
         observer.close()
+
+
+def test_a_flush_with_nothing_to_send_gives_the_connection_back(
+    private_redis: RedisServer,
+) -> None:
+    """A write that finds nothing to send reads the reply it is owed and gives the
+    connection back to the pool, for the client's other commands."""
+    client = redis.Redis.from_url(private_redis.url, socket_timeout=2)
+    observer = redis.Redis.from_url(private_redis.url)
+    reporter = StatusReporter(client, Keys("rep"), "p1", info, heartbeat=60)
+    try:
+        reporter.update({"a": "1"}, wake=False)
+        reporter.flush()
+        reporter.update({"a": "2"}, wake=False)
+        reporter.flush()  # unread
+        reporter.flush()  # nothing changed since
+        assert client.get("rep:version") is None
+        assert len(observer.client_list(_type="normal")) == 2  # the observer's and theirs
+    finally:
+        reporter.stop()
+        client.close()
+        observer.close()

@@ -242,6 +242,7 @@ class StatusReporter:
             fields = dict(self._fields)
         beat = full or time.monotonic() - self._last_beat >= self.heartbeat
         if not (dirty or beat or info):
+            self._deferred.release()  # nothing to send on it: the pool's again
             return
         counts = self._current_counts()
         if beat:

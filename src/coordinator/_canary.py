@@ -81,15 +81,16 @@ def publish_canary(
         raise WaitTimedOut(
             f"no live process matches the select of {', '.join(empty)}; nothing was published"
         )
-    store.put_many({spec_id: _narrowed(spec, groups[spec_id]) for spec_id, spec in specs.items()})
     ids = list(specs)
-    if not as_json:
-        for spec_id in ids:
-            click.echo(spec_id)
-    for spec_id, group in groups.items():
-        _say(f"{spec_id} published to {', '.join(group)}", as_json)
     seen: dict[str, list[ProcessResult]] = {}
+    store.put_many({spec_id: _narrowed(spec, groups[spec_id]) for spec_id, spec in specs.items()})
     try:
+        # From here on a Ctrl-C says what it leaves: the canary applies within milliseconds.
+        if not as_json:
+            for spec_id in ids:
+                click.echo(spec_id)
+        for spec_id, group in groups.items():
+            _say(f"{spec_id} published to {', '.join(group)}", as_json)
         try:
             _await_canary(store, fleet, groups, plan.timeout, seen)
             _say(f"applied; watching for {plan.seconds:g}s", as_json)

@@ -35,8 +35,9 @@ class StatusReporter:
     connection failure or when asked (the server may have restarted empty). Whoever updates
     the fields either wakes the reporter's thread to write them, or writes them itself with
     flush() (the listener does, being awake anyway); a failed write is retried by the thread.
-    A write of changed fields alone does not wait for its reply, which is read before the
-    next command (see _deferred.py): its failure is found at the latest by the heartbeat.
+    A write of changed fields, or a heartbeat, does not wait for its replies, which are read
+    before the next command (see _deferred.py): a failure is found by the next heartbeat at
+    the latest; a whole rewrite is a transaction, waited for.
     Heartbeats also refresh the claim on the process id, if given; on_error hears of every
     failed write. Change process_id only while holding ``io_lock`` (no write in flight).
 
@@ -76,7 +77,7 @@ class StatusReporter:
         # Held while writing to Redis, by the thread or by flush(): one writer at a time.
         self.io_lock = self._io = threading.Lock()
         self._fields: dict[str, str] = {}
-        # The last write of changed fields, whose reply is read before the next command.
+        # The last write or heartbeat, whose replies are read before the next command.
         self._deferred = DeferredReply(client)
         self._dirty: set[str] = set()
         self._full = True
@@ -225,13 +226,17 @@ class StatusReporter:
         try:
             _, replies = self._deferred.collect()
         except BaseException:
-            with self._lock:
-                self._dirty |= sent.fields
-                self._full = True
-                self._info_due = True
+            self._rewrite_later(sent.fields)
             raise
         if sent.refresh:
             self._check_claim(replies[-sent.refresh :])
+
+    def _rewrite_later(self, fields: set[str] | frozenset[str]) -> None:
+        """A write of fields failed: the next write is whole (the hash may be anything)."""
+        with self._lock:
+            self._dirty |= fields
+            self._full = True
+            self._info_due = True
 
     def _write(self) -> None:
         self._collect()
@@ -259,10 +264,7 @@ class StatusReporter:
             else:
                 self._send(key, dirty, fields, counts, beat)
         except BaseException:
-            with self._lock:
-                self._dirty |= dirty
-                self._full = True
-                self._info_due = True
+            self._rewrite_later(dirty)
             raise
         self.writes += 1
 

@@ -27,7 +27,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 from diagnose import ProbeManager  # noqa: E402
 from diagnose_redis import SpecStore, Subscriber, connect  # noqa: E402
-from diagnose_redis._slot import slot_of  # noqa: E402
+from diagnose_redis.connection.slot import slot_of  # noqa: E402
 from topologies import Cluster, wait_for  # noqa: E402
 
 PREFIX = "bench"

@@ -47,10 +47,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from coordinator._embedded import RedisServer, binary_version  # noqa: E402
 from diagnose import validate_spec  # noqa: E402
-from diagnose._change import spec_key  # noqa: E402
+from diagnose.spec import spec_key  # noqa: E402
 from diagnose_redis import SpecStore  # noqa: E402
-from diagnose_redis._subscriber import RESYNC_SECONDS  # noqa: E402
-from diagnose_redis._wire import PROCESS_FIELD, encode_status_field  # noqa: E402
+from diagnose_redis._subscriber.listener import RESYNC_SECONDS  # noqa: E402
+from diagnose_redis.protocol import PROCESS_FIELD, encode_status_field  # noqa: E402
 
 COORDINATOR = str(Path(sys.executable).parent / "coordinator")
 PREFIX = "scale"

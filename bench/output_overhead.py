@@ -25,7 +25,7 @@ import timeit
 from pathlib import Path
 
 from diagnose import Instrument, ProbeManager, probes
-from diagnose._outbox import OUTBOX
+from diagnose.outbox import OUTBOX
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import targets  # noqa: E402

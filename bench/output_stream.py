@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from coordinator._embedded import RedisServer  # noqa: E402
 from diagnose_redis import SpecStore  # noqa: E402
-from diagnose_redis._wire import decode_output  # noqa: E402
+from diagnose_redis.protocol import decode_output  # noqa: E402
 
 WORKER = ROOT / "tests" / "output_worker.py"
 PREFIX = "bench"

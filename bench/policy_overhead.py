@@ -13,7 +13,7 @@ import math
 import time
 import timeit
 
-from diagnose._policy import Policy
+from diagnose._safety.policy import Policy
 from diagnose.exceptions import ExpressionRefused
 from diagnose.managers import mag
 

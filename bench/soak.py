@@ -105,7 +105,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from coordinator._embedded import RedisServer, binary_version  # noqa: E402
 from diagnose_redis import SpecStore  # noqa: E402
-from diagnose_redis._wire import encode_event, encode_spec  # noqa: E402
+from diagnose_redis.protocol import encode_event, encode_spec  # noqa: E402
 
 PREFIX = "soak"
 PROCESS_ID = "soak-worker"

@@ -17,7 +17,7 @@ import redis  # noqa: E402
 
 from diagnose import ProbeManager, ProbeTestInstrument  # noqa: E402
 from diagnose_redis import SpecStore  # noqa: E402
-from diagnose_redis._subscriber import Subscriber  # noqa: E402
+from diagnose_redis._subscriber.listener import Subscriber  # noqa: E402
 from probe_targets import shop  # noqa: E402
 from probe_targets.support import churn_spec, wait_for  # noqa: E402
 

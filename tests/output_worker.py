@@ -40,7 +40,7 @@ def main() -> None:
 
     import diagnose_redis
     import output_worker
-    from diagnose._outbox import OUTBOX
+    from diagnose.outbox import OUTBOX
 
     if args.no_budget:
         import diagnose

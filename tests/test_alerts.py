@@ -11,7 +11,7 @@ import redis
 
 from coordinator._embedded import RedisServer
 from diagnose_redis import BadURL
-from diagnose_redis._alerts import AUTH, ERROR, UNREACHABLE, URL, Alerts, classify
+from diagnose_redis._status.alerts import AUTH, ERROR, UNREACHABLE, URL, Alerts, classify
 from probe_targets.support import wait_for
 
 

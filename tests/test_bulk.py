@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from diagnose_redis._bulk import BATCH, read_fields, read_hashes
+from diagnose_redis.publisher.census import BATCH, read_fields, read_hashes
 
 
 def _fill(client: redis.Redis, count: int) -> list[str]:

@@ -1,4 +1,4 @@
-"""Tests of the summary's census (coordinator._summary) over status hashes written directly,
+"""Tests of the summary's census (coordinator.fleet.census) over status hashes written directly,
 read by the server-side script and by the pipeline used where scripts are refused."""
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import redis
 
-from coordinator._summary import census
-from diagnose_redis import SpecStore, _bulk
-from diagnose_redis._wire import PROCESS_FIELD, encode_status_field
+from coordinator.fleet.census import census
+from diagnose_redis import SpecStore
+from diagnose_redis.protocol import PROCESS_FIELD, encode_status_field
+from diagnose_redis.publisher import census as census_module
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
@@ -37,7 +38,7 @@ def store(request: pytest.FixtureRequest, redis_url: str) -> Iterator[SpecStore]
     refused, by pipeline."""
     client = redis.Redis.from_url(redis_url)
     if request.param == "pipeline":
-        _bulk._refused.add(id(client))
+        census_module._refused.add(id(client))
     store = SpecStore(client, "census")
     store.put("cur", spec(NOW))
     store.put("web-only", spec(NOW, select={"service": "web"}))
@@ -70,7 +71,7 @@ def store(request: pytest.FixtureRequest, redis_url: str) -> Iterator[SpecStore]
     try:
         yield store
     finally:
-        _bulk._refused.discard(id(client))
+        census_module._refused.discard(id(client))
         client.close()
 
 
@@ -105,14 +106,16 @@ def test_the_script_and_the_pipeline_read_the_same_rows(redis_url: str) -> None:
     client.hset("h2", mapping={"_process": "{}", "c": "z"})
     args = (["h1", "h2", "h3"], ["a", "b"], [b'{"lm": 1', b""])
     for every_info in (False, True):
-        scripted = _bulk.census_rows(client, *args, every_info=every_info, count_extra=True)
-        _bulk._refused.add(id(client))
+        scripted = census_module.census_rows(client, *args, every_info=every_info, count_extra=True)
+        census_module._refused.add(id(client))
         try:
-            piped = _bulk.census_rows(client, *args, every_info=every_info, count_extra=True)
+            piped = census_module.census_rows(
+                client, *args, every_info=every_info, count_extra=True
+            )
         finally:
-            _bulk._refused.discard(id(client))
+            census_module._refused.discard(id(client))
         assert scripted == piped
-    assert scripted[0] == _bulk.CensusRow(b"ax", b'{"role": "parent"}', 0, [b"y"])
-    assert scripted[1] == _bulk.CensusRow(b"--", b"{}", 1, [])
-    assert scripted[2] == _bulk.CensusRow(b"--", None, 0, [])
+    assert scripted[0] == census_module.CensusRow(b"ax", b'{"role": "parent"}', 0, [b"y"])
+    assert scripted[1] == census_module.CensusRow(b"--", b"{}", 1, [])
+    assert scripted[2] == census_module.CensusRow(b"--", None, 0, [])
     client.close()

@@ -1,11 +1,11 @@
-"""Tests of diagnose._change: the one answer to "did the spec change?"."""
+"""Tests of diagnose.spec: the one answer to "did the spec change?"."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from diagnose._change import spec_changed, spec_key
+from diagnose.spec import spec_changed, spec_key
 
 LM = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 

@@ -11,7 +11,7 @@ import redis
 from app_servers import coordinator
 from coordinator._embedded import RedisServer
 from diagnose_redis import Keys, SpecStore
-from diagnose_redis._claim import IdClaim
+from diagnose_redis._status.claim import IdClaim
 from probe_targets.support import wait_for
 from test_subscriber_fleet import Worker, applied_everywhere, log_spec
 
@@ -122,7 +122,7 @@ def test_a_subscriber_whose_claim_is_taken_moves_to_id_pid(
     """If another process took its id (its heartbeats stalled), a subscriber notices at its
     next heartbeat and reports everything under ID:PID from then on."""
     import diagnose
-    from diagnose_redis._subscriber import Subscriber
+    from diagnose_redis._subscriber.listener import Subscriber
 
     manager = diagnose.ProbeManager()
     manager.instrument_classes["test"] = diagnose.ProbeTestInstrument

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from coordinator._context import redact
-from coordinator._output import format_duration, format_time, to_jsonable
-from coordinator._wait import report_state
+from coordinator.fleet.wait import report_state
+from coordinator.view.output import format_duration, format_time, to_jsonable
 
 LM = _dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=_dt.UTC)
 

@@ -205,7 +205,7 @@ def test_an_interrupt_before_the_wait_still_says_what_it_left(
     """Ctrl-C between the publish and the first poll (the fleet may have applied it by then):
     the state left is read once more and told with counts, or, if that read fails too, the
     spec is said to be published, with the command that removes it."""
-    import coordinator._commands as commands
+    import coordinator.commands.publish as commands
 
     client = redis.Redis.from_url(redis_url)
     client.zadd(Keys(prefix).processes, {"web-1": time.time()})

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from coordinator.cli import cli
 from diagnose_redis import Keys
-from diagnose_redis._wire import PROCESS_FIELD, encode_status_field
+from diagnose_redis.protocol import PROCESS_FIELD, encode_status_field
 
 LONG_VALUE = "{'items': sum(items.values()), 'discount': discount, 'total': result, 'n': 1}"
 LONG_ERROR = (

@@ -7,8 +7,8 @@ import time
 import redis
 
 from diagnose_redis import Keys, SpecStore, connect
-from diagnose_redis._slot import slot_of
-from diagnose_redis._wire import cluster_prefix
+from diagnose_redis.connection.slot import slot_of
+from diagnose_redis.protocol import cluster_prefix
 from fleet_helpers import put_retrying
 from probe_targets.support import wait_for
 from test_subscriber_fleet import Worker, applied_everywhere, log_spec

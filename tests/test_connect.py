@@ -7,7 +7,7 @@ import redis
 
 import diagnose_redis
 from diagnose_redis import BadURL, connect, database, redact_url
-from diagnose_redis._connect import client_name, parse_topology
+from diagnose_redis.connection.urls import client_name, parse_topology
 
 
 @pytest.mark.parametrize(

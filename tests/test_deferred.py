@@ -12,13 +12,13 @@ import pytest
 import redis
 
 from coordinator._embedded import RedisServer
-from diagnose._outbox import Origin, Outbox
+from diagnose.outbox import Origin, Outbox
 from diagnose_redis import Keys
-from diagnose_redis._claim import IdClaim
-from diagnose_redis._deferred import DeferredReply
-from diagnose_redis._outflow import Outflow
-from diagnose_redis._reporter import StatusReporter
-from diagnose_redis._wire import PROCESS_FIELD
+from diagnose_redis._status.claim import IdClaim
+from diagnose_redis._status.reporter import StatusReporter
+from diagnose_redis._subscriber.outflow import Outflow
+from diagnose_redis.connection.deferred import DeferredReply
+from diagnose_redis.protocol import PROCESS_FIELD
 from probe_targets.support import wait_for
 
 

@@ -70,7 +70,7 @@ def _diagnose_modules() -> list[str]:
 def test_every_module_imports_first_in_a_fresh_interpreter() -> None:
     """Each module of diagnose imports cleanly as the first one: no import circle."""
     modules = _diagnose_modules()
-    assert "diagnose._fire" in modules and "diagnose.instruments.base" in modules
+    assert "diagnose._gate.gate" in modules and "diagnose.instruments.base" in modules
     code = (
         "import importlib, sys\n"
         "failed = []\n"

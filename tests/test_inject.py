@@ -9,18 +9,18 @@ from typing import Any
 
 import pytest
 
-from diagnose import _inject
+from diagnose._swap import codegen
 from probe_targets import shop
 
 
 def test_a_wrapper_keeps_the_targets_parameters_and_defaults() -> None:
     """An exact wrapper takes the target's own parameters; defaults come from the function."""
-    s = _inject.Sections()
+    s = codegen.Sections()
     s.after.append("_dgn_r = _dgn_r * 10")
-    code = _inject.build_wrapper_code(
+    code = codegen.build_wrapper_code(
         shop.price.__code__, shop.price, s, label="probe_targets.shop.price"
     )
-    wrapper = _inject.copy_function(shop.price, code)
+    wrapper = codegen.copy_function(shop.price, code)
     assert inspect.signature(wrapper) == inspect.signature(shop.price)
     assert wrapper(3) == 60 and wrapper(3, 1, discount=1) == 20
     assert code.co_name == "price" and code.co_filename == "<probe probe_targets.shop.price>"
@@ -28,10 +28,10 @@ def test_a_wrapper_keeps_the_targets_parameters_and_defaults() -> None:
 
 def test_a_raise_runs_the_error_lines_and_leaves_no_wrapper_frame() -> None:
     seen: list[Any] = []
-    s = _inject.Sections()
+    s = codegen.Sections()
     s.on_error.append(f"{s.const('_dgn_seen', seen)}.append(type(_dgn_e).__name__)")
-    code = _inject.build_wrapper_code(shop.fail.__code__, shop.fail, s)
-    wrapper = _inject.copy_function(shop.fail, code)
+    code = codegen.build_wrapper_code(shop.fail.__code__, shop.fail, s)
+    wrapper = codegen.copy_function(shop.fail, code)
     with pytest.raises(ValueError) as info:
         wrapper("x")
     assert seen == ["ValueError"]
@@ -44,12 +44,12 @@ def test_names_of_the_wrapper_are_refused_in_a_target() -> None:
         return _dgn_r
 
     with pytest.raises(ValueError, match="_dgn_r"):
-        _inject.build_wrapper_code(clash.__code__, clash, _inject.Sections())
+        codegen.build_wrapper_code(clash.__code__, clash, codegen.Sections())
 
 
 def test_code_lines_are_the_lines_with_code_but_the_def() -> None:
     first = shop.price.__code__.co_firstlineno
-    assert _inject.code_lines(shop.price.__code__) == {first + 1, first + 2}
+    assert codegen.code_lines(shop.price.__code__) == {first + 1, first + 2}
 
 
 def test_hooks_run_in_a_frame_whose_caller_is_the_target() -> None:
@@ -62,8 +62,8 @@ def test_hooks_run_in_a_frame_whose_caller_is_the_target() -> None:
         calls.append(("return", sys._getframe(1).f_locals.get("subtotal")))
 
     first = shop.price.__code__.co_firstlineno
-    code = _inject.with_hooks(shop.price.__code__, on_return, {first + 2: on_line})
-    hooked = _inject.copy_function(shop.price, code)
+    code = codegen.with_hooks(shop.price.__code__, on_return, {first + 2: on_line})
+    hooked = codegen.copy_function(shop.price, code)
     assert hooked(2) == 4
     assert calls == [
         ("line", {"amount": 2, "rate": 2, "discount": 0, "subtotal": 4}),

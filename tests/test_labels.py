@@ -9,10 +9,11 @@ import pytest
 
 import diagnose
 from diagnose import SpecError, validate_spec
-from diagnose_redis._labels import escape_glob, labels_of, parse_labels, selects
-from diagnose_redis._mirror import Mirror
-from diagnose_redis._wire import WireError, decode_spec, encode_spec
-from diagnose_redis._work import Event, Snapshot
+from diagnose_redis._subscriber.mirror import Mirror
+from diagnose_redis._subscriber.work_items import Event, Snapshot
+from diagnose_redis.exceptions import WireError
+from diagnose_redis.protocol import decode_spec, encode_spec
+from diagnose_redis.protocol.labels import escape_glob, labels_of, parse_labels, selects
 from test_mirror import TARGET, spec, target
 
 

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 import diagnose
-from diagnose import LogInstrument, ProbeManager, ProbeTestInstrument, SpecError, _fire
+from diagnose import LogInstrument, ProbeManager, ProbeTestInstrument, SpecError
+from diagnose._gate import budget
+from diagnose._gate.gate import Gate
 from probe_targets import shop
 
 TARGET = "probe_targets.shop.price"
@@ -163,8 +165,8 @@ def test_budget_sampling_charges_calls_spread_over_time_by_their_share(
     """A 4 ms expression called once a minute never trips the budget; the same at 100
     calls a second does."""
     clock = FakeClock()
-    monkeypatch.setattr(_fire, "_clock", clock)
-    monkeypatch.setattr(_fire, "_cpu", clock)
+    monkeypatch.setattr(budget, "wall_clock", clock)
+    monkeypatch.setattr(budget, "cpu_clock", clock)
 
     class Slow(ProbeTestInstrument):
         def fire(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> None:
@@ -172,16 +174,16 @@ def test_budget_sampling_charges_calls_spread_over_time_by_their_share(
             super().fire(_globals, _locals)
 
     rare = Slow("rare", "result", mgr=diagnose.manager)
-    rare.budget = _fire.BUDGET_SECONDS
-    gate = _fire.Gate(rare, None, lambda: None)
+    rare.budget = budget.BUDGET_SECONDS
+    gate = Gate(rare, None, lambda: None)
     for _ in range(100):
         clock.now += 60
         gate.fire({"result": 1})
     assert rare.error is None and rare.stats.fired == 100
 
     hot = Slow("hot", "result", mgr=diagnose.manager)
-    hot.budget = _fire.BUDGET_SECONDS
-    gate = _fire.Gate(hot, None, lambda: None)
+    hot.budget = budget.BUDGET_SECONDS
+    gate = Gate(hot, None, lambda: None)
     for _ in range(100):
         clock.now += 0.006
         gate.fire({"result": 1})
@@ -193,7 +195,7 @@ def test_budget_sampling_charges_calls_spread_over_time_by_their_share(
 
 @pytest.mark.parametrize(
     ("cost", "timed_in"),
-    [(1e-6, _fire.SAMPLE), (0.5e-3, 11), (2e-3, 3), (10e-3, 1)],
+    [(1e-6, budget.SAMPLE), (0.5e-3, 11), (2e-3, 3), (10e-3, 1)],
 )
 def test_the_budget_times_slow_expressions_more_often(
     monkeypatch: pytest.MonkeyPatch, cost: float, timed_in: int
@@ -202,14 +204,14 @@ def test_the_budget_times_slow_expressions_more_often(
     its untimed evaluations between two timings to about UNTIMED_SECONDS (a tenth of the
     budget), so that it cannot spend much more than its budget before it is caught."""
     clock = FakeClock()
-    monkeypatch.setattr(_fire, "_clock", clock)
+    monkeypatch.setattr(budget, "wall_clock", clock)
     timings = []
 
     def cpu() -> float:
         timings.append(clock.now)
         return clock.now
 
-    monkeypatch.setattr(_fire, "_cpu", cpu)
+    monkeypatch.setattr(budget, "cpu_clock", cpu)
 
     class Costly(ProbeTestInstrument):
         def fire(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> None:
@@ -218,15 +220,15 @@ def test_the_budget_times_slow_expressions_more_often(
 
     inst = Costly("c", "result", mgr=diagnose.manager)
     inst.budget = 1000.0  # never tripped: this is about how often it is timed
-    gate = _fire.Gate(inst, None, lambda: None)
-    calls = 3 * _fire.SAMPLE
+    gate = Gate(inst, None, lambda: None)
+    calls = 3 * budget.SAMPLE
     for _ in range(calls):
         clock.now += 1.0  # spread out: never over the budget
         gate.fire({"result": 1})
     assert inst.error is None and inst.stats.fired == calls
     timed = len(timings) // 2  # two reads of the CPU clock per timed evaluation
     assert timed == -(-calls // timed_in)  # the first, then one in timed_in
-    assert timed_in == 1 or (timed_in - 1) * cost <= _fire.UNTIMED_SECONDS
+    assert timed_in == 1 or (timed_in - 1) * cost <= budget.UNTIMED_SECONDS
 
 
 def test_instruments_made_in_code_have_no_budget() -> None:
@@ -258,7 +260,7 @@ def _collecting(clock: FakeClock, collects: Any) -> ProbeTestInstrument:
             super().fire(_globals, _locals)
 
     inst = Collecting("gc", "result", mgr=diagnose.manager)
-    inst.budget = _fire.BUDGET_SECONDS
+    inst.budget = budget.BUDGET_SECONDS
     return inst
 
 
@@ -268,15 +270,15 @@ def test_a_garbage_collection_is_not_charged_to_the_expression(
     """Time the collector took during a timed evaluation is the process's, not the probe's:
     in the first evaluation (timed), nor in a later timed one."""
     clock = FakeClock()
-    monkeypatch.setattr(_fire, "_clock", clock)
-    monkeypatch.setattr(_fire, "_cpu", clock)
-    inst = _collecting(clock, lambda n: n in (0, _fire.SAMPLE + 1))
-    gate = _fire.Gate(inst, None, lambda: None)
-    for _ in range(2 * _fire.SAMPLE):
+    monkeypatch.setattr(budget, "wall_clock", clock)
+    monkeypatch.setattr(budget, "cpu_clock", clock)
+    inst = _collecting(clock, lambda n: n in (0, budget.SAMPLE + 1))
+    gate = Gate(inst, None, lambda: None)
+    for _ in range(2 * budget.SAMPLE):
         clock.now += 0.01
         gate.fire({"result": 1})
-    assert inst.error is None and inst.results == [1] * (2 * _fire.SAMPLE)
-    assert gate.stats.spent < _fire.BUDGET_SECONDS / 2
+    assert inst.error is None and inst.results == [1] * (2 * budget.SAMPLE)
+    assert gate.stats.spent < budget.BUDGET_SECONDS / 2
 
 
 def test_an_expression_that_collects_every_time_is_charged(
@@ -285,10 +287,10 @@ def test_an_expression_that_collects_every_time_is_charged(
     """An evaluation that runs a collection every time (it allocates that much) is charged
     with it from its second evaluation on: the collections are its cost."""
     clock = FakeClock()
-    monkeypatch.setattr(_fire, "_clock", clock)
-    monkeypatch.setattr(_fire, "_cpu", clock)
+    monkeypatch.setattr(budget, "wall_clock", clock)
+    monkeypatch.setattr(budget, "cpu_clock", clock)
     inst = _collecting(clock, lambda n: True)
-    gate = _fire.Gate(inst, None, lambda: None)
+    gate = Gate(inst, None, lambda: None)
     clock.now += 0.01
     gate.fire({"result": 1})
     assert inst.error is None and gate.stats.spent == 0.0  # the first is charged later
@@ -312,8 +314,8 @@ def test_time_the_thread_was_preempted_is_not_charged(monkeypatch: pytest.Monkey
     """The budget charges the thread's CPU time: on a saturated machine an evaluation that
     waited 200 ms for a core while using 0.1 ms of it is a cheap one."""
     wall, cpu = FakeClock(), FakeClock()
-    monkeypatch.setattr(_fire, "_clock", wall)
-    monkeypatch.setattr(_fire, "_cpu", cpu)
+    monkeypatch.setattr(budget, "wall_clock", wall)
+    monkeypatch.setattr(budget, "cpu_clock", cpu)
 
     class Preempted(ProbeTestInstrument):
         def fire(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> None:
@@ -322,8 +324,8 @@ def test_time_the_thread_was_preempted_is_not_charged(monkeypatch: pytest.Monkey
             super().fire(_globals, _locals)
 
     inst = Preempted("busy", "result", mgr=diagnose.manager)
-    inst.rate, inst.budget = 100, _fire.BUDGET_SECONDS
-    gate = _fire.Gate(inst, None, lambda: None)
+    inst.rate, inst.budget = 100, budget.BUDGET_SECONDS
+    gate = Gate(inst, None, lambda: None)
     for _ in range(40):
         wall.now += 0.001
         gate.fire({"result": 1})

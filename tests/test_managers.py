@@ -424,7 +424,7 @@ def test_forked_child_gets_its_own_id_lock_and_background_thread() -> None:
         pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through the pipe
         ok = mine.lock.acquire(timeout=2) and mine.process_id == default_process_id()
-        # The thread starts again once fork() has returned (see diagnose._fork).
+        # The thread starts again once fork() has returned (see diagnose.fork).
         ok = ok and wait_for(lambda: mine.apply_thread is not None and mine.apply_thread.is_alive())
         os.write(write, b"1" if ok else b"0")
         os._exit(0)

@@ -12,8 +12,8 @@ import pytest
 
 import diagnose
 import diagnose_redis
-from diagnose_redis._mirror import Mirror
-from diagnose_redis._work import Event, Snapshot
+from diagnose_redis._subscriber.mirror import Mirror
+from diagnose_redis._subscriber.work_items import Event, Snapshot
 
 TARGET = f"{__name__}.target"
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from diagnose import ProbeManager
-from diagnose._outbox import OUTBOX, Origin, Outbox, output_targets, stream_tags
+from diagnose.outbox import OUTBOX, Origin, Outbox, output_targets, stream_tags
 from probe_targets import shop
 
 TARGET = "probe_targets.shop.price"

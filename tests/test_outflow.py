@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from diagnose._outbox import Origin, Outbox
-from diagnose_redis._outflow import Outflow
-from diagnose_redis._wire import Keys, decode_output
+from diagnose.outbox import Origin, Outbox
+from diagnose_redis._subscriber.outflow import Outflow
+from diagnose_redis.protocol import Keys, decode_output
 from probe_targets.support import wait_for
 
 

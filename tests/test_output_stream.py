@@ -23,7 +23,7 @@ import redis
 
 from coordinator._embedded import RedisServer
 from diagnose_redis import SpecStore
-from diagnose_redis._wire import decode_output
+from diagnose_redis.protocol import decode_output
 from probe_targets.support import wait_for
 
 WORKER = Path(__file__).with_name("output_worker.py")

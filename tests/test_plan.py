@@ -10,7 +10,7 @@ import pytest
 
 import diagnose
 from diagnose import ProbeTestInstrument
-from diagnose._plan import Plan
+from diagnose._swap.plan import Plan
 from probe_targets import shop
 
 

@@ -1,4 +1,4 @@
-"""diagnose._policy: the safe expression policy refuses every escape and every bomb, and
+"""diagnose._safety.policy: the safe expression policy refuses every escape and every bomb, and
 accepts (with the right values) what an on-call engineer types."""
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from diagnose import _guard, _redact
-from diagnose._policy import MAX_EXPRESSION_CHARS, Policy
+from diagnose._output import redaction
+from diagnose._safety import meter, redacted_reads
+from diagnose._safety.policy import MAX_EXPRESSION_CHARS, Policy
 from diagnose.exceptions import ExpressionRefused, SpecError
 from diagnose.managers import mag
 
@@ -541,12 +542,12 @@ def test_compiled_code_carries_its_guards(policy: Policy) -> None:
 
 def test_folded_constants_cannot_spell_a_placeholder(policy: Policy) -> None:
     """The compiler folds 'a' + 'b' into one constant: it must not become a guard."""
-    mark = _redact.PLACEHOLDER_MARK
+    mark = redacted_reads.PLACEHOLDER_MARK
     half = len(mark) // 2
     for name in ("call1", "begin", "redacted"):
         expr = f"({mark[:half]!r} + {mark[half:] + name!r})"
         assert run(policy, expr) == mark + name
-    assert mark != _redact.PLACEHOLDER_PREFIX and _redact.PLACEHOLDER.startswith(mark)
+    assert mark != redacted_reads.PLACEHOLDER_PREFIX and redacted_reads.PLACEHOLDER.startswith(mark)
 
 
 def test_namespace_names_cannot_stand_in_for_guards(policy: Policy) -> None:
@@ -562,7 +563,7 @@ def test_namespace_names_cannot_stand_in_for_guards(policy: Policy) -> None:
 def test_generator_expression_is_ours_and_target_generators_are_not(policy: Policy) -> None:
     code = policy.compile("(v for v in args)", "<t>")
     made = eval(code, {"args": [1, 2]})
-    assert made.gi_code.co_name == _guard.GENEXPR_NAME
+    assert made.gi_code.co_name == meter.GENEXPR_NAME
     assert run(policy, "sorted(v for v in args)") == [1, 2, 3]
     ns = namespace()
     with pytest.raises(ExpressionRefused, match="consume"):
@@ -580,10 +581,10 @@ def test_compile_redacts_secret_reads(policy: Policy) -> None:
         "obj": Target(),
     }
     ns["obj"].api_key = "k"
-    assert run(policy, "password", ns) is _redact.REDACTED
-    assert run(policy, "kwargs['token']", ns) is _redact.REDACTED
-    assert run(policy, "kwargs.get('token')", ns) is _redact.REDACTED
-    assert run(policy, "obj.api_key", ns) is _redact.REDACTED
+    assert run(policy, "password", ns) is redaction.REDACTED
+    assert run(policy, "kwargs['token']", ns) is redaction.REDACTED
+    assert run(policy, "kwargs.get('token')", ns) is redaction.REDACTED
+    assert run(policy, "obj.api_key", ns) is redaction.REDACTED
     assert run(policy, "f'{password}!'", ns) == "<redacted>!"
     assert run(policy, "'{token}/{user}'.format(**kwargs)", ns) == "<redacted>/u"
     assert run(policy, "'{0[token]}/{0[user]}'.format(kwargs)", ns) == "<redacted>/u"
@@ -649,7 +650,7 @@ BOMBS = [
 _BOMB_RUNNER = textwrap.dedent(
     """
     import json, math, sys, time
-    from diagnose._policy import Policy
+    from diagnose._safety.policy import Policy
     from diagnose.exceptions import ExpressionRefused
 
     def status(key):

@@ -16,7 +16,7 @@ import redis
 
 import diagnose_redis
 from diagnose_redis import SpecStore
-from diagnose_redis._family import forked
+from diagnose_redis._status.family import forked
 from probe_targets.support import wait_for
 
 TARGET = f"{__name__}.target"
@@ -128,7 +128,7 @@ def test_fork_while_connecting_never_hangs_the_child(redis_url: str) -> None:
 
 LATE_HANDLER = """
 import os, threading, time, warnings
-from diagnose import _fork
+from diagnose import fork
 warnings.simplefilter("ignore", DeprecationWarning)
 # A module imported after diagnose that holds a lock across fork() and reinitialises it in
 # the child, as logging does: its at-fork handler runs after diagnose's.
@@ -138,7 +138,7 @@ os.register_at_fork(
 )
 took = []
 
-@_fork.after_fork_in_child(_fork.SERVICES)
+@fork.after_fork_in_child(fork.SERVICES)
 def service():
     # What a service's thread does first: take a lock some library reinitialises at fork.
     thread = threading.Thread(target=lambda: took.append(lock.acquire(timeout=3)))
@@ -168,7 +168,7 @@ def test_services_start_in_the_child_once_fork_has_returned() -> None:
 CHILD_STARTS_ITS_OWN = """
 import os, sys, time, warnings
 import diagnose_redis
-from diagnose_redis import _process
+from diagnose_redis import _lifecycle
 warnings.simplefilter("ignore", DeprecationWarning)
 diagnose_redis.start(sys.argv[1], prefix=sys.argv[2])
 pid = os.fork()
@@ -176,9 +176,9 @@ if pid == 0:
     # A post_fork hook that starts the subscriber itself, before the restart has run.
     own = diagnose_redis.start(sys.argv[1], prefix=sys.argv[2])
     deadline = time.monotonic() + 10
-    while _process._parent is not None and time.monotonic() < deadline:
+    while _lifecycle._parent is not None and time.monotonic() < deadline:
         time.sleep(0.01)
-    ok = _process._parent is None and diagnose_redis.start() is own and own.running
+    ok = _lifecycle._parent is None and diagnose_redis.start() is own and own.running
     diagnose_redis.stop()
     os._exit(0 if ok else 1)
 print("child exit", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))

@@ -1,4 +1,4 @@
-"""Tests of the listener's wait for pub/sub messages (diagnose_redis._reader), on a real Redis."""
+"""Tests of the listener's wait for pub/sub messages (the subscriber's reader), on a real Redis."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from diagnose_redis._reader import MessageReader
+from diagnose_redis._subscriber.reader import MessageReader
 
 
 @pytest.fixture(params=["hiredis", "python"])

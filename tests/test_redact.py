@@ -1,4 +1,4 @@
-"""diagnose._redact: secret-named values are shown as <redacted>, in expressions (never
+"""Redaction: secret-named values are shown as <redacted>, in expressions (never
 even read) and in rendered output (at any depth of builtin containers)."""
 
 from __future__ import annotations
@@ -13,26 +13,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diagnose import _redact
-from diagnose._redact import (
-    DEFAULT_IDENTIFIERS,
-    REDACTED,
-    compile_redacted,
-    is_secret,
-    redact_tree,
-    render,
-    scrub_mapping,
-)
+from diagnose._output import redaction
+from diagnose._output.redaction import DEFAULT_IDENTIFIERS, REDACTED, is_secret, scrub_mapping
+from diagnose._output.render import render
+from diagnose._safety.redacted_reads import compile_redacted, redact_tree
 
 
 @pytest.fixture(autouse=True)
 def default_list(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test starts and ends with the default list (no DIAGNOSE_REDACT)."""
     monkeypatch.delenv("DIAGNOSE_REDACT", raising=False)
-    _redact.reload()
+    redaction.reload()
     yield
     monkeypatch.delenv("DIAGNOSE_REDACT", raising=False)
-    _redact.reload()
+    redaction.reload()
 
 
 # --- the list and the matching ------------------------------------------------------------------
@@ -44,7 +38,7 @@ def test_default_list_follows_the_usual_identifiers() -> None:
     usual |= {"sessionid", "csrftoken", "privatekey", "accesstoken", "refreshtoken"}
     usual |= {"clientsecret", "xapikey", "setcookie", "jwt"}
     assert usual <= DEFAULT_IDENTIFIERS
-    assert all(name == _redact.normalise(name) for name in DEFAULT_IDENTIFIERS)
+    assert all(name == redaction.normalise(name) for name in DEFAULT_IDENTIFIERS)
 
 
 @pytest.mark.parametrize(
@@ -99,19 +93,19 @@ def test_diagnose_redact_adds_names(monkeypatch: pytest.MonkeyPatch) -> None:
     """DIAGNOSE_REDACT="a,b" adds names, normalised the same way; reload() reads it again."""
     assert not is_secret("customerEmail")
     monkeypatch.setenv("DIAGNOSE_REDACT", "customer_email, Phone-Number,,")
-    names = _redact.reload()
+    names = redaction.reload()
     assert "customeremail" in names and "phonenumber" in names
     assert is_secret("customerEmail") and is_secret("PHONE_NUMBER")
     assert is_secret("password")
     monkeypatch.delenv("DIAGNOSE_REDACT")
-    _redact.reload()
+    redaction.reload()
     assert not is_secret("customerEmail")
 
 
 def test_reload_takes_a_mapping() -> None:
-    _redact.reload({"DIAGNOSE_REDACT": "iban"})
+    redaction.reload({"DIAGNOSE_REDACT": "iban"})
     assert is_secret("IBAN")
-    _redact.reload({})
+    redaction.reload({})
     assert not is_secret("IBAN")
 
 
@@ -267,7 +261,7 @@ def test_render_redacts_secret_keys_at_any_depth() -> None:
 
 def test_render_uses_diagnose_redact(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIAGNOSE_REDACT", "email")
-    _redact.reload()
+    redaction.reload()
     assert render({"Email": "a@b.c", "name": "A"}) == "{'Email': <redacted>, 'name': 'A'}"
 
 

@@ -12,8 +12,8 @@ import redis
 
 from coordinator._embedded import RedisServer
 from diagnose_redis import Keys
-from diagnose_redis._reporter import StatusReporter
-from diagnose_redis._wire import PROCESS_FIELD, STATUS_TTL_SECONDS
+from diagnose_redis._status.reporter import StatusReporter
+from diagnose_redis.protocol import PROCESS_FIELD, STATUS_TTL_SECONDS
 from probe_targets.support import wait_for
 
 

@@ -137,7 +137,7 @@ def test_trusted_policy_runs_what_safe_refuses(
         trusted.apply()
         shop.price(3)
         assert status(trusted) is None
-        assert results(trusted) == [("int", {"token": diagnose._redact.REDACTED})]
+        assert results(trusted) == [("int", {"token": diagnose._output.redaction.REDACTED})]
     finally:
         trusted.specs.clear()
         trusted.apply()
@@ -188,4 +188,4 @@ def test_a_bare_secret_name_is_never_read(mgr: ProbeManager) -> None:
     mgr.specs["s"] = spec("password")
     mgr.apply()
     shop.price(1)
-    assert results(mgr) == [diagnose._redact.REDACTED]
+    assert results(mgr) == [diagnose._output.redaction.REDACTED]

@@ -14,7 +14,7 @@ import pytest
 
 from coordinator._embedded import RedisServer
 from diagnose_redis import SpecStore
-from diagnose_redis._wire import PROCESS_FIELD
+from diagnose_redis.protocol import PROCESS_FIELD
 from fleet_helpers import labelled_workers
 from probe_targets.support import wait_for
 from test_cli_e2e import coordinator

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from coordinator._context import Settings
-from coordinator._serve import FleetService, ServeOptions
+from coordinator.commands.serve import FleetService, ServeOptions
 from diagnose_redis import Keys, SpecStore
 
 
@@ -199,7 +199,7 @@ def test_serve_logs_times_in_utc_with_a_z() -> None:
     """serve's log lines carry the record's time in UTC, ISO-8601 with a Z."""
     import logging
 
-    from coordinator._serve import UTCFormatter
+    from coordinator.commands.serve import UTCFormatter
 
     record = logging.LogRecord("coordinator.serve", logging.INFO, __file__, 1, "hi", None, None)
     record.created = _dt.datetime(2026, 11, 24, 19, 36, 20, 646000, tzinfo=_dt.UTC).timestamp()

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 import diagnose
-from diagnose import LogInstrument, ProbeManager, SpecError, _snapshot
+from diagnose import LogInstrument, ProbeManager, SpecError
+from diagnose._output import snapshot
 from diagnose.instruments import SnapshotInstrument
 from probe_targets import shop
 from probe_targets.support import ProbeSet
@@ -71,10 +72,10 @@ def test_a_huge_graph_is_bounded_redacted_and_cheap() -> None:
         node.peers = [nodes[f"n{(i + 1) % 10_000}"], nodes[f"n{(i + 7) % 10_000}"]]
     names = {"graph": nodes, "password": "hunter2", "headers": {"Authorization": "Bearer x"}}
     start = time.perf_counter()
-    snap = _snapshot.capture(names)
-    text = _snapshot.to_json(snap)
+    snap = snapshot.capture(names)
+    text = snapshot.to_json(snap)
     took = time.perf_counter() - start
-    assert len(text.encode()) <= _snapshot.MAX_BYTES + 1024
+    assert len(text.encode()) <= snapshot.MAX_BYTES + 1024
     assert took < 0.002 * 5  # the bar is 2 ms; room for a loaded CI machine
     assert snap["password"] == "<redacted>"
     assert snap["headers"] == {"Authorization": "<redacted>"}
@@ -95,7 +96,7 @@ def test_bounds_depth_items_fields_and_strings() -> None:
     wide = Wide()
     for i in range(30):
         setattr(wide, f"f{i}", i)
-    snap = _snapshot.capture(
+    snap = snapshot.capture(
         {
             "deep": {"a": {"b": {"c": {"d": 1}}}},
             "long": "x" * 1000,
@@ -117,7 +118,7 @@ def test_bounds_depth_items_fields_and_strings() -> None:
 def test_a_cycle_is_shown_not_followed() -> None:
     loop: list[Any] = []
     loop.append(loop)
-    assert _snapshot.capture({"loop": loop}) == {"loop": ["<cycle: list>"]}
+    assert snapshot.capture({"loop": loop}) == {"loop": ["<cycle: list>"]}
 
 
 def test_snapshot_lines_go_where_log_lines_go(

@@ -14,7 +14,7 @@ import redis
 
 from diagnose import SpecError
 from diagnose_redis import Keys, SpecStore
-from diagnose_redis._wire import decode_event, encode_status_field
+from diagnose_redis.protocol import decode_event, encode_status_field
 from probe_targets.support import wait_for
 
 SPEC = {

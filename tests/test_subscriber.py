@@ -14,9 +14,9 @@ import redis
 
 import diagnose
 import diagnose_redis
-from diagnose_redis import SpecStore, _wire
-from diagnose_redis._subscriber import Subscriber
-from diagnose_redis._wire import MAX_MESSAGE_BYTES, encode_event, encode_spec
+from diagnose_redis import SpecStore
+from diagnose_redis._subscriber.listener import Subscriber
+from diagnose_redis.protocol import MAX_MESSAGE_BYTES, codec, encode_event, encode_spec, signing
 from probe_targets.support import wait_for
 
 TARGET = f"{__name__}.target"
@@ -136,7 +136,7 @@ def test_version_event_triggers_resync(client: redis.Redis, redis_url: str, pref
 
 def signed(message: dict[str, Any]) -> bytes:
     """Return a message correctly signed with the key "k", whatever it holds."""
-    return _wire._seal(message, b"k", _wire._EVENT_DOMAIN)
+    return codec._seal(message, b"k", signing.EVENT_DOMAIN)
 
 
 def _forged() -> bytes:
@@ -334,9 +334,9 @@ def test_a_silent_subscription_is_pinged_then_given_up_and_remade(
     applies what was published meanwhile."""
     import signal
 
-    from diagnose_redis import _subscriber
+    from diagnose_redis._subscriber import listener
 
-    monkeypatch.setattr(_subscriber, "HEALTH_SECONDS", 0.3)
+    monkeypatch.setattr(listener, "HEALTH_SECONDS", 0.3)
     sub = subscribe(private_redis.url, prefix, manager)
     store = SpecStore(redis.Redis.from_url(private_redis.url), prefix)
     try:

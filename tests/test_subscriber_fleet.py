@@ -17,7 +17,7 @@ import redis
 
 from coordinator._embedded import RedisServer
 from diagnose_redis import SpecStore, connect
-from diagnose_redis._wire import encode_event
+from diagnose_redis.protocol import encode_event
 from probe_targets.support import wait_for
 
 WORKER = Path(__file__).with_name("fleet_worker.py")

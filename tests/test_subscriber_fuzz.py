@@ -13,10 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import diagnose
-from diagnose._time import expiry_timestamp
+from diagnose.clock import expiry_timestamp
 from diagnose_redis import Keys, SpecStore
-from diagnose_redis._subscriber import Subscriber
-from diagnose_redis._wire import encode_event, encode_spec
+from diagnose_redis._subscriber.listener import Subscriber
+from diagnose_redis.protocol import encode_event, encode_spec
 from probe_targets.support import wait_for
 from wire_fuzz import LM, SECRET, bad_messages, bad_specs, fuzz_settings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rich.cells import cell_len
 
-from coordinator._table import ELLIPSIS, Column, fit_widths, render_table
+from coordinator.view.table import ELLIPSIS, Column, fit_widths, render_table
 
 COLUMNS = [
     Column("process"),

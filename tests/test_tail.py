@@ -15,10 +15,10 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from coordinator._tail import Follower, OutputFilter, parse_duration, read_last
 from coordinator.cli import cli
+from coordinator.commands.tail import Follower, OutputFilter, parse_duration, read_last
 from diagnose_redis import SpecStore
-from diagnose_redis._wire import encode_output
+from diagnose_redis.protocol import encode_output
 
 CLOSED_URL = "redis://127.0.0.1:1/0"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from coordinator._wait import report_state, same_time
+from coordinator.fleet.wait import report_state, same_time
 
 LM = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 EAST = dt.timezone(dt.timedelta(hours=5))

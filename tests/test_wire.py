@@ -9,8 +9,9 @@ import msgpack
 import pytest
 
 import diagnose_redis
-from diagnose_redis import _wire
-from diagnose_redis._wire import Keys, WireError
+from diagnose_redis import protocol as wire
+from diagnose_redis.exceptions import WireError
+from diagnose_redis.protocol import Keys
 
 LM = dt.datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=dt.UTC)
 SPEC = {
@@ -43,18 +44,18 @@ def test_keys_layout() -> None:
 @pytest.mark.parametrize("secret", [None, b"s3cret"])
 def test_spec_round_trip(secret: bytes | None) -> None:
     """A spec decodes to what was encoded, with an empty applied and an aware UTC lastmodified."""
-    raw = _wire.encode_spec("one", SPEC, secret)
+    raw = wire.encode_spec("one", SPEC, secret)
     plain = msgpack.unpackb(raw, timestamp=3)
     assert "applied" not in plain
     assert ("sig" in plain) == (secret is not None)
-    decoded = _wire.decode_spec("one", raw, secret)
+    decoded = wire.decode_spec("one", raw, secret)
     assert decoded == {**SPEC, "applied": {}}
 
 
 def test_naive_lastmodified_is_utc() -> None:
     """A naive lastmodified is encoded as UTC."""
     naive = {**SPEC, "lastmodified": LM.replace(tzinfo=None)}
-    assert _wire.decode_spec("x", _wire.encode_spec("x", naive))["lastmodified"] == LM
+    assert wire.decode_spec("x", wire.encode_spec("x", naive))["lastmodified"] == LM
 
 
 @pytest.mark.parametrize(
@@ -63,8 +64,8 @@ def test_naive_lastmodified_is_utc() -> None:
 @pytest.mark.parametrize("secret", [None, b"k"])
 def test_event_round_trip(op: str, spec: dict | None, secret: bytes | None) -> None:
     """Every op survives encoding and decoding, with and without a secret."""
-    raw = _wire.encode_event(op, "" if op == "version" else "a", 7, spec, secret)
-    event = _wire.decode_event(raw, secret)
+    raw = wire.encode_event(op, "" if op == "version" else "a", 7, spec, secret)
+    event = wire.decode_event(raw, secret)
     assert event["op"] == op and event["version"] == 7
     if op == "put":
         assert event["spec"]["lastmodified"] == LM and event["id"] == "a"
@@ -72,7 +73,7 @@ def test_event_round_trip(op: str, spec: dict | None, secret: bytes | None) -> N
 
 def test_event_is_a_plain_msgpack_map() -> None:
     """A put event is readable by any msgpack decoder, with op, id, version and spec."""
-    event = msgpack.unpackb(_wire.encode_event("put", "a", 3, SPEC, b"k"), timestamp=3)
+    event = msgpack.unpackb(wire.encode_event("put", "a", 3, SPEC, b"k"), timestamp=3)
     assert {"op", "id", "version", "spec"} <= set(event)
     assert event["spec"]["target"] == "pkg.mod.func"
 
@@ -87,21 +88,21 @@ def test_event_is_a_plain_msgpack_map() -> None:
         (msgpack.packb({"op": "delete", "id": "a b", "version": 1}), "malformed"),
         (msgpack.packb({"op": "delete", "id": "a", "version": "1"}), "malformed"),
         (msgpack.packb({"op": "delete", "id": "a", "version": True}), "malformed"),
-        (b"\x80" + b"x" * _wire.MAX_MESSAGE_BYTES, "oversized"),
+        (b"\x80" + b"x" * wire.MAX_MESSAGE_BYTES, "oversized"),
         ("text", "malformed"),  # not bytes at all: raw is Any
     ],
 )
 def test_bad_events_are_refused(raw: Any, reason: str) -> None:
     """Undecodable, malformed and oversized events raise WireError with their reason."""
     with pytest.raises(WireError) as info:
-        _wire.decode_event(raw)
+        wire.decode_event(raw)
     assert info.value.reason == reason
 
 
 def test_unsigned_refused_with_secret() -> None:
     """A subscriber with a secret refuses an unsigned event."""
     with pytest.raises(WireError) as info:
-        _wire.decode_event(_wire.encode_event("delete", "a", 1), b"k")
+        wire.decode_event(wire.encode_event("delete", "a", 1), b"k")
     assert info.value.reason == "unsigned"
 
 
@@ -112,7 +113,7 @@ def _tamper(raw: bytes) -> bytes:
 @pytest.mark.parametrize(
     "forge",
     [
-        lambda raw: _wire.encode_event("put", "a", 1, SPEC, b"wrong"),
+        lambda raw: wire.encode_event("put", "a", 1, SPEC, b"wrong"),
         _tamper,
         lambda raw: raw[:-1] + bytes([raw[-1] ^ 1]),
         lambda raw: msgpack.packb({**msgpack.unpackb(raw, timestamp=3), "sig": "x"}, datetime=True),
@@ -121,36 +122,36 @@ def _tamper(raw: bytes) -> bytes:
 )
 def test_forged_events_are_refused(forge) -> None:
     """An event signed with another key, or altered after signing, is refused as forged."""
-    raw = forge(_wire.encode_event("put", "a", 1, SPEC, b"k"))
+    raw = forge(wire.encode_event("put", "a", 1, SPEC, b"k"))
     with pytest.raises(WireError) as info:
-        _wire.decode_event(raw, b"k")
+        wire.decode_event(raw, b"k")
     assert info.value.reason == "forged"
 
 
 def test_stored_spec_signature_binds_its_id() -> None:
     """A signed stored spec copied under another id fails verification."""
-    raw = _wire.encode_spec("one", SPEC, b"k")
+    raw = wire.encode_spec("one", SPEC, b"k")
     with pytest.raises(WireError):
-        _wire.decode_spec("two", raw, b"k")
+        wire.decode_spec("two", raw, b"k")
 
 
 def test_status_field_round_trip() -> None:
     """A status field is JSON text and decodes back to datetimes."""
-    text = _wire.encode_status_field(LM, "boom", LM)
+    text = wire.encode_status_field(LM, "boom", LM)
     assert '"err": "boom"' in text
     zero = {"fired": 0, "dropped": 0, "errors": 0}
-    assert _wire.decode_status_field(text) == {"lm": LM, "err": "boom", "at": LM, **zero}
-    assert _wire.decode_status_field(b"{nope")["err"].startswith("unreadable")
+    assert wire.decode_status_field(text) == {"lm": LM, "err": "boom", "at": LM, **zero}
+    assert wire.decode_status_field(b"{nope")["err"].startswith("unreadable")
 
 
 def test_status_field_counts() -> None:
     """fired, dropped and errors ride in the field as integers; with_counts replaces them."""
-    text = _wire.encode_status_field(LM, None, LM, {"fired": 3, "dropped": 2, "errors": 0})
+    text = wire.encode_status_field(LM, None, LM, {"fired": 3, "dropped": 2, "errors": 0})
     assert '"fired": 3' in text and '"dropped": 2' in text
-    again = _wire.with_counts(text, {"fired": 9, "dropped": 4, "errors": 1})
-    decoded = _wire.decode_status_field(again)
+    again = wire.with_counts(text, {"fired": 9, "dropped": 4, "errors": 1})
+    decoded = wire.decode_status_field(again)
     assert (decoded["fired"], decoded["dropped"], decoded["errors"], decoded["at"]) == (9, 4, 1, LM)
-    assert _wire.decode_status_field('{"lm": null, "fired": "x"}')["fired"] == 0
+    assert wire.decode_status_field('{"lm": null, "fired": "x"}')["fired"] == 0
 
 
 @pytest.mark.parametrize(
@@ -177,7 +178,7 @@ def test_status_field_is_the_json_of_its_fields(
         "at": at.isoformat(),
         **{name: int((counts or {}).get(name, 0)) for name in ("fired", "dropped", "errors")},
     }  # fmt: skip
-    text = _wire.encode_status_field(lastmodified, error, at, counts)
+    text = wire.encode_status_field(lastmodified, error, at, counts)
     assert text == json.dumps(expected)
 
 
@@ -202,8 +203,8 @@ def test_applied_mark_begins_an_applied_field_only() -> None:
     """applied_mark() is how the field of that version, applied without error, begins; a
     field with an error, or of another version, does not begin so."""
     east = LM.astimezone(dt.timezone(dt.timedelta(hours=3)))
-    mark = _wire.applied_mark(east)
-    assert _wire.encode_status_field(LM, None, LM).encode().startswith(mark)
-    assert not _wire.encode_status_field(LM, "boom", LM).encode().startswith(mark)
+    mark = wire.applied_mark(east)
+    assert wire.encode_status_field(LM, None, LM).encode().startswith(mark)
+    assert not wire.encode_status_field(LM, "boom", LM).encode().startswith(mark)
     later = LM + dt.timedelta(microseconds=1)
-    assert not _wire.encode_status_field(later, None, LM).encode().startswith(mark)
+    assert not wire.encode_status_field(later, None, LM).encode().startswith(mark)

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from diagnose_redis import _wire
-from diagnose_redis._wire import WireError, decode_event, decode_spec, encode_spec
+from diagnose_redis import protocol as wire
+from diagnose_redis.exceptions import WireError
+from diagnose_redis.protocol import codec, decode_event, decode_spec, encode_spec
 from wire_fuzz import (
     SECRET,
     any_value,
@@ -28,10 +29,10 @@ SECRETS = pytest.mark.parametrize("secret", [None, SECRET], ids=["unsigned", "si
 def assert_sound(event: dict[str, Any]) -> None:
     """Check that a decoded event has the shape the subscriber relies on."""
     assert set(event) <= {"op", "id", "version", "spec"}
-    assert event["op"] in _wire.OPS
+    assert event["op"] in wire.OPS
     assert type(event["version"]) is int and event["version"] >= 0
     if event["op"] != "version":
-        assert _wire.SPEC_ID_PATTERN.match(event["id"])
+        assert wire.SPEC_ID_PATTERN.match(event["id"])
     if event["op"] == "put":
         spec = event["spec"]
         assert isinstance(spec["target"], str) and isinstance(spec["instrument"], dict)
@@ -76,7 +77,7 @@ def test_every_bad_message_is_refused_by_a_signed_decoder(raw: bytes) -> None:
 def test_signed_events_decode(raw: bytes, version: int) -> None:
     """Sound signed events decode (the mutations start from messages that are accepted)."""
     assert_sound(decode_event(raw, SECRET))
-    assert decode_event(_wire.encode_event("delete", "a", version, None, SECRET), SECRET) == {
+    assert decode_event(wire.encode_event("delete", "a", version, None, SECRET), SECRET) == {
         "op": "delete",
         "id": "a",
         "version": version,
@@ -106,7 +107,7 @@ def test_unsigned_maps_with_any_values_decode_sound_or_refused(value: Any, keep:
     """An unsigned event whose fields hold any msgpack values is sound or a WireError."""
     event = {"op": "put", "id": "a", "version": 3, "spec": good_spec()}
     for field in ("op", "id", "version", "spec") if keep else ("spec",):
-        raw = _wire._pack({**event, field: value})
+        raw = codec._pack({**event, field: value})
         decoded = decode_or_wire_error(decode_event, raw, None)
         if decoded is not None:
             assert_sound(decoded)
@@ -129,9 +130,9 @@ def test_nesting_past_the_limit_is_malformed() -> None:
 
     ok = {**good_spec(), "instrument": {**good_spec()["instrument"], "custom": nested(12)}}
     assert decode_spec("a", encode_spec("a", ok))["instrument"]["custom"] == nested(12)
-    deep = {**ok, "instrument": {**ok["instrument"], "custom": nested(_wire.MAX_NESTING)}}
+    deep = {**ok, "instrument": {**ok["instrument"], "custom": nested(wire.MAX_NESTING)}}
     with pytest.raises(WireError, match="deeper than 16") as caught:
-        decode_spec("a", _wire._pack(deep))
+        decode_spec("a", codec._pack(deep))
     assert caught.value.reason == "malformed"
 
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from diagnose_redis._work import Backlog, Event, Snapshot
+from diagnose_redis._subscriber.work_items import Backlog, Event, Snapshot
 
 
 def test_event_from_decoded_event() -> None:

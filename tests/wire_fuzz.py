@@ -16,7 +16,7 @@ import msgpack
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from diagnose_redis._wire import MAX_MESSAGE_BYTES, MAX_NESTING, encode_event
+from diagnose_redis.protocol import MAX_MESSAGE_BYTES, MAX_NESTING, encode_event
 
 FUZZ_EXAMPLES = int(os.environ.get("DIAGNOSE_FUZZ_EXAMPLES") or 100)
 SECRET = b"fleet-secret"
@@ -148,7 +148,7 @@ def mutated(draw: st.DrawFn) -> bytes:
 @st.composite
 def wrong_fields(draw: st.DrawFn) -> bytes:
     """A correctly signed event whose wire fields (event, spec) have wrong types or values."""
-    from diagnose_redis import _wire
+    from diagnose_redis import protocol as wire
 
     spec: Any = good_spec()
     event: dict[str, Any] = {"op": "put", "id": "fuzzed", "version": 1, "spec": spec}
@@ -156,9 +156,9 @@ def wrong_fields(draw: st.DrawFn) -> bytes:
     if where == "event":
         field = draw(st.sampled_from(EVENT_FIELDS))
         value = draw(versions if field == "version" else any_value)
-        if field == "op" and value in _wire.OPS:
+        if field == "op" and value in wire.OPS:
             value = 1
-        if field == "id" and isinstance(value, str) and _wire.SPEC_ID_PATTERN.match(value):
+        if field == "id" and isinstance(value, str) and wire.SPEC_ID_PATTERN.match(value):
             value = None
         if field == "spec" and isinstance(value, dict):
             value = [value]

@@ -9,10 +9,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from coordinator._errors import BadInput
 from diagnose_redis import BadURL, connect
 from diagnose_redis import redact_url as redact
-
-from ._errors import BadInput
 
 __all__ = ("DEFAULT_PREFIX", "DEFAULT_URL", "Settings", "redact")
 

@@ -11,12 +11,7 @@ from typing import Any
 import click
 from click.shell_completion import get_completion_class
 
-from . import _commands
-from ._canary import CANARY_SECONDS
-from ._context import DEFAULT_PREFIX, DEFAULT_URL, REDIS_DEADLINE, Settings
-from ._errors import BadInput, Terminated
-from ._fleet import LIVE_SECONDS
-from ._group import (
+from coordinator._click import (
     CoordinatorGroup,
     Option,
     connection_options,
@@ -24,7 +19,15 @@ from ._group import (
     settings_of,
     wide_option,
 )
-from ._specs import (
+from coordinator._context import DEFAULT_PREFIX, DEFAULT_URL, REDIS_DEADLINE, Settings
+from coordinator._errors import BadInput, Terminated
+from coordinator.commands import inspect as inspecting
+from coordinator.commands import publish as publishing
+from coordinator.commands.canary import CANARY_SECONDS
+from coordinator.commands.tail import DEFAULT_LINES, parse_duration
+from coordinator.commands.tail import tail as run_tail
+from coordinator.fleet.census import SUMMARY_ABOVE
+from coordinator.fleet.specs import (
     DEFAULT_LIFESPAN,
     check_spec_id,
     parse_custom,
@@ -34,9 +37,7 @@ from ._specs import (
     specs_from_file,
     with_select,
 )
-from ._summary import SUMMARY_ABOVE
-from ._tail import DEFAULT_LINES, parse_duration
-from ._tail import tail as run_tail
+from coordinator.fleet.state import LIVE_SECONDS
 
 __all__ = ("cli", "main")
 
@@ -256,12 +257,14 @@ def publish(
     chosen = parse_select(select)
     specs = {spec_id: with_select(spec_id, spec, chosen) for spec_id, spec in specs.items()}
     if canary is not None:
-        from ._canary import Canary, publish_canary
+        from coordinator.commands.canary import Canary, publish_canary
 
         plan = Canary(count=canary, seconds=canary_for, timeout=timeout)
         publish_canary(settings, specs, plan, as_json=settings.json, wide=wide)
         return
-    _commands.publish(settings, specs, wait=wait, timeout=timeout, as_json=settings.json, wide=wide)
+    publishing.publish(
+        settings, specs, wait=wait, timeout=timeout, as_json=settings.json, wide=wide
+    )
 
 
 @cli.command()
@@ -272,7 +275,7 @@ def publish(
 def remove(ctx: click.Context, spec_ids: tuple[str, ...], force: bool) -> None:
     """Delete specs and publish their removal; print the IDs removed."""
     settings = settings_of(ctx)
-    _commands.remove(settings, list(spec_ids), as_json=settings.json, force=force)
+    publishing.remove(settings, list(spec_ids), as_json=settings.json, force=force)
 
 
 @cli.command("list")
@@ -282,7 +285,7 @@ def remove(ctx: click.Context, spec_ids: tuple[str, ...], force: bool) -> None:
 def list_(ctx: click.Context, wide: bool) -> None:
     """List the specs with their target, instrument and remaining lifespan."""
     settings = settings_of(ctx)
-    _commands.list_specs(settings, as_json=settings.json, wide=wide)
+    inspecting.list_specs(settings, as_json=settings.json, wide=wide)
 
 
 @cli.command()
@@ -302,7 +305,7 @@ def status(ctx: click.Context, spec_id: str | None, summary: bool | None, wide: 
     Each spec counts only the processes its select chooses.
     """
     settings = settings_of(ctx)
-    _commands.status(settings, spec_id, as_json=settings.json, wide=wide, summary=summary)
+    inspecting.status(settings, spec_id, as_json=settings.json, wide=wide, summary=summary)
 
 
 @cli.command()
@@ -382,11 +385,9 @@ def processes(ctx: click.Context, max_age: float, by: str | None) -> None:
     """List the live processes with their last heartbeat and labels."""
     settings = settings_of(ctx)
     if by is not None:
-        from ._summary import processes_by
-
-        processes_by(settings, by, max_age=max_age, as_json=settings.json)
+        inspecting.processes_by(settings, by, max_age=max_age, as_json=settings.json)
         return
-    _commands.processes(settings, max_age=max_age, as_json=settings.json)
+    inspecting.processes(settings, max_age=max_age, as_json=settings.json)
 
 
 def _seconds_option(flag: str, default: float, help: str) -> Any:
@@ -421,7 +422,7 @@ def serve(
 
     It logs to stderr, times in UTC, and exits 0 on SIGTERM or Ctrl-C.
     """
-    from ._serve import ServeOptions, run_service
+    from coordinator.commands.serve import ServeOptions, run_service
 
     options = ServeOptions(
         sweep_interval=sweep_interval,
@@ -454,7 +455,7 @@ def serve(
 @click.pass_context
 def demo(ctx: click.Context, workers: int, lifespan: float) -> None:
     """Tour the project on a private Redis: workers, a probe, its output, its expiry."""
-    from ._demo import run_demo
+    from coordinator.commands.demo import run_demo
 
     run_demo(settings_of(ctx), workers=workers, lifespan=lifespan)
 

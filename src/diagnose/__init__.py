@@ -10,10 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import instruments, managers, probes
-from ._spec import validate_spec
-from ._statsd import configure as configure_statsd
-from .exceptions import (
+from diagnose import instruments, managers, probes
+from diagnose._output.statsd import configure as configure_statsd
+from diagnose.exceptions import (
     ExpressionRefused,
     NotAFunction,
     ProbeError,
@@ -21,15 +20,16 @@ from .exceptions import (
     TargetImportError,
     TargetNotFound,
 )
-from .instruments import (
+from diagnose.instruments import (
     HistogramInstrument,
     IncrementInstrument,
     Instrument,
     LogInstrument,
     ProbeTestInstrument,
 )
-from .managers import InstrumentManager, ProbeManager
-from .probes import FunctionProbe, attach_to
+from diagnose.managers import InstrumentManager, ProbeManager
+from diagnose.probes import FunctionProbe, attach_to
+from diagnose.spec import validate_spec
 
 __all__ = (
     "ExpressionRefused",

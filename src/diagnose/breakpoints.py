@@ -1,23 +1,9 @@
 """Breakpoints: detect, block or fail a call to a target from another thread, in tests.
 
-A Breakpoint records each call of its target that meets its condition in ``calls``;
-``wait()`` returns once the target has been hit. ``Breakpoint.block(...)`` also holds
-the calling thread until the test calls ``release()`` (or leaves the with-block), and
-``Breakpoint.error(exc, ...)`` raises exc in it. ``do(func)`` runs func in a thread and
-waits for it to reach a breakpoint::
-
-    with do(worker.run).until("app.queue.Queue.get") as t:
-        assert worker.is_waiting      # worker is held inside Queue.get
-    assert t.results == [...]
-
-A target is a dotted path, an ``(object, "name")`` pair, or the function or method
-itself. Like probes, a Breakpoint swaps the target function's code, so every reference
-to the function hits it, however it was imported; an ``(instance, "method")`` pair hits
-the calls through that instance only. A builtin (``"os.rename"``), which has no code to
-swap, is replaced at the attribute named (and, for a path, in the modules that imported
-it under that name) until the with-block ends. While a call is inside the target,
-``stackframe`` is the call's frame: its ``f_locals`` hold ``args`` and ``kwargs`` as the
-call passed them and each parameter by name, and its ``f_back`` is the caller.
+``Breakpoint(target, ...)`` records the calls that meet its condition; ``block()`` holds the
+calling thread until ``release()``, ``error(exc)`` raises in it, and ``do(func).until(...)``
+runs func in a thread until it reaches a breakpoint. Like probes, a Breakpoint swaps the
+target's code, so every reference to the function hits it.
 """
 
 from __future__ import annotations
@@ -28,7 +14,7 @@ import types
 from collections.abc import Callable
 from typing import Any, Literal
 
-from ._bpcode import (
+from diagnose._swap.breakpoint_layer import (
     _BUILTINS,
     _as_passed,
     _binder,
@@ -41,8 +27,8 @@ from ._bpcode import (
     _release_signature,
     _Replaced,
 )
-from ._resolve import locate, resolve_target
-from .exceptions import NotAFunction
+from diagnose._swap.targets import locate, resolve_target
+from diagnose.exceptions import NotAFunction
 
 __all__ = ("Breakpoint", "do")
 
@@ -128,7 +114,7 @@ class Breakpoint:
         return self
 
     def _attach(self) -> None:
-        from . import probes
+        from diagnose import probes
 
         try:
             func = self._function()
@@ -181,7 +167,7 @@ class Breakpoint:
             self._replaced.append(_Replaced(place, attr, own, previous, wrapper))
 
     def _detach(self) -> None:
-        from . import probes
+        from diagnose import probes
 
         patch, self._patch = self._patch, None
         if patch is not None:

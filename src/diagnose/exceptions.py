@@ -1,14 +1,17 @@
-"""Exceptions of diagnose, in one module to avoid import loops."""
+"""Exceptions of diagnose, and the one-line text every layer shows for one (in one module
+to avoid import loops)."""
 
 from __future__ import annotations
 
 __all__ = (
+    "ERROR_CHARS",
     "ExpressionRefused",
     "NotAFunction",
     "ProbeError",
     "SpecError",
     "TargetImportError",
     "TargetNotFound",
+    "one_line",
 )
 
 
@@ -34,3 +37,23 @@ class TargetNotFound(ProbeError, AttributeError):
 
 class NotAFunction(ProbeError, TypeError):
     """A probe's target is not a Python function (a class, a builtin, a constant...)."""
+
+
+# The longest error text kept: a status field is read by a person with redis-cli, and one
+# broken spec on a thousand processes must not write a megabyte into Redis.
+ERROR_CHARS = 1000
+
+
+def one_line(exc: BaseException | str, limit: int = ERROR_CHARS, *, bare: bool = False) -> str:
+    """Return ``Type: message`` (or the message alone with bare=True, or for a str) on one
+    line, whitespace collapsed, cut to limit characters with an ellipsis."""
+    if isinstance(exc, str):
+        text = exc
+    elif bare:
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[: max(limit - 1, 0)] + "…"
+    return text

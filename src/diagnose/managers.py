@@ -16,17 +16,15 @@ import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from . import instruments, probes
-from ._change import spec_key
-from ._expr import POLICIES, Policy, compile_trusted, policy_from_env
-from ._fire import BUDGET_SECONDS
-from ._fork import SERVICES, STATE, after_fork_in_child
-from ._hooks import ManagerHooks
-from ._outbox import OUTBOX, Origin
-from ._spec import validate_spec
-from ._text import one_line
-from ._time import expires_at
-from .exceptions import ExpressionRefused, SpecError
+from diagnose import instruments, probes
+from diagnose._gate.budget import BUDGET_SECONDS
+from diagnose._safety.expressions import POLICIES, Policy, compile_trusted, policy_from_env
+from diagnose.clock import expires_at
+from diagnose.exceptions import ExpressionRefused, SpecError, one_line
+from diagnose.fork import SERVICES, STATE, after_fork_in_child
+from diagnose.instruments._manager import ManagerHooks
+from diagnose.outbox import OUTBOX, Origin
+from diagnose.spec import spec_key, validate_spec
 
 __all__ = ("InstrumentManager", "ProbeManager", "default_process_id", "mag")
 
@@ -222,7 +220,7 @@ class ProbeManager(ManagerHooks):
 
     @property
     def expression_policy(self) -> str:
-        """ "safe" (the default: an allowlist, see diagnose._policy) or "trusted" (no
+        """ "safe" (the default: an allowlist, see diagnose._safety.policy) or "trusted" (no
         policy); it governs every expression of every spec this manager applies. Instruments
         made in code are the programmer's own and are never restricted."""
         return self._expression_policy
@@ -247,7 +245,7 @@ class ProbeManager(ManagerHooks):
     def counters(self) -> dict[str, dict[str, int]]:
         """Return each applied spec's counts in this process: fired, dropped, errors."""
         counts = {}
-        # Entries the output buffer had no room for are dropped too (see _outbox).
+        # Entries the output buffer had no room for are dropped too (see diagnose.outbox).
         overflow = OUTBOX.dropped_counts()
         # No lock: a reporter thread reads this while the host may hold the manager's lock.
         for full_id, owned in list(self._owned.items()):

@@ -6,10 +6,10 @@ import types
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
-from ._hotspots import CallTime
-from ._patch import Patch, check_line, deferred_refresh, patch_for
-from ._patch import lock as _lock
-from ._resolve import resolve
+from diagnose._swap.hotspots import CallTime
+from diagnose._swap.patch import Patch, check_line, deferred_refresh, patch_for
+from diagnose._swap.patch import lock as _lock
+from diagnose._swap.targets import resolve
 
 __all__ = (
     "CallTime",

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._wire import Keys, check_spec_id, expired_channel
-from .exceptions import BadURL, DiagnoseRedisError, SpecIdError, UnsupportedURL, WireError
+from diagnose_redis.exceptions import (
+    BadURL,
+    DiagnoseRedisError,
+    SpecIdError,
+    UnsupportedURL,
+    WireError,
+)
+from diagnose_redis.protocol import Keys, check_spec_id, expired_channel
 
 if TYPE_CHECKING:
-    from ._connect import connect, connect_async, database, redact_url
-    from ._process import start, stop
-    from ._store import SpecStore
-    from ._subscriber import Subscriber
+    from diagnose_redis._lifecycle import start, stop
+    from diagnose_redis._subscriber.listener import Subscriber
+    from diagnose_redis.connection.urls import connect, connect_async, database, redact_url
+    from diagnose_redis.publisher.store import SpecStore
 
 __all__ = (
     "BadURL",
@@ -33,14 +39,14 @@ __all__ = (
 )
 
 _LAZY = {
-    "SpecStore": "._store",
-    "Subscriber": "._subscriber",
-    "start": "._process",
-    "stop": "._process",
-    "connect": "._connect",
-    "connect_async": "._connect",
-    "database": "._connect",
-    "redact_url": "._connect",
+    "SpecStore": ".publisher.store",
+    "Subscriber": "._subscriber.listener",
+    "start": "._lifecycle",
+    "stop": "._lifecycle",
+    "connect": ".connection.urls",
+    "connect_async": ".connection.urls",
+    "database": ".connection.urls",
+    "redact_url": ".connection.urls",
 }
 
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Instrument, omitted
-from .log import LogInstrument
-from .metrics import HistogramInstrument, IncrementInstrument, StatsdInstrumentBase
-from .snapshot import SnapshotInstrument
-from .testing import ProbeTestInstrument
+from diagnose.instruments.base import Instrument, omitted
+from diagnose.instruments.log import LogInstrument
+from diagnose.instruments.metrics import (
+    HistogramInstrument,
+    IncrementInstrument,
+    StatsdInstrumentBase,
+)
+from diagnose.instruments.snapshot import SnapshotInstrument
+from diagnose.instruments.testing import ProbeTestInstrument
 
 __all__ = (
     "HistogramInstrument",

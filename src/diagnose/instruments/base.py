@@ -9,16 +9,16 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from .. import probes
-from .._expr import compile_eval, has_nested_scope, names_read
-from .._fire import Stats
-from .._hooks import default_manager, overrides_check_call
-from .._outbox import OUTBOX, Origin
-from .._redact import is_secret
-from .._resolve import underlying_function
-from .._spec import EVENTS
-from .._text import one_line
-from .._time import to_utc
+from diagnose import probes
+from diagnose._gate.counters import Stats
+from diagnose._output.redaction import is_secret
+from diagnose._safety.expressions import compile_eval, has_nested_scope, names_read
+from diagnose._swap.targets import underlying_function
+from diagnose.clock import to_utc
+from diagnose.exceptions import one_line
+from diagnose.instruments._manager import default_manager, overrides_check_call
+from diagnose.outbox import OUTBOX, Origin
+from diagnose.spec import EVENTS
 
 __all__ = ("Instrument", "omitted", "tag_dict", "tag_list")
 omitted = object()
@@ -82,7 +82,7 @@ class Instrument:
         self.compiler: Any = compile_eval
         #: the spec this instrument was made from (its ID and type), set by the manager;
         #: None for instruments made in code. Only the output of a spec's instrument goes
-        #: to the fleet's output stream (see diagnose._outbox).
+        #: to the fleet's output stream (see diagnose.outbox).
         self.origin: Origin | None = None
 
     @property
@@ -179,7 +179,7 @@ class Instrument:
         return names_read(self._compiled_expressions(), self.extra_names)
 
     def nested_scopes(self) -> bool:
-        """Return True when an expression has a lambda or comprehension (see _expr)."""
+        """Return True when an expression has a lambda or comprehension."""
         return has_nested_scope(self._compiled_expressions())
 
     def evaluate(self, value: str, _globals: dict[str, Any], _locals: dict[str, Any]) -> Any:
@@ -269,7 +269,7 @@ class Instrument:
         """Called after every call of the probed function (returned or raised), once all
         instruments fired: a hook for per-call flushing. Does nothing by default."""
 
-    finish._diagnose_noop = True  # type: ignore[attr-defined]  # no call needed (see _fire)
+    finish._diagnose_noop = True  # type: ignore[attr-defined]  # no call needed (see the gate)
 
     def __call__(self, f: Any) -> Any:
         """Use self as a decorator: attach a probe to the function for good."""

@@ -6,9 +6,9 @@ import logging
 import sys
 from typing import Any
 
-from .._outbox import OUTBOX, stream_tags
-from .._redact import render
-from .base import Instrument
+from diagnose._output.render import render
+from diagnose.instruments.base import Instrument
+from diagnose.outbox import OUTBOX, stream_tags
 
 __all__ = ("LogInstrument",)
 
@@ -42,7 +42,7 @@ class LogInstrument(Instrument):
     set it to any stream, as the original library's users do in their tests), or, when
     ``LogInstrument.logger`` (or one instrument's ``logger``) is a logging.Logger,
     through stdlib logging at INFO instead. The instrument of a spec also adds the value
-    to the fleet's output stream (see ``diagnose._outbox``; DIAGNOSE_OUTPUT chooses).
+    to the fleet's output stream (see ``diagnose.outbox``; DIAGNOSE_OUTPUT chooses).
     """
 
     MAX_CHARS = 2000
@@ -54,7 +54,7 @@ class LogInstrument(Instrument):
         if value is None:
             return  # as in the original: nothing to say
         # str() of the value and of the tags dict, with the values of secret-named keys
-        # shown as <redacted> at any depth (see diagnose._redact).
+        # shown as <redacted> at any depth (see diagnose._output.redaction).
         v = render(value, self.MAX_CHARS)
         tags = self.merge_tags(_globals, _locals)
         origin = self.origin

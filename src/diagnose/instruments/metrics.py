@@ -10,18 +10,19 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .. import _statsd
-from .._outbox import OUTBOX, stream_tags
-from .._redact import render, scrub_mapping
-from .base import Instrument, tag_list
-from .log import cut
+from diagnose._output import statsd
+from diagnose._output.redaction import scrub_mapping
+from diagnose._output.render import render
+from diagnose.instruments.base import Instrument, tag_list
+from diagnose.instruments.log import cut
+from diagnose.outbox import OUTBOX, stream_tags
 
 __all__ = ("HistogramInstrument", "IncrementInstrument", "StatsdInstrumentBase")
 
 
 def _client() -> Any:
     user = getattr(sys.modules[__package__], "statsd", None)
-    return user if user is not None else _statsd.client()
+    return user if user is not None else statsd.client()
 
 
 class StatsdInstrumentBase(Instrument):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import _snapshot
-from .._outbox import NO_TAGS, OUTBOX
-from .._plan import PARAMETERS
-from .base import Instrument
-from .log import LogInstrument, write_line
+from diagnose._output import snapshot as snapshots
+from diagnose._swap.plan import PARAMETERS
+from diagnose.instruments.base import Instrument
+from diagnose.instruments.log import LogInstrument, write_line
+from diagnose.outbox import NO_TAGS, OUTBOX
 
 __all__ = ("SnapshotInstrument",)
 
@@ -17,7 +17,7 @@ _NOT_STATE = frozenset({"args", "kwargs", "start", "now", "frame", "end", "hotsp
 
 
 class SnapshotInstrument(Instrument):
-    """Capture what the event offers as bounded, redacted JSON (see ``diagnose._snapshot``):
+    """Capture what the event offers as bounded, redacted JSON (see ``_output.snapshot``):
     for ``call`` the arguments; for ``return`` the arguments, ``result`` and ``elapsed``;
     for ``end`` and ``line`` the locals. ``value``, when given, is a condition: capture
     only when it is true. Written as ``Snapshot (NAME) = JSON`` where log lines go
@@ -47,16 +47,16 @@ class SnapshotInstrument(Instrument):
     def fire(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> None:
         if self.value != "True" and not self.evaluate(self.value, _globals, _locals):
             return
-        snapshot = _snapshot.capture(self.state(_globals, _locals))
+        snapshot = snapshots.capture(self.state(_globals, _locals))
         self.last = snapshot
         origin = self.origin
         if origin is not None:
-            OUTBOX.put(origin, self.name, _snapshot.to_json(snapshot), NO_TAGS)
+            OUTBOX.put(origin, self.name, snapshots.to_json(snapshot), NO_TAGS)
             if not OUTBOX.to_stdout():
                 return
         self.emit(self.name, snapshot)
 
     def emit(self, name: str, snapshot: dict[str, Any]) -> None:
         # Where log lines go: LogInstrument.logger or .out, as the class has them now.
-        line = f"Snapshot ({name}) = {_snapshot.to_json(snapshot)}"
+        line = f"Snapshot ({name}) = {snapshots.to_json(snapshot)}"
         write_line(line, LogInstrument.logger, LogInstrument.out)

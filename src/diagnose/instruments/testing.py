@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Instrument
+from diagnose.instruments.base import Instrument
 
 __all__ = ("ProbeTestInstrument",)
 

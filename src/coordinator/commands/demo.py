@@ -1,0 +1,446 @@
+"""`coordinator demo`: the newcomer's tour, on a private Redis with real worker processes."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+import click
+
+from coordinator._context import Settings, redact
+from coordinator._embedded import RedisServer, binary_version, find_redis_server
+from coordinator._errors import Interrupted, OperationFailed, Terminated
+from coordinator.commands import inspect as inspecting
+from coordinator.commands.tail import Entry, Follower, Lines, OutputFilter
+from coordinator.fleet.specs import spec_from_flags
+from coordinator.fleet.wait import wait_for_spec
+from coordinator.view.results import print_results
+from diagnose.clock import to_utc, utcnow
+
+__all__ = ("Relay", "examples_dir", "run_demo")
+
+SPEC_ID = "cart-total"
+TARGET = "shop.pricing.total"
+VALUE = "{'items': sum(items.values()), 'discount': discount, 'total': result}"
+SNAPSHOT_ID = "cart-snapshot"
+SNAPSHOT_TARGET = "shop.pricing.Cart.checkout"
+LINE_ID = "cart-line"
+LINE_MARK = "net = gross"
+LINE_VALUE = "{'gross': round(gross, 2), 'discount': discount}"
+# How long each `coordinator tail -f` of the tour shows the stream, at least.
+FOLLOW_SECONDS = 3.0
+WORKER_INTERVAL = "0.8"
+STOP_TIMEOUT = 5.0
+
+
+def examples_dir() -> Path:
+    """Find the directory holding the example app `shop`."""
+    candidates = []
+    if os.environ.get("DIAGNOSE_EXAMPLES"):
+        candidates.append(Path(os.environ["DIAGNOSE_EXAMPLES"]))
+    here = Path(__file__).resolve().parent
+    candidates += [here / "examples", here.parents[1] / "examples", Path.cwd() / "examples"]
+    for candidate in candidates:
+        if (candidate / "shop" / "worker.py").is_file():
+            return candidate
+    raise OperationFailed(
+        "cannot find the example app (examples/shop): run from the repository "
+        "or set DIAGNOSE_EXAMPLES to its examples/ directory"
+    )
+
+
+class Relay:
+    """Copy the output of child processes to stdout, one prefixed line at a time."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.lines: list[tuple[float, str, str]] = []
+        self._threads: list[threading.Thread] = []
+
+    def say(self, text: str = "", *, bold: bool = False) -> None:
+        """Print a line of the demo's own narration."""
+        with self.lock:
+            click.secho(text, bold=bold)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the children's output back while printing something whole, like a table."""
+        with self.lock:
+            yield
+            sys.stdout.flush()
+
+    def follow(self, label: str, stream: IO[bytes]) -> None:
+        """Start a thread that relays stream's lines prefixed with [label]."""
+        thread = threading.Thread(
+            target=self._pump, args=(label, stream), name=f"relay-{label}", daemon=True
+        )
+        thread.start()
+        self._threads.append(thread)
+
+    def _pump(self, label: str, stream: IO[bytes]) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip()
+            with self.lock:
+                self.lines.append((time.monotonic(), label, line))
+                click.echo(f"[{label}] {line}")
+        stream.close()
+
+    def count(self, predicate: Callable[[str, str], bool], since: float = 0.0) -> int:
+        """Count relayed lines since a monotonic time that match predicate(label, line)."""
+        with self.lock:
+            return sum(1 for t, label, line in self.lines if t >= since and predicate(label, line))
+
+    def join(self, timeout: float = 2.0) -> None:
+        """Wait for the relay threads to drain their streams."""
+        for thread in self._threads:
+            thread.join(timeout)
+
+
+class Children:
+    """Child processes started by the demo, all stopped at the end whatever happens."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, label: str, argv: list[str], env: dict[str, str]) -> None:
+        """Start a child with its output relayed under label."""
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes[label] = proc
+        assert proc.stdout is not None
+        self.relay.follow(label, proc.stdout)
+
+    def check_running(self) -> None:
+        """Raise OperationFailed if a child has died."""
+        for label, proc in self.processes.items():
+            if proc.poll() is not None:
+                raise OperationFailed(f"{label} exited early with code {proc.returncode}")
+
+    def stop(self) -> None:
+        """Ask every child to stop, then kill the ones that do not."""
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for proc in self.processes.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.relay.join()
+
+
+def _wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, children: Children
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        children.check_running()
+        if time.monotonic() > deadline:
+            raise OperationFailed(f"demo: timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+def _child_env(settings: Settings, extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DIAGNOSE_REDIS_URL=settings.url,
+        DIAGNOSE_PREFIX=settings.prefix,
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    if settings.secret:
+        env["DIAGNOSE_SECRET"] = settings.secret
+    else:
+        env.pop("DIAGNOSE_SECRET", None)
+    return env
+
+
+def _removals(relay: Relay) -> set[str]:
+    """Return the ids whose removal serve said it published, as relayed so far."""
+    marker = "published removal of "
+    ids: set[str] = set()
+    with relay.lock:
+        for _, _, line in relay.lines:
+            if marker in line:
+                ids.update(line.split(marker, 1)[1].strip().split(", "))
+    return ids
+
+
+def run_demo(settings: Settings, *, workers: int = 3, lifespan: float = 0.25) -> None:
+    """Run the tour; stop every process it started, also on errors and Ctrl-C."""
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    relay = Relay()
+    try:
+        with contextlib.ExitStack() as stack:
+            if settings.redis_url is None:
+                server = RedisServer(find_redis_server(prefer_path=False))
+                stack.callback(server.cleanup)
+                server.start()
+                settings = dataclasses.replace(settings, redis_url=server.url, _client=None)
+                relay.say(
+                    f"Started a private redis-server {binary_version(server.binary)} "
+                    f"on {server.url}",
+                    bold=True,
+                )
+            else:
+                # Keep the demo's keys apart from a real fleet's on a shared Redis.
+                settings = dataclasses.replace(
+                    settings, prefix=f"{settings.prefix}-demo", _client=None
+                )
+                # An unreachable Redis fails here, as every command does (exit 4), before
+                # the demo starts anything.
+                stack.callback(settings.close)
+                settings.client().ping()
+                relay.say(f"Using Redis at {redact(settings.url)}, prefix {settings.prefix!r}")
+            stack.callback(settings.close)
+            children = Children(relay)
+            stack.callback(children.stop)
+            _tour(settings, relay, children, workers, lifespan)
+    except KeyboardInterrupt as exc:
+        raise Interrupted.by(exc, "the demo stopped every process it started")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _tour(
+    settings: Settings, relay: Relay, children: Children, workers: int, lifespan: float
+) -> None:
+    started = time.monotonic()
+    store: Any = settings.store()
+    examples = examples_dir()
+    pythonpath = os.pathsep.join(filter(None, [str(examples), os.environ.get("PYTHONPATH")]))
+    relay.say(
+        f"\n1. Starting `coordinator serve` and {workers} shop workers (examples/shop)", bold=True
+    )
+    serve_argv = [
+        sys.executable,
+        "-m",
+        "coordinator",
+        "serve",
+        "--sweep-interval",
+        "0.5",
+        "--prune-interval",
+        "2",
+        "--max-age",
+        "6",
+    ]
+    children.start("serve", serve_argv, _child_env(settings, {}))
+    _wait_until(
+        lambda: relay.count(lambda label, line: label == "serve" and "serving" in line) > 0,
+        20,
+        "coordinator serve to start",
+        children,
+    )
+    for n in range(1, workers + 1):
+        env = _child_env(
+            settings,
+            {
+                "DIAGNOSE_PROCESS_ID": f"worker-{n}",
+                # Their probe output is read from the output stream, as on a real fleet.
+                "DIAGNOSE_OUTPUT": "redis",
+                "PYTHONPATH": pythonpath,
+                "SHOP_INTERVAL": WORKER_INTERVAL,
+            },
+        )
+        children.start(f"worker-{n}", [sys.executable, "-m", "shop.worker"], env)
+    _wait_until(lambda: len(store.processes()) >= workers, 30, "the workers' heartbeats", children)
+    with relay.held():
+        relay.say("\n$ coordinator processes", bold=True)
+        inspecting.processes(settings, max_age=None, as_json=False)
+
+    relay.say(f"\n2. Publishing a log probe on {TARGET} that lives {lifespan * 60:g}s", bold=True)
+    lifespans = {}
+    lifespans[SPEC_ID] = _publish(
+        settings,
+        relay,
+        f'--target {TARGET} --value "{VALUE}" --lifespan {lifespan:g}',
+        SPEC_ID,
+        dict(target=TARGET, itype="log", value=VALUE, lifespan=lifespan),
+    )
+
+    relay.say("\n3. Reading the probe's output from the fleet's output stream", bold=True)
+    with _StreamView(settings, relay, [SPEC_ID]) as view:
+        _wait_until(
+            lambda: view.processes(SPEC_ID) >= workers and view.age() >= FOLLOW_SECONDS,
+            15,
+            "probe output in the stream",
+            children,
+        )
+
+    relay.say("\n4. A snapshot of each checkout's arguments, and a probe on one line", bold=True)
+    lifespans[SNAPSHOT_ID] = _publish(
+        settings,
+        relay,
+        f"--target {SNAPSHOT_TARGET} --type snapshot --event call --lifespan {lifespan:g}",
+        SNAPSHOT_ID,
+        dict(target=SNAPSHOT_TARGET, itype="snapshot", value=None, event="call", lifespan=lifespan),
+    )
+    line = _line_of(examples / "shop" / "pricing.py", LINE_MARK)
+    lifespans[LINE_ID] = _publish(
+        settings,
+        relay,
+        f'--target {TARGET} --line {line} --value "{LINE_VALUE}" --rate 1 --lifespan {lifespan:g}',
+        LINE_ID,
+        dict(target=TARGET, itype="log", value=LINE_VALUE, line=line, rate=1, lifespan=lifespan),
+    )
+    with _StreamView(settings, relay, [SNAPSHOT_ID, LINE_ID]) as view:
+        _wait_until(
+            lambda: (
+                view.processes(SNAPSHOT_ID) >= workers
+                and view.processes(LINE_ID) >= workers
+                and view.age() >= FOLLOW_SECONDS
+            ),
+            15,
+            "snapshots and line probe output in the stream",
+            children,
+        )
+    with relay.held():
+        relay.say("\n$ coordinator list", bold=True)
+        inspecting.list_specs(settings, as_json=False)
+        relay.say("\n$ coordinator status", bold=True)
+        inspecting.status(settings, None, as_json=False)
+
+    expires = max(lifespans.values())
+    relay.say("\n5. Waiting for the lifespans to run out", bold=True)
+    _wait_until(lambda: utcnow() >= expires, lifespan * 60 + 15, "the lifespans", children)
+    relay.say(f"The last lifespan ran out at {expires:%H:%M:%S} UTC", bold=True)
+    detached = lambda label, line: "probe detached" in line  # noqa: E731
+    _wait_until(lambda: relay.count(detached) >= 2 * workers, 15, "the workers to detach", children)
+    _wait_until(
+        lambda: not set(lifespans) & set(store.specs()), 10, "serve to remove the specs", children
+    )
+    # serve tells each removal it publishes (several expiries of one sweep on one line).
+    _wait_until(
+        lambda: set(lifespans) <= _removals(relay), 10, "serve to publish the removals", children
+    )
+    quiet_from = time.time() + 0.5
+    time.sleep(2.5)
+    after = _entries_since(settings, quiet_from)
+    with relay.held():
+        relay.say("\n$ coordinator list", bold=True)
+        inspecting.list_specs(settings, as_json=False)
+        relay.say(
+            f"\nOutput stream entries in the last 2s: {after}. Every worker detached: "
+            f"{TARGET} and {SNAPSHOT_TARGET} are the original functions again.",
+            bold=True,
+        )
+    if after:
+        raise OperationFailed(f"demo: {after} output entries after the workers detached")
+    relay.say("\n6. Stopping the workers, the service and Redis", bold=True)
+    children.stop()
+    relay.say(f"Demo finished in {time.monotonic() - started:.0f}s.", bold=True)
+
+
+def _publish(
+    settings: Settings, relay: Relay, flags: str, spec_id: str, fields: dict[str, Any]
+) -> _dt.datetime:
+    """Publish one spec as `coordinator publish ID FLAGS --wait` would; return its expiry."""
+    store: Any = settings.store()
+    relay.say(f"$ coordinator publish {spec_id} {flags} --wait", bold=True)
+    fields = dict(fields)
+    lifespan = fields.pop("lifespan")
+    spec = spec_from_flags(
+        spec_id,
+        name=spec_id,
+        event=fields.pop("event", "line" if "line" in fields else "return"),
+        lifespan=lifespan,
+        custom={},
+        **fields,
+    )
+    store.put(spec_id, {k: v for k, v in spec.items() if k != "applied"})
+    stored = store.get(spec_id) or spec
+    live = sorted(store.processes())
+    results, in_time = wait_for_spec(store, spec_id, stored["lastmodified"], live, 20)
+    with relay.held():
+        print_results({r.process: {spec_id: r} for r in results}, lambda _p: True)
+    if not in_time:
+        raise OperationFailed(f"demo: the workers did not apply {spec_id} within 20s")
+    return to_utc(stored["lastmodified"]) + _dt.timedelta(minutes=lifespan)
+
+
+def _line_of(path: Path, mark: str) -> int:
+    """Return the number of the first line of a file that holds mark."""
+    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if mark in text:
+            return number
+    raise OperationFailed(f"demo: no line of {path} holds {mark!r}")
+
+
+def _entries_since(settings: Settings, since: float) -> int:
+    """Count the output stream's entries added since a unix time."""
+    key = settings.store().keys.output
+    found: Any = settings.client().xrange(key, str(int(since * 1000)), "+")
+    return len(found)
+
+
+class _StreamView:
+    """`coordinator tail -f ID...` inside the demo: a thread printing the stream's new
+    entries for some specs, through the relay, until the with-block ends (its ^C)."""
+
+    def __init__(self, settings: Settings, relay: Relay, spec_ids: list[str]) -> None:
+        self.relay = relay
+        self.spec_ids = spec_ids
+        self.client = settings.client()
+        self.key = settings.store().keys.output
+        self.entries: list[Entry] = []
+        # Whole lines (--wide): the values are what the tour is about.
+        self.lines = Lines(None)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-tail", daemon=True)
+        self._started = time.monotonic()
+
+    def __enter__(self) -> _StreamView:
+        newest: Any = self.client.xrevrange(self.key, count=1)
+        after = newest[0][0].decode() if newest else "0-0"
+        self.follower = Follower(
+            self.client, self.key, after, OutputFilter(frozenset(self.spec_ids)), block=0.2
+        )
+        self.relay.say(f"\n$ coordinator tail -f --wide {' '.join(self.spec_ids)}", bold=True)
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.relay.say("^C")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for entry in self.follower.poll():
+                with self.relay.lock:
+                    self.entries.append(entry)
+                    click.echo(self.lines.format(entry))
+
+    def processes(self, spec_id: str) -> int:
+        """Return how many processes have shown output of spec_id so far."""
+        with self.relay.lock:
+            return len({e["process"] for e in self.entries if e["spec"] == spec_id})
+
+    def age(self) -> float:
+        """Return the seconds since following began."""
+        return time.monotonic() - self._started

@@ -1,0 +1,263 @@
+"""The code swap on one function object, shared by its probes and breakpoints.
+
+A Patch installs layers around the function's original code (the probes' wrapper, then one
+per active Breakpoint), rebuilt from the original on every change; with nothing left the
+original code object is put back. Invariant: nothing here outlives the probe that needed it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import sys
+import threading
+import types
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+from diagnose._swap import codegen
+from diagnose._swap.plan import Plan
+from diagnose.exceptions import ProbeError
+from diagnose.fork import LOCKS, after_fork_in_child
+
+__all__ = ("Patch", "deferred_refresh", "lock", "patch_for")
+
+_getframe = sys._getframe
+
+# Held while any patch changes. One object for the life of the process: reinitialised
+# in place after fork() (a thread that held it then does not exist in the child).
+lock = threading.RLock()
+
+# The patch on each probed function object, by id(). Two targets may name one function
+# (``mod.f`` and ``other.f`` after ``from mod import f``); they share its patch.
+_patches: dict[int, Patch] = {}
+
+
+# While not None (inside deferred_refresh), the patches whose refresh waits for its end.
+_pending: dict[int, Patch] | None = None
+
+
+@contextlib.contextmanager
+def deferred_refresh() -> Iterator[None]:
+    """Hold the lock and re-plan each patch changed in the block once, at its end.
+
+    Applying N specs to one target would otherwise build N wrappers of 1..N gates (the
+    cost grows as N squared); the target runs its previous plan until the block ends.
+    """
+    global _pending
+    with lock:
+        if _pending is not None:  # nested: the outer block refreshes
+            yield
+            return
+        _pending = {}
+        try:
+            yield
+        finally:
+            pending, _pending = _pending, None
+            for patch in pending.values():
+                patch.expired()
+
+
+@after_fork_in_child(LOCKS)
+def _reset_lock_in_child() -> None:
+    lock._at_fork_reinit()  # type: ignore[attr-defined]
+
+
+def patch_for(func: types.FunctionType) -> Patch:
+    """Return the patch on func, making it if needed (call with lock held)."""
+    patch = _patches.get(id(func))
+    if patch is None or patch.func is not func:
+        patch = _patches[id(func)] = Patch(func)
+    return patch
+
+
+def _hook(patch: Patch, site: int | None) -> Any:
+    """Return the function the target's own (hooked) code calls at a site: just before
+    each return (site None) or each time line ``site`` is about to run.
+
+    It is a constant of that code, so it holds its patch weakly (see the module
+    docstring). It runs on every pass of the target, so it does the least it can: the
+    wrapper already checked expiry, and the common gate (see ``Site``) fires inline, with
+    the gate's own steps (``Gate._evaluate``) for the evaluations it times.
+    """
+    ref = weakref.ref(patch)
+
+    def hook() -> None:
+        patch = ref()
+        plan = patch.plan if patch is not None else None
+        here = plan.sites.get(site) if plan is not None else None
+        if here is None:
+            return
+        frame = _getframe(1)
+        f_globals = frame.f_globals
+        f_locals: Any = frame.f_locals
+        if here.with_frame:
+            f_locals = {**f_locals, "frame": frame}
+        for gate in here.gates:
+            stats = gate.stats
+            if gate.direct and stats.fired < stats.next_timed:
+                try:
+                    gate.instrument.fire(f_globals, f_locals)
+                    stats.fired += 1
+                except KeyboardInterrupt:
+                    raise
+                except BaseException:
+                    gate.failed()
+            else:
+                gate.fire_in_frame(f_globals, f_locals, here.other_names)
+
+    return hook
+
+
+def check_line(func: Any, line: int) -> None:
+    """Raise ProbeError unless line is a line of func with code of its own."""
+    code = func.__code__
+    patch = _patches.get(id(func))
+    if patch is not None and patch.func is func:
+        code = patch.original
+    lines = codegen.code_lines(code)
+    if line not in lines:
+        where = f"{code.co_filename}, line {line}"
+        raise ProbeError(
+            f"{where} is not a line with code in {func.__module__}.{func.__qualname__} "
+            f"(its lines with code: {_ranges(sorted(lines))})"
+        )
+
+
+def _ranges(lines: list[int]) -> str:
+    """Return 3-5, 8, 10-11 for [3, 4, 5, 8, 10, 11]."""
+    parts = []
+    start = prev = None
+    for n in [*lines, None]:
+        if n is not None and prev is not None and n == prev + 1:
+            prev = n
+            continue
+        if start is not None:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = n
+    return ", ".join(parts) or "none"
+
+
+class Patch:
+    """The layered code installed on one function object (see the module docstring)."""
+
+    def __init__(self, func: types.FunctionType) -> None:
+        self.func = func
+        self.original = func.__code__
+        self.plain = codegen.copy_function(func)
+        self._hooked: Any = None
+        self._hooked_for: tuple[bool, frozenset[int]] | None = None
+        self.probes: list[Any] = []
+        self.breakpoints: list[Any] = []
+        self.plan: Plan | None = None  # none until the first refresh()
+        self.installed: types.CodeType | None = None
+        self.codes: set[types.CodeType] = {self.original}
+        self._signature: inspect.Signature | None = None
+        self._set_signature = False
+
+    @property
+    def signature(self) -> inspect.Signature:
+        """The target's signature. A generic wrapper takes (*args, **kwargs); while it is
+        attached, __signature__ keeps inspect.signature() answering for the target itself."""
+        if self._signature is None:
+            # From the copy: func itself may run a wrapper's code by now.
+            self._signature = inspect.signature(self.plain, follow_wrapped=False)
+        return self._signature
+
+    @property
+    def label(self) -> str:
+        """The name of the target, as probe frames show it in tracebacks."""
+        return f"{self.func.__module__}.{self.func.__qualname__}"
+
+    def hooked(self, plan: Plan) -> Any:
+        """Return a copy of the function whose code calls the plan's hooks: end instruments
+        before each return, line instruments at their lines (one copy, for the current
+        set of hooks)."""
+        if self._hooked is None or self._hooked_for != plan.hooks:
+            ends, lines = plan.hooks
+            for line in lines:
+                check_line(self.func, line)
+            code = codegen.with_hooks(
+                self.original,
+                _hook(self, None) if ends else None,
+                {line: _hook(self, line) for line in lines},
+            )
+            self.codes = {self.original, code}
+            self._hooked = codegen.copy_function(self.func, code)
+            self._hooked_for = plan.hooks
+        return self._hooked
+
+    def refresh(self, now: bool = False) -> None:
+        """Rebuild the plan from the probes' live instruments, and the installed layers
+        (at the end of a deferred_refresh block, unless now is True)."""
+        with lock:
+            if _pending is not None and not now:
+                _pending[id(self)] = self
+                return
+            entries = []
+            for probe in self.probes:
+                for instrument in list(probe.instruments.values()):
+                    if instrument.is_live():
+                        entries.append((instrument, probe))
+            plan = Plan(self, entries, self.original)
+            code = self.original
+            if plan.live:
+                orig = self.hooked(plan) if plan.ends or plan.lines else self.plain
+                code = codegen.build_wrapper_code(
+                    self.original, orig, plan.sections(), plan.sig, label=self.label
+                )
+                for instrument, _probe in entries:
+                    instrument.watch_expiry(self.expired)
+            for breakpoint in self.breakpoints:
+                code = breakpoint._wrap(self.original, codegen.copy_function(self.func, code))
+            self.plan = plan
+            if code is self.original:
+                self._restore()
+                return
+            if self.installed is not None and self.func.__code__ is not self.installed:
+                raise ProbeError(f"{self.func.__qualname__}'s code was replaced by someone else")
+            if not plan.live or plan.sig.exact:
+                self._drop_signature()
+            elif "__signature__" not in vars(self.func):
+                self.func.__signature__ = self.signature  # type: ignore[attr-defined]
+                self._set_signature = True
+            self.func.__code__ = code
+            self.installed = code
+
+    def expired(self) -> None:
+        """Drop instruments that stopped firing; called from the target's own call path."""
+        try:
+            self.refresh(now=True)
+        except Exception:
+            pass
+
+    def _restore(self) -> None:
+        if self.installed is not None:
+            if self.func.__code__ is self.installed:
+                self.func.__code__ = self.original
+            self.installed = None
+        self._drop_signature()
+
+    def _drop_signature(self) -> None:
+        if self._set_signature:
+            vars(self.func).pop("__signature__", None)
+            self._set_signature = False
+
+    def detach(self, owner: Any) -> None:
+        """Remove a probe or a breakpoint; with none left, put the original code back and
+        forget this patch (its plan, hooked copy and wrappers go with it)."""
+        with lock:
+            if owner in self.probes:
+                self.probes.remove(owner)
+            if owner in self.breakpoints:
+                self.breakpoints.remove(owner)
+            # At once when nothing is left: a new patch on this function (made before a
+            # deferred refresh ran) must find the original code installed.
+            self.refresh(now=not self.probes and not self.breakpoints)
+            if not self.probes and not self.breakpoints:
+                if _patches.get(id(self.func)) is self:
+                    del _patches[id(self.func)]
+                self.plan = None
+                self._hooked = self._hooked_for = None
+                self.codes = {self.original}

@@ -1,0 +1,71 @@
+"""Every at-fork handler of the project, run in one order in the child.
+
+Stages: ``LOCKS`` (fresh locks), ``STATE`` (what reads them), both inside ``fork()``; then
+``SERVICES`` (threads started again), once ``fork()`` has returned in the child, after the
+at-fork handlers of modules imported later (logging's) have run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable, Iterable
+
+__all__ = ("FORK_RETURN_TIMEOUT", "LOCKS", "SERVICES", "STATE", "after_fork_in_child")
+
+LOCKS, STATE, SERVICES = 0, 1, 2
+#: How long the SERVICES stage waits for fork() to return in the child, at most.
+FORK_RETURN_TIMEOUT = 2.0
+_handlers: list[tuple[int, int, Callable[[], None]]] = []
+
+
+def after_fork_in_child(stage: int) -> Callable[[Callable[[], None]], Callable[[], None]]:
+    """Decorator: run the function in every child after fork(), in stage order (then in
+    the order registered within a stage)."""
+
+    def register(func: Callable[[], None]) -> Callable[[], None]:
+        _handlers.append((stage, len(_handlers), func))
+        _handlers.sort(key=lambda h: (h[0], h[1]))
+        return func
+
+    return register
+
+
+def _run(handlers: Iterable[Callable[[], None]]) -> None:
+    for func in handlers:
+        try:
+            func()
+        except Exception:  # a handler's failure must not stop the others, nor the child
+            pass
+
+
+def _services_once_forked(caller: types.FrameType | None, at: int) -> None:
+    """Wait until the frame that called fork() has moved on, then run SERVICES."""
+    deadline = time.monotonic() + FORK_RETURN_TIMEOUT
+    while caller is not None and caller.f_lasti == at and time.monotonic() < deadline:
+        time.sleep(0.001)
+    del caller
+    _run([func for stage, _order, func in list(_handlers) if stage == SERVICES])
+
+
+def _run_in_child() -> None:
+    handlers = list(_handlers)
+    _run([func for stage, _order, func in handlers if stage != SERVICES])
+    if not any(stage == SERVICES for stage, _order, _func in handlers):
+        return
+    try:
+        # The handler is called from C inside os.fork(): the frame before its own is
+        # the one that called fork(), stopped on that call until it returns.
+        caller: types.FrameType | None = sys._getframe(1)
+    except ValueError:
+        caller = None
+    at = caller.f_lasti if caller is not None else -1
+    threading.Thread(
+        target=_services_once_forked, args=(caller, at), name="diagnose-after-fork", daemon=True
+    ).start()
+
+
+os.register_at_fork(after_in_child=_run_in_child)

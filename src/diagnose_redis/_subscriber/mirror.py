@@ -1,0 +1,168 @@
+"""What a subscriber applied: its specs in the ProbeManager, kept equal to what Redis holds.
+
+No threads and no I/O here: the subscriber hands over snapshots (the full set of specs, read
+at a resync) and events (one put or delete), and gets back the status fields that changed.
+A spec whose select does not choose this process's labels is treated as absent.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from diagnose.clock import expiry_timestamp, utcnow
+from diagnose.spec import spec_changed
+from diagnose_redis._subscriber.work_items import Event, Snapshot
+from diagnose_redis.protocol import encode_status_field
+from diagnose_redis.protocol.labels import selects
+
+__all__ = ("Mirror", "rekey_applied")
+
+
+def rekey_applied(manager: Any, old: str, new: str) -> None:
+    """Move every spec's ``applied`` entry from process id old to new (hold manager.lock).
+
+    A forked child inherits its parent's probes, attached, and their entries under the
+    parent's id; a process whose id changed keeps what it applied. Neither re-applies.
+    """
+    for spec in manager.specs.values():
+        applied = spec.get("applied") if isinstance(spec, dict) else None
+        if isinstance(applied, dict) and old in applied and old != new:
+            applied[new] = applied.pop(old)
+    manager.process_id = new
+
+
+class Mirror:
+    """The specs one subscriber put in a manager (``owned``), and what it last reported."""
+
+    def __init__(self, manager: Any, process_id: str, labels: dict[str, str] | None = None) -> None:
+        self.manager = manager
+        self.process_id = process_id
+        # The process's labels but ``process``, which is always the id held now.
+        self.labels = dict(labels or {})
+        self.owned: set[str] = set()
+        self.version = 0
+        self.applies = 0
+        self._reported: dict[str, tuple[Any, Any]] = {}
+        self._reported_version = -1
+        self._local = threading.local()
+
+    @property
+    def applying(self) -> bool:
+        """True in the thread running merge()'s manager.apply(), while it does."""
+        return getattr(self._local, "applying", False)
+
+    def merge(self, items: Iterable[object]) -> dict[str, str | None] | None:
+        """Apply Snapshot and Event items (others are ignored), and remove what has expired
+        (hold manager.lock).
+
+        Return the status fields that changed (JSON text, or None for a field to delete),
+        or None when there is nothing to report, not even a new version.
+        """
+        changes: dict[str, dict[str, Any] | None] = {}
+        version = self.version
+        for item in items:
+            if isinstance(item, Snapshot):
+                version = item.version
+                changes = {spec_id: None for spec_id in self.owned}
+                changes.update(item.specs)
+            elif isinstance(item, Event):
+                version = max(version, item.version)
+                changes[item.spec_id] = item.spec if item.op == "put" else None
+        # A spec whose select does not choose this process is, here, no spec at all: one
+        # whose select stopped choosing it is removed like a deleted one.
+        labels = None
+        for spec_id, spec in changes.items():
+            if spec is not None and spec.get("select"):
+                if labels is None:
+                    labels = {**self.labels, "process": self.process_id}
+                if not selects(spec["select"], labels):
+                    changes[spec_id] = None
+        now = time.time()
+        manager = self.manager
+        removed: list[str] = []
+        for spec_id in list(self.owned):
+            if spec_id not in changes:
+                when = expiry_timestamp(manager.specs.get(spec_id) or {})
+                if when is not None and when <= now:
+                    changes[spec_id] = None
+        effective = False
+        for spec_id, spec in changes.items():
+            if spec is not None:
+                when = expiry_timestamp(spec)
+                if when is not None and when <= now:
+                    spec = None
+            current = manager.specs.get(spec_id) if spec_id in self.owned else None
+            if not spec_changed(current, spec):
+                continue
+            effective = True
+            if spec is None:
+                manager.specs.pop(spec_id, None)
+                self.owned.discard(spec_id)
+                removed.append(spec_id)
+            else:
+                manager.specs[spec_id] = spec
+                self.owned.add(spec_id)
+        if effective:
+            manager.process_id = self.process_id
+            self._local.applying = True
+            try:
+                manager.apply()
+            finally:
+                self._local.applying = False
+            self.applies += 1
+        report = self._collect(removed)
+        self.version = version
+        if not report and version == self._reported_version:
+            return None
+        self._reported_version = version
+        return report
+
+    def forget_reported(self) -> None:
+        """Report every owned spec again at the next merge (the status key changed)."""
+        self._reported.clear()
+        self._reported_version = -1
+
+    def soonest_expiry(self) -> float:
+        """Return when the first owned spec expires (unix seconds), or math.inf."""
+        soonest = math.inf
+        specs = self.manager.specs
+        for spec_id in list(self.owned):
+            spec = specs.get(spec_id)
+            when = expiry_timestamp(spec) if spec is not None else None
+            if when is not None and when < soonest:
+                soonest = when
+        return soonest
+
+    def release(self) -> None:
+        """Take every owned spec out of the manager, detaching its probes."""
+        with self.manager.lock:
+            for spec_id in self.owned:
+                self.manager.specs.pop(spec_id, None)
+            self.owned.clear()
+            self.manager.apply()
+
+    def _collect(self, removed: list[str]) -> dict[str, str | None]:
+        at = utcnow()
+        report: dict[str, str | None] = {}
+        for spec_id in removed:
+            if self._reported.pop(spec_id, None) is not None:
+                report[spec_id] = None
+        for spec_id in self.owned:
+            spec = self.manager.specs.get(spec_id) or {}
+            applied = spec.get("applied") or {}
+            entry = applied.get(self.process_id)
+            if isinstance(entry, dict):
+                outcome = (entry.get("lm"), entry.get("err"))
+            else:
+                outcome = (spec.get("lastmodified"), "not applied")
+            if self._reported.get(spec_id) != outcome:
+                self._reported[spec_id] = outcome
+                lm, err = outcome
+                lm = lm if isinstance(lm, _dt.datetime) else None
+                report[spec_id] = encode_status_field(lm, None if err is None else str(err), at)
+        return report

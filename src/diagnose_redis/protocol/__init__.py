@@ -1,0 +1,82 @@
+"""The wire protocol both sides import: key layout, codec, signing, status fields, output
+entries and labels. ``coordinator`` and the subscriber use only what this package exports.
+
+The Redis layout, with ``P`` the prefix: ``P:spec:ID`` (a sealed spec, TTL its remaining
+lifespan), ``P:ids`` (set of published ids), ``P:version`` (bumped by every change),
+``P:events`` (channel of sealed events), ``P:status:PROCESS`` (hash of status fields and
+``_process``), ``P:processes`` (sorted set of heartbeats), ``P:claim:PROCESS`` (the id's
+claim) and ``P:output`` (the output stream). ``docs/reference/redis-layout.md`` has it all.
+"""
+
+from __future__ import annotations
+
+from diagnose_redis.protocol.codec import (
+    MAX_MESSAGE_BYTES,
+    MAX_NESTING,
+    OPS,
+    decode_event,
+    decode_spec,
+    encode_event,
+    encode_spec,
+)
+from diagnose_redis.protocol.keys import (
+    HEARTBEAT_SECONDS,
+    PROCESS_FIELD,
+    SPEC_ID_PATTERN,
+    STATUS_TTL_SECONDS,
+    Keys,
+    check_spec_id,
+    client_name,
+    cluster_prefix,
+    expired_channel,
+)
+from diagnose_redis.protocol.labels import escape_glob, labels_in, parse_labels, selects
+from diagnose_redis.protocol.output import (
+    OUTPUT_FIELDS,
+    OUTPUT_MAXLEN,
+    decode_output,
+    encode_output,
+    output_maxlen,
+)
+from diagnose_redis.protocol.signing import secret_bytes
+from diagnose_redis.protocol.status import (
+    COUNTS,
+    applied_mark,
+    decode_status_field,
+    encode_status_field,
+    with_counts,
+)
+
+__all__ = (
+    "COUNTS",
+    "HEARTBEAT_SECONDS",
+    "MAX_MESSAGE_BYTES",
+    "MAX_NESTING",
+    "OPS",
+    "OUTPUT_FIELDS",
+    "OUTPUT_MAXLEN",
+    "PROCESS_FIELD",
+    "SPEC_ID_PATTERN",
+    "STATUS_TTL_SECONDS",
+    "Keys",
+    "applied_mark",
+    "check_spec_id",
+    "client_name",
+    "cluster_prefix",
+    "decode_event",
+    "decode_output",
+    "decode_spec",
+    "decode_status_field",
+    "encode_event",
+    "encode_output",
+    "encode_spec",
+    "encode_status_field",
+    "escape_glob",
+    "expired_channel",
+    "labels_in",
+    "output_maxlen",
+    "parse_labels",
+    "secret_bytes",
+    "selects",
+    "with_counts",
+)

@@ -167,31 +167,42 @@ class ProbeManager(ManagerHooks):
         if owned is not None and owned.probe.target != spec["target"]:
             self._detach(full_id)
             owned = None
-        self._runtime_errors.pop(full_id, None)
         settings = dict(spec["instrument"])
         itype = settings.pop("type")
         cls = self.instrument_classes[itype]
         rate = settings["custom"].get("rate") or self.default_rates.get(itype)
         # What it emits goes to the output stream under its spec's ID and type.
         origin = Origin(full_id.split(":", 1)[1], itype)
+        compiler = self._compiler()
         current = owned.probe.instruments.get(full_id) if owned is not None else None
         if current is not None and type(current) is cls and owned is not None:
             # As the original did: an edited spec updates its instrument in place, so the
-            # instrument's own state (a test instrument's log) carries on.
+            # instrument's own state (a test instrument's log) carries on. The probe's
+            # plan keeps its shape when the edit keeps the event and the names read:
+            # then its wrapper stays, with a new deadline (see diagnose._swap.patch).
             if settings.get("line") is not None:
                 probes.check_line(owned.probe.func, settings["line"])
-            current.update(expires=expires, **settings)
-            current.rate = rate
-            current.budget = self.budget
-            current.use_compiler(self._compiler())
-            current.origin = origin
+            if full_id not in self._runtime_errors and _same_instrument(
+                current, settings, (rate, self.budget, compiler, origin)
+            ):
+                # Published again unchanged (a new lastmodified): only its expiry moves;
+                # its counters, rate limit and budget carry on.
+                current.expires = expires
+            else:
+                self._runtime_errors.pop(full_id, None)
+                current.update(expires=expires, **settings)
+                current.rate = rate
+                current.budget = self.budget
+                current.use_compiler(compiler)
+                current.origin = origin
             owned.probe._instruments_changed()
             self._owned[full_id] = _Owned(owned.probe, key, expires)
             return
+        self._runtime_errors.pop(full_id, None)
         instrument = cls(mgr=self, expires=expires, **settings)
         instrument.rate = rate
         instrument.budget = self.budget
-        instrument.use_compiler(self._compiler())
+        instrument.use_compiler(compiler)
         instrument.origin = origin
         probe = probes.attach_to(spec["target"])
         if instrument.line is not None:
@@ -411,6 +422,20 @@ def _restart_background_in_child() -> None:
             mgr._restart_background = False
             if mgr.apply_thread is None:
                 mgr.apply_in_background(mgr.period)
+
+
+def _same_instrument(instrument: Any, settings: dict[str, Any], extra: tuple[Any, ...]) -> bool:
+    """Tell whether an instrument (with no error) already is what settings (a validated
+    spec's instrument, without type) and extra (rate, budget, compiler, origin) make."""
+    return (
+        instrument.error is None
+        and instrument.name == settings["name"]
+        and instrument.value == settings["value"]
+        and instrument.event == settings["event"]
+        and instrument.line == settings.get("line")
+        and instrument.custom == settings["custom"]
+        and (instrument.rate, instrument.budget, instrument.compiler, instrument.origin) == extra
+    )
 
 
 def _describe(exc: BaseException) -> str:

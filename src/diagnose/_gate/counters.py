@@ -31,6 +31,11 @@ class Stats:
     )
 
     def __init__(self, rate: float | None = None, budget: float | None = None) -> None:
+        self.reset(rate, budget)
+
+    def reset(self, rate: float | None = None, budget: float | None = None) -> None:
+        """Start afresh (counters, rate limit, budget) in place: the wrapper and the gates
+        that hold this object keep counting into it."""
         self.fired = self.dropped = self.errors = 0
         self.set_rate(rate)
         self.set_budget(budget)

@@ -18,7 +18,7 @@ from diagnose._gate import budget
 if TYPE_CHECKING:
     from diagnose._gate.counters import Stats
 
-__all__ = ("MAX_RATE", "Gate", "Site")
+__all__ = ("MAX_RATE", "Gate", "Site", "overrides")
 
 _NO_KWARGS: dict[str, Any] = {}
 
@@ -47,7 +47,7 @@ class Gate:
         self.on_error = on_error
         self.checks_calls: bool = instrument.checks_calls()
         self.nested: bool = instrument.nested_scopes()
-        self.finishes = _overrides(instrument, "finish")
+        self.finishes = overrides(instrument, "finish")
         self.stats: Stats = instrument.stats
         #: a hook may fire it inline (set by its Site)
         self.direct = False
@@ -242,7 +242,7 @@ class Site:
             gate.fire_in_frame(f_globals, f_locals, self.other_names)
 
 
-def _overrides(instrument: Any, name: str) -> bool:
+def overrides(instrument: Any, name: str) -> bool:
     """Return True when instrument's method name is not the base class's no-op (a
     subclass's, or one set on the instance)."""
     method = getattr(instrument, name, None)

@@ -18,6 +18,7 @@ __all__ = (
     "REDACTED",
     "SECRET_SUFFIXES",
     "is_secret",
+    "names",
     "normalise",
     "reload",
     "scrub_mapping",
@@ -94,6 +95,11 @@ _names: frozenset[str] = DEFAULT_IDENTIFIERS
 def normalise(name: str) -> str:
     """Return name as the list holds it: lower case, without "_" and "-"."""
     return name.lower().replace("_", "").replace("-", "")
+
+
+def names() -> frozenset[str]:
+    """Return the names in force (a new object after each reload())."""
+    return _names
 
 
 def reload(env: Mapping[str, str] | None = None) -> frozenset[str]:

@@ -66,9 +66,10 @@ def default_policy() -> Policy | None:
 
 def check_expression(expr: object, what: str = "value", policy: Any = None) -> None:
     """Check an instrument expression: that it is a string that parses, not too long, and,
-    with a policy, that the policy's static rules allow it. Raise ExpressionRefused."""
+    with a policy, that the policy's static rules allow it (its verdict kept by text, see
+    Policy.verify). Raise ExpressionRefused."""
     if policy is not None:
-        policy.check(expr, what)
+        policy.verify(expr, what)
         return
     if not isinstance(expr, str):
         raise ExpressionRefused(f"{what} must be a string expression, not {type(expr).__name__}")

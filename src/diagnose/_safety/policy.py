@@ -18,12 +18,16 @@ from typing import Any
 
 from diagnose._output import redaction
 from diagnose._safety import allowlist, guarded, meter, operators, redacted_reads
+from diagnose._safety.verdicts import FILENAME, Memo, Verdicts, renamed
 from diagnose.exceptions import ExpressionRefused
 
 __all__ = ("MAX_DEPTH", "MAX_EXPRESSION_CHARS", "Policy")
 
 MAX_EXPRESSION_CHARS = 4096
 MAX_DEPTH = 100
+# Expression texts whose verdict (and code) a policy keeps, and compiled codes by filename.
+VERDICTS = 256
+COMPILED = 512
 
 _ALLOWED_NODES = (
     ast.Expression, ast.Constant, ast.Name, ast.Load, ast.Store, ast.Attribute,
@@ -245,11 +249,20 @@ class Policy:
     (a function, a builtin, a class, or an unbound method: allowing a function also
     allows it bound as a method). Thread-safe once built: compiled code only reads the
     allowlist, and allow() changes it with single dict operations.
+
+    Verdicts are kept by expression text (``verify``), each with the allowlist's
+    ``generation`` and the redaction list it was reached under: allow() moves the
+    generation, so a kept refusal is never reused once the allowlist changed (and a kept
+    acceptance never outlives the rules it passed).
     """
 
     def __init__(self) -> None:
         self._table = allowlist.default_allowlist()
-        self._compiled: dict[tuple[str, str], types.CodeType] = {}
+        #: moves with every allow(): verdicts reached before are not reused
+        self.generation = 0
+        self._verdicts = Verdicts(self._compile, VERDICTS)
+        # (expr, filename) -> code
+        self._compiled = Memo(COMPILED)
         guards = allowlist.make_call_guards(self._table)
         self._call, self._forget = guards.call, guards.forget
         self._constants: dict[str, Any] = {
@@ -273,6 +286,7 @@ class Policy:
             raise TypeError(f"allow() takes a callable, not {type(function).__name__}")
         self._table[id(function)] = (function, meter.keeping_meter(function))
         self._forget()
+        self.generation += 1
 
     def allowed_names(self) -> list[str]:
         """Return the names of the callables allowed, sorted (for the README or a CLI)."""
@@ -422,20 +436,28 @@ class Policy:
 
     # --- compiling -------------------------------------------------------------------
 
+    def verify(self, expr: object, what: str = "value") -> None:
+        """Apply the static rules as check() does, the verdict kept by text (see the class
+        docstring); raise ExpressionRefused saying why."""
+        self._checked_code(expr, what)
+
     def compile(self, expr: object, filename: str, what: str = "value") -> types.CodeType:
         """Check expr, rewrite it with its guards and redaction, and compile it for eval().
 
         The code is cached per (expr, filename): it reads the allowlist when it runs, so
-        it stays right after allow(); a refusal is not cached (it raises again)."""
+        it stays right after allow(); a refusal is not cached here (see verify)."""
         key = (expr, filename) if isinstance(expr, str) else None
         code = self._compiled.get(key) if key is not None else None
         if code is None:
-            code = self._compile(expr, filename, what)
+            code = renamed(self._checked_code(expr, what), filename)
             if key is not None:
-                if len(self._compiled) >= 512:
-                    self._compiled.clear()
-                self._compiled[key] = code
+                self._compiled.put(key, code)
         return code
+
+    def _checked_code(self, expr: object, what: str) -> types.CodeType:
+        if not isinstance(expr, str):
+            return self._compile(expr, FILENAME, what)  # raises: not a string
+        return self._verdicts.code(expr, what, self.generation)
 
     def _compile(self, expr: object, filename: str, what: str) -> types.CodeType:
         tree = self.check(expr, what)

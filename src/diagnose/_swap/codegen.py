@@ -196,6 +196,7 @@ def build_wrapper_code(
     *,
     label: str | None = None,
     kind_of_wrapper: str = "probe",
+    slots: dict[str, int] | None = None,
 ) -> types.CodeType:
     """Build code with target's parameters and free variables that runs sections around orig.
 
@@ -206,7 +207,8 @@ def build_wrapper_code(
     The wrapper's frames (seen in the traceback of an instrument's error) are named
     after the target but filed under ``<probe LABEL>`` (``<breakpoint LABEL>``), with the
     generated source's line numbers: never lines of the target's file, which hold other
-    code.
+    code. ``slots``, if given, gets the index in ``co_consts`` of each constant of
+    ``sections`` (by its marker), so that one can be swapped in the built code.
     """
     kind = kind_of(target)
     sig = sig or Signature(target)
@@ -228,7 +230,9 @@ def build_wrapper_code(
     if kind != Kind.ASYNC_GENERATOR:
         body.append("return _dgn_r")
 
-    code = compile_like(target, sig.params, body, placeholders, f"<diagnose {kind_of_wrapper}>")
+    code = compile_like(
+        target, sig.params, body, placeholders, f"<diagnose {kind_of_wrapper}>", slots
+    )
     return code.replace(co_filename=f"<{kind_of_wrapper} {label or target.co_qualname}>")
 
 
@@ -238,10 +242,12 @@ def compile_like(
     body: list[str],
     placeholders: dict[str, Any],
     filename: str,
+    slots: dict[str, int] | None = None,
 ) -> types.CodeType:
     """Compile body as the code of a function of target's kind, with parameters params
     and target's free variables, named as target; each string constant of placeholders
-    becomes its object (a LOAD_CONST, no local to set on each call)."""
+    becomes its object (a LOAD_CONST, no local to set on each call), its index in
+    ``co_consts`` put in slots (if given) under its string."""
     kind = kind_of(target)
     prefix = "async def" if kind in (Kind.COROUTINE, Kind.ASYNC_GENERATOR) else "def"
     lines = ["def __diagnose_factory__():"]
@@ -256,6 +262,10 @@ def compile_like(
     consts = tuple(
         placeholders[c] if isinstance(c, str) and c in placeholders else c for c in code.co_consts
     )
+    if slots is not None:
+        slots.update(
+            (c, i) for i, c in enumerate(code.co_consts) if isinstance(c, str) and c in placeholders
+        )
     return code.replace(
         co_consts=consts,
         co_flags=code.co_flags | (target.co_flags & _CO_ITERABLE_COROUTINE),

@@ -2,7 +2,9 @@
 
 A Patch installs layers around the function's original code (the probes' wrapper, then one
 per active Breakpoint), rebuilt from the original on every change; with nothing left the
-original code object is put back. Invariant: nothing here outlives the probe that needed it.
+original code object is put back. A change that keeps the plan's shape (the same live
+instruments, edited in place: see ``plan.shape``) only swaps the wrapper's deadline
+constant. Invariant: nothing here outlives the probe that needed it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from diagnose._swap import codegen
-from diagnose._swap.plan import Plan
+from diagnose._swap.plan import DEADLINE, Plan
 from diagnose.exceptions import ProbeError
 from diagnose.fork import LOCKS, after_fork_in_child
 
@@ -152,6 +154,12 @@ class Patch:
         self.breakpoints: list[Any] = []
         self.plan: Plan | None = None  # none until the first refresh()
         self.installed: types.CodeType | None = None
+        # The probes' wrapper as built for the plan (the installed code, unless breakpoints
+        # wrap it), and the index of its deadline constant.
+        self._wrapper: types.CodeType | None = None
+        self._deadline_slot: int | None = None
+        #: how many times the plan was rebuilt, and retuned (see refresh())
+        self.rebuilds = self.retunes = 0
         self.codes: set[types.CodeType] = {self.original}
         self._signature: inspect.Signature | None = None
         self._set_signature = False
@@ -189,8 +197,9 @@ class Patch:
         return self._hooked
 
     def refresh(self, now: bool = False) -> None:
-        """Rebuild the plan from the probes' live instruments, and the installed layers
-        (at the end of a deferred_refresh block, unless now is True)."""
+        """Bring the plan and the installed layers up to the probes' live instruments (at
+        the end of a deferred_refresh block, unless now is True): retuned when the plan
+        keeps its shape, else rebuilt."""
         with lock:
             if _pending is not None and not now:
                 _pending[id(self)] = self
@@ -200,35 +209,80 @@ class Patch:
                 for instrument in list(probe.instruments.values()):
                     if instrument.is_live():
                         entries.append((instrument, probe))
-            plan = Plan(self, entries, self.original)
-            code = self.original
-            if plan.live:
-                orig = self.hooked(plan) if plan.ends or plan.lines else self.plain
-                code = codegen.build_wrapper_code(
-                    self.original, orig, plan.sections(), plan.sig, label=self.label
-                )
-                for instrument, _probe in entries:
-                    instrument.watch_expiry(self.expired)
-            for breakpoint in self.breakpoints:
-                code = breakpoint._wrap(self.original, codegen.copy_function(self.func, code))
-            self.plan = plan
-            if code is self.original:
-                self._restore()
-                return
-            if self.installed is not None and self.func.__code__ is not self.installed:
-                raise ProbeError(f"{self.func.__qualname__}'s code was replaced by someone else")
-            if not plan.live or plan.sig.exact:
-                self._drop_signature()
-            elif "__signature__" not in vars(self.func):
-                self.func.__signature__ = self.signature  # type: ignore[attr-defined]
-                self._set_signature = True
-            self.func.__code__ = code
-            self.installed = code
+            if not self._retune(entries):
+                self._rebuild(entries)
+
+    def _retune(self, entries: list[tuple[Any, Any]]) -> bool:
+        """Take the change by swapping the installed wrapper's deadline constant, when the
+        plan fits entries (see Plan.fits) and nothing else wraps or replaced the wrapper;
+        return False when the plan must be rebuilt."""
+        plan, code = self.plan, self._wrapper
+        if (
+            plan is None
+            or not plan.live
+            or code is None
+            or self.breakpoints
+            or self.installed is not code
+            or self.func.__code__ is not code
+            or not plan.fits(entries)
+        ):
+            return False
+        deadline = plan.soonest_deadline()
+        if deadline != plan.deadline:
+            slot = self._deadline_slot
+            if deadline is None or plan.deadline is None or slot is None:
+                return False
+            consts = list(code.co_consts)
+            consts[slot] = deadline
+            code = code.replace(co_consts=tuple(consts))
+            plan.deadline = deadline
+            self.func.__code__ = self.installed = self._wrapper = code
+        self.retunes += 1
+        return True
+
+    def _rebuild(self, entries: list[tuple[Any, Any]]) -> None:
+        """Make a new plan of entries, and install its layers."""
+        self.rebuilds += 1
+        self._wrapper = self._deadline_slot = None
+        plan = Plan(self, entries, self.original)
+        code = self.original
+        if plan.live:
+            orig = self.hooked(plan) if plan.ends or plan.lines else self.plain
+            slots: dict[str, int] = {}
+            code = codegen.build_wrapper_code(
+                self.original, orig, plan.sections(), plan.sig, label=self.label, slots=slots
+            )
+            self._wrapper, self._deadline_slot = code, slots.get(DEADLINE)
+            for instrument, _probe in entries:
+                instrument.watch_expiry(self._expiry_changed)
+        for breakpoint in self.breakpoints:
+            code = breakpoint._wrap(self.original, codegen.copy_function(self.func, code))
+        self.plan = plan
+        if code is self.original:
+            self._restore()
+            return
+        if self.installed is not None and self.func.__code__ is not self.installed:
+            raise ProbeError(f"{self.func.__qualname__}'s code was replaced by someone else")
+        if not plan.live or plan.sig.exact:
+            self._drop_signature()
+        elif "__signature__" not in vars(self.func):
+            self.func.__signature__ = self.signature  # type: ignore[attr-defined]
+            self._set_signature = True
+        self.func.__code__ = code
+        self.installed = code
 
     def expired(self) -> None:
         """Drop instruments that stopped firing; called from the target's own call path."""
         try:
             self.refresh(now=True)
+        except Exception:
+            pass
+
+    def _expiry_changed(self) -> None:
+        """An instrument's ``expires`` changed: refresh, once at the end of a
+        deferred_refresh block (an apply) if inside one."""
+        try:
+            self.refresh()
         except Exception:
             pass
 

@@ -12,14 +12,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from diagnose import clock as _time_module
-from diagnose._gate.gate import Gate, Site
+from diagnose._gate.gate import Gate, Site, overrides
 from diagnose._swap.codegen import Sections, Signature
 from diagnose._swap.hotspots import Hotspots
 
 if TYPE_CHECKING:
     from diagnose._swap.patch import Patch
 
-__all__ = ("PARAMETERS", "Plan", "SPECIAL_NAMES")
+__all__ = ("DEADLINE", "PARAMETERS", "Plan", "SPECIAL_NAMES", "shape")
 
 _time = time.time
 
@@ -33,6 +33,29 @@ SPECIAL_NAMES = frozenset(CALL_NAMES + RETURN_NAMES)
 
 #: In an instrument's names(): every parameter of the target, by name (defaults applied).
 PARAMETERS = "@parameters"
+#: The marker of the wrapper's deadline constant (see Sections.const).
+DEADLINE = "@_dgn_deadline"
+
+
+def shape(instrument: Any) -> tuple[Any, ...]:
+    """Return what of an instrument its gate's lines and its plan's depend on, besides the
+    instrument itself: plans whose instruments (the same objects, in the same order) have
+    the same shapes generate the same code but for the deadline constant."""
+    stats = instrument.stats
+    tags = instrument.custom.get("tags")
+    return (
+        instrument.event,
+        instrument.line,
+        instrument.names(),
+        instrument.checks_calls(),
+        instrument.nested_scopes(),
+        overrides(instrument, "finish"),
+        stats,  # by identity: the gate's lines load it
+        stats.ring is None,
+        stats.budget is None,
+        "hotspots" in str(instrument.value) or "hotspots" in str(tags or ""),
+        instrument.deadline is None,
+    )
 
 
 def _union(gates: list[Gate], parameters: tuple[str, ...] = ()) -> set[str] | None:
@@ -96,9 +119,29 @@ class Plan:
             or "hotspots" in str(g.instrument.custom.get("tags") or "")
             for g in self.returns
         )
+        self.deadline = self.soonest_deadline()
+        #: each gate's instrument's shape when the plan was made (see retune())
+        self.shapes = [shape(g.instrument) for g in self.gates]
+
+    def soonest_deadline(self) -> float | None:
+        """Return the earliest deadline of the gates' instruments, or None."""
         deadlines = [g.instrument.deadline for g in self.gates]
         live_deadlines = [d for d in deadlines if d is not None]
-        self.deadline = min(live_deadlines) if live_deadlines else None
+        return min(live_deadlines) if live_deadlines else None
+
+    def fits(self, entries: list[tuple[Any, Any]]) -> bool:
+        """Tell whether entries (instrument, probe) are this plan's, in its order, each
+        instrument of the shape it had: the code generated would be the same but for the
+        deadline constant."""
+        gates = self.gates
+        if len(entries) != len(gates):
+            return False
+        for (instrument, probe), gate, was in zip(entries, gates, self.shapes, strict=True):
+            if gate.instrument is not instrument or gate.probe is not probe:
+                return False
+            if shape(instrument) != was:
+                return False
+        return True
 
     def _other_names(self, gates: list[Gate]) -> frozenset[str] | None:
         names = _union(gates)
@@ -249,7 +292,7 @@ class Plan:
         on = "True"
         if self.deadline is not None:
             on = "_dgn_on"
-            dl = s.const("_dgn_deadline", self.deadline)
+            dl = s.const(DEADLINE[1:], self.deadline)
             before.append(f"_dgn_on = _dgn_t0 < {dl}")
             before.append("if not _dgn_on:")
             before.append(f"    {_P}.expired()")

@@ -235,12 +235,18 @@ class Instrument:
             self.internal = settings["internal"]
         self.custom = self.custom or {}
         self.error = None
-        self.stats = Stats(self.rate, self.budget)
+        # In place: the installed wrapper keeps its constants when the plan keeps its shape.
+        self.stats.reset(self.rate, self.budget)
+        # Only the current expressions' codes are kept (an edited spec's old ones go).
+        self._codes.clear()
+        self._plain.clear()
         self.expires = settings.get("expires")
 
     def use_compiler(self, compiler: Any) -> None:
         """Compile this instrument's expressions with compiler(expr, filename) from now on."""
-        if compiler is not self.compiler:
+        # Compared by equality: a bound method (a policy's compile) is a new object at
+        # each attribute read.
+        if compiler != self.compiler:
             self.compiler = compiler
             self._codes.clear()
             self._plain.clear()

@@ -10,6 +10,7 @@ falls back to the heartbeat.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import socket
 from collections.abc import Mapping
@@ -23,6 +24,9 @@ from diagnose_redis.protocol import Keys
 from diagnose_redis.protocol.labels import labels_of
 
 __all__ = ("Identity", "refused_channel", "refused_name")
+
+# A str as json.dumps() writes it (ensure_ascii), without its per-call set-up.
+_quoted = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
 
 def library_version() -> str:
@@ -68,6 +72,9 @@ class Identity:
         self.may_name = True
         host = socket.gethostname()
         self.labels = labels_of(labels, wanted, host)
+        # info() as _process last serialised it, and that JSON text without its "}"
+        self._said: dict[str, Any] | None = None
+        self._said_text = ""
         self.static: dict[str, Any] = {
             "host": host,
             "pid": os.getpid(),
@@ -113,3 +120,23 @@ class Identity:
         if self.connection_name:
             info["connection"] = self.connection_name
         return info
+
+    def process_text(self, state: Mapping[str, Any]) -> str:
+        """Return ``_process`` as JSON text: what json.dumps({**info(), **state}) writes,
+        for state of names not in info(). info() is serialised again only when it changed
+        (every status write carries ``_process``); state holds numbers, bools and dicts."""
+        who = self.info()
+        if who != self._said:
+            self._said = who
+            self._said_text = json.dumps(who)[:-1] + ", " if who else "{"
+        parts = []
+        for name, value in state.items():
+            kind = type(value)
+            if kind is int:
+                text = str(value)
+            elif kind is bool:
+                text = "true" if value else "false"
+            else:
+                text = json.dumps(value) if value or kind is not dict else "{}"
+            parts.append(f"{_quoted(name)}: {text}")
+        return self._said_text + ", ".join(parts) + "}"

@@ -8,7 +8,6 @@ reading. Design: docs/architecture.md.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -119,7 +118,7 @@ class Subscriber:
             self.client,
             self.keys,
             process_id,
-            lambda: json.dumps(self.process_info()),
+            lambda: self.identity.process_text(self._state()),
             claim=self.claim,
             on_error=self._write_failed,
             counts=getattr(self.manager, "counters", None),
@@ -218,8 +217,10 @@ class Subscriber:
 
     def process_info(self) -> dict[str, Any]:
         """Return what the ``_process`` status field says about this process."""
+        return {**self.identity.info(), **self._state()}
+
+    def _state(self) -> dict[str, Any]:
         return {
-            **self.identity.info(),
             "version": self.version,
             "connected": self.connected.is_set(),
             "received": self.received,

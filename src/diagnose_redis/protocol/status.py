@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,12 +48,21 @@ def encode_status_field(
     # "lm"/"err" prefix in the raw text): every subscriber encodes one at each publish.
     lm = "null" if lastmodified is None else f'"{to_utc(lastmodified).isoformat()}"'
     err = "null" if error is None else json.dumps(error)
-    count = (counts or {}).get
+    return f'{{"lm": {lm}, "err": {err}, "at": "{to_utc(at).isoformat()}"{_counts(counts or {})}'
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    """Return the end of a field: its counts, and the closing brace."""
+    count = counts.get
     return (
-        f'{{"lm": {lm}, "err": {err}, "at": "{to_utc(at).isoformat()}", '
-        f'"fired": {int(count("fired", 0))}, "dropped": {int(count("dropped", 0))}, '
+        f', "fired": {int(count("fired", 0))}, "dropped": {int(count("dropped", 0))}, '
         f'"errors": {int(count("errors", 0))}}}'
     )
+
+
+# How a field encode_status_field() wrote ends: its counts. The error text before them is a
+# JSON string, in which a quote is escaped: nothing in it can end the field so.
+_COUNTS_AT_END = re.compile(r', "fired": -?\d+, "dropped": -?\d+, "errors": -?\d+\}')
 
 
 def applied_mark(lastmodified: _dt.datetime) -> bytes:
@@ -62,7 +72,11 @@ def applied_mark(lastmodified: _dt.datetime) -> bytes:
 
 
 def with_counts(raw: str, counts: Mapping[str, int]) -> str:
-    """Return a status field's JSON text with its counts replaced."""
+    """Return a status field's JSON text with its counts replaced (without parsing it when
+    encode_status_field() wrote it)."""
+    end = raw.rfind(', "fired": ')
+    if end >= 0 and _COUNTS_AT_END.fullmatch(raw, end):
+        return raw[:end] + _counts(counts)
     field = json.loads(raw)
     for name in COUNTS:
         field[name] = int(counts.get(name, 0))

@@ -18,7 +18,10 @@ UTC = _dt.UTC
 
 def to_utc(value: _dt.datetime) -> _dt.datetime:
     """Return an aware UTC datetime; naive values are taken as UTC."""
-    if value.tzinfo is None:
+    zone = value.tzinfo
+    if zone is UTC:
+        return value
+    if zone is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
 

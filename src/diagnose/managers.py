@@ -13,18 +13,18 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from diagnose import instruments, probes
 from diagnose._gate.budget import BUDGET_SECONDS
 from diagnose._safety.expressions import POLICIES, Policy, compile_trusted, policy_from_env
-from diagnose.clock import expires_at
+from diagnose.clock import expires_at, to_utc
 from diagnose.exceptions import ExpressionRefused, SpecError, one_line
 from diagnose.fork import SERVICES, STATE, after_fork_in_child
 from diagnose.instruments._manager import ManagerHooks
 from diagnose.outbox import OUTBOX, Origin
-from diagnose.spec import spec_key, validate_spec
+from diagnose.spec import ValidatedSpecs, content_key
 
 __all__ = ("InstrumentManager", "ProbeManager", "default_process_id", "mag")
 
@@ -104,6 +104,7 @@ class ProbeManager(ManagerHooks):
         # full instrument id -> the error its instrument raised while firing; it stays
         # in applied until the spec changes.
         self._runtime_errors: dict[str, str] = {}
+        self._validated = ValidatedSpecs()
         self.instrument_classes = dict(type(self).instrument_classes)
         self.policy = Policy()
         for helper in self.safe_helpers:
@@ -121,46 +122,65 @@ class ProbeManager(ManagerHooks):
     def apply(self) -> None:
         """Add, change and remove instruments to match self.specs."""
         with self.lock, probes.deferred_refresh():
-            self._apply()
+            wanted: set[str] = set()
+            now = time.time()
+            for spec_id, spec in list(self.specs.items()):
+                full_id = f"{self.short_id}:{spec_id}"
+                if self._apply_spec(full_id, spec_id, spec, now):
+                    wanted.add(full_id)
+            for full_id in list(self._owned):
+                if full_id not in wanted:
+                    self._detach(full_id)
 
-    def _apply(self) -> None:
-        wanted: set[str] = set()
-        now = time.time()
-        for spec_id, spec in list(self.specs.items()):
-            full_id = f"{self.short_id}:{spec_id}"
-            try:
-                key = (self._expression_policy, spec_key(spec))
-                owned = self._owned.get(full_id)
-                # A spec unchanged since it was applied is neither validated (that parses
-                # and compiles its expressions) nor attached again.
-                current = (
-                    owned is not None
-                    and owned.key == key
-                    and owned.probe.started
-                    and full_id in owned.probe.instruments
+    def apply_specs(self, spec_ids: Iterable[str]) -> None:
+        """Apply these specs as apply() would (attach, change, or detach: one no longer in
+        self.specs, or expired), and only these: the caller knows the others unchanged."""
+        with self.lock, probes.deferred_refresh():
+            now = time.time()
+            specs = self.specs
+            for spec_id in spec_ids:
+                full_id = f"{self.short_id}:{spec_id}"
+                spec = specs.get(spec_id)
+                if spec is None or not self._apply_spec(full_id, spec_id, spec, now):
+                    self._detach(full_id)
+
+    def _apply_spec(self, full_id: str, spec_id: str, spec: Any, now: float) -> bool:
+        """Apply one spec and mark its outcome; return True when its instrument is wanted
+        (the caller detaches it otherwise)."""
+        try:
+            content = content_key(spec)
+            lastmodified = spec.get("lastmodified")
+            if isinstance(lastmodified, datetime.datetime):
+                lastmodified = to_utc(lastmodified)
+            key = (self._expression_policy, content, lastmodified)
+            owned = self._owned.get(full_id)
+            # A spec unchanged since it was applied is neither validated (that parses
+            # and compiles its expressions) nor attached again.
+            current = (
+                owned is not None
+                and owned.key == key
+                and owned.probe.started
+                and full_id in owned.probe.instruments
+            )
+            if current:
+                assert owned is not None
+                expires = owned.expires
+            else:
+                clean = self._validated.validate(
+                    spec, content, known_types=self.instrument_classes, policy=self._static_policy()
                 )
-                if current:
-                    assert owned is not None
-                    expires = owned.expires
-                else:
-                    clean = validate_spec(
-                        spec, known_types=self.instrument_classes, policy=self._static_policy()
-                    )
-                    expires = expires_at(clean)
-                if expires is not None and expires.timestamp() <= now:
-                    self._mark(spec_id, spec, None)
-                    continue
-                wanted.add(full_id)
-                if not current:
-                    self._attach(full_id, clean, expires, key)
-                self._mark(spec_id, spec, self._runtime_errors.get(full_id))
-            except Exception as exc:
-                wanted.discard(full_id)
-                self._detach(full_id)
-                self._mark(spec_id, spec, _describe(exc))
-        for full_id in list(self._owned):
-            if full_id not in wanted:
-                self._detach(full_id)
+                expires = expires_at(clean)
+            if expires is not None and expires.timestamp() <= now:
+                self._mark(spec_id, spec, None)
+                return False
+            if not current:
+                self._attach(full_id, clean, expires, key)
+            self._mark(spec_id, spec, self._runtime_errors.get(full_id))
+            return True
+        except Exception as exc:
+            self._detach(full_id)
+            self._mark(spec_id, spec, _describe(exc))
+            return False
 
     def _attach(self, full_id: str, spec: dict[str, Any], expires: Any, key: Any) -> None:
         owned = self._owned.get(full_id)
@@ -191,8 +211,10 @@ class ProbeManager(ManagerHooks):
             else:
                 self._runtime_errors.pop(full_id, None)
                 current.update(expires=expires, **settings)
-                current.rate = rate
-                current.budget = self.budget
+                if current.rate != rate:
+                    current.rate = rate
+                if current.budget != self.budget:
+                    current.budget = self.budget
                 current.use_compiler(compiler)
                 current.origin = origin
             owned.probe._instruments_changed()

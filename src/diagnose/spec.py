@@ -7,13 +7,16 @@ The schema only: expressions are checked by the expression policy, times by ``cl
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import marshal
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from diagnose._gate.gate import MAX_RATE
 from diagnose._safety.expressions import check_expression, default_policy
+from diagnose._safety.verdicts import Memo
 from diagnose.clock import to_utc
 from diagnose.exceptions import SpecError
 
@@ -21,6 +24,8 @@ __all__ = (
     "EVENTS",
     "LABEL_NAME",
     "MAX_LIFESPAN_MINUTES",
+    "ValidatedSpecs",
+    "content_key",
     "is_dotted_path",
     "spec_changed",
     "spec_key",
@@ -36,10 +41,19 @@ LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]{0,62}$")
 
 def is_dotted_path(target: object) -> bool:
     """Return True for a dotted path of two or more identifiers, like 'pkg.module.func'."""
-    if not isinstance(target, str):
-        return False
+    if type(target) is str:
+        return _dotted(target)  # a target is checked at every apply: once per text
+    return isinstance(target, str) and _dotted.__wrapped__(str(target))
+
+
+@functools.lru_cache(maxsize=256)
+def _dotted(target: str) -> bool:
     parts = target.split(".")
     return len(parts) >= 2 and all(part.isidentifier() for part in parts)
+
+
+def _is_map(value: object) -> TypeGuard[Mapping[Any, Any]]:
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def validate_select(select: object) -> dict[str, str | list[str]] | None:
@@ -79,14 +93,14 @@ def validate_spec(
     (a ``Policy``; None: syntax only; by default the safe policy's static rules, unless
     DIAGNOSE_EXPRESSIONS=trusted).
     """
-    if not isinstance(spec, Mapping):
+    if not _is_map(spec):
         raise SpecError(f"a spec must be a map, not {type(spec).__name__}")
     target = spec.get("target")
     if not is_dotted_path(target):
         raise SpecError(DOTTED_PATH_ERROR.format(target))
 
     instrument = spec.get("instrument")
-    if not isinstance(instrument, Mapping):
+    if not _is_map(instrument):
         raise SpecError("instrument must be a map with type, name and value")
     unknown = set(instrument) - _INSTRUMENT_FIELDS
     if unknown:
@@ -131,7 +145,7 @@ def validate_spec(
     custom = instrument.get("custom")
     if custom is None:
         custom = {}
-    if not isinstance(custom, Mapping):
+    if not _is_map(custom):
         raise SpecError("instrument.custom must be a map")
     if custom.get("tags") is not None:
         check_expression(custom["tags"], "custom.tags", policy)
@@ -168,7 +182,7 @@ def validate_spec(
     applied = spec.get("applied")
     if applied is None:
         applied = {}
-    if not isinstance(applied, Mapping):
+    if not _is_map(applied):
         raise SpecError("applied must be a map")
 
     select = validate_select(spec.get("select"))
@@ -245,3 +259,59 @@ def spec_changed(a: Any, b: Any) -> bool:
         ):
             return True
     return bool(spec_key(a) != spec_key(b))
+
+
+def content_key(spec: Mapping[str, Any]) -> Any:
+    """Return a snapshot of a spec's content: every field but ``lastmodified`` and
+    ``applied``. Equal snapshots mean equal content; specs of equal content may still get
+    different ones (another order of keys, say): then a change is seen where there is none,
+    never the other way round."""
+    content = {k: v for k, v in spec.items() if k != "applied" and k != "lastmodified"}
+    try:
+        # The wire's types (str, numbers, None, bools, lists, maps) as bytes, in C.
+        return marshal.dumps(content)
+    except ValueError:  # another type (a datetime in custom): the general snapshot
+        return _freeze(content)
+
+
+class ValidatedSpecs:
+    """validate_spec() for a manager, its outcome kept by content (``content_key``) and
+    policy: a spec whose content passed before is checked again in its ``lastmodified``
+    and ``applied`` only, and its type against known_types. Refusals are not kept; what
+    passed under a policy passes under it later (an allowlist only grows). Bounded."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._passed = Memo(size)
+
+    def validate(
+        self, spec: Mapping[str, Any], content: Any, *, known_types: Any, policy: Any
+    ) -> dict[str, Any]:
+        """Return validate_spec(spec, known_types=..., policy=...), content being its
+        content_key(); raise SpecError as it does."""
+        key = (content, policy)
+        passed = self._passed.get(key)
+        if passed is None or passed["instrument"]["type"] not in known_types:
+            clean = validate_spec(spec, known_types=known_types, policy=policy)
+            self._passed.put(key, clean)
+            return _fresh(clean, clean["lastmodified"], clean["applied"])
+        lastmodified = spec.get("lastmodified")
+        if not isinstance(lastmodified, _dt.datetime):
+            raise SpecError("lastmodified must be a datetime")
+        applied = spec.get("applied")
+        if applied is None:
+            applied = {}
+        if not _is_map(applied):
+            raise SpecError("applied must be a map")
+        return _fresh(passed, lastmodified, dict(applied))
+
+
+def _fresh(clean: dict[str, Any], lastmodified: Any, applied: Any) -> dict[str, Any]:
+    """Return a copy of a validated spec, with these lastmodified and applied, whose maps
+    its user may change without changing clean."""
+    instrument = clean["instrument"]
+    return {
+        **clean,
+        "instrument": {**instrument, "custom": dict(instrument["custom"])},
+        "lastmodified": lastmodified,
+        "applied": applied,
+    }

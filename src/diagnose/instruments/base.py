@@ -7,6 +7,7 @@ import sys
 import time
 import weakref
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from diagnose import probes
@@ -20,8 +21,20 @@ from diagnose.instruments._manager import default_manager, overrides_check_call
 from diagnose.outbox import OUTBOX, Origin
 from diagnose.spec import EVENTS
 
-__all__ = ("Instrument", "omitted", "tag_dict", "tag_list")
+__all__ = ("KEPT", "Instrument", "omitted", "tag_dict", "tag_list")
 omitted = object()
+#: Expressions an instrument keeps compiled (an edited spec that goes back to one it had
+#: finds it compiled): the last ones.
+KEPT = 8
+
+
+def _drop_oldest(codes: dict[str, Any], plain: set[str]) -> None:
+    try:
+        oldest = next(iter(codes))
+    except (StopIteration, RuntimeError):  # emptied, or changed by another thread
+        return
+    codes.pop(oldest, None)
+    plain.discard(oldest)
 
 
 class Instrument:
@@ -77,6 +90,8 @@ class Instrument:
         self.error: str | None = None
         self._codes: dict[str, Any] = {}
         self._plain: set[str] = set()
+        # (value, tags, extra_names) -> (names read, nested scopes): see _facts()
+        self._facts_of: dict[Any, tuple[frozenset[str] | None, bool]] = {}
         #: compiles an expression (expr, filename): plainly for instruments made in code;
         #: a manager sets its policy's for the instruments of specs
         self.compiler: Any = compile_eval
@@ -151,10 +166,14 @@ class Instrument:
     # --- expressions ----------------------------------------------------------------
 
     def compiled(self, expr: str) -> Any:
-        """Return expr compiled for eval(), cached."""
+        """Return expr compiled for eval(), cached (the KEPT last expressions)."""
         code = self._codes.get(expr)
         if code is None:
-            code = self._codes[expr] = self.compiler(expr, f"<probe {self.name}>")
+            code = self.compiler(expr, f"<probe {self.name}>")
+            codes = self._codes
+            if len(codes) >= KEPT:
+                _drop_oldest(codes, self._plain)
+            codes[expr] = code
             name = expr.strip()
             if name.isidentifier() and (self.compiler is compile_eval or not is_secret(name)):
                 # A bare name is read from the namespace without eval() (see evaluate);
@@ -172,15 +191,34 @@ class Instrument:
                     pass
         return codes
 
-    def names(self) -> set[str] | None:
+    def names(self) -> AbstractSet[str] | None:
         """Return the names this instrument's evaluations read, or None for every name."""
         if self.extra_names is None:
             return None
-        return names_read(self._compiled_expressions(), self.extra_names)
+        return self._facts()[0]
 
     def nested_scopes(self) -> bool:
         """Return True when an expression has a lambda or comprehension."""
-        return has_nested_scope(self._compiled_expressions())
+        return self._facts()[1]
+
+    def _facts(self) -> tuple[frozenset[str] | None, bool]:
+        """Return what names() and nested_scopes() tell, worked out once for the current
+        expressions (a plan asks for them several times) and kept with the expressions
+        and extra_names they were found for, until the codes are compiled again."""
+        key: tuple[Any, ...] | None = (self.value, self.custom.get("tags"), self.extra_names)
+        try:
+            facts = self._facts_of.get(key)
+        except TypeError:  # an expression that is not a str: nothing to keep
+            facts, key = None, None
+        if facts is None:
+            codes = self._compiled_expressions()
+            names = names_read(codes, self.extra_names or ())
+            facts = (None if names is None else frozenset(names), has_nested_scope(codes))
+            if key is not None:
+                if len(self._facts_of) >= KEPT:
+                    self._facts_of.clear()
+                self._facts_of[key] = facts
+        return facts
 
     def evaluate(self, value: str, _globals: dict[str, Any], _locals: dict[str, Any]) -> Any:
         """Evaluate the expression value in the given namespaces."""
@@ -228,6 +266,7 @@ class Instrument:
     def update(self, **settings: Any) -> None:
         """Change what the instrument is (name, value, event, custom, expires, internal) in
         place, as an edited spec does; its error and budget start afresh."""
+        renamed = "name" in settings and settings["name"] != self.name
         for field in ("name", "value", "event", "custom", "line"):
             if field in settings:
                 setattr(self, field, settings[field])
@@ -237,9 +276,8 @@ class Instrument:
         self.error = None
         # In place: the installed wrapper keeps its constants when the plan keeps its shape.
         self.stats.reset(self.rate, self.budget)
-        # Only the current expressions' codes are kept (an edited spec's old ones go).
-        self._codes.clear()
-        self._plain.clear()
+        if renamed:  # its codes are filed under its name: compiled again
+            self._forget_codes()
         self.expires = settings.get("expires")
 
     def use_compiler(self, compiler: Any) -> None:
@@ -248,8 +286,12 @@ class Instrument:
         # each attribute read.
         if compiler != self.compiler:
             self.compiler = compiler
-            self._codes.clear()
-            self._plain.clear()
+            self._forget_codes()
+
+    def _forget_codes(self) -> None:
+        self._codes.clear()
+        self._plain.clear()
+        self._facts_of.clear()
 
     def checks_calls(self) -> bool:
         """Return True when check_call() may say no: it or the manager's is overridden

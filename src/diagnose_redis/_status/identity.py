@@ -25,9 +25,6 @@ from diagnose_redis.protocol.labels import labels_of
 
 __all__ = ("Identity", "refused_channel", "refused_name")
 
-# A str as json.dumps() writes it (ensure_ascii), without its per-call set-up.
-_quoted = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
-
 
 def library_version() -> str:
     """Return the installed diagnose-fleet version, or ``unknown``."""
@@ -121,22 +118,12 @@ class Identity:
             info["connection"] = self.connection_name
         return info
 
-    def process_text(self, state: Mapping[str, Any]) -> str:
-        """Return ``_process`` as JSON text: what json.dumps({**info(), **state}) writes,
-        for state of names not in info(). info() is serialised again only when it changed
-        (every status write carries ``_process``); state holds numbers, bools and dicts."""
+    def info_text(self) -> str:
+        """Return info() as JSON text without its closing brace (``{...``, to be continued
+        by more fields); serialised again only when info() changed (every status write
+        carries ``_process``)."""
         who = self.info()
         if who != self._said:
             self._said = who
-            self._said_text = json.dumps(who)[:-1] + ", " if who else "{"
-        parts = []
-        for name, value in state.items():
-            kind = type(value)
-            if kind is int:
-                text = str(value)
-            elif kind is bool:
-                text = "true" if value else "false"
-            else:
-                text = json.dumps(value) if value or kind is not dict else "{}"
-            parts.append(f"{_quoted(name)}: {text}")
-        return self._said_text + ", ".join(parts) + "}"
+            self._said_text = json.dumps(who)[:-1]
+        return self._said_text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import redis
@@ -18,6 +18,7 @@ from diagnose_redis.protocol import (
     PROCESS_FIELD,
     STATUS_TTL_SECONDS,
     Keys,
+    StatusField,
     with_counts,
 )
 
@@ -82,6 +83,7 @@ class StatusReporter:
         self._lock = threading.Lock()
         # Held while writing to Redis, by the thread or by flush(): one writer at a time.
         self.io_lock = self._io = threading.Lock()
+        # JSON text (a StatusField's counts go in when it is written)
         self._fields: dict[str, str] = {}
         # The last write or heartbeat, whose replies are read before the next command.
         self._deferred = DeferredReply(client)
@@ -107,9 +109,9 @@ class StatusReporter:
         """True if the thread never started (so nothing was written, nothing to remove)."""
         return self._thread.ident is None
 
-    def update(self, changes: dict[str, str | None], wake: bool = True) -> None:
-        """Set (JSON text) or delete (None) status fields; wake the reporter unless told not
-        to (the caller then calls flush())."""
+    def update(self, changes: Mapping[str, str | None], wake: bool = True) -> None:
+        """Set (JSON text, or a StatusField) or delete (None) status fields; wake the
+        reporter unless told not to (the caller then calls flush())."""
         with self._lock:
             for field, value in changes.items():
                 if value is None:
@@ -201,6 +203,9 @@ class StatusReporter:
         count = counts.get(field)
         if count is None or field == PROCESS_FIELD:
             return value
+        if type(value) is StatusField:
+            self._written_counts[field] = count
+            return value.text(count)
         try:
             value = with_counts(value, count)
         except ValueError:

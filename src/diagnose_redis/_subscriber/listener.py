@@ -8,6 +8,7 @@ reading. Design: docs/architecture.md.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -118,7 +119,7 @@ class Subscriber:
             self.client,
             self.keys,
             process_id,
-            lambda: self.identity.process_text(self._state()),
+            self._process_text,
             claim=self.claim,
             on_error=self._write_failed,
             counts=getattr(self.manager, "counters", None),
@@ -217,10 +218,8 @@ class Subscriber:
 
     def process_info(self) -> dict[str, Any]:
         """Return what the ``_process`` status field says about this process."""
-        return {**self.identity.info(), **self._state()}
-
-    def _state(self) -> dict[str, Any]:
         return {
+            **self.identity.info(),
             "version": self.version,
             "connected": self.connected.is_set(),
             "received": self.received,
@@ -229,6 +228,19 @@ class Subscriber:
             "reconnects": self.reconnects,
             "dropped": dict(self.dropped),
         }
+
+    def _process_text(self) -> str:
+        """Return process_info() as JSON text, as json.dumps() writes it, at the cost of
+        formatting its counters (it goes with every status write)."""
+        connected = "true" if self.connected.is_set() else "false"
+        dropped = json.dumps(dict(self.dropped)) if self.dropped else "{}"
+        who = self.identity.info_text()
+        return (
+            f'{who}{", " if len(who) > 1 else ""}"version": {self.version}, '
+            f'"connected": {connected}, "received": {self.received}, '
+            f'"applies": {self.mirror.applies}, "resyncs": {self.resyncs}, '
+            f'"reconnects": {self.reconnects}, "dropped": {dropped}}}'
+        )
 
     def _drop(self, reason: str, detail: object) -> None:
         self.dropped[reason] += 1

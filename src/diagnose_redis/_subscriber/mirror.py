@@ -15,9 +15,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from diagnose.clock import expiry_timestamp, utcnow
+from diagnose.managers import ProbeManager
 from diagnose.spec import spec_changed
 from diagnose_redis._subscriber.work_items import Event, Snapshot
-from diagnose_redis.protocol import encode_status_field
+from diagnose_redis.protocol import StatusField
 from diagnose_redis.protocol.labels import selects
 
 __all__ = ("Mirror", "rekey_applied")
@@ -45,6 +46,8 @@ class Mirror:
         # The process's labels but ``process``, which is always the id held now.
         self.labels = dict(labels or {})
         self.owned: set[str] = set()
+        # When each owned spec expires (unix seconds), those that do.
+        self._expiries: dict[str, float] = {}
         self.version = 0
         self.applies = 0
         self._reported: dict[str, tuple[Any, Any]] = {}
@@ -65,8 +68,11 @@ class Mirror:
         """
         changes: dict[str, dict[str, Any] | None] = {}
         version = self.version
+        # Only events: the specs they name are all that may change (see _collect).
+        events_only = True
         for item in items:
             if isinstance(item, Snapshot):
+                events_only = False
                 version = item.version
                 changes = {spec_id: None for spec_id in self.owned}
                 changes.update(item.specs)
@@ -90,8 +96,9 @@ class Mirror:
                 when = expiry_timestamp(manager.specs.get(spec_id) or {})
                 if when is not None and when <= now:
                     changes[spec_id] = None
-        effective = False
+        touched: list[str] = []
         for spec_id, spec in changes.items():
+            when = None
             if spec is not None:
                 when = expiry_timestamp(spec)
                 if when is not None and when <= now:
@@ -99,23 +106,34 @@ class Mirror:
             current = manager.specs.get(spec_id) if spec_id in self.owned else None
             if not spec_changed(current, spec):
                 continue
-            effective = True
+            touched.append(spec_id)
             if spec is None:
                 manager.specs.pop(spec_id, None)
                 self.owned.discard(spec_id)
+                self._expiries.pop(spec_id, None)
                 removed.append(spec_id)
             else:
                 manager.specs[spec_id] = spec
                 self.owned.add(spec_id)
-        if effective:
+                if when is None:
+                    self._expiries.pop(spec_id, None)
+                else:
+                    self._expiries[spec_id] = when
+        if touched:
             manager.process_id = self.process_id
             self._local.applying = True
             try:
-                manager.apply()
+                if events_only and type(manager).apply is ProbeManager.apply:
+                    # The others are unchanged: applied as they were.
+                    manager.apply_specs(touched)
+                else:
+                    manager.apply()
+                    events_only = False
             finally:
                 self._local.applying = False
             self.applies += 1
-        report = self._collect(removed)
+        # Nothing applied (a wake after an instrument's runtime error): every outcome.
+        report = self._collect(removed, touched if events_only and touched else None)
         self.version = version
         if not report and version == self._reported_version:
             return None
@@ -129,14 +147,7 @@ class Mirror:
 
     def soonest_expiry(self) -> float:
         """Return when the first owned spec expires (unix seconds), or math.inf."""
-        soonest = math.inf
-        specs = self.manager.specs
-        for spec_id in list(self.owned):
-            spec = specs.get(spec_id)
-            when = expiry_timestamp(spec) if spec is not None else None
-            if when is not None and when < soonest:
-                soonest = when
-        return soonest
+        return min(list(self._expiries.values()), default=math.inf)
 
     def release(self) -> None:
         """Take every owned spec out of the manager, detaching its probes."""
@@ -144,15 +155,20 @@ class Mirror:
             for spec_id in self.owned:
                 self.manager.specs.pop(spec_id, None)
             self.owned.clear()
+            self._expiries.clear()
             self.manager.apply()
 
-    def _collect(self, removed: list[str]) -> dict[str, str | None]:
+    def _collect(self, removed: list[str], ids: list[str] | None = None) -> dict[str, str | None]:
+        """Return the status fields of the owned specs (of ids only, if given) whose
+        outcome is not the one reported, and of the removed ones."""
         at = utcnow()
         report: dict[str, str | None] = {}
         for spec_id in removed:
             if self._reported.pop(spec_id, None) is not None:
                 report[spec_id] = None
-        for spec_id in self.owned:
+        for spec_id in self.owned if ids is None else ids:
+            if spec_id not in self.owned:
+                continue
             spec = self.manager.specs.get(spec_id) or {}
             applied = spec.get("applied") or {}
             entry = applied.get(self.process_id)
@@ -164,5 +180,5 @@ class Mirror:
                 self._reported[spec_id] = outcome
                 lm, err = outcome
                 lm = lm if isinstance(lm, _dt.datetime) else None
-                report[spec_id] = encode_status_field(lm, None if err is None else str(err), at)
+                report[spec_id] = StatusField.of(lm, None if err is None else str(err), at)
         return report

@@ -41,6 +41,7 @@ from diagnose_redis.protocol.output import (
 from diagnose_redis.protocol.signing import secret_bytes
 from diagnose_redis.protocol.status import (
     COUNTS,
+    StatusField,
     applied_mark,
     decode_status_field,
     encode_status_field,
@@ -58,6 +59,7 @@ __all__ = (
     "PROCESS_FIELD",
     "SPEC_ID_PATTERN",
     "STATUS_TTL_SECONDS",
+    "StatusField",
     "Keys",
     "applied_mark",
     "check_spec_id",

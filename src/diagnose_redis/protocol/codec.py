@@ -74,18 +74,18 @@ def _open(raw: bytes | str, secret: bytes | None, domain: bytes) -> dict[str, An
 
 def _too_deep(obj: object) -> bool:
     """Tell whether obj nests maps and arrays deeper than MAX_NESTING (without recursing)."""
-    level: list[object] = [obj]
+    # The maps and arrays at each depth in turn (the values they hold are not kept).
+    level = [obj] if isinstance(obj, dict | list) else []
     for _ in range(MAX_NESTING):
-        below: list[object] = []
-        for item in level:
-            if isinstance(item, dict):
-                below.extend(item.values())
-            elif isinstance(item, list):
-                below.extend(item)
-        if not below:
+        if not level:
             return False
-        level = below
-    return any(isinstance(item, dict | list) for item in level)
+        level = [
+            value
+            for item in level
+            for value in (item.values() if isinstance(item, dict) else item)
+            if isinstance(value, dict | list)
+        ]
+    return bool(level)
 
 
 def _spec_body(spec: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from diagnose.clock import to_utc
 
 __all__ = (
     "COUNTS",
+    "StatusField",
     "applied_mark",
     "decode_status_field",
     "encode_status_field",
@@ -46,9 +47,31 @@ def encode_status_field(
     "fired": N, "dropped": N, "errors": N}``."""
     # Written by hand, exactly as json.dumps() writes the dict (the summary finds the
     # "lm"/"err" prefix in the raw text): every subscriber encodes one at each publish.
-    lm = "null" if lastmodified is None else f'"{to_utc(lastmodified).isoformat()}"'
-    err = "null" if error is None else json.dumps(error)
-    return f'{{"lm": {lm}, "err": {err}, "at": "{to_utc(at).isoformat()}"{_counts(counts or {})}'
+    return StatusField.of(lastmodified, error, at).text(counts or {})
+
+
+class StatusField(str):
+    """A status field's JSON text (with zero counts) that keeps its text but the counts
+    (``head``): a subscriber formats it once, when the spec's outcome changes, and puts
+    the counts in at each write (``text()``)."""
+
+    head: str
+
+    @classmethod
+    def of(
+        cls, lastmodified: _dt.datetime | None, error: str | None, at: _dt.datetime
+    ) -> StatusField:
+        """Return the field of this outcome (see encode_status_field)."""
+        lm = "null" if lastmodified is None else f'"{to_utc(lastmodified).isoformat()}"'
+        err = "null" if error is None else json.dumps(error)
+        head = f'{{"lm": {lm}, "err": {err}, "at": "{to_utc(at).isoformat()}"'
+        field = cls(head + _counts({}))
+        field.head = head
+        return field
+
+    def text(self, counts: Mapping[str, int]) -> str:
+        """Return the field's JSON text with these counts."""
+        return self.head + _counts(counts)
 
 
 def _counts(counts: Mapping[str, int]) -> str:

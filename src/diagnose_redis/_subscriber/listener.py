@@ -29,6 +29,7 @@ from diagnose_redis._status.identity import Identity, refused_channel, refused_n
 from diagnose_redis._status.reporter import StatusReporter
 from diagnose_redis._subscriber.applier import Applier
 from diagnose_redis._subscriber.mirror import Mirror, rekey_applied
+from diagnose_redis._subscriber.flusher import Flusher
 from diagnose_redis._subscriber.outflow import Outflow
 from diagnose_redis._subscriber.reader import MessageReader
 from diagnose_redis._subscriber.work_items import Event, Snapshot, Work
@@ -134,6 +135,13 @@ class Subscriber:
             on_error=self._write_failed,
             before_send=self.reporter.collect,
         )
+        self.flusher = Flusher(
+            self.client,
+            self.keys,
+            lambda: self.process_id,
+            on_error=self._write_failed,
+            before_send=self.reporter.collect,
+        )
 
     # --- life cycle ----------------------------------------------------------------
 
@@ -151,6 +159,7 @@ class Subscriber:
             thread.start()
         self.applier.start()
         self.outflow.start()
+        self.flusher.start()
         return self
 
     @property
@@ -187,6 +196,7 @@ class Subscriber:
         self.applier.stop(max(0.0, deadline - time.monotonic()))
         # What the probes emitted until now is sent before the connections close.
         self.outflow.stop(max(0.1, min(1.0, deadline - time.monotonic())))
+        self.flusher.stop(max(0.1, min(1.0, deadline - time.monotonic())))
         self.reporter.stop(max(0.1, deadline - time.monotonic()))
         try:
             if hasattr(self.manager, "remove_listener"):

@@ -1,7 +1,7 @@
 """Behaviours of the original diagnose (2.0 to 5.0.1) that issue 8 does not name.
 
 Each test is written as a user of the original would rely on the behaviour, against
-the public API only. See COMPAT_FINDINGS.md for where each was read in the original
+the public API only. See docs/differences.md for where each was read in the original
 and what fix is proposed.
 """
 

@@ -220,8 +220,8 @@ class ProbeManager(ManagerHooks):
 
     @property
     def expression_policy(self) -> str:
-        """ "safe" (the default: an allowlist, see diagnose._safety.policy) or "trusted" (no
-        policy); it governs every expression of every spec this manager applies. Instruments
+        """ "safe" (the default: an allowlist of what an expression may read and call, the
+        security page of the docs lists it) or "trusted" (no policy); it governs every expression of every spec this manager applies. Instruments
         made in code are the programmer's own and are never restricted."""
         return self._expression_policy
 

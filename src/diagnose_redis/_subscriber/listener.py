@@ -146,7 +146,7 @@ class Subscriber:
     # --- life cycle ----------------------------------------------------------------
 
     def start(self) -> Subscriber:
-        """Start the listener, applier and reporter threads."""
+        """Start the listener, applier, reporter, outflow and flusher threads."""
         self.manager.process_id = self.process_id
         if hasattr(self.manager, "add_listener"):
             self.manager.add_listener(self.applier.on_applied_change)

@@ -249,7 +249,8 @@ class SpecStore:
         return {_text(pid): float(score) for pid, score in rows}
 
     def status(self, spec_id: str | None = None) -> dict[str, dict[str, Any]]:
-        """Return per process id what it reports: spec id -> {lm, err, at}, and ``_process``."""
+        """Return per process id what it reports: spec id -> its decoded status field (lm, err,
+        at and the counts), and ``_process``."""
         status_keys = sorted(self.status_keys())
         values: list[Any] = (
             list(read_hashes(self.client, status_keys))

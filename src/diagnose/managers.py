@@ -221,8 +221,9 @@ class ProbeManager(ManagerHooks):
     @property
     def expression_policy(self) -> str:
         """ "safe" (the default: an allowlist of what an expression may read and call, the
-        security page of the docs lists it) or "trusted" (no policy); it governs every expression of every spec this manager applies. Instruments
-        made in code are the programmer's own and are never restricted."""
+        security page of the docs lists it) or "trusted" (no policy); it governs every
+        expression of every spec this manager applies. Instruments made in code are the
+        programmer's own and are never restricted."""
         return self._expression_policy
 
     @expression_policy.setter

@@ -1,0 +1,144 @@
+"""What the server around this process does with it, so that ``start()`` can do the right thing.
+
+- **gevent** (``diagnose._gevent``): in a process that gevent is about to monkey-patch
+  (gunicorn's gevent worker patches after ``post_fork``), the subscriber starts once the
+  patch is done, as greenlets, never as real threads beside them.
+- **uWSGI** forks its workers from C: ``os.register_at_fork`` handlers never run there, and
+  in its default mode the master imports the application. The master serves nothing, so it
+  runs no subscriber: each worker starts its own from uWSGI's post-fork hook. With
+  ``--lazy-apps`` each worker imports the application itself, after the fork, and starts
+  at once. ``uwsgi.atexit`` stops it when the worker leaves.
+- **SIGTERM**: a process whose SIGTERM has the default action dies without running
+  ``atexit`` (and uvicorn, after its graceful shutdown, restores the handler it found and
+  raises SIGTERM again). A handler chained before the one in place stops the subscriber
+  (its id, status and heartbeat go at once), then hands the signal on unchanged.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from diagnose import _gevent
+
+__all__ = ("chain_sigterm", "on_uwsgi_exit", "on_uwsgi_fork", "uwsgi_master", "wait_reason")
+
+
+def _uwsgi() -> Any:
+    """Return the ``uwsgi`` module when running inside uWSGI, else None."""
+    return sys.modules.get("uwsgi")
+
+
+def uwsgi_master() -> bool:
+    """Tell whether this is a uWSGI master (worker id 0), which serves nothing."""
+    uwsgi = _uwsgi()
+    try:
+        return uwsgi is not None and int(uwsgi.worker_id()) == 0
+    except Exception:
+        return False
+
+
+def wait_reason() -> str | None:
+    """Return why the subscriber must not start in this process now, or None."""
+    if _gevent.about_to_patch():
+        return "gevent"
+    if uwsgi_master():
+        return "uwsgi master"
+    return None
+
+
+def on_uwsgi_fork(hook: Callable[[], None]) -> bool:
+    """Run hook in every uWSGI worker right after uWSGI forks it; True if registered.
+
+    Through ``uwsgidecorators``' post-fork chain when it is importable (so that a later
+    ``@postfork`` of the application keeps ours), else by chaining ``uwsgi.post_fork_hook``.
+    """
+    uwsgi = _uwsgi()
+    if uwsgi is None:
+        return False
+    try:
+        spooler = getattr(uwsgi, "spooler", None)
+        import uwsgidecorators
+
+        if spooler is not None:
+            uwsgi.spooler = spooler  # importing uwsgidecorators replaced the application's
+        uwsgidecorators.postfork_chain.append(hook)
+        return True
+    except Exception:
+        pass
+    previous = getattr(uwsgi, "post_fork_hook", None)
+
+    def post_fork() -> None:
+        if previous is not None:
+            previous()
+        hook()
+
+    try:
+        uwsgi.post_fork_hook = post_fork
+    except Exception:
+        return False
+    return True
+
+
+def on_uwsgi_exit(hook: Callable[[], None]) -> None:
+    """Chain hook before ``uwsgi.atexit`` (what uWSGI calls when a worker leaves)."""
+    uwsgi = _uwsgi()
+    if uwsgi is None:
+        return
+    previous = getattr(uwsgi, "atexit", None)
+    if getattr(previous, "_diagnose_redis", False):
+        return
+
+    def at_exit() -> None:
+        try:
+            hook()
+        finally:
+            if previous is not None:
+                previous()
+
+    at_exit._diagnose_redis = True  # type: ignore[attr-defined]
+    try:
+        uwsgi.atexit = at_exit
+    except Exception:
+        pass
+
+
+def chain_sigterm(hook: Callable[[], None]) -> bool:
+    """Run hook on SIGTERM, then what SIGTERM did before (its handler, or dying of it).
+
+    Only from the main thread, and only over the default action or a Python handler: an
+    ignored SIGTERM stays ignored. Return True if installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+    except (ValueError, OSError):
+        return False
+    if previous is signal.SIG_IGN or previous is None or getattr(previous, "_diagnose_redis", False):
+        return False
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        try:
+            hook()
+        except Exception:
+            pass
+        if callable(previous):
+            previous(signum, frame)
+            return
+        # The default action: die of the signal, as the process would have.
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except (ValueError, OSError):
+            pass
+        signal.raise_signal(signal.SIGTERM)
+
+    on_sigterm._diagnose_redis = True  # type: ignore[attr-defined]
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except (ValueError, OSError):
+        return False
+    return True

@@ -9,6 +9,7 @@ __all__ = (
     "SpecError",
     "TargetImportError",
     "TargetNotFound",
+    "TargetNotImported",
 )
 
 
@@ -26,6 +27,11 @@ class ProbeError(Exception):
 
 class TargetImportError(ProbeError, ImportError):
     """The module of a probe's target cannot be imported."""
+
+
+class TargetNotImported(ProbeError):
+    """A background apply found the target's module not imported yet, or being imported:
+    it does not import it (that could deadlock the server's own import), and tries again."""
 
 
 class TargetNotFound(ProbeError, AttributeError):

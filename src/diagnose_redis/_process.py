@@ -141,6 +141,7 @@ def _on_exit() -> None:
         return
     _exit_hooks = True
     _servers.chain_sigterm(stop)
+    _servers.on_raise_sigterm(stop)
     _servers.on_uwsgi_exit(stop)
 
 

@@ -9,9 +9,11 @@
   ``--lazy-apps`` each worker imports the application itself, after the fork, and starts
   at once. ``uwsgi.atexit`` stops it when the worker leaves.
 - **SIGTERM**: a process whose SIGTERM has the default action dies without running
-  ``atexit`` (and uvicorn, after its graceful shutdown, restores the handler it found and
-  raises SIGTERM again). A handler chained before the one in place stops the subscriber
-  (its id, status and heartbeat go at once), then hands the signal on unchanged.
+  ``atexit``. A handler chained before the one in place stops the subscriber (its id,
+  status and heartbeat go at once), then hands the signal on unchanged. Servers replace
+  handlers (gunicorn's workers reset them after ``post_fork``), and uvicorn, after its
+  graceful shutdown, restores the handler it found (the default, in a gunicorn worker) and
+  raises SIGTERM again with ``signal.raise_signal``: that call stops the subscriber first.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from typing import Any
 
 from diagnose import _gevent
 
-__all__ = ("chain_sigterm", "on_uwsgi_exit", "on_uwsgi_fork", "uwsgi_master", "wait_reason")
+__all__ = (
+    "chain_sigterm",
+    "on_raise_sigterm",
+    "on_uwsgi_exit",
+    "on_uwsgi_fork",
+    "uwsgi_master",
+    "wait_reason",
+)
 
 
 def _uwsgi() -> Any:
@@ -118,7 +127,11 @@ def chain_sigterm(hook: Callable[[], None]) -> bool:
         previous = signal.getsignal(signal.SIGTERM)
     except (ValueError, OSError):
         return False
-    if previous is signal.SIG_IGN or previous is None or getattr(previous, "_diagnose_redis", False):
+    if (
+        previous is signal.SIG_IGN
+        or previous is None
+        or getattr(previous, "_diagnose_redis", False)
+    ):
         return False
 
     def on_sigterm(signum: int, frame: Any) -> None:
@@ -142,3 +155,24 @@ def chain_sigterm(hook: Callable[[], None]) -> bool:
     except (ValueError, OSError):
         return False
     return True
+
+
+def on_raise_sigterm(hook: Callable[[], None]) -> None:
+    """Run hook when the process raises SIGTERM on itself to die of it (its handler is the
+    default action), as uvicorn does at the end of a graceful shutdown; once per process."""
+    original = signal.raise_signal
+    if getattr(original, "_diagnose_redis", False):
+        return
+
+    def raise_signal(signalnum: int) -> None:
+        if signalnum == signal.SIGTERM:
+            try:
+                if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                    hook()
+            except Exception:
+                pass
+        original(signalnum)
+
+    raise_signal._diagnose_redis = True  # type: ignore[attr-defined]
+    raise_signal.__wrapped__ = original  # type: ignore[attr-defined]
+    signal.raise_signal = raise_signal

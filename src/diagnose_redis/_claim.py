@@ -3,9 +3,11 @@
 A configured id (``DIAGNOSE_PROCESS_ID``) is inherited by every process of a pre-forking
 server, so two live processes may want the same one. The first to claim it keeps it:
 ``SET P:claim:ID TOKEN NX PX TTL`` is atomic, and heartbeats refresh the claim, so it lapses
-when its holder stops (at once when it stops cleanly: release() deletes it). Any other
-process takes ``ID:PID``, and, if even that is held (two hosts, one hostname and one pid),
-``ID:PID:TOKEN``.
+when its holder stops (at once when it stops cleanly: release() deletes it). A claim whose
+holder was a process of this host that no longer runs (killed: nothing of it ran at its
+end) is taken over at once, so that a process restarted under the same id gets it back.
+Any other process takes ``ID:PID``, and, if even that is held (two hosts, one hostname and
+one pid), ``ID:PID:TOKEN``.
 """
 
 from __future__ import annotations
@@ -67,10 +69,47 @@ class IdClaim:
         pipe.set(key, self.token, nx=True, px=self.ttl_ms)
         pipe.get(key)
         _, holder = pipe.execute()
-        if _text(holder) != self.token:
+        holder = _text(holder)
+        if holder != self.token and not (
+            holder and self._gone(holder) and self._take(client, key, holder)
+        ):
             return False
         client.pexpire(key, self.ttl_ms)
         return True
+
+    def _gone(self, holder: str) -> bool:
+        """Tell whether a claim's holder was a process of this host that runs no more."""
+        host, _, rest = holder.rpartition(":")[0].rpartition(":")
+        try:
+            pid = int(rest)
+        except ValueError:
+            return False
+        if host != self.token.split(":", 1)[0] or pid <= 0:
+            return False
+        if pid == os.getpid():
+            return True  # an earlier subscriber of this process (its token is not ours)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+
+    def _take(self, client: redis.Redis, key: str, holder: str) -> bool:
+        """Replace holder's claim with ours, if it is still holder's; tell whether it is."""
+
+        def take(pipe: Any) -> None:
+            current = _text(pipe.get(key))
+            pipe.multi()
+            if current == holder:
+                pipe.set(key, self.token, px=self.ttl_ms)
+
+        try:
+            client.transaction(take, key)
+        except redis.WatchError:
+            return False
+        return _text(client.get(key)) == self.token
 
     def refresh_commands(self) -> list[list[Any]]:
         """Return the commands that refresh the claim (none while no id is held); check()

@@ -123,7 +123,7 @@ class Server:
     def worker_pids(self) -> set[int]:
         """Return the pids of the processes serving (the master's children)."""
         try:
-            pids = children(self.proc.pid)
+            pids = {pid for pid in children(self.proc.pid) if not _helper(pid)}
         except OSError:
             pids = set()  # the master is gone
         self.seen |= pids
@@ -141,6 +141,15 @@ class Server:
             except ProcessLookupError:
                 pass
         self.proc.wait(10)
+
+
+def _helper(pid: int) -> bool:
+    """Tell whether a child is a helper, not a worker (multiprocessing's resource tracker,
+    which uvicorn's supervisor starts)."""
+    try:
+        return b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def _running(pid: int) -> bool:

@@ -24,6 +24,8 @@ from ._wire import STATUS_TTL_SECONDS, Keys
 __all__ = ("ClaimLost", "IdClaim")
 
 CLAIM_TTL_MS = int(STATUS_TTL_SECONDS * 1000)
+# This run of this process (a container restarted has the pid of the one before: 1, say).
+_RUN = secrets.token_hex(4)
 
 
 class ClaimLost(Exception):
@@ -37,7 +39,8 @@ class IdClaim:
         self.keys = keys
         self.wanted = wanted
         self.ttl_ms = ttl_ms
-        self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        # HOST:PID:RUN.HEX: its last 8 characters tell apart the claims of one process.
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{_RUN}.{secrets.token_hex(4)}"
         self.held: str | None = None
         self.lost = False
 
@@ -79,7 +82,8 @@ class IdClaim:
 
     def _gone(self, holder: str) -> bool:
         """Tell whether a claim's holder was a process of this host that runs no more."""
-        host, _, rest = holder.rpartition(":")[0].rpartition(":")
+        head, _, tail = holder.rpartition(":")
+        host, _, rest = head.rpartition(":")
         try:
             pid = int(rest)
         except ValueError:
@@ -87,7 +91,9 @@ class IdClaim:
         if host != self.token.split(":", 1)[0] or pid <= 0:
             return False
         if pid == os.getpid():
-            return True  # an earlier subscriber of this process (its token is not ours)
+            # Another subscriber of this process holds it, or the process that ran before
+            # this one under the same pid did (then it is gone).
+            return "." in tail and tail.split(".", 1)[0] != _RUN
         try:
             os.kill(pid, 0)
         except ProcessLookupError:

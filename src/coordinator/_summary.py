@@ -27,6 +27,8 @@ __all__ = ("SUMMARY_ABOVE", "STATES", "census", "print_summary", "processes_by")
 # status prints the summary by default when more processes than this are concerned.
 SUMMARY_ABOVE = 50
 STATES = ("applied", "error", "pending", "stale")
+# Headers when a long spec ID leaves no room for the long ones at 80 columns.
+SHORT_STATES = {"pending": "pend"}
 TOP_ERRORS = 3
 
 
@@ -187,8 +189,8 @@ def print_summary(summary: Mapping[str, Any], *, wide: bool = False) -> None:
         )
     columns = [
         Column("spec"),
-        Column("processes"),
-        *(Column(state) for state in STATES),
+        Column("processes", short="procs"),
+        *(Column(state, short=SHORT_STATES.get(state)) for state in STATES),
         Column("top error", cut=True),
     ]
     print_table(columns, rows, empty="No specs.", wide=wide)

@@ -69,11 +69,17 @@ def on_uwsgi_fork(hook: Callable[[], None]) -> bool:
     if uwsgi is None:
         return False
     try:
+        fresh = "uwsgidecorators" not in sys.modules
         spooler = getattr(uwsgi, "spooler", None)
+        own_hook = getattr(uwsgi, "post_fork_hook", None)
         import uwsgidecorators
 
-        if spooler is not None:
-            uwsgi.spooler = spooler  # importing uwsgidecorators replaced the application's
+        if fresh:
+            # Importing it replaced what the application had set itself: keep both.
+            if spooler is not None:
+                uwsgi.spooler = spooler
+            if own_hook is not None and own_hook is not uwsgidecorators.postfork_chain_hook:
+                uwsgidecorators.postfork_chain.append(own_hook)
         uwsgidecorators.postfork_chain.append(hook)
         return True
     except Exception:

@@ -60,8 +60,13 @@ def still_booting(imports_after: float) -> Iterator[None]:
 
 
 def _initializing(module: Any) -> bool:
-    spec = getattr(module, "__spec__", None)
-    return bool(getattr(spec, "_initializing", False))
+    """Tell whether a module is being imported, without running any code of its own (a
+    lazy module's attribute access would import it)."""
+    try:
+        spec = object.__getattribute__(module, "__dict__").get("__spec__")
+    except (AttributeError, TypeError):
+        return False
+    return type(spec).__name__ == "ModuleSpec" and spec.__dict__.get("_initializing") is True
 
 
 def import_in_progress() -> bool:

@@ -580,14 +580,16 @@ def test_signature_and_code_restored_after_stop(probes: ProbeSet) -> None:
     assert dict(vars(func)) == attrs
 
 
-def test_probe_frame_is_filed_under_the_probe(probes: ProbeSet) -> None:
-    """The wrapper's frame (``frame``) is named after the target but filed under
-    ``<probe TARGET>``, so no traceback or stack sends a reader to other code of its file."""
+def test_probe_frame_is_filed_at_the_targets_def_line(probes: ProbeSet) -> None:
+    """The wrapper's frame (``frame``) is named after the target and filed at its file and
+    ``def`` line, so no traceback or stack sends a reader to other code of its file."""
+    first = shop.price.__code__.co_firstlineno
     inst = probes.attach(
-        "probe_targets.shop.price", "(frame.f_code.co_filename, frame.f_code.co_name)"
+        "probe_targets.shop.price",
+        "(frame.f_code.co_filename, frame.f_code.co_name, frame.f_lineno)",
     )
     shop.price(1)
-    assert inst.results == [("<probe probe_targets.shop.price>", "price")]
-    assert shop.price.__code__.co_filename == "<probe probe_targets.shop.price>"
+    assert inst.results == [(shop.__file__, "price", first)]
+    assert shop.price.__code__.co_filename == shop.__file__
     probes.close()
     assert shop.price.__code__.co_filename == shop.__file__

@@ -87,6 +87,11 @@ class Subscriber:
         self.stopped = threading.Event()
         self.labels = dict(labels or {})
         self._seen: int | None = None
+        # The run_id of the Redis server connected to (None: unknown, or the ACL refuses
+        # INFO): the coordinator tells a process reconnecting to a new server (a restart, a
+        # failover) from one killed, whose connection is gone from the server it was on.
+        self.server: str | None = None
+        self._may_ask_server = True
         self._resync_due = False
         # An apply of the listener's whose status it has not written yet.
         self._unwritten = False
@@ -232,6 +237,7 @@ class Subscriber:
             **self.identity.info(),
             "version": self.version,
             "connected": self.connected.is_set(),
+            **({"server": self.server} if self.server else {}),
             "received": self.received,
             "applies": self.mirror.applies,
             "resyncs": self.resyncs,
@@ -359,6 +365,7 @@ class Subscriber:
             if message and message["type"] in _SUBSCRIBED:
                 confirmed.add(message["channel"])
         self._deliver([self._resync()])
+        self._learn_server()
         self.reconnects += 1
         self.connected.set()
         self.alerts.recovered()
@@ -417,6 +424,18 @@ class Subscriber:
                 # A burst read at once was applied once, and is written once.
                 self._unwritten = False
                 self.reporter.flush()
+
+    def _learn_server(self) -> None:
+        """Note which Redis server this (new) connection is on, where INFO is allowed."""
+        if not self._may_ask_server or self.keys.sharded:
+            self.server = None
+            return
+        try:
+            run = self.client.info("server").get("run_id")
+        except redis.ResponseError:
+            self._may_ask_server = False  # the ACL refuses INFO
+            run = None
+        self.server = str(run) if run else None
 
     def _on_message(
         self, message: dict[str, Any], events: bytes, expired: bytes, work: list[Work]

@@ -139,7 +139,7 @@ def test_celery_prefork_children_apply_report_and_leave(
         return frozenset(pids) if fresh and len(pids) == 2 and child_pids(store) == pids else None
 
     wait_until(steady(settled, 0.5), 30, "the recycled children online, for 0.5 s")
-    wait_until(lambda: applied_by(store, "c1", set(workers(store))), 2, "recycled children apply")
+    wait_until(lambda: applied_by(store, "c1", set(workers(store))), 15, "recycled children apply")
     status = store.status("c1")
     assert all(status[p]["c1"]["err"] is None for p in workers(store))
 

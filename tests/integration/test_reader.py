@@ -45,13 +45,14 @@ def drain(reader: MessageReader) -> list[Any]:
 
 
 def test_wait_returns_none_when_nothing_comes(clients: Any) -> None:
-    """A wait with nothing published returns None after about its timeout."""
+    """A wait with nothing published returns None once its timeout has passed."""
     _, pubsub = clients
     reader = MessageReader(pubsub)
     assert reader.wait(0.05) is None  # the first wait goes through get_message
     started = time.monotonic()
     assert reader.wait(0.2) is None  # then one poll() of its own
-    assert 0.15 <= time.monotonic() - started < 2.0
+    # It waited its timeout (a busy machine only makes that longer); generous above.
+    assert 0.15 <= time.monotonic() - started < 10
 
 
 def test_a_burst_is_read_whole_and_in_order(clients: Any) -> None:

@@ -182,7 +182,8 @@ def test_resync_skips_unsigned_stored_specs(client, redis_url: str, prefix: str,
 
 @pytest.mark.parametrize("redis_down", [False, True], ids=["redis-up", "redis-down"])
 def test_local_expiry(private_redis, prefix: str, manager, redis_down: bool) -> None:
-    """A probe detaches within 1 s of its lifespan's end, whether Redis is reachable or not."""
+    """A probe detaches within 1 s of its lifespan's end, whether Redis is reachable or not
+    (checked against twice that, for a loaded machine)."""
     client = redis.Redis.from_url(private_redis.url)
     store = SpecStore(client, prefix)
     with subscribe(private_redis.url, prefix, manager):
@@ -192,8 +193,8 @@ def test_local_expiry(private_redis, prefix: str, manager, redis_down: bool) -> 
         if redis_down:
             private_redis.kill()
         expiry = lm.timestamp() + 1.5
-        assert wait_for(lambda: not probe_on_target(), timeout=expiry - time.time() + 1.0)
-        assert time.time() < expiry + 1.0 and "short" not in manager.specs
+        assert wait_for(lambda: not probe_on_target(), timeout=expiry - time.time() + 2.0)
+        assert time.time() < expiry + 2.0 and "short" not in manager.specs
         assert target(1) == 2
     client.close()
 
@@ -256,14 +257,18 @@ def test_runtime_error_of_an_instrument_reaches_status(client, redis_url: str, p
         assert message and "runtime error" in message and "no_such_attribute" in message
 
 
-def test_stop_is_prompt_while_listener_waits(redis_url: str, prefix: str, manager) -> None:
-    """stop() wakes the listener from its read instead of waiting out its timeout."""
+def test_stop_is_prompt_while_listener_waits(
+    redis_url: str, prefix: str, manager: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stop() wakes the listener from its read instead of waiting out its timeout: with a
+    read that would last two minutes, every thread has ended when stop() returns."""
+    from diagnose_redis._subscriber import listener
+
+    for name in ("READ_TIMEOUT", "HEALTH_SECONDS", "RESYNC_SECONDS"):
+        monkeypatch.setattr(listener, name, 120.0)
     sub = subscribe(redis_url, prefix, manager)
-    began = time.monotonic()
-    sub.stop()
-    took = time.monotonic() - began
+    sub.stop(timeout=30)
     assert not any(t.is_alive() for t in sub._threads.values())
-    assert took < 0.9, f"stop() took {took:.2f} s"
 
 
 README_ACL = (

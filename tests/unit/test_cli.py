@@ -190,8 +190,6 @@ def test_dash_v_is_not_a_short_value_option() -> None:
     assert "-v, --verbose" in stdout
 
 
-
-
 def test_completion_refuses_an_unknown_shell() -> None:
     """An unsupported shell is a usage error naming the choices."""
     code, _, stderr = run("completion", "tcsh")

@@ -146,6 +146,7 @@ def test_block_on_an_unbound_method_holds_the_thread_before_the_call() -> None:
 
 
 def test_block_on_return_of_a_bound_method() -> None:
+    """A return breakpoint on a bound method blocks the thread after that call, until released."""
     thing = Thing()
     with Breakpoint.block(thing.advance_stage, event="return") as bp:
         bp.start_thread(thing.advance_multiple)
@@ -155,6 +156,7 @@ def test_block_on_return_of_a_bound_method() -> None:
 
 
 def test_error_on_a_function_object_raises_in_the_thread() -> None:
+    """Breakpoint.error on a function object raises the given exception in the calling thread."""
     caught: list[str] = []
 
     def trapping_errors(f: Any) -> None:
@@ -182,6 +184,7 @@ def test_do_until_a_method_object_then_returns() -> None:
 
 
 def test_do_error_on_a_function_object() -> None:
+    """do(...).error_on raises the given exception from the target inside the helper's thread."""
     caught: list[str] = []
 
     def trapping_errors(f: Any, *args: Any) -> None:
@@ -219,6 +222,7 @@ def test_decorated_method_object_is_the_same_target_as_its_path() -> None:
     ],
 )
 def test_staticmethod_and_classmethod_targets(target: Any) -> None:
+    """A staticmethod or classmethod target, in each accepted form, is reached and still works."""
     with Breakpoint(target, event="return") as bp:
         assert Thing.static(4) == 8
         assert Thing().klass(4) == 12
@@ -252,11 +256,13 @@ def test_module_pair_is_the_module_function() -> None:
     ],
 )
 def test_targets_of_no_accepted_form_raise_type_error(target: Any, message: str) -> None:
+    """A target of no accepted form raises TypeError naming what it takes."""
     with pytest.raises(TypeError, match=message), Breakpoint(target):
         pass
 
 
 def test_missing_attribute_in_a_pair_is_an_attribute_error() -> None:
+    """An (owner, name) pair whose name does not exist raises AttributeError."""
     with pytest.raises(AttributeError, match="nosuch"), Breakpoint((Thing, "nosuch")):
         pass
 
@@ -276,11 +282,13 @@ def test_v3_form_object_and_name_blocks_until_released() -> None:
 
 
 def test_v3_form_throw_raises_instead_of_blocking() -> None:
+    """The (module, name) form with throw= raises that exception in the caller, not blocking."""
     with pytest.raises(KeyError), Breakpoint(HERE, "square_of_x", throw=KeyError("boom")):
         square_of_x_plus_1(1)
 
 
 def test_wait_timeout_message_names_the_event() -> None:
+    """A wait that times out says which breakpoint, event and timeout."""
     with (
         pytest.raises(RuntimeError) as info,
         Breakpoint((HERE, "square_of_x"), event="return", timeout=0.01) as bp,
@@ -324,6 +332,8 @@ def test_do_records_the_exception_and_reraises_it(thread_errors: list[BaseExcept
 
 
 def test_do_without_breakpoint_records_the_exception(thread_errors: list[BaseException]) -> None:
+    """do() without a breakpoint records the exception its function raised, and the thread reports
+    it."""
     t = do(square_of_x, "a")
     with t:
         pass
@@ -348,6 +358,8 @@ def test_stackframe_holds_the_arguments_args_and_kwargs_and_f_back_is_the_caller
 
 @pytest.mark.parametrize("event", ["return", "error"])
 def test_stackframe_at_return_and_error_events_holds_no_plumbing(event: str) -> None:
+    """At return and error events the stackframe holds the target's arguments only, and is cleared
+    after."""
     seen: list[dict[str, Any]] = []
     bp = Breakpoint((HERE, "square_of_x"), event=event)
     bp.fire = lambda: seen.append(dict(bp.stackframe.f_locals))
@@ -360,6 +372,9 @@ def test_stackframe_at_return_and_error_events_holds_no_plumbing(event: str) -> 
 
 
 def test_stackframe_of_a_method_with_keyword_only_and_varargs() -> None:
+    """The stackframe of a method shows self, positional, varargs, keyword-only and extra keywords
+    by name."""
+
     class Shop:
         def order(self, item: str, *extras: str, qty: int = 1, **options: Any) -> str:
             return item
@@ -384,6 +399,8 @@ def test_stackframe_of_a_method_with_keyword_only_and_varargs() -> None:
 
 
 def test_stackframe_of_a_function_taking_args_and_kwargs_shows_them() -> None:
+    """A function taking *args and **kwargs shows them in the stackframe as args and kwargs."""
+
     def passthrough(*args: Any, **kwargs: Any) -> Any:
         return args, kwargs
 
@@ -407,6 +424,8 @@ def test_exception_through_a_breakpoint_keeps_its_traceback() -> None:
 
 
 def test_generator_and_coroutine_targets_keep_working_under_a_breakpoint() -> None:
+    """Generator and coroutine targets yield and return as before under a return breakpoint."""
+
     def numbers(n: int) -> Iterator[int]:
         yield from range(n)
 
@@ -429,6 +448,8 @@ def test_generator_and_coroutine_targets_keep_working_under_a_breakpoint() -> No
 
 
 def test_async_generator_target_under_a_breakpoint_shows_no_plumbing() -> None:
+    """An async generator under a breakpoint yields, takes asend() and shows only its own locals."""
+
     async def ticks(n: int) -> Any:
         for i in range(n):
             got = yield i
@@ -482,6 +503,7 @@ def test_error_on_a_builtin_by_dotted_path() -> None:
 
 
 def test_builtin_by_path_reaches_module_copies(holder_of_getpid: types.ModuleType) -> None:
+    """A builtin named by dotted path is reached through module copies too, and restored after."""
     getpid = os.getpid
     with Breakpoint("os.getpid", condition=lambda: True) as bp:
         assert os.getpid() == holder_of_getpid.getpid() == getpid()
@@ -491,6 +513,7 @@ def test_builtin_by_path_reaches_module_copies(holder_of_getpid: types.ModuleTyp
 
 
 def test_builtin_by_pair_replaces_that_attribute_only(holder_of_getpid: types.ModuleType) -> None:
+    """A builtin named by (owner, name) is replaced on that owner only."""
     with Breakpoint((os, "getpid")) as bp:
         holder_of_getpid.getpid()
         os.getpid()
@@ -498,6 +521,7 @@ def test_builtin_by_pair_replaces_that_attribute_only(holder_of_getpid: types.Mo
 
 
 def test_do_until_a_builtin_blocks_the_thread_there() -> None:
+    """do(...).until on a builtin holds the thread at its call, then lets it finish."""
     t = do(lambda: math.factorial(5))
     with t.until("math.factorial") as held:
         assert held.results == []
@@ -507,6 +531,9 @@ def test_do_until_a_builtin_blocks_the_thread_there() -> None:
 
 
 def test_builtin_method_inherited_by_a_python_class() -> None:
+    """A builtin method inherited by a Python class is caught for that class only, and left as it
+    was."""
+
     class Stack(list):
         pass
 
@@ -521,6 +548,9 @@ def test_builtin_method_inherited_by_a_python_class() -> None:
 
 
 def test_builtin_method_of_one_instance() -> None:
+    """A breakpoint on one instance's builtin method fires for that instance only, and goes at the
+    end."""
+
     class Stack(list):
         pass
 
@@ -598,6 +628,8 @@ def test_stackframe_args_and_kwargs_are_as_the_call_passed_them() -> None:
 
 
 def test_stackframe_has_defaulted_parameters_by_name() -> None:
+    """The stackframe holds defaulted parameters by name, as the call saw them."""
+
     def scaled(x: int, factor: int = 2, *, offset: int = 0) -> int:
         return x * factor + offset
 
@@ -622,6 +654,7 @@ def test_condition_gets_the_arguments_as_passed() -> None:
 
 
 def test_signature_and_defaults_unchanged_under_a_breakpoint() -> None:
+    """A target's signature and defaults are unchanged under a breakpoint and after."""
     before = inspect.signature(Thing.advance_stage)
     defaults = square_of_x.__defaults__
     with Breakpoint(Thing.advance_stage):

@@ -116,12 +116,14 @@ def spec_probe(
 
 
 def test_finish_called_starts_false() -> None:
+    """finish_called is False on the class and on a new instrument."""
     assert ProbeTestInstrument.finish_called is False
     assert ProbeTestInstrument("t", "result").finish_called is False
 
 
 @pytest.mark.parametrize("event, value", [("call", "arg"), ("return", "result"), ("end", "extra")])
 def test_finish_called_after_a_call_that_returned(attach: Any, event: str, value: str) -> None:
+    """After a call that returned, the instrument's finish() was called."""
     inst = ProbeTestInstrument("a_func", value, event=event, expires=LATER)
     attach(f"{HERE}.a_func", inst)
     assert a_func(1) == 14
@@ -130,6 +132,7 @@ def test_finish_called_after_a_call_that_returned(attach: Any, event: str, value
 
 @pytest.mark.parametrize("event, value", [("call", "arg"), ("return", "result"), ("end", "extra")])
 def test_finish_called_after_a_call_that_raised(attach: Any, event: str, value: str) -> None:
+    """After a call that raised, the instrument's finish() was called."""
     inst = ProbeTestInstrument("a_func", value, event=event, expires=LATER)
     attach(f"{HERE}.a_func", inst)
     with pytest.raises(TypeError):
@@ -196,6 +199,7 @@ class TaggingManager(InstrumentManager):
 
 
 def test_merge_tags_returns_custom_tags_merged_with_the_managers() -> None:
+    """merge_tags merges the instrument's custom tags with the manager's get_tags()."""
     mgr = TaggingManager()
     inst = ProbeTestInstrument("t", "x", custom={"tags": "{'user': x, 'host': 'mine'}"}, mgr=mgr)
     tags = inst.merge_tags({}, {"x": 7})
@@ -203,17 +207,20 @@ def test_merge_tags_returns_custom_tags_merged_with_the_managers() -> None:
 
 
 def test_merge_tags_without_any_tags_is_an_empty_dict() -> None:
+    """merge_tags with no custom and no manager tags is an empty dict."""
     inst = ProbeTestInstrument("t", "x", mgr=InstrumentManager())
     assert inst.merge_tags({}, {}) == {}
 
 
 def test_merge_tags_of_a_non_dict_is_a_type_error() -> None:
+    """custom tags that evaluate to something other than a dict raise TypeError."""
     inst = ProbeTestInstrument("t", "x", custom={"tags": "['a']"}, mgr=InstrumentManager())
     with pytest.raises(TypeError):
         inst.merge_tags({}, {})
 
 
 def test_probe_test_instrument_log_holds_dict_tags(attach: Any) -> None:
+    """ProbeTestInstrument.log holds each call's tags as a dict with its value."""
     inst = ProbeTestInstrument(
         "a_func", "result", custom={"tags": "{'input': arg, 'flag': None}"}, expires=LATER
     )
@@ -253,6 +260,7 @@ def test_hotspots_in_tags_give_a_dict(attach: Any) -> None:
 
 
 def test_log_instrument_with_tags_shows_the_dict(attach: Any) -> None:
+    """A log instrument with tags prints Probe (NAME)[tags=TAGS] = VALUE."""
     buf = io.StringIO()
     inst = LogInstrument("foo", "len(arg)", custom={"tags": "{'n': 1}"}, expires=LATER)
     attach(f"{HERE}.Thing.do", inst)
@@ -265,6 +273,7 @@ def test_log_instrument_with_tags_shows_the_dict(attach: Any) -> None:
 def test_dogstatsd_tags_none_value_gives_the_bare_key(
     attach: Any, statsd: socket.socket, cls: type, kind: str
 ) -> None:
+    """A tag whose value is None goes to DogStatsD as the bare key."""
     attach(
         f"{HERE}.a_func",
         cls("m", "result", custom={"tags": "{'b': 1, 'flag': None}"}, expires=LATER),
@@ -289,6 +298,7 @@ def test_log_instrument_out_patched_with_mock_patch_string(attach: Any) -> None:
 def test_log_instrument_out_patched_on_the_class(
     attach: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """LogInstrument.out patched on the class receives the lines, and stdout none."""
     buf = io.StringIO()
     attach(f"{HERE}.Thing.do", LogInstrument("foo", "arg", expires=LATER))
     with mock.patch.object(LogInstrument, "out", buf):
@@ -298,6 +308,7 @@ def test_log_instrument_out_patched_on_the_class(
 
 
 def test_log_instrument_subclass_with_its_own_out(attach: Any) -> None:
+    """A LogInstrument subclass with its own out writes there."""
     buf = io.StringIO()
 
     class ToBuffer(LogInstrument):
@@ -326,6 +337,7 @@ def test_log_instrument_default_out_is_the_current_stdout(
 
 
 def test_log_instrument_logger(attach: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A logger set on LogInstrument receives the lines as INFO records."""
     attach(f"{HERE}.Thing.do", LogInstrument("foo", "arg", expires=LATER))
     with (
         mock.patch.object(LogInstrument, "logger", logging.getLogger("probes")),
@@ -339,6 +351,7 @@ def test_log_instrument_logger(attach: Any, caplog: pytest.LogCaptureFixture) ->
 
 
 def test_statsd_module_attribute_is_none_by_default() -> None:
+    """diagnose.instruments.statsd is None until configured."""
     assert diagnose.instruments.statsd is None
 
 
@@ -365,6 +378,7 @@ def test_hist_tags_reach_the_patched_statsd() -> None:
 
 
 def test_incr_calls_the_patched_statsd() -> None:
+    """An incr spec calls the patched statsd's increment with the value and tags."""
     with mock.patch("diagnose.instruments.statsd") as statsd:
         with spec_probe("incr", "klee", f"{HERE}.Thing.do", "len(arg)"):
             assert Thing().do("ok") == "<ok>"

@@ -27,6 +27,8 @@ def test_a_wrapper_keeps_the_targets_parameters_and_defaults() -> None:
 
 
 def test_a_raise_runs_the_error_lines_and_leaves_no_wrapper_frame() -> None:
+    """A raise in the target runs the wrapper's error lines, and the traceback shows no wrapper
+    frame."""
     seen: list[Any] = []
     s = codegen.Sections()
     s.on_error.append(f"{s.const('_dgn_seen', seen)}.append(type(_dgn_e).__name__)")
@@ -40,6 +42,8 @@ def test_a_raise_runs_the_error_lines_and_leaves_no_wrapper_frame() -> None:
 
 
 def test_names_of_the_wrapper_are_refused_in_a_target() -> None:
+    """A target that uses the wrapper's reserved names is refused with ValueError."""
+
     def clash(_dgn_r: int) -> int:
         return _dgn_r
 
@@ -48,11 +52,13 @@ def test_names_of_the_wrapper_are_refused_in_a_target() -> None:
 
 
 def test_code_lines_are_the_lines_with_code_but_the_def() -> None:
+    """code_lines gives the lines of a function that hold code, without its def line."""
     first = shop.price.__code__.co_firstlineno
     assert codegen.code_lines(shop.price.__code__) == {first + 1, first + 2}
 
 
 def test_hooks_run_in_a_frame_whose_caller_is_the_target() -> None:
+    """Line and return hooks run in a frame whose caller is the target, seeing its locals."""
     calls: list[tuple[str, Any]] = []
 
     def on_line() -> None:

@@ -124,6 +124,7 @@ def test_a_line_spec_through_the_manager(mgr: ProbeManager) -> None:
     ],
 )
 def test_line_fields_are_validated(instrument: dict[str, Any], message: str) -> None:
+    """A line instrument's line and event fields are validated, naming what is wrong."""
     spec = line_spec(1)
     spec["instrument"] = {"type": "test", "name": "l", "value": "1", **instrument}
     with pytest.raises(SpecError, match=message):

@@ -49,11 +49,14 @@ def test_only_the_names_read_are_built() -> None:
 
 
 def test_args_and_kwargs_need_the_generic_wrapper() -> None:
+    """An expression reading args or kwargs needs the generic wrapper; one reading arguments by name
+    does not."""
     assert not plan_for(inst("(args, kwargs)")).sig.exact
     assert plan_for(inst("amount")).sig.exact
 
 
 def test_times_are_read_only_when_wanted() -> None:
+    """The clock is read before and after the call when an expression wants elapsed."""
     text = source(plan_for(inst("elapsed")))
     assert "_dgn_t0 = '@_dgn_clock'.time()" in text and "_dgn_t1 = '@_dgn_clock'.time()" in text
 
@@ -71,6 +74,7 @@ def test_a_raise_runs_the_same_return_lines() -> None:
 
 
 def test_end_gates_fire_from_the_target_and_on_raise() -> None:
+    """End instruments fire from inside the target, and on a raise too."""
     plan = plan_for(inst("subtotal", "end"))
     assert plan.hooks == (True, frozenset())
     assert "'@_dgn_p'.ends_on_raise(_dgn_e)" in "\n".join(plan.sections().on_error)
@@ -78,6 +82,7 @@ def test_end_gates_fire_from_the_target_and_on_raise() -> None:
 
 
 def test_line_gates_are_grouped_by_line() -> None:
+    """Line instruments are grouped by their line, one hook per line."""
     a, b = inst("amount", "line", line=16), inst("rate", "line", line=16)
     plan = plan_for(a, b, inst("1", "line", line=17))
     assert sorted(plan.lines) == [16, 17] and len(plan.lines[16]) == 2
@@ -85,6 +90,7 @@ def test_line_gates_are_grouped_by_line() -> None:
 
 
 def test_the_earliest_deadline_is_checked_before_the_call() -> None:
+    """The earliest expiry among the instruments is checked before each call."""
     soon = dt.datetime(2030, 1, 1)
     plan = plan_for(inst("result", expires=soon), inst("result", expires=None))
     assert plan.deadline == pytest.approx(soon.replace(tzinfo=dt.UTC).timestamp())

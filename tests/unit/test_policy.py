@@ -249,6 +249,7 @@ ESCAPES = [
 
 
 def test_escape_corpus_is_big_enough() -> None:
+    """The escape corpus holds at least 30 expressions, none twice."""
     assert len(ESCAPES) >= 30
     assert len(set(ESCAPES)) == len(ESCAPES)
 
@@ -293,6 +294,7 @@ def test_static_refusal_says_what_and_why(policy: Policy, expr: str, reason: str
 
 
 def test_check_returns_the_tree_and_names_what(policy: Policy) -> None:
+    """check() returns the parsed tree, and its refusals name the field and say why."""
     tree = policy.check("len(args)", what="custom.tags")
     assert isinstance(tree, ast.Expression)
     with pytest.raises(ExpressionRefused, match=r"^custom\.tags 'vars\(\)' refused"):
@@ -398,6 +400,7 @@ LEGIT: list[tuple[str, Any]] = [
 
 
 def test_legit_corpus_is_big_enough() -> None:
+    """The legitimate corpus holds at least 30 expressions."""
     assert len(LEGIT) >= 30
 
 
@@ -405,6 +408,7 @@ def test_legit_corpus_is_big_enough() -> None:
 def test_legit_expression_is_accepted_with_its_value(
     policy: Policy, expr: str, expected: Any
 ) -> None:
+    """A legitimate expression gives its value and changes nothing it reads."""
     ns = namespace()
     before = snapshot(ns)
     del calls[:]
@@ -417,6 +421,7 @@ def test_legit_expression_is_accepted_with_its_value(
 
 
 def test_allow_adds_a_callable_to_one_policy_only() -> None:
+    """allow() lets a callable in for that policy only, and takes only callables."""
     one, other = Policy(), Policy()
     one.allow(helper)
     one.allow(Target.method)
@@ -452,6 +457,7 @@ def test_an_allowed_function_that_evaluates_a_probe_keeps_the_callers_budget() -
 
 
 def test_allowing_a_bound_method_allows_its_function() -> None:
+    """Allowing a bound method allows its function, on any instance."""
     policy = Policy()
     obj = Target()
     policy.allow(obj.method)
@@ -461,6 +467,7 @@ def test_allowing_a_bound_method_allows_its_function() -> None:
 
 
 def test_compile_is_cached_and_refusals_are_not() -> None:
+    """compile() caches by expression and file name; a refusal is raised every time."""
     policy = Policy()
     assert policy.compile("len(args)", "<a>") is policy.compile("len(args)", "<a>")
     assert policy.compile("len(args)", "<a>") is not policy.compile("len(args)", "<b>")
@@ -497,6 +504,7 @@ def test_allowed_dict_method_on_a_subclass_that_keeps_it(policy: Policy) -> None
 
 
 def test_allowed_names_list_the_allowlist(policy: Policy) -> None:
+    """allowed_names() lists the pure builtins and methods allowed, and none of the refused ones."""
     names = set(policy.allowed_names())
     assert {"len", "sorted", "dict.get", "str.upper", "datetime.datetime.now"} <= names
     assert {"time.time", "math.sqrt", "datetime.timedelta.total_seconds"} <= names
@@ -505,6 +513,7 @@ def test_allowed_names_list_the_allowlist(policy: Policy) -> None:
 
 
 def test_unbound_descriptor_calls_follow_the_same_list(policy: Policy) -> None:
+    """Calls through unbound descriptors (dict.get(d, ...)) follow the same allowlist."""
     assert run(policy, "dict.get(d, 'a') + str.count(s, ',')") == 2
     with pytest.raises(ExpressionRefused, match=r"dict\.update"):
         run(policy, "dict.update(d, a=9)")
@@ -557,6 +566,8 @@ def test_namespace_names_cannot_stand_in_for_guards(policy: Policy) -> None:
 
 
 def test_generator_expression_is_ours_and_target_generators_are_not(policy: Policy) -> None:
+    """A generator expression of the probe is metered; consuming a generator of the target is
+    refused."""
     code = policy.compile("(v for v in args)", "<t>")
     made = eval(code, {"args": [1, 2]})
     assert made.gi_code.co_name == meter.GENEXPR_NAME
@@ -571,6 +582,7 @@ def test_generator_expression_is_ours_and_target_generators_are_not(policy: Poli
 
 
 def test_compile_redacts_secret_reads(policy: Policy) -> None:
+    """Compiled code reads secrets as <redacted>, in names, keys, attributes and formatting."""
     ns: dict[str, Any] = {
         "password": "hunter2",
         "kwargs": {"token": "t", "user": "u"},
@@ -675,6 +687,7 @@ _ORDINARY = (ArithmeticError, LookupError, TypeError, ValueError, AttributeError
 )
 @given(_expressions)
 def test_random_expressions_never_escape(expr: str) -> None:
+    """A random expression either is refused or runs without a call, write or change outside it."""
     policy = Policy()
     ns = namespace()
     ns["n"] = 10**9
@@ -733,6 +746,7 @@ class Endless:
 
 
 def test_endless_iterables_are_cut_off(policy: Policy) -> None:
+    """Iterating an endless iterable is cut off with ExpressionRefused."""
     ns = {"e": Endless()}
     assert run(policy, "5 in e", ns) is True
     for expr in ("-1 in e", "[v for v in e]", "max(e)", "sum(v for v in e)"):

@@ -33,6 +33,7 @@ def default_list(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_default_list_follows_the_usual_identifiers() -> None:
+    """The default redaction list holds the usual secret identifiers, normalised."""
     assert 80 <= len(DEFAULT_IDENTIFIERS) <= 90
     usual = {"password", "passwd", "secret", "token", "apikey", "authorization", "cookie"}
     usual |= {"sessionid", "csrftoken", "privatekey", "accesstoken", "refreshtoken"}
@@ -70,6 +71,7 @@ def test_default_list_follows_the_usual_identifiers() -> None:
     ],
 )
 def test_secret_names_match_ignoring_case_and_separators(name: str) -> None:
+    """A secret name matches whatever its case, underscores and dashes."""
     assert is_secret(name)
 
 
@@ -83,6 +85,7 @@ def test_other_names_do_not_match(name: str) -> None:
 
 
 def test_non_strings_are_never_secret() -> None:
+    """Only strings can be secret names."""
     assert not is_secret(3)
     assert not is_secret(None)
     assert not is_secret(b"password")
@@ -103,6 +106,7 @@ def test_diagnose_redact_adds_names(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_reload_takes_a_mapping() -> None:
+    """reload() takes DIAGNOSE_REDACT from the mapping it is given."""
     redaction.reload({"DIAGNOSE_REDACT": "iban"})
     assert is_secret("IBAN")
     redaction.reload({})
@@ -113,6 +117,7 @@ def test_reload_takes_a_mapping() -> None:
 
 
 def test_redacted_shows_as_redacted_everywhere() -> None:
+    """REDACTED shows as <redacted> in str, repr, formats and containers, and stays one object."""
     assert str(REDACTED) == repr(REDACTED) == "<redacted>"
     assert f"{REDACTED}" == "<redacted>"
     assert f"{REDACTED:>12}" == "  <redacted>"
@@ -155,6 +160,7 @@ def evaluate(expr: str, **names: Any) -> tuple[Any, Recording]:
 
 
 def test_a_secret_variable_is_never_read() -> None:
+    """An expression naming a secret variable gives <redacted> without reading it."""
     value, ns = evaluate("password", password="hunter2")
     assert value is REDACTED
     assert "password" not in ns.read
@@ -164,6 +170,7 @@ def test_a_secret_variable_is_never_read() -> None:
 
 
 def test_a_secret_attribute_is_never_read() -> None:
+    """An expression reading a secret attribute gives <redacted> without reading it."""
     account = Account()
     value, _ = evaluate("(acct.user, acct.api_key)", acct=account)
     assert value == ("bob", REDACTED)
@@ -171,6 +178,7 @@ def test_a_secret_attribute_is_never_read() -> None:
 
 
 def test_secret_keys_in_subscripts_gets_and_displays() -> None:
+    """Secret keys give <redacted> through subscripts, get(), dict displays and dict()."""
     kwargs = {"token": "t-1", "user": "bob", "Authorization": "Bearer x"}
     assert evaluate("kwargs['token']", kwargs=kwargs)[0] is REDACTED
     assert evaluate("kwargs.get('Authorization')", kwargs=kwargs)[0] is REDACTED
@@ -183,6 +191,7 @@ def test_secret_keys_in_subscripts_gets_and_displays() -> None:
 
 
 def test_redaction_inside_f_strings_and_comprehensions() -> None:
+    """Secrets are redacted inside f-strings and comprehensions too."""
     value, _ = evaluate("f'{user}:{password}'", user="bob", password="pw")
     assert value == "bob:<redacted>"
     value, _ = evaluate("[r['token'] for r in rows]", rows=[{"token": 1}, {"token": 2}])
@@ -190,6 +199,7 @@ def test_redaction_inside_f_strings_and_comprehensions() -> None:
 
 
 def test_redact_tree_leaves_other_expressions_alone() -> None:
+    """redact_tree leaves an expression without secrets as it was."""
     import ast
 
     tree = ast.parse("len(args) + kwargs['x'] + obj.attr", mode="eval")
@@ -234,10 +244,12 @@ ORDINARY = [
 
 @pytest.mark.parametrize("value", ORDINARY, ids=repr)
 def test_render_is_str_for_ordinary_values(value: Any) -> None:
+    """render() of an ordinary value is its str()."""
     assert render(value) == str(value)
 
 
 def test_render_redacts_secret_keys_at_any_depth() -> None:
+    """render() redacts secret keys at any depth of dicts, lists, tuples and mappings."""
     value = {
         "user": "bob",
         "Password": "hunter2",
@@ -260,12 +272,14 @@ def test_render_redacts_secret_keys_at_any_depth() -> None:
 
 
 def test_render_uses_diagnose_redact(monkeypatch: pytest.MonkeyPatch) -> None:
+    """render() redacts the names DIAGNOSE_REDACT adds."""
     monkeypatch.setenv("DIAGNOSE_REDACT", "email")
     redaction.reload()
     assert render({"Email": "a@b.c", "name": "A"}) == "{'Email': <redacted>, 'name': 'A'}"
 
 
 def test_render_is_safe_on_cycles() -> None:
+    """render() shows cycles as str() does, and shared values in full."""
     items: list[Any] = [1]
     items.append(items)
     table: dict[str, Any] = {"a": 1}
@@ -277,6 +291,7 @@ def test_render_is_safe_on_cycles() -> None:
 
 
 def test_render_cuts_at_the_limit() -> None:
+    """render() cuts its text at the limit with ..., without building a huge string first."""
     assert render("x" * 50, limit=10) == "xxxxxxx..."
     text = render(list(range(1000)), limit=40)
     assert len(text) == 40 and text.endswith("...")
@@ -307,6 +322,7 @@ def test_render_stops_walking_at_the_limit() -> None:
 
 
 def test_scrub_mapping_copies_with_secret_values_replaced() -> None:
+    """scrub_mapping returns a copy with secret values replaced, the original untouched."""
     tags = {"user": "bob", "Authorization": "Bearer x", "nested": {"token": 1}}
     scrubbed = scrub_mapping(tags)
     assert scrubbed == {"user": "bob", "Authorization": REDACTED, "nested": {"token": 1}}

@@ -97,6 +97,7 @@ def test_refused_at_run_time_stops_the_instrument(mgr: ProbeManager, value: str)
 def test_legitimate_expressions_give_their_values(
     mgr: ProbeManager, value: str, expected: Any
 ) -> None:
+    """A legitimate expression in a spec applies without error and gives its value."""
     mgr.specs["s"] = spec(value)
     mgr.apply()
 
@@ -109,6 +110,8 @@ def test_legitimate_expressions_give_their_values(
 
 
 def test_allow_lets_an_applications_helper_in(mgr: ProbeManager) -> None:
+    """A helper in global_namespace is refused until manager.allow() lets it in."""
+
     def double(x: int) -> int:
         return 2 * x
 
@@ -152,6 +155,7 @@ def test_the_default_spec_check_is_the_safe_one() -> None:
 
 
 def test_instruments_made_in_code_are_not_restricted() -> None:
+    """An instrument made in code is the programmer's own: the policy does not restrict it."""
     with diagnose.sensor(TARGET, "type(amount).__mro__[0].__name__") as s:
         shop.price(1)
     assert s.results == ["int"]

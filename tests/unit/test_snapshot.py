@@ -112,6 +112,7 @@ def test_bounds_depth_items_fields_and_strings() -> None:
 
 
 def test_a_cycle_is_shown_not_followed() -> None:
+    """A cycle is shown as <cycle: TYPE>, not followed."""
     loop: list[Any] = []
     loop.append(loop)
     assert snapshot.capture({"loop": loop}) == {"loop": ["<cycle: list>"]}
@@ -120,6 +121,7 @@ def test_a_cycle_is_shown_not_followed() -> None:
 def test_snapshot_lines_go_where_log_lines_go(
     probeset: ProbeSet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A snapshot instrument's line goes where log lines go, its value as JSON."""
     out = io.StringIO()
     monkeypatch.setattr(LogInstrument, "out", out)
     probeset.attach("probe_targets.shop.price", None, "call", cls=SnapshotInstrument, name="s")
@@ -153,6 +155,7 @@ def test_snapshot_specs_default_to_one_per_second() -> None:
 
 
 def test_only_snapshots_may_leave_out_the_value() -> None:
+    """A spec of another type than snapshot must have a value."""
     spec = {
         "target": "probe_targets.shop.price",
         "instrument": {"type": "log", "name": "s"},

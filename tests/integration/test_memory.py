@@ -14,7 +14,7 @@ import json
 import subprocess
 import sys
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +43,6 @@ KINDS = {
 }
 
 
-@pytest.fixture
-def mgr() -> Iterator[ProbeManager]:
-    manager = ProbeManager(process_id="memory-test")
-    manager.instrument_classes["test"] = ProbeTestInstrument
-    yield manager
-    manager.specs.clear()
-    manager.apply()
-
-
 def growth_after_warm_up(
     cycle: Callable[[int], None], warm_up: int = WARM_UP, measured: int = MEASURED
 ) -> int:
@@ -72,16 +63,16 @@ def growth_after_warm_up(
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_applied_and_removed_specs_leave_memory_flat(mgr: ProbeManager, kind: str) -> None:
+def test_applied_and_removed_specs_leave_memory_flat(manager: ProbeManager, kind: str) -> None:
     """Thousands of distinct specs of one event kind, applied, fired and removed."""
     event, template = KINDS[kind]
 
     def cycle(i: int) -> None:
-        mgr.specs[f"s{i}"] = churn_spec(event, template.format(i=i))
-        mgr.apply()
+        manager.specs[f"s{i}"] = churn_spec(event, template.format(i=i))
+        manager.apply()
         assert shop.price(3) == 6
-        del mgr.specs[f"s{i}"]
-        mgr.apply()
+        del manager.specs[f"s{i}"]
+        manager.apply()
 
     growth = growth_after_warm_up(cycle)
     assert "probe_targets.shop.price" not in diagnose.probes.active_probes

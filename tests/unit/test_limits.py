@@ -8,7 +8,6 @@ import io
 import math
 import time
 import types
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,15 +21,6 @@ from probe_targets import shop
 TARGET = "probe_targets.shop.price"
 
 
-@pytest.fixture
-def mgr() -> Iterator[ProbeManager]:
-    manager = ProbeManager(process_id="limits-test")
-    manager.instrument_classes["test"] = ProbeTestInstrument
-    yield manager
-    manager.specs.clear()
-    manager.apply()
-
-
 def spec(value: str = "result", type: str = "test", **custom: Any) -> dict[str, Any]:
     return {
         "target": TARGET,
@@ -41,8 +31,8 @@ def spec(value: str = "result", type: str = "test", **custom: Any) -> dict[str, 
     }
 
 
-def instrument(mgr: ProbeManager, spec_id: str = "s") -> Any:
-    return diagnose.probes.active_probes[TARGET].instruments[f"{mgr.short_id}:{spec_id}"]
+def instrument(manager: ProbeManager, spec_id: str = "s") -> Any:
+    return diagnose.probes.active_probes[TARGET].instruments[f"{manager.short_id}:{spec_id}"]
 
 
 def hammer(seconds: float) -> tuple[int, float]:
@@ -56,63 +46,67 @@ def hammer(seconds: float) -> tuple[int, float]:
     return calls, time.perf_counter() - start
 
 
-def test_rate_limits_fires_per_second_and_counts_the_rest(mgr: ProbeManager) -> None:
+def test_rate_limits_fires_per_second_and_counts_the_rest(manager: ProbeManager) -> None:
     """custom["rate"] caps fires in any one second; the events over it are counted."""
-    mgr.specs["s"] = spec(rate=50)
-    mgr.apply()
+    manager.specs["s"] = spec(rate=50)
+    manager.apply()
     calls, seconds = hammer(1.3)
-    inst = instrument(mgr)
+    inst = instrument(manager)
     assert calls > 10_000
     fired = len(inst.results)
     assert 50 <= fired <= 50 * 2  # two windows of one second at most in 1.3 s
-    assert mgr.counters()["s"] == {"fired": fired, "dropped": calls - fired, "errors": 0}
+    assert manager.counters()["s"] == {"fired": fired, "dropped": calls - fired, "errors": 0}
 
 
-def test_a_burst_under_the_rate_passes_whole(mgr: ProbeManager) -> None:
+def test_a_burst_under_the_rate_passes_whole(manager: ProbeManager) -> None:
     """Events under the rate are never dropped, however close together."""
-    mgr.specs["s"] = spec(rate=20)
-    mgr.apply()
+    manager.specs["s"] = spec(rate=20)
+    manager.apply()
     for amount in range(20):
         shop.price(amount)
-    assert instrument(mgr).results == [2 * a for a in range(20)]
+    assert instrument(manager).results == [2 * a for a in range(20)]
     shop.price(1)
-    assert mgr.counters()["s"]["dropped"] == 1
+    assert manager.counters()["s"]["dropped"] == 1
 
 
-def test_a_ring_resized_under_a_hot_path_never_reaches_the_target(mgr: ProbeManager) -> None:
+def test_a_ring_resized_under_a_hot_path_never_reaches_the_target(manager: ProbeManager) -> None:
     """The rate is checked inline in the wrapper; when another thread shrinks the ring
     between its reads (the slot past the new end), the call still returns its own result
     and the instrument keeps firing."""
-    mgr.specs["s"] = spec(rate=20)
-    mgr.apply()
+    manager.specs["s"] = spec(rate=20)
+    manager.apply()
     for amount in range(15):
         shop.price(amount)
-    inst = instrument(mgr)
+    inst = instrument(manager)
     stats = inst.stats
     assert stats.slot == 15
     stats.ring = [-math.inf] * 5  # what a reader sees mid-resize: the old slot, a new ring
     assert [shop.price(3) for _ in range(3)] == [6, 6, 6]
-    assert mgr.counters()["s"]["errors"] == 0 and inst.results[15:] == [6, 6, 6]
+    assert manager.counters()["s"]["errors"] == 0 and inst.results[15:] == [6, 6, 6]
     assert stats.slot == 3  # the first admitted event took the ring's first place
 
 
 def test_log_specs_default_to_100_per_second(
-    mgr: ProbeManager, monkeypatch: pytest.MonkeyPatch
+    manager: ProbeManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A log spec without a rate prints at most 100 lines a second of a hot target."""
     out = io.StringIO()
     monkeypatch.setattr(LogInstrument, "out", out)
-    mgr.specs["s"] = spec(type="log")
-    mgr.apply()
+    manager.specs["s"] = spec(type="log")
+    manager.apply()
     calls, seconds = hammer(0.5)
     lines = out.getvalue().splitlines()
     assert 1 <= len(lines) <= 100
-    assert mgr.counters()["s"] == {"fired": len(lines), "dropped": calls - len(lines), "errors": 0}
+    assert manager.counters()["s"] == {
+        "fired": len(lines),
+        "dropped": calls - len(lines),
+        "errors": 0,
+    }
 
 
-def test_metrics_and_instruments_in_code_are_not_limited(mgr: ProbeManager) -> None:
+def test_metrics_and_instruments_in_code_are_not_limited(manager: ProbeManager) -> None:
     """hist and incr count every call; an instrument made in code has no limit either."""
-    assert mgr.default_rates.get("hist") is None and mgr.default_rates.get("incr") is None
+    assert manager.default_rates.get("hist") is None and manager.default_rates.get("incr") is None
     with diagnose.sensor(TARGET) as s:
         for _ in range(500):
             shop.price(1)
@@ -127,27 +121,27 @@ def test_a_bad_rate_is_refused(bad: Any) -> None:
 
 
 @pytest.mark.parametrize("rate", [None, 100])
-def test_a_slow_expression_is_disabled_by_its_budget(mgr: ProbeManager, rate: Any) -> None:
+def test_a_slow_expression_is_disabled_by_its_budget(manager: ProbeManager, rate: Any) -> None:
     """Evaluations over 50 ms within one second disable the instrument; the status says
     budget exceeded, and the target's calls return their own results throughout."""
     custom = {"rate": rate} if rate else {}
-    mgr.specs["s"] = spec("sum(range(100_000)) and result", **custom)
-    mgr.apply()
+    manager.specs["s"] = spec("sum(range(100_000)) and result", **custom)
+    manager.apply()
     start = time.perf_counter()
-    while time.perf_counter() - start < 10 and instrument(mgr).error is None:
+    while time.perf_counter() - start < 10 and instrument(manager).error is None:
         assert shop.price(3) == 6
-    inst = instrument(mgr)
+    inst = instrument(manager)
     assert inst.error is not None and "budget exceeded" in inst.error
-    err = mgr.specs["s"]["applied"][mgr.process_id]["err"]
+    err = manager.specs["s"]["applied"][manager.process_id]["err"]
     assert "budget exceeded" in err and "limit 50 ms" in err
     fired = len(inst.results)
     for _ in range(100):
         assert shop.price(3) == 6
     assert len(inst.results) == fired  # disabled until the spec changes
-    mgr.specs["s"] = spec("result", **custom)
-    mgr.apply()
+    manager.specs["s"] = spec("result", **custom)
+    manager.apply()
     shop.price(3)
-    inst = instrument(mgr)  # edited in place, as the original did: its log carries on
+    inst = instrument(manager)  # edited in place, as the original did: its log carries on
     assert inst.error is None and inst.results[fired:] == [6]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import diagnose
-from diagnose import ProbeManager, ProbeTestInstrument, SpecError
+from diagnose import ProbeManager, SpecError
 from probe_targets import shop
 from support.probes import ProbeSet
 
@@ -30,15 +30,6 @@ LOOP_LINE = line_of(shop.tally, "# tally line")
 def probeset() -> Iterator[ProbeSet]:
     with ProbeSet() as ps:
         yield ps
-
-
-@pytest.fixture
-def mgr() -> Iterator[ProbeManager]:
-    manager = ProbeManager(process_id="lines-test")
-    manager.instrument_classes["test"] = ProbeTestInstrument
-    yield manager
-    manager.specs.clear()
-    manager.apply()
 
 
 def line_spec(line: int, value: str = "(item, total)") -> dict[str, Any]:
@@ -89,28 +80,28 @@ def test_line_end_and_return_instruments_combine(probeset: ProbeSet) -> None:
     ],
 )
 def test_a_line_outside_the_function_or_without_code_is_an_apply_error(
-    mgr: ProbeManager, line: int, why: str
+    manager: ProbeManager, line: int, why: str
 ) -> None:
     """The spec's status says why; the target is untouched."""
     original = shop.tally.__code__
-    mgr.specs["l"] = line_spec(line)
-    mgr.apply()
-    err = mgr.specs["l"]["applied"][mgr.process_id]["err"]
+    manager.specs["l"] = line_spec(line)
+    manager.apply()
+    err = manager.specs["l"]["applied"][manager.process_id]["err"]
     assert err is not None and why in err and "its lines with code" in err
     assert shop.tally.__code__ is original
 
 
-def test_a_line_spec_through_the_manager(mgr: ProbeManager) -> None:
+def test_a_line_spec_through_the_manager(manager: ProbeManager) -> None:
     """A line spec applies, fires, and detaches: the original code object comes back."""
     original = shop.tally.__code__
-    mgr.specs["l"] = line_spec(LOOP_LINE, "item * 10")
-    mgr.apply()
-    assert mgr.specs["l"]["applied"][mgr.process_id]["err"] is None
+    manager.specs["l"] = line_spec(LOOP_LINE, "item * 10")
+    manager.apply()
+    assert manager.specs["l"]["applied"][manager.process_id]["err"] is None
     shop.tally([1, 2])
     [inst] = diagnose.probes.active_probes[TARGET].instruments.values()
     assert inst.results == [10, 20]
-    mgr.specs.clear()
-    mgr.apply()
+    manager.specs.clear()
+    manager.apply()
     assert shop.tally.__code__ is original
 
 

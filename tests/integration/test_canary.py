@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -131,12 +132,24 @@ def test_ctrl_c_during_the_canary_says_what_is_left(fleet, redis_server) -> None
          "--select", "service=shop", "--canary", "1", "--canary-for", "30"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    lines: list[str] = []
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr or ()), daemon=True)
+    reader.start()
     try:
-        assert wait_for(lambda: "c-int" in spec_fields(store, "web-1"), 10)
+        # Watching: the canary applied it, and the command says so.
+        assert wait_for(lambda: any("watching for" in line for line in lines), 15), lines
+        assert "c-int" in spec_fields(store, "web-1")
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=10)
+        proc.wait(10)
     finally:
         proc.kill()
+        proc.wait()
+        reader.join(10)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    err = "".join(lines)
     assert proc.returncode == 130, err
     assert "left on the canary processes only (c-int on web-1)" in err
     assert (store.get("c-int") or {}).get("select") == {"service": "shop", "process": ["web-1"]}

@@ -4,8 +4,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test fuzz lint docs bench bench-output bench-stream bench-policy bench-cluster \
-	bench-fleet bench-scale bench-ab bench-soak soak clean
+# `make test`: the unit tests, then the integration tests (pyproject's testpaths, in that
+# order); `make unit`: the unit tests alone, the loop to run after each edit (no Redis, no
+# subprocess: seconds).
+.PHONY: demo test unit integration fuzz lint docs bench bench-output bench-stream bench-policy \
+	bench-cluster bench-fleet bench-scale bench-ab bench-soak soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +32,17 @@ demo: $(VENV)/.embedded
 test: $(VENV)/.test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+unit: $(VENV)/.test
+	$(PY) -m pytest $(PYTEST_ARGS) tests/unit
+
+integration: $(VENV)/.test
+	$(PY) -m pytest $(PYTEST_ARGS) tests/integration
+
 # The wire fuzz tests at full strength: 10,000 examples each (make test runs 100).
 fuzz: $(VENV)/.test
 	DIAGNOSE_FUZZ_EXAMPLES=$${DIAGNOSE_FUZZ_EXAMPLES:-10000} $(PY) -m pytest -p no:cacheprovider \
-		-o timeout=1800 -s --durations=0 tests/test_wire_fuzz.py tests/test_subscriber_fuzz.py
+		-o timeout=1800 -s --durations=0 tests/unit/test_wire_fuzz.py \
+		tests/integration/test_subscriber_fuzz.py
 
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check src tests bench examples

@@ -1,11 +1,12 @@
 """Measure what one fleet costs the cluster primary that owns its slot.
 
-Run ``python bench/cluster_slot.py --subscribers 200 --seconds 20 --publishes 20``. It starts
-a three-primary cluster on loopback (tests/topologies.py), runs that many real ``Subscriber``
-objects in this process (each its own connections and process id, each with a manager of its
-own; the spec targets a function that does not exist, so applying it is an error that costs
-no patching, and its status write is what a real apply writes), and reads the CPU time the
-owner of the fleet's slot used (INFO cpu) and its commands (INFO commandstats):
+Run ``python bench/cluster_slot.py --subscribers 200 --seconds 20 --publishes 20``. It
+starts a three-primary cluster on loopback (tests/support/topologies.py), runs that many
+real ``Subscriber`` objects in this process (each its own connections and process id, each
+with a manager of its own; the spec targets a function that does not exist, so applying it
+is an error that costs no patching, and its status write is what a real apply writes), and
+reads the CPU time the owner of the fleet's slot used (INFO cpu) and its commands (INFO
+commandstats):
 
 - at rest (heartbeats and resyncs alone), per subscriber per second, less what the node
   uses with no fleet at all (its cron and cluster bus);
@@ -30,7 +31,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 from diagnose import ProbeManager  # noqa: E402
 from diagnose_redis import SpecStore, Subscriber, connect  # noqa: E402
 from diagnose_redis.connection.slot import slot_of  # noqa: E402
-from topologies import Cluster, wait_for  # noqa: E402
+from support.topologies import Cluster, wait_for  # noqa: E402
 
 PREFIX = "bench"
 

@@ -1,7 +1,7 @@
 """CPU per publish of our subscriber against a bare redis-py one, and publish-to-applied.
 
 Run ``python bench/fleet_latency.py --workers 10 50 100`` (``make bench-fleet``). For each
-fleet size it starts a private redis-server, that many ``tests/fleet_worker.py`` processes
+fleet size it starts a private redis-server, that many ``tests/support/fleet_worker.py`` processes
 (ours: ``diagnose_redis.start()`` and a target function) and as many bare subscribers
 beside them (``--bare``: redis-py wakes on the message, msgpack-decodes it, HSETs one status
 field; what any subscriber must do), started in turn. After warm-up publishes it publishes
@@ -47,7 +47,7 @@ import diagnose  # noqa: E402, F401  SpecStore.put validates with it: not a cost
 from coordinator._embedded import RedisServer  # noqa: E402
 from diagnose_redis import SpecStore  # noqa: E402
 
-WORKER = ROOT / "tests" / "fleet_worker.py"
+WORKER = ROOT / "tests" / "support" / "fleet_worker.py"
 SUBSCRIBER_COMMANDS = ("hset", "hdel", "expire", "zadd", "smembers", "mget", "ping")
 PREFIX = "bench"
 # In this order: "same" re-publishes what "new" published.
@@ -226,7 +226,9 @@ def run(size: int, rounds: int, pause: float) -> dict[str, Any]:
                 time.sleep(0.1)
             time.sleep(1.0)
             cpu = {kind: {"ours": 0.0, "bare": 0.0} for kind in KINDS}
-            latency: dict[str, dict[str, list[float]]] = {k: {"ours": [], "bare": []} for k in KINDS}
+            latency: dict[str, dict[str, list[float]]] = {
+                k: {"ours": [], "bare": []} for k in KINDS
+            }
             first: list[float] = []
             commands = 0
             value, serial = "", 0
@@ -238,7 +240,7 @@ def run(size: int, rounds: int, pause: float) -> dict[str, Any]:
             for kind, count, counted in blocks:
                 before = {side: cpu_seconds(fleet.pids(side)) for side in ("ours", "bare")}
                 commands_before = command_count(client)
-                for n in range(count):
+                for _ in range(count):
                     serial += 1
                     value = value_of(kind, serial, value)
                     spec = {
@@ -312,7 +314,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[10, 50, 100])
     parser.add_argument("--rounds", type=int, default=30, help="publishes of each kind")
     parser.add_argument("--pause", type=float, default=0.3, help="seconds between publishes")
-    parser.add_argument("--bare", nargs=3, metavar=("URL", "PREFIX", "NAME"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--bare", nargs=3, metavar=("URL", "PREFIX", "NAME"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.bare:
         bare_subscriber(*args.bare)

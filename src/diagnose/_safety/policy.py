@@ -25,9 +25,10 @@ __all__ = ("MAX_DEPTH", "MAX_EXPRESSION_CHARS", "Policy")
 
 MAX_EXPRESSION_CHARS = 4096
 MAX_DEPTH = 100
-# Expression texts whose verdict (and code) a policy keeps, and compiled codes by filename.
+#: How many compiled expressions a policy keeps (the least recently used go first), and
+#: how many verdicts by expression text.
+COMPILED_CACHE = 256
 VERDICTS = 256
-COMPILED = 512
 
 _ALLOWED_NODES = (
     ast.Expression, ast.Constant, ast.Name, ast.Load, ast.Store, ast.Attribute,
@@ -261,8 +262,10 @@ class Policy:
         #: moves with every allow(): verdicts reached before are not reused
         self.generation = 0
         self._verdicts = Verdicts(self._compile, VERDICTS)
-        # (expr, filename) -> code
-        self._compiled = Memo(COMPILED)
+        # (expr, filename) -> code. Least recently used first: a full memo stays full (one
+        # entry in, one out), so its memory is the same after a thousand distinct specs as
+        # after ten thousand.
+        self._compiled = Memo(COMPILED_CACHE)
         guards = allowlist.make_call_guards(self._table)
         self._call, self._forget = guards.call, guards.forget
         self._constants: dict[str, Any] = {

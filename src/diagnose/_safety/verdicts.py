@@ -36,6 +36,9 @@ class Memo:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._entries
+
     def get(self, key: Hashable) -> Any:
         """Return the value kept for key, or None."""
         with self._lock:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from diagnose.clock import expiry_timestamp, utcnow
-from diagnose.managers import ProbeManager
+from diagnose.managers import NOT_IMPORTED, ProbeManager, still_booting
 from diagnose.spec import spec_changed
 from diagnose_redis._subscriber.work_items import Event, Snapshot
 from diagnose_redis.protocol import StatusField
@@ -37,6 +37,13 @@ def rekey_applied(manager: Any, old: str, new: str) -> None:
     manager.process_id = new
 
 
+# How long after a subscriber starts it leaves the import of a target's module to the
+# host (see diagnose.managers.still_booting): a server imports its application then.
+BOOT_SECONDS = 5.0
+# How often a spec whose module is not imported yet is tried again.
+RETRY_SECONDS = 0.2
+
+
 class Mirror:
     """The specs one subscriber put in a manager (``owned``), and what it last reported."""
 
@@ -53,6 +60,10 @@ class Mirror:
         self._reported: dict[str, tuple[Any, Any]] = {}
         self._reported_version = -1
         self._local = threading.local()
+        #: owned specs whose target's module the host has not imported yet (tried again)
+        self.deferred: set[str] = set()
+        # Until then, a module the host has not imported is left to the host (its boot).
+        self.imports_after = time.monotonic() + BOOT_SECONDS
 
     @property
     def applying(self) -> bool:
@@ -119,26 +130,35 @@ class Mirror:
                     self._expiries.pop(spec_id, None)
                 else:
                     self._expiries[spec_id] = when
-        if touched:
-            manager.process_id = self.process_id
-            self._local.applying = True
-            try:
-                if events_only and type(manager).apply is ProbeManager.apply:
-                    # The others are unchanged: applied as they were.
-                    manager.apply_specs(touched)
-                else:
-                    manager.apply()
-                    events_only = False
-            finally:
-                self._local.applying = False
-            self.applies += 1
-        # Nothing applied (a wake after an instrument's runtime error): every outcome.
-        report = self._collect(removed, touched if events_only and touched else None)
+        # Only events, and nothing pending: the specs they changed are all that may have
+        # another outcome (a wake after an instrument's runtime error looks at every one).
+        only = touched if events_only and touched and not self.deferred else None
+        if (touched or self.deferred) and not self._apply(only):
+            only = None
+        report = self._collect(removed, only)
         self.version = version
         if not report and version == self._reported_version:
             return None
         self._reported_version = version
         return report
+
+    def _apply(self, only: list[str] | None) -> bool:
+        """Apply the manager's specs (only these, if given, when the manager can); return
+        True when only these were applied."""
+        manager = self.manager
+        manager.process_id = self.process_id
+        partial = only is not None and type(manager).apply is ProbeManager.apply
+        self._local.applying = True
+        try:
+            with still_booting(self.imports_after):
+                if partial:
+                    manager.apply_specs(only)  # the others are unchanged
+                else:
+                    manager.apply()
+        finally:
+            self._local.applying = False
+        self.applies += 1
+        return partial
 
     def forget_reported(self) -> None:
         """Report every owned spec again at the next merge (the status key changed)."""
@@ -163,6 +183,7 @@ class Mirror:
         outcome is not the one reported, and of the removed ones."""
         at = utcnow()
         report: dict[str, str | None] = {}
+        self.deferred.clear()
         for spec_id in removed:
             if self._reported.pop(spec_id, None) is not None:
                 report[spec_id] = None
@@ -174,6 +195,10 @@ class Mirror:
             entry = applied.get(self.process_id)
             if isinstance(entry, dict):
                 outcome = (entry.get("lm"), entry.get("err"))
+                if isinstance(outcome[1], str) and outcome[1].startswith(NOT_IMPORTED):
+                    # Pending, not failed: it applies once the host has imported the module.
+                    self.deferred.add(spec_id)
+                    outcome = (None, None)
             else:
                 outcome = (spec.get("lastmodified"), "not applied")
             if self._reported.get(spec_id) != outcome:

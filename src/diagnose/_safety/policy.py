@@ -39,6 +39,15 @@ _ALLOWED_NODES = (
     ast.operator, ast.unaryop, ast.boolop, ast.cmpop,
 )  # fmt: skip
 _ALLOWED_DUNDERS = frozenset({"__name__", "__qualname__", "__module__"})
+# Allowed nodes with nothing in them to check, fold or rewrite (contexts and operators).
+_LEAVES = frozenset(
+    {ast.Load, ast.Store}
+    | {
+        kind
+        for base in (ast.operator, ast.unaryop, ast.boolop, ast.cmpop)
+        for kind in base.__subclasses__()
+    }
+)
 _REFUSED_ATTRIBUTES = redaction.words(
     """f_globals f_locals f_builtins f_trace f_trace_lines f_trace_opcodes gi_frame
     cr_frame ag_frame tb_frame func_globals func_closure func_code func_dict im_func
@@ -88,16 +97,44 @@ def _refused(what: str, expr: str, reason: str) -> ExpressionRefused:
     return ExpressionRefused(f"{what} {shown!r} refused: {reason}")
 
 
-def _depth(tree: ast.AST) -> int:
-    deepest = 0
-    stack = [(tree, 1)]
-    while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if deepest > MAX_DEPTH:
-            break
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
-    return deepest
+def _children(node: ast.AST) -> list[ast.AST]:
+    """Return node's children in ast.iter_child_nodes' order (without its generators)."""
+    children: list[ast.AST] = []
+    for field in node._fields:
+        value = getattr(node, field, None)
+        if isinstance(value, ast.AST):
+            children.append(value)
+        elif isinstance(value, list):
+            children += [item for item in value if isinstance(item, ast.AST)]
+    return children
+
+
+def _nodes(tree: ast.AST) -> list[ast.AST] | None:
+    """Return every node of tree in ast.walk's order (breadth first), or None when the tree
+    nests more than MAX_DEPTH levels deep (the walk stops there)."""
+    nodes = [tree]
+    depths = [1]
+    i = 0
+    while i < len(nodes):
+        depth = depths[i] + 1
+        children = _children(nodes[i])
+        i += 1
+        if children:
+            if depth > MAX_DEPTH:
+                return None
+            nodes += children
+            depths += [depth] * len(children)
+    return nodes
+
+
+class _Quiet(warnings.catch_warnings):  # type: ignore[type-arg]
+    """A block in which parsing and compiling an expression warns nothing: an invalid
+    escape or a call of a constant (a placeholder) is not for the target's stderr."""
+
+    def __enter__(self) -> None:
+        super().__enter__()
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
 
 
 def _name_refused(name: str) -> bool:
@@ -184,35 +221,14 @@ class _Rewriter(ast.NodeTransformer):
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         self.generic_visit(node)
-        guard = _BINOPS.get(type(node.op))
+        guard = _binop_guard(node)
         if guard is None:
             return node
-        left, right = node.left, node.right
-        if isinstance(node.op, ast.Add) and (_is_number(left) or _is_number(right)):
-            return node  # a number plus anything cannot grow a sequence
-        if isinstance(node.op, ast.Mult) and any(
-            isinstance(side, ast.Constant) and type(side.value) in (float, complex)
-            for side in (left, right)
-        ):
-            return node
-        if (
-            isinstance(node.op, ast.Mod)
-            and isinstance(left, ast.Constant)
-            and isinstance(left.value, str)
-            and _small_percent(left.value)
-            and "%(" not in left.value
-        ):
-            return node  # a constant format whose widths are small (no '*', no names)
-        if _is_number(left) and _is_number(right) and _small_number_op(node):
-            return node  # the compiler folds it
-        return self.placeholder(guard[0], node, [left, right])
+        return self.placeholder(guard, node, [node.left, node.right])
 
     def visit_Compare(self, node: ast.Compare) -> ast.AST:
-        # `x in it` iterates `it` when it has no __contains__: an iterator of the target's
-        # would be consumed, an endless one would never return. (A chain such as
-        # `a < b in c` is left as it is.)
         self.generic_visit(node)
-        if len(node.ops) != 1 or not isinstance(node.ops[0], ast.In | ast.NotIn):
+        if not _guarded_compare(node):
             return node
         test = self.placeholder(P_IN, node, [node.left, node.comparators[0]])
         if isinstance(node.ops[0], ast.NotIn):
@@ -221,14 +237,65 @@ class _Rewriter(ast.NodeTransformer):
 
     def visit_FormattedValue(self, node: ast.FormattedValue) -> ast.AST:
         self.generic_visit(node)
-        spec = _constant_spec(node.format_spec)
-        if spec is not None and _small_spec(spec):
-            return node  # a constant spec with small widths: nothing to charge
+        if not _guarded_format(node):
+            return node
         assert node.format_spec is not None
         value = self.placeholder(
             P_FORMAT, node, [node.value, ast.Constant(node.conversion), node.format_spec]
         )
         return ast.copy_location(ast.FormattedValue(value=value, conversion=-1), node)
+
+
+def _binop_guard(node: ast.BinOp) -> str | None:
+    """Return the placeholder of the guard a binary operation goes through, or None."""
+    guard = _BINOPS.get(type(node.op))
+    if guard is None:
+        return None
+    left, right = node.left, node.right
+    if isinstance(node.op, ast.Add) and (_is_number(left) or _is_number(right)):
+        return None  # a number plus anything cannot grow a sequence
+    if isinstance(node.op, ast.Mult) and any(
+        isinstance(side, ast.Constant) and type(side.value) in (float, complex)
+        for side in (left, right)
+    ):
+        return None
+    if (
+        isinstance(node.op, ast.Mod)
+        and isinstance(left, ast.Constant)
+        and isinstance(left.value, str)
+        and _small_percent(left.value)
+        and "%(" not in left.value
+    ):
+        return None  # a constant format whose widths are small (no '*', no names)
+    if _is_number(left) and _is_number(right) and _small_number_op(node):
+        return None  # the compiler folds it
+    return guard[0]
+
+
+def _guarded_compare(node: ast.Compare) -> bool:
+    # `x in it` iterates `it` when it has no __contains__: an iterator of the target's
+    # would be consumed, an endless one would never return. (A chain such as
+    # `a < b in c` is left as it is.)
+    return len(node.ops) == 1 and isinstance(node.ops[0], ast.In | ast.NotIn)
+
+
+def _guarded_format(node: ast.FormattedValue) -> bool:
+    spec = _constant_spec(node.format_spec)
+    return not (spec is not None and _small_spec(spec))  # small constant widths: no charge
+
+
+def _rewritten(node: ast.AST) -> bool:
+    """Tell whether _Rewriter puts a guard at node, its children unchanged (so a tree none
+    of whose nodes is rewritten is left as it is)."""
+    if isinstance(node, ast.BinOp):
+        return _binop_guard(node) is not None
+    if isinstance(node, ast.Compare):
+        return _guarded_compare(node)
+    if isinstance(node, ast.FormattedValue):
+        return _guarded_format(node)
+    if isinstance(node, ast.Starred):
+        return isinstance(node.ctx, ast.Load)
+    return isinstance(node, ast.Call | ast.comprehension)
 
 
 def _mark_genexprs(code: types.CodeType) -> types.CodeType:
@@ -303,6 +370,12 @@ class Policy:
 
     def check(self, expr: object, what: str = "value") -> ast.Expression:
         """Parse expr and apply the static rules; raise ExpressionRefused saying why."""
+        with _Quiet():
+            return self._check(expr, what)[0]
+
+    def _check(self, expr: object, what: str) -> tuple[ast.Expression, list[ast.AST]]:
+        """check(), warnings not silenced (the caller does); return the tree and its
+        nodes."""
         if not isinstance(expr, str):
             raise ExpressionRefused(
                 f"{what} must be a string expression, not {type(expr).__name__}"
@@ -312,18 +385,17 @@ class Policy:
         if len(expr) > MAX_EXPRESSION_CHARS:
             raise ExpressionRefused(f"{what} is longer than {MAX_EXPRESSION_CHARS} characters")
         try:
-            with warnings.catch_warnings():
-                # An invalid escape ('\d') warns: not on the target's stderr at each apply.
-                warnings.simplefilter("ignore", SyntaxWarning)
-                warnings.simplefilter("ignore", DeprecationWarning)
-                tree = ast.parse(expr.strip(), mode="eval")
+            tree = ast.parse(expr.strip(), mode="eval")
         except SyntaxError as exc:
             raise ExpressionRefused(f"{what} {expr!r} does not compile: {exc.msg}") from None
         except (ValueError, RecursionError, MemoryError) as exc:
             raise _refused(what, expr, f"does not parse ({type(exc).__name__})") from None
-        if _depth(tree) > MAX_DEPTH:
+        nodes = _nodes(tree)
+        if nodes is None:
             raise _refused(what, expr, f"nested more than {MAX_DEPTH} levels deep")
-        for node in ast.walk(tree):
+        for node in nodes:
+            if type(node) in _LEAVES:
+                continue
             reason = self._node_reason(node)
             if reason:
                 raise _refused(what, expr, reason)
@@ -335,7 +407,7 @@ class Policy:
             raise _refused(what, expr, reason) from None
         finally:
             meter.begin(list(meter.FRESH_METER))
-        return tree
+        return tree, nodes
 
     def _node_reason(self, node: ast.AST) -> str | None:
         if not isinstance(node, _ALLOWED_NODES):
@@ -387,11 +459,11 @@ class Policy:
 
         Visits every sub-expression, so that a constant bomb anywhere is found."""
         children = []
-        for child in ast.iter_child_nodes(node):
+        for child in _children(node):
             if isinstance(child, ast.expr):
                 children.append(self._fold(child))
-            else:  # a comprehension's or a keyword's expressions
-                for grandchild in ast.iter_child_nodes(child):
+            elif type(child) not in _LEAVES:  # a comprehension's or a keyword's expressions
+                for grandchild in _children(child):
                     if isinstance(grandchild, ast.expr):
                         self._fold(grandchild)
         try:
@@ -463,22 +535,44 @@ class Policy:
         return self._verdicts.code(expr, what, self.generation)
 
     def _compile(self, expr: object, filename: str, what: str) -> types.CodeType:
-        tree = self.check(expr, what)
-        tree = redacted_reads.redact_tree(tree)  # type: ignore[assignment]
-        rewriter = _Rewriter()
-        tree = rewriter.visit(tree)
-        if rewriter.guarded:
-            # (begin([fresh meter]) or body): one C-level call sets this evaluation's
-            # meter (begin returns None), and the expression's value is body's.
-            fresh = ast.List(elts=[ast.Constant(v) for v in meter.FRESH_METER], ctx=ast.Load())
-            begin = ast.Call(func=ast.Constant(P_BEGIN), args=[fresh], keywords=[])
-            tree.body = ast.BoolOp(op=ast.Or(), values=[begin, tree.body])
-        ast.fix_missing_locations(tree)
-        try:
-            code = redacted_reads.compile_quietly(tree, filename)
-        except (SyntaxError, ValueError, RecursionError) as exc:
-            raise ExpressionRefused(f"{what} {expr!r} does not compile: {exc}") from None
+        with _Quiet():
+            tree, nodes = self._check(expr, what)
+            # Each pass is skipped where it would change nothing: every secret read names a
+            # secret (a name, attribute, keyword or constant key), and _rewritten() tells
+            # where the rewriter puts its guards.
+            inner = [node for node in nodes if type(node) not in _LEAVES]
+            changed = any(_maybe_secret(node) for node in inner)
+            if changed:
+                tree = redacted_reads.redact_tree(tree)  # type: ignore[assignment]
+            if changed or any(_rewritten(node) for node in inner):
+                rewriter = _Rewriter()
+                tree = rewriter.visit(tree)
+                if rewriter.guarded:
+                    # (begin([fresh meter]) or body): one C-level call sets this
+                    # evaluation's meter (begin returns None), and the value is body's.
+                    elts: list[ast.expr] = [ast.Constant(v) for v in meter.FRESH_METER]
+                    fresh = ast.List(elts=elts, ctx=ast.Load())
+                    begin = ast.Call(func=ast.Constant(P_BEGIN), args=[fresh], keywords=[])
+                    tree.body = ast.BoolOp(op=ast.Or(), values=[begin, tree.body])
+                    changed = True
+            if changed:
+                ast.fix_missing_locations(tree)
+            try:
+                code = compile(tree, filename, "eval")
+            except (SyntaxError, ValueError, RecursionError) as exc:
+                raise ExpressionRefused(f"{what} {expr!r} does not compile: {exc}") from None
         return _mark_genexprs(redacted_reads.bind_placeholders(code, self._constants))
+
+
+def _maybe_secret(node: ast.AST) -> bool:
+    """Tell whether node names a secret: redact_tree changes nothing in a tree without."""
+    if isinstance(node, ast.Name):
+        return redaction.is_secret(node.id)
+    if isinstance(node, ast.Attribute):
+        return redaction.is_secret(node.attr)
+    if isinstance(node, ast.keyword):
+        return redaction.is_secret(node.arg)
+    return isinstance(node, ast.Constant) and redaction.is_secret(node.value)
 
 
 def _node_name(node: ast.AST) -> str:

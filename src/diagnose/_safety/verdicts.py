@@ -26,7 +26,7 @@ FILENAME = "<expression>"
 
 class Memo:
     """A map of at most size entries; get() marks an entry used, put() drops the oldest.
-    Thread-safe: the target's threads compile expressions too."""
+    Thread-safe (the target's threads compile expressions too): put() under a lock."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -41,11 +41,14 @@ class Memo:
 
     def get(self, key: Hashable) -> Any:
         """Return the value kept for key, or None."""
-        with self._lock:
-            value = self._entries.get(key)
-            if value is not None:
+        # Each call on the OrderedDict is one step under the GIL: no lock needed to read.
+        value = self._entries.get(key)
+        if value is not None:
+            try:
                 self._entries.move_to_end(key)
-            return value
+            except KeyError:
+                pass  # dropped by another thread meanwhile
+        return value
 
     def put(self, key: Hashable, value: Any) -> None:
         """Keep value (not None) for key."""

@@ -9,13 +9,11 @@ constant. Invariant: nothing here outlives the probe that needed it.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import sys
 import threading
 import types
 import weakref
-from collections.abc import Iterator
 from typing import Any
 
 from diagnose._swap import codegen
@@ -40,25 +38,36 @@ _patches: dict[int, Patch] = {}
 _pending: dict[int, Patch] | None = None
 
 
-@contextlib.contextmanager
-def deferred_refresh() -> Iterator[None]:
+def deferred_refresh() -> _DeferredRefresh:
     """Hold the lock and re-plan each patch changed in the block once, at its end.
 
     Applying N specs to one target would otherwise build N wrappers of 1..N gates (the
     cost grows as N squared); the target runs its previous plan until the block ends.
     """
-    global _pending
-    with lock:
-        if _pending is not None:  # nested: the outer block refreshes
-            yield
-            return
-        _pending = {}
+    return _DeferredRefresh()
+
+
+class _DeferredRefresh:
+    """The block of deferred_refresh() (a class: every apply enters one)."""
+
+    __slots__ = ("_outer",)
+
+    def __enter__(self) -> None:
+        global _pending
+        lock.acquire()
+        self._outer = _pending is None  # nested: the outer block refreshes
+        if self._outer:
+            _pending = {}
+
+    def __exit__(self, *exc_info: object) -> None:
+        global _pending
         try:
-            yield
+            if self._outer:
+                pending, _pending = _pending, None
+                for patch in (pending or {}).values():
+                    patch.expired()
         finally:
-            pending, _pending = _pending, None
-            for patch in pending.values():
-                patch.expired()
+            lock.release()
 
 
 @after_fork_in_child(LOCKS)

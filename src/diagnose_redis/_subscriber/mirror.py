@@ -53,8 +53,6 @@ class Mirror:
         # The process's labels but ``process``, which is always the id held now.
         self.labels = dict(labels or {})
         self.owned: set[str] = set()
-        # When each owned spec expires (unix seconds), those that do.
-        self._expiries: dict[str, float] = {}
         self.version = 0
         self.applies = 0
         self._reported: dict[str, tuple[Any, Any]] = {}
@@ -109,7 +107,6 @@ class Mirror:
                     changes[spec_id] = None
         touched: list[str] = []
         for spec_id, spec in changes.items():
-            when = None
             if spec is not None:
                 when = expiry_timestamp(spec)
                 if when is not None and when <= now:
@@ -121,15 +118,10 @@ class Mirror:
             if spec is None:
                 manager.specs.pop(spec_id, None)
                 self.owned.discard(spec_id)
-                self._expiries.pop(spec_id, None)
                 removed.append(spec_id)
             else:
                 manager.specs[spec_id] = spec
                 self.owned.add(spec_id)
-                if when is None:
-                    self._expiries.pop(spec_id, None)
-                else:
-                    self._expiries[spec_id] = when
         # Only events, and nothing pending: the specs they changed are all that may have
         # another outcome (a wake after an instrument's runtime error looks at every one).
         only = touched if events_only and touched and not self.deferred else None
@@ -167,7 +159,14 @@ class Mirror:
 
     def soonest_expiry(self) -> float:
         """Return when the first owned spec expires (unix seconds), or math.inf."""
-        return min(list(self._expiries.values()), default=math.inf)
+        soonest = math.inf
+        specs = self.manager.specs
+        for spec_id in list(self.owned):
+            spec = specs.get(spec_id)
+            when = expiry_timestamp(spec) if spec is not None else None
+            if when is not None and when < soonest:
+                soonest = when
+        return soonest
 
     def release(self) -> None:
         """Take every owned spec out of the manager, detaching its probes."""
@@ -175,7 +174,6 @@ class Mirror:
             for spec_id in self.owned:
                 self.manager.specs.pop(spec_id, None)
             self.owned.clear()
-            self._expiries.clear()
             self.manager.apply()
 
     def _collect(self, removed: list[str], ids: list[str] | None = None) -> dict[str, str | None]:

@@ -72,10 +72,13 @@ def _open(raw: bytes | str, secret: bytes | None, domain: bytes) -> dict[str, An
     return obj
 
 
+_NESTS = (dict, list)
+
+
 def _too_deep(obj: object) -> bool:
     """Tell whether obj nests maps and arrays deeper than MAX_NESTING (without recursing)."""
     # The maps and arrays at each depth in turn (the values they hold are not kept).
-    level = [obj] if isinstance(obj, dict | list) else []
+    level = [obj] if isinstance(obj, _NESTS) else []
     for _ in range(MAX_NESTING):
         if not level:
             return False
@@ -83,7 +86,7 @@ def _too_deep(obj: object) -> bool:
             value
             for item in level
             for value in (item.values() if isinstance(item, dict) else item)
-            if isinstance(value, dict | list)
+            if isinstance(value, _NESTS)
         ]
     return bool(level)
 

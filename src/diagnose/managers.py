@@ -176,7 +176,11 @@ class ProbeManager(ManagerHooks):
             if current:
                 assert owned is not None
                 expires = owned.expires
-            else:
+            elif owned is not None and owned.key[:2] == key[:2]:
+                republished = self._republish(full_id, spec_id, spec, owned, key, now)
+                if republished is not None:
+                    return republished
+            if not current:
                 clean = self._validated.validate(
                     spec, content, known_types=self.instrument_classes, policy=self._static_policy()
                 )
@@ -218,7 +222,9 @@ class ProbeManager(ManagerHooks):
             ):
                 # Published again unchanged (a new lastmodified): only its expiry moves;
                 # its counters, rate limit and budget carry on.
-                current.expires = expires
+                current.retime(expires)
+                self._owned[full_id] = _Owned(owned.probe, key, expires)
+                return
             else:
                 self._runtime_errors.pop(full_id, None)
                 current.update(expires=expires, **settings)
@@ -251,6 +257,40 @@ class ProbeManager(ManagerHooks):
             probes.release(probe)
             raise
         self._owned[full_id] = _Owned(probe, key, expires)
+
+    def _republish(
+        self, full_id: str, spec_id: str, spec: Any, owned: _Owned, key: Any, now: float
+    ) -> bool | None:
+        """Apply a spec whose content is its instrument's (published again, with a new
+        lastmodified): move the instrument's expiry, nothing else. Return as _apply_spec,
+        or None when the whole way is needed (the instrument failed, or is not there, or
+        what the manager gives instruments changed)."""
+        instrument = owned.probe.instruments.get(full_id)
+        lastmodified, applied = spec.get("lastmodified"), spec.get("applied")
+        if (
+            instrument is None
+            or not owned.probe.started
+            or instrument.error is not None
+            or full_id in self._runtime_errors
+            or not isinstance(lastmodified, datetime.datetime)
+            or not (applied is None or isinstance(applied, dict))
+            or instrument.origin is None
+            or type(instrument) is not self.instrument_classes.get(instrument.origin.type)
+        ):
+            return None
+        itype = instrument.origin.type
+        rate = instrument.custom.get("rate") or self.default_rates.get(itype)
+        given = (instrument.rate, instrument.budget, instrument.compiler)
+        if given != (rate, self.budget, self._compiler()):
+            return None
+        expires = expires_at(spec)
+        if expires is not None and expires.timestamp() <= now:
+            self._mark(spec_id, spec, None)
+            return False
+        instrument.retime(expires)
+        self._owned[full_id] = _Owned(owned.probe, key, expires)
+        self._mark(spec_id, spec, None)
+        return True
 
     def _detach(self, full_id: str) -> None:
         self._runtime_errors.pop(full_id, None)

@@ -268,8 +268,10 @@ def content_key(spec: Mapping[str, Any]) -> Any:
     never the other way round."""
     content = {k: v for k, v in spec.items() if k != "applied" and k != "lastmodified"}
     try:
-        # The wire's types (str, numbers, None, bools, lists, maps) as bytes, in C.
-        return marshal.dumps(content)
+        # The wire's types (str, numbers, None, bools, lists, maps) as bytes, in C; format
+        # 2, the last whose bytes depend on the values alone (3 marks objects referred to
+        # twice, and interned strings, by their reference counts).
+        return marshal.dumps(content, 2)
     except ValueError:  # another type (a datetime in custom): the general snapshot
         return _freeze(content)
 

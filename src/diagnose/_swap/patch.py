@@ -287,11 +287,16 @@ class Patch:
         except Exception:
             pass
 
-    def _expiry_changed(self) -> None:
+    def _expiry_changed(self, retimed: Any = None) -> None:
         """An instrument's ``expires`` changed: refresh, once at the end of a
-        deferred_refresh block (an apply) if inside one."""
+        deferred_refresh block (an apply) if inside one; at once when nothing else of the
+        instrument changed (``retimed``, see Instrument.retime) and the block holds no other
+        change of this patch: the refresh then finds the plan's shape kept, and only swaps
+        the deadline in."""
         try:
-            self.refresh()
+            with lock:
+                alone = retimed is not None and (_pending is None or id(self) not in _pending)
+                self.refresh(now=alone)
         except Exception:
             pass
 

@@ -85,7 +85,7 @@ class Instrument:
         rate = self.custom.get("rate")
         #: fired, dropped and errors in this process, and the rate limit's state
         self.stats = Stats(rate if isinstance(rate, int | float) and rate > 0 else None)
-        self._expiry_watchers: list[weakref.WeakMethod[Callable[[], None]]] = []
+        self._expiry_watchers: list[weakref.WeakMethod[Callable[..., None]]] = []
         self.expires = expires
         self.error: str | None = None
         self._codes: dict[str, Any] = {}
@@ -115,19 +115,33 @@ class Instrument:
 
     @expires.setter
     def expires(self, value: _dt.datetime | None) -> None:
+        self._set_expires(value)
+        self._tell_watchers(False)
+
+    def retime(self, value: _dt.datetime | None) -> None:
+        """Set ``expires`` of an instrument otherwise unchanged since its probes last
+        planned (a spec published again as it was): a probe whose plan can take the new
+        deadline alone swaps it in, without planning again."""
+        self._set_expires(value)
+        self._tell_watchers(True)
+
+    def _set_expires(self, value: _dt.datetime | None) -> None:
         self._expires = value
         #: unix time from which it never fires, or None
         self.deadline = None if value is None else to_utc(value).timestamp()
+
+    def _tell_watchers(self, deadline_only: bool) -> None:
         alive = []
         for ref in self._expiry_watchers:
             callback = ref()
             if callback is not None:
                 alive.append(ref)
-                callback()
+                callback(self) if deadline_only else callback()
         self._expiry_watchers = alive
 
-    def watch_expiry(self, callback: Callable[[], None]) -> None:
-        """Call callback (a bound method, held weakly) whenever ``expires`` changes."""
+    def watch_expiry(self, callback: Callable[..., None]) -> None:
+        """Call callback (a bound method, held weakly) whenever ``expires`` changes: with
+        the instrument when nothing else changed (see retime())."""
         ref = weakref.WeakMethod(callback)
         if ref not in self._expiry_watchers:
             self._expiry_watchers.append(ref)

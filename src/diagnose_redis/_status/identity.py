@@ -9,6 +9,7 @@ falls back to the heartbeat.
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import json
 import os
@@ -124,6 +125,7 @@ class Identity:
         carries ``_process``)."""
         who = self.info()
         if who != self._said:
-            self._said = who
+            # A copy of its own: info() shares the labels, which settle() changes in place.
+            self._said = copy.deepcopy(who)
             self._said_text = json.dumps(who)[:-1]
         return self._said_text

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from diagnose import instruments, probes
+from diagnose._background import BackgroundApply
 from diagnose._gate.budget import BUDGET_SECONDS
 from diagnose._safety.expressions import POLICIES, Policy, compile_trusted, policy_from_env
 
@@ -67,7 +68,7 @@ class _Owned(NamedTuple):
     expires: datetime.datetime | None
 
 
-class ProbeManager(ManagerHooks):
+class ProbeManager(BackgroundApply, ManagerHooks):
     """Apply ``specs`` ({id: spec}) to the process's probes, and record the outcome.
 
     apply() attaches, updates and removes this manager's instruments so that they match
@@ -372,63 +373,6 @@ class ProbeManager(ManagerHooks):
         if applied.get(self.process_id) != entry:
             applied[self.process_id] = entry
             self._notify(spec_id)
-
-    def next_expiry(self, after: float | None = None) -> float | None:
-        """Return the unix time of the earliest expiry among the specs later than after
-        (default: now), or None."""
-        now = time.time() if after is None else after
-        soonest = None
-        with self.lock:
-            for spec in self.specs.values():
-                try:
-                    when = expires_at(spec)
-                except (KeyError, TypeError, AttributeError, OverflowError):
-                    continue
-                if when is not None:
-                    at = when.timestamp()
-                    if at > now and (soonest is None or at < soonest):
-                        soonest = at
-        return soonest
-
-    # --- running in the background -------------------------------------------------
-
-    def apply_in_background(self, period: float = 60) -> None:
-        """Apply every period seconds in a daemon thread, and within 1 s of each expiry."""
-        self.period = period
-        self._wake.set()
-        if self.apply_thread is None or not self.apply_thread.is_alive():
-            self._stop_background.clear()
-            self.apply_thread = threading.Thread(
-                target=self._cycle, name="diagnose.manager.apply_in_background", daemon=True
-            )
-            self.apply_thread.start()
-
-    def stop_background(self, timeout: float | None = 5) -> None:
-        """Stop the apply_in_background thread."""
-        self._stop_background.set()
-        self._wake.set()
-        thread, self.apply_thread = self.apply_thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-
-    def _cycle(self) -> None:
-        last = 0.0
-        while not self._stop_background.is_set():
-            now = time.time()
-            # The first expiry since the last apply: it may be just past, and due now.
-            expiry = self.next_expiry(after=last)
-            due = last + self.period
-            if expiry is not None:
-                due = min(due, expiry + 0.05)
-            if now >= due:
-                try:
-                    self.apply()
-                except Exception:
-                    self.handle_error()
-                last = time.time()
-                continue
-            self._wake.wait(min(due - now, 0.5))
-            self._wake.clear()
 
     # --- hooks for subclasses -------------------------------------------------------
 

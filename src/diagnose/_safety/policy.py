@@ -107,22 +107,27 @@ def _children(node: ast.AST) -> list[ast.AST]:
     return children
 
 
-def _nodes(tree: ast.AST) -> list[ast.AST] | None:
-    """Return every node of tree in ast.walk's order (breadth first), or None when the tree
-    nests more than MAX_DEPTH levels deep (the walk stops there)."""
+def _nodes(tree: ast.AST) -> tuple[list[ast.AST], dict[int, list[ast.AST]]] | None:
+    """Return every node of tree in ast.walk's order (breadth first) and each node's
+    children by id, or None when the tree nests more than MAX_DEPTH levels deep (the walk
+    stops there)."""
     nodes = [tree]
     depths = [1]
+    kids: dict[int, list[ast.AST]] = {}
     i = 0
     while i < len(nodes):
+        node = nodes[i]
         depth = depths[i] + 1
-        children = _children(nodes[i])
         i += 1
+        if type(node) in _LEAVES:
+            continue  # nothing inside
+        children = kids[id(node)] = _children(node)
         if children:
             if depth > MAX_DEPTH:
                 return None
             nodes += children
             depths += [depth] * len(children)
-    return nodes
+    return nodes, kids
 
 
 class _Quiet(warnings.catch_warnings):  # type: ignore[type-arg]
@@ -221,9 +226,10 @@ class Policy:
             raise ExpressionRefused(f"{what} {expr!r} does not compile: {exc.msg}") from None
         except (ValueError, RecursionError, MemoryError) as exc:
             raise _refused(what, expr, f"does not parse ({type(exc).__name__})") from None
-        nodes = _nodes(tree)
-        if nodes is None:
+        walked = _nodes(tree)
+        if walked is None:
             raise _refused(what, expr, f"nested more than {MAX_DEPTH} levels deep")
+        nodes, kids = walked
         for node in nodes:
             if type(node) in _LEAVES:
                 continue
@@ -232,7 +238,7 @@ class Policy:
                 raise _refused(what, expr, reason)
         meter.begin(list(meter.FRESH_METER))
         try:
-            self._fold(tree.body)
+            self._fold(tree.body, kids)
         except ExpressionRefused as exc:
             reason = str(exc).removeprefix("refused at run time: ")
             raise _refused(what, expr, reason) from None
@@ -285,18 +291,19 @@ class Policy:
             return str(exc).removeprefix("refused at run time: ")
         return None
 
-    def _fold(self, node: ast.AST) -> Any:
-        """Evaluate node if it is constant, through the guards; _UNKNOWN if it is not.
+    def _fold(self, node: ast.AST, kids: dict[int, list[ast.AST]]) -> Any:
+        """Evaluate node if it is constant, through the guards; _UNKNOWN if it is not
+        (kids: each node's children, by id).
 
         Visits every sub-expression, so that a constant bomb anywhere is found."""
         children = []
-        for child in _children(node):
+        for child in kids.get(id(node), ()):
             if isinstance(child, ast.expr):
-                children.append(self._fold(child))
-            elif type(child) not in _LEAVES:  # a comprehension's or a keyword's expressions
-                for grandchild in _children(child):
+                children.append(self._fold(child, kids))
+            else:  # a comprehension's or a keyword's expressions
+                for grandchild in kids.get(id(child), ()):
                     if isinstance(grandchild, ast.expr):
-                        self._fold(grandchild)
+                        self._fold(grandchild, kids)
         try:
             return self._fold_node(node, children)
         except ExpressionRefused:
@@ -371,11 +378,15 @@ class Policy:
             # Each pass is skipped where it would change nothing: every secret read names a
             # secret (a name, attribute, keyword or constant key), and rewritten() tells
             # where the rewriter puts its guards.
-            inner = [node for node in nodes if type(node) not in _LEAVES]
-            changed = any(names_secret(node) for node in inner)
-            if changed:
+            secret = guards = False
+            for node in nodes:
+                if type(node) not in _LEAVES:
+                    secret = secret or names_secret(node)
+                    guards = guards or rewritten(node)
+            changed = secret
+            if secret:
                 tree = redacted_reads.redact_tree(tree)  # type: ignore[assignment]
-            if changed or any(rewritten(node) for node in inner):
+            if secret or guards:
                 rewriter = Rewriter()
                 tree = rewriter.visit(tree)
                 if rewriter.guarded:

@@ -223,19 +223,16 @@ class ProbeManager(BackgroundApply, ManagerHooks):
             ):
                 # Published again unchanged (a new lastmodified): only its expiry moves;
                 # its counters, rate limit and budget carry on.
-                current.retime(expires)
-                self._owned[full_id] = _Owned(owned.probe, key, expires)
-                return
+                owned.probe.revise(current, expires)
             else:
                 self._runtime_errors.pop(full_id, None)
-                current.update(expires=expires, **settings)
                 if current.rate != rate:
                     current.rate = rate
                 if current.budget != self.budget:
                     current.budget = self.budget
                 current.use_compiler(compiler)
                 current.origin = origin
-            owned.probe._instruments_changed()
+                owned.probe.revise(current, expires, settings)
             self._owned[full_id] = _Owned(owned.probe, key, expires)
             return
         self._runtime_errors.pop(full_id, None)
@@ -288,7 +285,7 @@ class ProbeManager(BackgroundApply, ManagerHooks):
         if expires is not None and expires.timestamp() <= now:
             self._mark(spec_id, spec, None)
             return False
-        instrument.retime(expires)
+        owned.probe.revise(instrument, expires)
         self._owned[full_id] = _Owned(owned.probe, key, expires)
         self._mark(spec_id, spec, None)
         return True

@@ -161,6 +161,23 @@ class FunctionProbe:
             if patch is not None:
                 patch.detach(self)
 
+    def revise(self, instrument: Any, expires: Any, settings: dict[str, Any] | None = None) -> None:
+        """Change one of this probe's instruments in place: its expiry and, with settings
+        (what Instrument.update takes), what it is; then re-plan as little as that needs:
+        while the plan keeps its shape the installed wrapper keeps its code, with another
+        deadline (see Patch.retune)."""
+        with _lock:
+            if settings is None:
+                instrument._set_expires(expires)
+            elif getattr(type(instrument).update, "_diagnose_base", False):
+                instrument._revise({**settings, "expires": expires})
+            else:  # an update() of a subclass's own: as it has it, and a refresh
+                instrument.update(**settings, expires=expires)
+                return
+            patch = self._patch
+            if patch is not None:
+                patch.retune(instrument)
+
     def _instruments_changed(self) -> None:
         patch = self._patch
         if patch is not None:

@@ -266,7 +266,9 @@ def content_key(spec: Mapping[str, Any]) -> Any:
     ``applied``. Equal snapshots mean equal content; specs of equal content may still get
     different ones (another order of keys, say): then a change is seen where there is none,
     never the other way round."""
-    content = {k: v for k, v in spec.items() if k != "applied" and k != "lastmodified"}
+    content = dict(spec)
+    content.pop("applied", None)
+    content.pop("lastmodified", None)
     try:
         # The wire's types (str, numbers, None, bools, lists, maps) as bytes, in C; format
         # 2, the last whose bytes depend on the values alone (3 marks objects referred to

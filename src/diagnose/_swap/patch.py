@@ -12,12 +12,13 @@ from __future__ import annotations
 import inspect
 import sys
 import threading
+import time
 import types
 import weakref
 from typing import Any
 
 from diagnose._swap import codegen
-from diagnose._swap.plan import DEADLINE, Plan
+from diagnose._swap.plan import DEADLINE, Plan, shape
 from diagnose.exceptions import ProbeError
 from diagnose.fork import LOCKS, after_fork_in_child
 
@@ -226,28 +227,10 @@ class Patch:
         plan fits entries (see Plan.fits) and nothing else wraps or replaced the wrapper;
         return False when the plan must be rebuilt."""
         plan, code = self.plan, self._wrapper
-        if (
-            plan is None
-            or not plan.live
-            or code is None
-            or self.breakpoints
-            or self.installed is not code
-            or self.func.__code__ is not code
-            or not plan.fits(entries)
-        ):
+        if not self._swappable(plan, code) or not plan.fits(entries):  # type: ignore[union-attr]
             return False
-        deadline = plan.soonest_deadline()
-        if deadline != plan.deadline:
-            slot = self._deadline_slot
-            if deadline is None or plan.deadline is None or slot is None:
-                return False
-            consts = list(code.co_consts)
-            consts[slot] = deadline
-            code = code.replace(co_consts=tuple(consts))
-            plan.deadline = deadline
-            self.func.__code__ = self.installed = self._wrapper = code
-        self.retunes += 1
-        return True
+        assert plan is not None and code is not None
+        return self._swap_deadline(plan, code, plan.soonest_deadline())
 
     def _rebuild(self, entries: list[tuple[Any, Any]]) -> None:
         """Make a new plan of entries, and install its layers."""
@@ -287,18 +270,71 @@ class Patch:
         except Exception:
             pass
 
-    def _expiry_changed(self, retimed: Any = None) -> None:
+    def _expiry_changed(self) -> None:
         """An instrument's ``expires`` changed: refresh, once at the end of a
-        deferred_refresh block (an apply) if inside one; at once when nothing else of the
-        instrument changed (``retimed``, see Instrument.retime) and the block holds no other
-        change of this patch: the refresh then finds the plan's shape kept, and only swaps
-        the deadline in."""
+        deferred_refresh block (an apply) if inside one."""
         try:
-            with lock:
-                alone = retimed is not None and (_pending is None or id(self) not in _pending)
-                self.refresh(now=alone)
+            self.refresh()
         except Exception:
             pass
+
+    def retune(self, instrument: Any) -> None:
+        """Take a change made in place to one of the plan's instruments (and to nothing
+        else): swap the deadline into the installed wrapper when the instrument keeps its
+        shape, else refresh (once at the end of a deferred_refresh block, if inside one)."""
+        with lock:
+            pending = _pending is not None and id(self) in _pending
+            if pending or not self._retune_one(instrument):
+                self.refresh()
+
+    def _retune_one(self, instrument: Any) -> bool:
+        # Written out (no helpers, no comprehensions): it runs at each edit, where every
+        # function the interpreter enters costs its cold start.
+        plan, code = self.plan, self._wrapper
+        if not self._swappable(plan, code):
+            return False
+        assert plan is not None and code is not None
+        index = -1
+        deadline: float | None = None
+        for i, gate in enumerate(plan.gates):
+            if gate.instrument is instrument:
+                index = i
+            at = gate.instrument.deadline
+            if at is not None and (deadline is None or at < deadline):
+                deadline = at
+        if index < 0:
+            return False  # not in the plan (it had expired): planned again
+        if shape(instrument) != plan.shapes[index]:
+            return False
+        if deadline is not None and deadline <= time.time():
+            return False  # an instrument expired: planned without it
+        return self._swap_deadline(plan, code, deadline)
+
+    def _swap_deadline(self, plan: Plan, code: types.CodeType, deadline: float | None) -> bool:
+        """Put deadline in the installed wrapper (as its plan's); False if it has no slot."""
+        if deadline != plan.deadline:
+            slot = self._deadline_slot
+            if deadline is None or plan.deadline is None or slot is None:
+                return False
+            consts = list(code.co_consts)
+            consts[slot] = deadline
+            code = code.replace(co_consts=tuple(consts))
+            plan.deadline = deadline
+            self.func.__code__ = self.installed = self._wrapper = code
+        self.retunes += 1
+        return True
+
+    def _swappable(self, plan: Plan | None, code: types.CodeType | None) -> bool:
+        """Tell whether the installed code is the plan's wrapper, ours alone (no breakpoint
+        wraps it, nobody replaced it), for a deadline swap."""
+        return (
+            plan is not None
+            and plan.live
+            and code is not None
+            and not self.breakpoints
+            and self.installed is code
+            and self.func.__code__ is code
+        )
 
     def _restore(self) -> None:
         if self.installed is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib
 import importlib.util
@@ -11,7 +10,6 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Iterator
 from typing import Any
 
 from diagnose.exceptions import (
@@ -40,8 +38,7 @@ NOT_IMPORTED = TargetNotImported.__name__ + ":"
 _background = threading.local()
 
 
-@contextlib.contextmanager
-def still_booting(imports_after: float) -> Iterator[None]:
+class still_booting:  # noqa: N801  (used as a function: ``with still_booting(t):``)
     """In this block (a background thread's apply), import no module of a target that the
     host has not imported, nor touch one it is importing: raise TargetNotImported instead,
     to be tried again. After imports_after (time.monotonic()) a module nobody imports is
@@ -49,14 +46,21 @@ def still_booting(imports_after: float) -> Iterator[None]:
 
     The host's own import takes the module's lock; one of ours beside it could deadlock
     (under gevent, where real threads and greenlets share the patched locks, for ever),
-    and would run the module's top-level code in our thread.
+    and would run the module's top-level code in our thread. (A class, not a generator:
+    every apply of the subscriber enters one.)
     """
-    previous = getattr(_background, "imports_after", None)
-    _background.imports_after = imports_after
-    try:
-        yield
-    finally:
-        _background.imports_after = previous
+
+    __slots__ = ("imports_after", "previous")
+
+    def __init__(self, imports_after: float) -> None:
+        self.imports_after = imports_after
+
+    def __enter__(self) -> None:
+        self.previous = getattr(_background, "imports_after", None)
+        _background.imports_after = self.imports_after
+
+    def __exit__(self, *exc_info: object) -> None:
+        _background.imports_after = self.previous
 
 
 def _initializing(module: Any) -> bool:

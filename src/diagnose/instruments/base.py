@@ -116,32 +116,26 @@ class Instrument:
     @expires.setter
     def expires(self, value: _dt.datetime | None) -> None:
         self._set_expires(value)
-        self._tell_watchers(False)
-
-    def retime(self, value: _dt.datetime | None) -> None:
-        """Set ``expires`` of an instrument otherwise unchanged since its probes last
-        planned (a spec published again as it was): a probe whose plan can take the new
-        deadline alone swaps it in, without planning again."""
-        self._set_expires(value)
-        self._tell_watchers(True)
+        self._tell_watchers()
 
     def _set_expires(self, value: _dt.datetime | None) -> None:
+        """Set expires without telling the watchers (the caller re-plans its probe: see
+        FunctionProbe.revise)."""
         self._expires = value
         #: unix time from which it never fires, or None
         self.deadline = None if value is None else to_utc(value).timestamp()
 
-    def _tell_watchers(self, deadline_only: bool) -> None:
+    def _tell_watchers(self) -> None:
         alive = []
         for ref in self._expiry_watchers:
             callback = ref()
             if callback is not None:
                 alive.append(ref)
-                callback(self) if deadline_only else callback()
+                callback()
         self._expiry_watchers = alive
 
     def watch_expiry(self, callback: Callable[..., None]) -> None:
-        """Call callback (a bound method, held weakly) whenever ``expires`` changes: with
-        the instrument when nothing else changed (see retime())."""
+        """Call callback (a bound method, held weakly) whenever ``expires`` changes."""
         ref = weakref.WeakMethod(callback)
         if ref not in self._expiry_watchers:
             self._expiry_watchers.append(ref)
@@ -280,6 +274,13 @@ class Instrument:
     def update(self, **settings: Any) -> None:
         """Change what the instrument is (name, value, event, custom, expires, internal) in
         place, as an edited spec does; its error and budget start afresh."""
+        self._revise(settings)
+        self._tell_watchers()
+
+    update._diagnose_base = True  # type: ignore[attr-defined]  # see FunctionProbe.revise
+
+    def _revise(self, settings: dict[str, Any]) -> None:
+        """update() without telling the watchers (the caller re-plans its probe)."""
         renamed = "name" in settings and settings["name"] != self.name
         for field in ("name", "value", "event", "custom", "line"):
             if field in settings:
@@ -292,7 +293,7 @@ class Instrument:
         self.stats.reset(self.rate, self.budget)
         if renamed:  # its codes are filed under its name: compiled again
             self._forget_codes()
-        self.expires = settings.get("expires")
+        self._set_expires(settings.get("expires"))
 
     def use_compiler(self, compiler: Any) -> None:
         """Compile this instrument's expressions with compiler(expr, filename) from now on."""

@@ -104,12 +104,10 @@ def _pack(commands: list[list[Any]], encoder: Any) -> bytes:
     encoding, errors = encoder.encoding, encoder.encoding_errors
     parts: list[bytes] = []
     for command in commands:
-        datas = [
-            arg.encode(encoding, errors) if type(arg) is str else _encoded(arg, encoder)
-            for arg in command
-        ]
-        parts.append(b"*%d\r\n" % len(datas))
-        parts += [b"$%d\r\n%b\r\n" % (len(data), data) for data in datas]
+        parts.append(b"*%d\r\n" % len(command))
+        for arg in command:
+            data = arg.encode(encoding, errors) if type(arg) is str else _encoded(arg, encoder)
+            parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(parts)
 
 

@@ -82,12 +82,12 @@ def _too_deep(obj: object) -> bool:
     for _ in range(MAX_NESTING):
         if not level:
             return False
-        level = [
-            value
-            for item in level
-            for value in (item.values() if isinstance(item, dict) else item)
-            if isinstance(value, _NESTS)
-        ]
+        below = []
+        for item in level:
+            for value in item.values() if isinstance(item, dict) else item:
+                if isinstance(value, _NESTS):
+                    below.append(value)
+        level = below
     return bool(level)
 
 

@@ -403,6 +403,10 @@ class Policy:
                 code = compile(tree, filename, "eval")
             except (SyntaxError, ValueError, RecursionError) as exc:
                 raise ExpressionRefused(f"{what} {expr!r} does not compile: {exc}") from None
+        if not changed:
+            # Nothing rewritten: no placeholder to bind, and no comprehension (it would
+            # have been guarded), so no generator expression to mark.
+            return code
         return mark_genexprs(redacted_reads.bind_placeholders(code, self._constants))
 
 

@@ -91,7 +91,11 @@ class Verdicts:
 
 def renamed(code: types.CodeType, filename: str) -> types.CodeType:
     """Return code (and the code objects it holds) filed under filename."""
-    consts = tuple(
-        renamed(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts
-    )
+    consts = code.co_consts
+    for c in consts:
+        if isinstance(c, types.CodeType):  # a comprehension's or a lambda's code
+            consts = tuple(
+                renamed(c, filename) if isinstance(c, types.CodeType) else c for c in consts
+            )
+            break
     return code.replace(co_filename=filename, co_consts=consts)

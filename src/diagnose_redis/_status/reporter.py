@@ -290,7 +290,7 @@ class StatusReporter:
         """Send what changed (and, for a heartbeat, every field with the TTL, the score and
         the claim's refresh) without waiting for the replies: _collect() reads them."""
         commands: list[list[Any]] = []
-        removed = [f for f in dirty if f not in fields]
+        removed = list(dirty - fields.keys())
         if removed:
             commands.append(["HDEL", key, *removed])
         # A heartbeat writes every field: if the key expired meanwhile (the process was

@@ -22,6 +22,8 @@ from diagnose_redis._status.alerts import Alerts
 from diagnose_redis._status.family import forked
 from diagnose_redis._subscriber.listener import Subscriber
 from diagnose_redis._subscriber.mirror import Mirror, rekey_applied
+from diagnose_redis.exceptions import KeyringError
+from diagnose_redis.protocol import ApprovalPolicy, keyring
 from diagnose_redis.protocol.labels import parse_labels
 
 __all__ = ("start", "stop")
@@ -43,11 +45,15 @@ def start(
     secret: str | bytes | None = None,
     manager: Any = None,
     labels: Mapping[str, Any] | None = None,
+    require_approval: str | ApprovalPolicy | None = None,
 ) -> Subscriber:
     """Start this process's subscriber (once: a second call returns the running one).
 
     labels (default: DIAGNOSE_LABELS, ``"name=value,..."``) are what a spec's select
     chooses processes by, with ``process`` and ``host``, which every process has.
+    secret (default: DIAGNOSE_SECRET) is a bare secret or ``KEYID:SECRET,...``;
+    require_approval (default: DIAGNOSE_REQUIRE_APPROVAL) the instrument types, or
+    ``all``, that apply only when signed by two different keys.
     """
     global _current
     with _lock:
@@ -64,15 +70,28 @@ def start(
                 # only by specs that select no label of its own.
                 labels = {}
                 Alerts(url, given or default_process_id()).say(f"DIAGNOSE_LABELS ignored: {exc}")
+        policy = _approval_policy(require_approval, url, given)
+        try:
+            secret = keyring(secret if secret is not None else env.get("DIAGNOSE_SECRET") or None)
+        except KeyringError as exc:
+            # Never raise into the host, and never run unsigned when signing was asked for.
+            subscriber = _Failed(url, process_id=given or default_process_id(), error=exc)
+            Alerts(url, subscriber.process_id).say(
+                f"DIAGNOSE_SECRET cannot be read ({exc}); fleet probes do not apply in this "
+                "process; fix it and restart"
+            )
+            _current = subscriber
+            return subscriber
         try:
             subscriber = Subscriber(
                 url,
                 process_id=given or default_process_id(),
                 prefix=prefix or env.get("DIAGNOSE_PREFIX") or "diagnose",
-                secret=secret if secret is not None else env.get("DIAGNOSE_SECRET") or None,
+                secret=secret,
                 manager=manager,
                 explicit_id=given is not None,
                 labels=labels,
+                require_approval=policy,
             )
             subscriber.start()
         except Exception as exc:
@@ -82,6 +101,22 @@ def start(
             Alerts(url, subscriber.process_id).failed(exc)
         _current = subscriber
         return subscriber
+
+
+def _approval_policy(
+    given: str | ApprovalPolicy | None, url: str, process_id: str | None
+) -> ApprovalPolicy:
+    """Read the two-person rule's setting; one that cannot be read holds every type."""
+    if isinstance(given, ApprovalPolicy):
+        return given
+    text = given if given is not None else os.environ.get("DIAGNOSE_REQUIRE_APPROVAL")
+    try:
+        return ApprovalPolicy.parse(text)
+    except ValueError as exc:
+        Alerts(url, process_id or default_process_id()).say(
+            f"DIAGNOSE_REQUIRE_APPROVAL ignored ({exc}); every spec needs two keys' signatures"
+        )
+        return ApprovalPolicy(everything=True)
 
 
 class _Failed(Subscriber):
@@ -154,6 +189,7 @@ def _restart_in_child() -> None:
                 manager=parent.manager,
                 explicit_id=parent.explicit_id,
                 labels=parent.labels,
+                require_approval=parent.verifier.policy,
             )
             with parent.manager.lock:
                 rekey_applied(parent.manager, parent.process_id, process_id)

@@ -31,11 +31,11 @@ from diagnose_redis._subscriber.applier import Applier
 from diagnose_redis._subscriber.mirror import Mirror, rekey_applied
 from diagnose_redis._subscriber.outflow import Outflow
 from diagnose_redis._subscriber.reader import MessageReader
+from diagnose_redis._subscriber.verify import Verifier
 from diagnose_redis._subscriber.work_items import Event, Snapshot, Work
 from diagnose_redis.connection import urls
-from diagnose_redis.exceptions import WireError
-from diagnose_redis.protocol import Keys, decode_event, expired_channel, secret_bytes
-from diagnose_redis.publisher.store import read_specs
+from diagnose_redis.exceptions import UnknownKey, WireError
+from diagnose_redis.protocol import ApprovalPolicy, Keyring, Keys, expired_channel
 
 __all__ = ("Subscriber",)
 
@@ -50,6 +50,10 @@ HEALTH_SECONDS = 5.0
 READ_TIMEOUT = 5.0
 DRAIN_LIMIT = 1000
 _SUBSCRIBED = ("subscribe", "ssubscribe")
+# What an ACL refusal costs, by whom it hit (see Alerts.failed).
+_LISTENING = "reading the specs or subscribing (GET, SMEMBERS, MGET, SUBSCRIBE; SET its claim)"
+_UNREPORTED = "its status is not written (coordinator status cannot see it)"
+_NO_OUTPUT = "probes apply, but their output does not reach Redis"
 
 
 class Subscriber:
@@ -61,10 +65,11 @@ class Subscriber:
         *,
         process_id: str,
         prefix: str = "diagnose",
-        secret: str | bytes | None = None,
+        secret: str | bytes | Keyring | None = None,
         manager: Any = None,
         explicit_id: bool = False,
         labels: Mapping[str, Any] | None = None,
+        require_approval: ApprovalPolicy | str | None = None,
     ) -> None:
         if manager is None:
             import diagnose
@@ -73,7 +78,9 @@ class Subscriber:
         self.url = url
         self.process_id = process_id
         self.prefix = prefix
-        self.secret = secret_bytes(secret)
+        # Signatures and the two-person rule are checked here, before any work is made.
+        self.verifier = Verifier(secret, require_approval)
+        self.secret = self.verifier.ring
         self.manager = manager
         self.explicit_id = explicit_id
         self.pid = os.getpid()
@@ -131,7 +138,7 @@ class Subscriber:
             self.client,
             self.keys,
             lambda: self.process_id,
-            on_error=self._write_failed,
+            on_error=self._output_failed,
             before_send=self.reporter.collect,
         )
 
@@ -227,6 +234,8 @@ class Subscriber:
             "resyncs": self.resyncs,
             "reconnects": self.reconnects,
             "dropped": dict(self.dropped),
+            **self.verifier.info(),
+            **self.alerts.info(),
         }
 
     def _drop(self, reason: str, detail: object) -> None:
@@ -264,7 +273,7 @@ class Subscriber:
                     self._expired_channel = None
                     failures = 0
                 else:
-                    self.alerts.failed(exc)
+                    self.alerts.failed(exc, doing=_LISTENING)
                     if self.connected.is_set():
                         log.info("diagnose_redis lost Redis (%s); reconnecting", exc)
                     else:
@@ -326,7 +335,11 @@ class Subscriber:
     def _write_failed(self, exc: Exception) -> None:
         # The listener tells of lost connections; a refused write (ACL, OOM) only shows here.
         if classify(exc) != UNREACHABLE:
-            self.alerts.failed(exc)
+            self.alerts.failed(exc, doing="a status write", costs=_UNREPORTED)
+
+    def _output_failed(self, exc: Exception) -> None:
+        if classify(exc) != UNREACHABLE:
+            self.alerts.failed(exc, doing="XADD on the output stream", costs=_NO_OUTPUT)
 
     def _session(self, pubsub: redis.client.PubSub) -> None:
         events = self.keys.events.encode()
@@ -429,7 +442,14 @@ class Subscriber:
             return
         self.received += 1
         try:
-            event = decode_event(message["data"], self.secret)
+            event = self.verifier.event(message["data"])
+        except UnknownKey as exc:
+            self._drop(exc.reason, exc)
+            # Told in the status of the spec it claims to put; nothing applied changes.
+            refused = self.verifier.unknown_key(exc)
+            if refused is not None:
+                work.append(refused)
+            return
         except WireError as exc:
             self._drop(exc.reason, exc)
             return
@@ -472,7 +492,7 @@ class Subscriber:
         pipe.get(self.keys.version)
         pipe.smembers(self.keys.ids)
         raw_version, raw_ids = pipe.execute()
-        specs, unsound = read_specs(self.client, self.keys, raw_ids, self.secret)
+        specs, unsound = self.verifier.read(self.client, self.keys, raw_ids)
         for spec_id, exc in unsound:
             self._drop(exc.reason, f"stored spec {spec_id}: {exc}")
         version = int(raw_version or 0)

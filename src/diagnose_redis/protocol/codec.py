@@ -85,6 +85,12 @@ def _sealed(body: bytes, ring: Keyring | None, domain: bytes) -> bytes:
     return sealed
 
 
+def _seal(obj: Mapping[str, Any], secret: Secret, domain: bytes) -> bytes:
+    """Pack a map within the limits and sign it with secret's first key (or not, without)."""
+    _check_limits(obj)
+    return _sealed(_pack(obj), keyring(secret), domain)
+
+
 def _with_signatures(body: bytes, signatures: list[Signature]) -> bytes:
     return bytes([body[0] + 1]) + body[1:] + keyed_trailer(signatures)
 

@@ -72,22 +72,23 @@ def start(
                 Alerts(url, given or default_process_id()).say(f"DIAGNOSE_LABELS ignored: {exc}")
         policy = _approval_policy(require_approval, url, given)
         try:
-            secret = keyring(secret if secret is not None else env.get("DIAGNOSE_SECRET") or None)
+            ring = keyring(secret if secret is not None else env.get("DIAGNOSE_SECRET") or None)
         except KeyringError as exc:
             # Never raise into the host, and never run unsigned when signing was asked for.
-            subscriber = _Failed(url, process_id=given or default_process_id(), error=exc)
-            Alerts(url, subscriber.process_id).say(
+            failed = _Failed(url, process_id=given or default_process_id(), error=exc)
+            Alerts(url, failed.process_id).say(
                 f"DIAGNOSE_SECRET cannot be read ({exc}); fleet probes do not apply in this "
                 "process; fix it and restart"
             )
-            _current = subscriber
-            return subscriber
+            _current = failed
+            return failed
+        subscriber: Subscriber
         try:
             subscriber = Subscriber(
                 url,
                 process_id=given or default_process_id(),
                 prefix=prefix or env.get("DIAGNOSE_PREFIX") or "diagnose",
-                secret=secret,
+                secret=ring,
                 manager=manager,
                 explicit_id=given is not None,
                 labels=labels,

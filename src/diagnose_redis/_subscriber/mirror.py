@@ -80,10 +80,13 @@ class Mirror:
             elif isinstance(item, Event):
                 version = max(version, item.version)
                 spec = item.spec if item.op == "put" else None
-                if isinstance(spec, Refused) and not spec.sound:
-                    # An unverified claim only tells of a spec this process lacks.
-                    if item.spec_id in self.owned or isinstance(changes.get(item.spec_id), dict):
-                        continue
+                # An unverified claim only tells of a spec this process lacks.
+                if (
+                    isinstance(spec, Refused)
+                    and not spec.sound
+                    and (item.spec_id in self.owned or isinstance(changes.get(item.spec_id), dict))
+                ):
+                    continue
                 changes[item.spec_id] = spec
         # A spec whose select does not choose this process is, here, no spec at all: one
         # whose select stopped choosing it is removed like a deleted one.

@@ -75,7 +75,7 @@ class Verifier:
         spec_id, spec = claim
         return Event("put", spec_id, 0, Refused(spec, str(exc), sound=False))
 
-    def stored(self, spec_id: str, raw: bytes) -> dict[str, Any] | Refused:
+    def stored(self, spec_id: str, raw: bytes | str) -> dict[str, Any] | Refused:
         """Decode and verify a stored spec; raise WireError if it is unsound (UnknownKey
         if no key held signed it)."""
         opened = open_spec(spec_id, raw, self.ring)

@@ -2,9 +2,9 @@
 
 The listener reads Redis and turns what it read into work: a Snapshot (the full set of specs,
 read at a resync) or an Event (one put or delete from the channel). A spec this process
-refuses (signed with a key it does not hold, or awaiting approval) travels as Refused. It applies the work
-itself when it can, or queues it for the applier; Signals wake or stop the applier. The
-Backlog tells the listener whether applying itself could overtake queued work.
+refuses (signed with a key it does not hold, or awaiting approval) travels as Refused. It
+applies the work itself when it can, or queues it for the applier; Signals wake or stop the
+applier. The Backlog tells the listener whether applying itself could overtake queued work.
 """
 
 from __future__ import annotations

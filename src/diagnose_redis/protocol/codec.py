@@ -211,7 +211,9 @@ class SealedSpec:
         if self.signatures:
             return _with_signatures(self.body, list(self.signatures))
         if self.bare is not None:
-            return bytes([self.body[0] + 1]) + self.body[1:] + msgpack.packb("sig") + _pack(self.bare)
+            return (
+                bytes([self.body[0] + 1]) + self.body[1:] + msgpack.packb("sig") + _pack(self.bare)
+            )
         return self.body
 
     @property
@@ -286,7 +288,9 @@ def countersign(sealed: SealedSpec, secret: Secret, at: _dt.datetime) -> SealedS
         raise WireError("unsigned", "only a spec signed with a named key can be approved")
     signer = ring.signer
     at_ms = round((to_utc(at) - _EPOCH).total_seconds() * 1000)
-    signature = sign_keyed(sealed.body, signer.key_id, signer.secret, spec_domain(sealed.spec_id), at_ms)
+    signature = sign_keyed(
+        sealed.body, signer.key_id, signer.secret, spec_domain(sealed.spec_id), at_ms
+    )
     return SealedSpec(sealed.spec_id, sealed.body, (*sealed.signatures, signature))
 
 

@@ -71,12 +71,13 @@ def sign(body: bytes, secret: bytes, domain: bytes) -> bytes:
 
 def check_signature(raw: bytes, sig: object, secret: bytes, domain: bytes) -> None:
     """Raise WireError unless sig, the ``"sig"`` entry decoded from raw, signs raw."""
-    body = _bare_body(raw, sig)
-    if not hmac.compare_digest(_mac(secret, domain, body), sig):  # type: ignore[arg-type]
+    body, mac = _bare_body(raw, sig)
+    if not hmac.compare_digest(_mac(secret, domain, body), mac):
         raise WireError("forged", "message signature does not match")
 
 
-def _bare_body(raw: bytes, sig: object) -> bytes:
+def _bare_body(raw: bytes, sig: object) -> tuple[bytes, bytes]:
+    """Return the bytes a bare ``"sig"`` entry signs, and its MAC."""
     if not (
         isinstance(sig, bytes)
         and 0x81 <= raw[0] <= 0x8F
@@ -84,7 +85,7 @@ def _bare_body(raw: bytes, sig: object) -> bytes:
         and raw[-SIG_LEN:] == _SIG_TRAILER + sig
     ):
         raise WireError("forged", "message signature is misplaced or malformed")
-    return bytes([raw[0] - 1]) + raw[1:-SIG_LEN]
+    return bytes([raw[0] - 1]) + raw[1:-SIG_LEN], sig
 
 
 @dataclass(frozen=True)
@@ -193,8 +194,8 @@ def verify(
 
 def verify_bare(keys: Any, raw: bytes, sig: object, domain: bytes) -> Signed:
     """Check a bare ``"sig"`` entry against every key held; return the one that signed."""
-    body = _bare_body(raw, sig)
+    body, mac = _bare_body(raw, sig)
     for key in keys.keys:
-        if hmac.compare_digest(_mac(key.secret, domain, body), sig):  # type: ignore[arg-type]
+        if hmac.compare_digest(_mac(key.secret, domain, body), mac):
             return Signed(frozenset({key.key_id}))
     raise WireError("forged", "message signature does not match")

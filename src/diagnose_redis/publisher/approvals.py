@@ -13,7 +13,7 @@ import datetime as _dt
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from diagnose.clock import to_utc, utcnow
 from diagnose_redis.exceptions import ApprovalError, UnknownKey, WireError
@@ -167,11 +167,16 @@ def approve(store: SpecStore, spec_id: str) -> Approved:
         live = open_spec(spec_id, approved.blob, store.secret, holder="this coordinator").value
         return Approved(version, live, publisher, signers)
 
-    # value_from_callable=True: transaction() returns what the callable returns.
+    # redis-py types transaction()'s callable as returning None, but with
+    # value_from_callable=True transaction() returns what the callable returns.
     result = store.client.transaction(
-        sign_and_publish, pending_key, spec_key, keys.version, value_from_callable=True
+        sign_and_publish,  # type: ignore[arg-type]
+        pending_key,
+        spec_key,
+        keys.version,
+        value_from_callable=True,
     )
-    return result  # type: ignore[no-any-return]
+    return cast(Approved, result)
 
 
 def _check_approvable(

@@ -226,7 +226,9 @@ class SpecStore:
         who = self.who
         action = action or ("expire" if only_expired else "remove")
         signed = ", ".join(self._key_ids())
-        detail = "; ".join(part for part in (f"signed with key {signed}" if signed else "", note) if part)
+        detail = "; ".join(
+            part for part in (f"signed with key {signed}" if signed else "", note) if part
+        )
 
         def delete(pipe: Any) -> list[str]:
             version = int(pipe.get(keys.version) or 0)

@@ -42,7 +42,8 @@ def list_specs(settings: Settings, *, as_json: bool, wide: bool = False) -> None
     from diagnose_redis.publisher import read_pending
 
     store = settings.store()
-    specs, unverified = read_spec_set(store)
+    foreign: dict[str, list[str]] = {}
+    specs, unverified = read_spec_set(store, foreign)
     version = store.version()
     entries = {
         spec_id: {**spec, "remaining_seconds": _remaining(store, spec_id)}
@@ -62,9 +63,9 @@ def list_specs(settings: Settings, *, as_json: bool, wide: bool = False) -> None
         for entry in (*entries.values(), *pending.values()):
             entry.pop("applied", None)
         document = {"version": version, "specs": entries, "unverified": unverified}
-        emit_json({**document, "pending": pending})
+        emit_json({**document, "pending": pending, "foreign": foreign})
     else:
-        print_specs(entries, wide=wide, pending=pending)
+        print_specs(entries, wide=wide, pending=pending, foreign=foreign)
     if unverified:
         raise OperationFailed(unverified_message(unverified))
 

@@ -17,8 +17,10 @@ def print_specs(
     *,
     wide: bool,
     pending: dict[str, dict[str, Any]] | None = None,
+    foreign: dict[str, list[str]] | None = None,
 ) -> None:
-    """Print the specs (REMAINING ``pending`` for those awaiting approval)."""
+    """Print the specs (REMAINING ``pending`` for those awaiting approval); say which are
+    signed with keys this coordinator does not hold (shown as stored, unverified)."""
     pending = pending or {}
     rows: list[tuple[object, ...]] = []
     for spec_id, spec in [*entries.items(), *pending.items()]:
@@ -58,6 +60,12 @@ def print_specs(
         names = [n for n in names if n not in ("name", "lastmodified")]
     cut = {"target", "name", "value"}
     print_table([Column(n, cut=n in cut) for n in names], rows, empty="No specs.", wide=wide)
+    for spec_id, key_ids in (foreign or {}).items():
+        keys = ", ".join(repr(k) for k in key_ids)
+        click.echo(
+            f"{spec_id} is signed with key {keys}, which this coordinator does not hold: "
+            "shown as stored (the workers check its signature)"
+        )
     for spec_id, spec in pending.items():
         click.echo(
             f"{spec_id} is pending approval: published by {spec.get('by')} with key "

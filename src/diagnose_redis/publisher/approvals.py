@@ -73,7 +73,7 @@ def hold(store: SpecStore, specs: Mapping[str, Mapping[str, Any]], note: str = "
     key_id = _need_named_key(store, "holding a spec for approval")
     prepared = []
     for spec_id, spec in specs.items():
-        clean, sealed, _ = store.seal(spec_id, spec)
+        clean, sealed, _ = store.seal(spec_id, spec, pending=True)
         detail = describe_spec(clean, [key_id]) + (f"; {note}" if note else "")
         prepared.append((sealed, detail))
     keys = store.keys

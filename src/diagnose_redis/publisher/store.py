@@ -127,7 +127,9 @@ class SpecStore:
         key_id = self.key_id
         return [key_id] if key_id else []
 
-    def _validate(self, spec_id: str, spec: Mapping[str, Any]) -> tuple[dict[str, Any], int | None]:
+    def _validate(
+        self, spec_id: str, spec: Mapping[str, Any], *, pending: bool = False
+    ) -> tuple[dict[str, Any], int | None]:
         from diagnose import SpecError, validate_spec
 
         try:
@@ -138,7 +140,7 @@ class SpecStore:
         clean["lastmodified"] = to_utc(clean["lastmodified"])
         clean.pop("applied", None)
         expiry = expires_at(clean)
-        if expiry is None:
+        if expiry is None or pending:  # a pending spec's lifespan runs from its approval
             return clean, None
         remaining = (expiry - utcnow()).total_seconds() * 1000
         if remaining <= 0:
@@ -152,13 +154,13 @@ class SpecStore:
         return self.put_many({spec_id: spec}, action=action, note=note)
 
     def seal(
-        self, spec_id: str, spec: Mapping[str, Any]
+        self, spec_id: str, spec: Mapping[str, Any], *, pending: bool = False
     ) -> tuple[dict[str, Any], SealedSpec, int | None]:
         """Validate a spec and sign it for storing: return its clean map, its bytes, and the
-        milliseconds it has left (None: no lifespan)."""
+        milliseconds it has left (None: no lifespan, or pending: it runs from the approval)."""
         from diagnose import SpecError
 
-        clean, ttl_ms = self._validate(spec_id, spec)
+        clean, ttl_ms = self._validate(spec_id, spec, pending=pending)
         try:
             return clean, seal_spec(spec_id, clean, self.secret), ttl_ms
         except (WireError, TypeError, ValueError) as exc:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -192,8 +192,9 @@ def test_a_worker_declares_its_key_ids_and_policy_never_a_secret(
     sub, manager = worker
     settle(client, prefix, manager)
     sub.reporter.poke()
-    raw = b"".join(client.hvals(Keys(prefix).status("w:1")))
-    info = json.loads(client.hget(Keys(prefix).status("w:1"), "_process"))
+    values: Any = client.hvals(Keys(prefix).status("w:1"))
+    raw = b"".join(values)
+    info = json.loads(cast(bytes, client.hget(Keys(prefix).status("w:1"), "_process")))
     assert info["keys"] == ["k1", "k2"] and info["approval"] == ["exception", "snapshot"]
     assert b"alpha" not in raw and b"beta" not in raw
 
@@ -218,7 +219,8 @@ def test_approval_publishes_a_pending_spec_and_its_lifespan_runs_from_then(
     assert wait_for(lambda: "s" in manager.specs)
     assert read_pending(bob) == {}
     assert 9 * 60_000 < client.pttl(Keys(prefix).spec("s")) <= 10 * 60_000
-    lastmodified = open_spec("s", client.get(Keys(prefix).spec("s")), WORKER_KEYS).value
+    stored = cast(bytes, client.get(Keys(prefix).spec("s")))
+    lastmodified = open_spec("s", stored, WORKER_KEYS).value
     assert lastmodified["lastmodified"] - published > dt.timedelta(minutes=29)
     with pytest.raises(ApprovalError, match="the key you sign with"):
         approve(bob, "s")  # bob signed it now too

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator._errors import BadInput
+from coordinator.view.results import plural
 from diagnose_redis.protocol import PROCESS_FIELD, ApprovalPolicy
 from diagnose_redis.publisher import read_fields
 
@@ -85,14 +86,21 @@ def own_policy() -> ApprovalPolicy:
 
 
 def key_warning(trust: FleetTrust, key_id: str | None) -> str | None:
-    """Say that no live process holds key_id (so all would refuse what it signs), or None."""
-    if key_id is None or not trust.processes or trust.holders.get(key_id):
+    """Say how many live processes do not hold key_id (they refuse what it signs), or None
+    when all do."""
+    held = trust.holders.get(key_id, 0) if key_id is not None else 0
+    if key_id is None or not trust.processes or held >= trust.processes:
         return None
-    held = ", ".join(sorted(trust.holders)) or "no named key"
-    if trust.silent:
-        held += f"; {trust.silent} name none"
-    many = "process holds" if trust.processes == 1 else "processes hold"
+    lacking = trust.processes - held
+    if not held:
+        holders = ", ".join(sorted(trust.holders)) or "no named key"
+        return (
+            f"warning: no live process holds key {key_id!r}, which signs this (the "
+            f"{plural(trust.processes, 'live process holds', 'live processes hold')} "
+            f"{holders}): they refuse what it signs"
+        )
     return (
-        f"warning: no live process holds key {key_id!r}, which signs this (the "
-        f"{trust.processes} live {many} {held}): they refuse what it signs"
+        f"warning: {lacking} of {trust.processes} live processes do not hold key {key_id!r}, "
+        "which signs this: they refuse what it signs (coordinator processes --json shows "
+        "each one's keys)"
     )

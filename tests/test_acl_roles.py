@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
@@ -112,7 +113,8 @@ def test_every_role_does_its_work_under_its_acl(
             ("alice as alice", "remove", "lg"),
             ("alice as alice", "remove", "sn"),
         ]
-        info = json.loads(redis.Redis.from_url(url).hget(Keys(PREFIX).status("w-1"), "_process"))
+        raw = redis.Redis.from_url(url).hget(Keys(PREFIX).status("w-1"), "_process")
+        info = json.loads(cast(bytes, raw))
         assert "refused" not in info and info["keys"] == ["k1", "k2"]
     finally:
         stderr = worker.close()

@@ -85,7 +85,11 @@ def test_the_documented_rotation_never_stops_a_probe(redis_url: str, prefix: str
 
     def everywhere() -> None:
         for worker in workers:
-            assert wait_for(lambda w=worker: fired(w) == live, 10, 0.1), (live, fired(worker))
+
+            def all_fire(worker: Worker = worker) -> bool:
+                return fired(worker) == live
+
+            assert wait_for(all_fire, 10, 0.1), (live, fired(worker))
 
     try:
         assert publish(redis_url, prefix, OLD, "p0").returncode == 0

@@ -21,7 +21,15 @@ from diagnose.exceptions import one_line
 from diagnose_redis.connection.urls import redact_url
 from diagnose_redis.exceptions import BadURL
 
-__all__ = ("AUTH", "ERROR", "UNREACHABLE", "URL", "Alerts", "classify")
+__all__ = (
+    "AUTH",
+    "ERROR",
+    "UNREACHABLE",
+    "URL",
+    "Alerts",
+    "classify",
+    "refused_command",
+)
 
 log = logging.getLogger("diagnose_redis")
 
@@ -40,7 +48,16 @@ _COMMAND_REFUSED = re.compile(r"run the '([^']+)' command")
 _PIPELINE_COMMAND = re.compile(r"^Command # \d+ \((\S+)(?: (\S+))?")
 #: How many refused commands ``_process`` lists.
 MAX_REFUSED_COMMANDS = 10
-NOT_APPLIED = "fleet probes do not apply in this process"
+# Where a failure hit: what was being run there (for an ACL refusal whose text names no
+# command), and what it costs this process.
+_WHERE = {
+    "listener": (
+        "reading the specs or subscribing (GET, SMEMBERS, MGET, SUBSCRIBE; SET its claim)",
+        "fleet probes do not apply in this process",
+    ),
+    "status": ("a status write", "its status is not written (coordinator status cannot see it)"),
+    "output": ("XADD on the output stream", "probes apply, but their output does not reach Redis"),
+}
 
 
 def refused_command(exc: BaseException, doing: str | None = None) -> str | None:
@@ -131,13 +148,12 @@ class Alerts:
         """Return what ``_process`` says of refused commands (nothing when none were)."""
         return {"refused": dict(self.refused)} if self.refused else {}
 
-    def failed(
-        self, exc: BaseException, *, doing: str | None = None, costs: str = NOT_APPLIED
-    ) -> None:
+    def failed(self, exc: BaseException, *, where: str = "listener") -> None:
         """Note a failure; show a line for it unless its kind was shown within a minute.
 
-        doing names the commands the caller was running (for an ACL refusal whose text does
-        not), costs what the failure means for this process."""
+        where (listener, status or output) says what it costs, and what was being run
+        there, for an ACL refusal whose text names no command."""
+        doing, costs = _WHERE.get(where, _WHERE["listener"])
         command = refused_command(exc, doing)
         if command is not None:
             self._refused(command, exc, costs)

@@ -34,7 +34,7 @@ from diagnose_redis._subscriber.reader import MessageReader
 from diagnose_redis._subscriber.verify import Verifier
 from diagnose_redis._subscriber.work_items import Event, Snapshot, Work
 from diagnose_redis.connection import urls
-from diagnose_redis.exceptions import UnknownKey, WireError
+from diagnose_redis.exceptions import WireError
 from diagnose_redis.protocol import ApprovalPolicy, Keyring, Keys, expired_channel
 
 __all__ = ("Subscriber",)
@@ -50,10 +50,6 @@ HEALTH_SECONDS = 5.0
 READ_TIMEOUT = 5.0
 DRAIN_LIMIT = 1000
 _SUBSCRIBED = ("subscribe", "ssubscribe")
-# What an ACL refusal costs, by whom it hit (see Alerts.failed).
-_LISTENING = "reading the specs or subscribing (GET, SMEMBERS, MGET, SUBSCRIBE; SET its claim)"
-_UNREPORTED = "its status is not written (coordinator status cannot see it)"
-_NO_OUTPUT = "probes apply, but their output does not reach Redis"
 
 
 class Subscriber:
@@ -273,7 +269,7 @@ class Subscriber:
                     self._expired_channel = None
                     failures = 0
                 else:
-                    self.alerts.failed(exc, doing=_LISTENING)
+                    self.alerts.failed(exc)
                     if self.connected.is_set():
                         log.info("diagnose_redis lost Redis (%s); reconnecting", exc)
                     else:
@@ -335,11 +331,11 @@ class Subscriber:
     def _write_failed(self, exc: Exception) -> None:
         # The listener tells of lost connections; a refused write (ACL, OOM) only shows here.
         if classify(exc) != UNREACHABLE:
-            self.alerts.failed(exc, doing="a status write", costs=_UNREPORTED)
+            self.alerts.failed(exc, where="status")
 
     def _output_failed(self, exc: Exception) -> None:
         if classify(exc) != UNREACHABLE:
-            self.alerts.failed(exc, doing="XADD on the output stream", costs=_NO_OUTPUT)
+            self.alerts.failed(exc, where="output")
 
     def _session(self, pubsub: redis.client.PubSub) -> None:
         events = self.keys.events.encode()
@@ -443,15 +439,9 @@ class Subscriber:
         self.received += 1
         try:
             event = self.verifier.event(message["data"])
-        except UnknownKey as exc:
-            self._drop(exc.reason, exc)
-            # Told in the status of the spec it claims to put; nothing applied changes.
-            refused = self.verifier.unknown_key(exc)
-            if refused is not None:
-                work.append(refused)
-            return
         except WireError as exc:
             self._drop(exc.reason, exc)
+            work.extend(self.verifier.refusals(exc))  # an unknown key's, told in the status
             return
         except Exception as exc:
             self._drop("malformed", exc)

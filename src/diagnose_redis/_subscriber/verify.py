@@ -66,14 +66,14 @@ class Verifier:
             event["spec"] = self._admit(event["spec"], opened.signers)
         return event
 
-    def unknown_key(self, exc: UnknownKey) -> Event | None:
-        """Return, for an event signed only by keys not held, the refusal of the spec it
-        claims to put (which changes nothing applied), or None if it claims no sound put."""
-        claim = unverified_put(exc.body)
+    def refusals(self, exc: WireError) -> list[Event]:
+        """Return, for an event refused as signed only by keys not held, the refusal of the
+        spec it claims to put (it changes nothing applied); nothing for any other error."""
+        claim = unverified_put(exc.body) if isinstance(exc, UnknownKey) else None
         if claim is None:
-            return None
+            return []
         spec_id, spec = claim
-        return Event("put", spec_id, 0, Refused(spec, str(exc), sound=False))
+        return [Event("put", spec_id, 0, Refused(spec, str(exc), sound=False))]
 
     def stored(self, spec_id: str, raw: bytes | str) -> dict[str, Any] | Refused:
         """Decode and verify a stored spec; raise WireError if it is unsound (UnknownKey

@@ -11,7 +11,6 @@ signatures sign the same bytes: that is how a second person approves a spec.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 import msgpack
 
 from diagnose_redis.exceptions import UnknownKey, WireError
+from diagnose_redis.protocol.keyring import KEY_ID_PATTERN
 
 __all__ = (
     "EVENT_DOMAIN",
@@ -61,7 +61,7 @@ def secret_bytes(secret: str | bytes | None) -> bytes | None:
 
 
 def _mac(secret: bytes, domain: bytes, body: bytes) -> bytes:
-    return hmac.new(secret, domain + body, hashlib.sha256).digest()
+    return hmac.digest(secret, domain + body, "sha256")
 
 
 def sign(body: bytes, secret: bytes, domain: bytes) -> bytes:
@@ -121,8 +121,6 @@ def keyed_trailer(signatures: Iterable[Signature]) -> bytes:
 
 def parse_signatures(value: object) -> list[Signature]:
     """Read a ``"sigs"`` entry as decoded; raise WireError (malformed) unless it is sound."""
-    from diagnose_redis.protocol.keyring import KEY_ID_PATTERN
-
     if not isinstance(value, list) or not 1 <= len(value) <= MAX_SIGNATURES:
         raise WireError(
             "malformed", f"signatures must be a list of 1 to {MAX_SIGNATURES} [key id, MAC]"

@@ -108,7 +108,7 @@ def test_every_role_does_its_work_under_its_acl(
         audit = json.loads(ok(run(url, "diagnose-auditor", "audit", "--json")))
         assert [(e["who"], e["action"], e["spec"]) for e in audit] == [
             ("alice as alice", "publish", "lg"),
-            ("alice as alice", "pending", "sn"),
+            ("alice as alice", "publish", "sn"),
             ("bob as bob", "approve", "sn"),
             ("alice as alice", "remove", "lg"),
             ("alice as alice", "remove", "sn"),

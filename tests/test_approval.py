@@ -225,7 +225,7 @@ def test_approval_publishes_a_pending_spec_and_its_lifespan_runs_from_then(
     with pytest.raises(ApprovalError, match="the key you sign with"):
         approve(bob, "s")  # bob signed it now too
     entries = [(e["who"], e["action"]) for e in read_audit(client, Keys(prefix), 10, "s")]
-    assert entries == [("alice", "pending"), ("bob", "approve")]
+    assert entries == [("alice", "publish"), ("bob", "approve")]
 
 
 def coordinator(
@@ -275,8 +275,9 @@ def test_two_people_at_the_command_line(
                      "fleet_worker.work", "--value", "x", "--wait")  # fmt: skip
         assert logged.returncode == 0 and "pending" not in logged.stderr, logged.stderr
         audit = json.loads(run(url, prefix, "carol", "k1:alpha", "audit", "--json").stdout)
+        assert audit[0]["detail"].startswith("pending approval, published to no process")
         assert [(e["who"], e["action"], e["spec"]) for e in audit] == [
-            ("alice", "pending", "snap"),
+            ("alice", "publish", "snap"),
             ("bob", "approve", "snap"),
             ("alice", "publish", "lg"),
         ]

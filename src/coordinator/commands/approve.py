@@ -58,7 +58,7 @@ def hold_back(
             "DIAGNOSE_SECRET (or --secret) to KEYID:SECRET"
         )
     reason = "--needs-approval" if forced else "the two-person rule covers its type"
-    ids = hold(store, held, note=f"held for approval ({reason})")
+    ids = hold(store, held, note=reason)
     if not as_json:
         for spec_id in ids:
             click.echo(

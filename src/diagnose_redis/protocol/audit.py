@@ -19,8 +19,7 @@ AUDIT_MAXLEN = 100_000
 AUDIT_FIELDS = ("at", "who", "action", "spec", "detail")
 #: What an entry's action says happened to its spec.
 ACTIONS = (
-    "publish",  # stored and published to the fleet
-    "pending",  # stored, held for a second key's approval (the two-person rule)
+    "publish",  # published; or held pending approval (detail "pending approval, ...")
     "approve",  # a second key signed a pending spec, which was published
     "remove",  # deleted, its removal published
     "expire",  # its lifespan ran out; `coordinator serve` published its removal

@@ -68,14 +68,14 @@ def _need_named_key(store: SpecStore, what: str) -> str:
 
 
 def hold(store: SpecStore, specs: Mapping[str, Mapping[str, Any]], note: str = "") -> list[str]:
-    """Validate and sign specs, and store them pending approval, published to nobody;
-    return their ids."""
+    """Validate and sign specs, and store them pending approval, published to nobody (their
+    audit entries: action publish, detail ``pending approval, ...``); return their ids."""
     key_id = _need_named_key(store, "holding a spec for approval")
     prepared = []
     for spec_id, spec in specs.items():
         clean, sealed, _ = store.seal(spec_id, spec, pending=True)
-        detail = describe_spec(clean, [key_id]) + (f"; {note}" if note else "")
-        prepared.append((sealed, detail))
+        detail = "pending approval, published to no process" + (f" ({note})" if note else "")
+        prepared.append((sealed, f"{detail}; {describe_spec(clean, [key_id])}"))
     keys = store.keys
     who = store.who
     at = utcnow().isoformat()
@@ -87,7 +87,7 @@ def hold(store: SpecStore, specs: Mapping[str, Mapping[str, Any]], note: str = "
         pipe.hset(key, mapping=fields)
         pipe.expire(key, APPROVAL_WINDOW_SECONDS)
         pipe.sadd(keys.pending, sealed.spec_id)
-        add_entry(pipe, keys, who, "pending", sealed.spec_id, detail)
+        add_entry(pipe, keys, who, "publish", sealed.spec_id, detail)
     pipe.execute()
     return [sealed.spec_id for sealed, _ in prepared]
 

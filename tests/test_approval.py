@@ -283,3 +283,20 @@ def test_two_people_at_the_command_line(
         ]
     finally:
         worker.close()
+
+
+def test_a_spec_published_past_the_rule_is_refused_until_approved(
+    client: redis.Redis, prefix: str, worker: Any
+) -> None:
+    """A snapshot published straight to the workers (the library, no pending step) is
+    refused, its status saying it awaits approval; approve() by another key publishes it
+    again, signed twice, and it applies."""
+    sub, manager = worker
+    alice = SpecStore(client, prefix, "k1:alpha", who="alice")
+    alice.put("s", spec("snapshot"))
+    assert wait_for(lambda: (status_of(client, prefix, "s") or {}).get("err"))
+    assert "awaiting approval" in status_of(client, prefix, "s")["err"]  # type: ignore[index]
+    approved = approve(SpecStore(client, prefix, "k2:beta", who="bob"), "s")
+    assert approved.publisher == "" and approved.publisher_keys == ["k1"]
+    assert wait_for(lambda: "s" in manager.specs)
+    assert wait_for(lambda: (status_of(client, prefix, "s") or {}).get("err", "x") is None)

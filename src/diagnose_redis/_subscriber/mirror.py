@@ -125,8 +125,7 @@ class Mirror:
             if spec is None:
                 manager.specs.pop(spec_id, None)
                 self.owned.discard(spec_id)
-                if spec_id not in removed:
-                    removed.append(spec_id)
+                removed.append(spec_id)  # twice at most: _collect reports it once
             else:
                 manager.specs[spec_id] = spec
                 self.owned.add(spec_id)

@@ -6,7 +6,6 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import click
 from click.shell_completion import get_completion_class
@@ -16,6 +15,7 @@ from coordinator._click import (
     Option,
     connection_options,
     global_options,
+    seconds_option,
     settings_of,
     wide_option,
 )
@@ -192,6 +192,12 @@ def cli(
     metavar="S",
     help="Seconds the canary processes must run the probe without trouble.",
 )
+@click.option(
+    "--needs-approval",
+    is_flag=True,
+    help="Hold it pending until another key approves it (coordinator approve), whatever "
+    "its type; types the fleet's DIAGNOSE_REQUIRE_APPROVAL covers are always held.",
+)
 @wide_option
 @global_options
 @click.pass_context
@@ -213,12 +219,14 @@ def publish(
     timeout: float,
     canary: int | None,
     canary_for: float,
+    needs_approval: bool,
     wide: bool,
 ) -> None:
     """Validate specs, store them with their lifespan as TTL, and publish them; print the IDs.
 
     The IDs are printed as soon as the specs are published; --wait then shows each
-    process's result on stderr.
+    process's result on stderr. Specs under the two-person rule are stored pending instead,
+    until another key approves them (coordinator approve ID).
     """
     settings = settings_of(ctx)
     if spec_file is not None:
@@ -259,12 +267,58 @@ def publish(
     if canary is not None:
         from coordinator.commands.canary import Canary, publish_canary
 
+        if needs_approval:
+            raise click.UsageError("--canary rolls out at once: approve first, then publish")
         plan = Canary(count=canary, seconds=canary_for, timeout=timeout)
         publish_canary(settings, specs, plan, as_json=settings.json, wide=wide)
         return
     publishing.publish(
-        settings, specs, wait=wait, timeout=timeout, as_json=settings.json, wide=wide
+        settings,
+        specs,
+        wait=wait,
+        timeout=timeout,
+        as_json=settings.json,
+        wide=wide,
+        needs_approval=needs_approval,
     )
+
+
+@cli.command()
+@click.argument("spec_id", metavar="ID")
+@click.option("--wait", is_flag=True, help="Wait until every live process has applied it.")
+@click.option(
+    "--timeout", type=click.FloatRange(min=0), default=10.0, show_default=True, metavar="S",
+    help="Seconds --wait waits.",
+)  # fmt: skip
+@wide_option
+@global_options
+@click.pass_context
+def approve(ctx: click.Context, spec_id: str, wait: bool, timeout: float, wide: bool) -> None:
+    """Approve a spec pending under the two-person rule: sign it with your key (not the
+    publisher's) and publish it; its lifespan runs from now. Print the ID."""
+    from coordinator.commands.approve import approve as run_approve
+
+    settings = settings_of(ctx)
+    run_approve(settings, spec_id, wait=wait, timeout=timeout, as_json=settings.json, wide=wide)
+
+
+@cli.command()
+@click.option(
+    "-n", "--lines", "count", type=click.IntRange(min=0), default=20, show_default=True,
+    metavar="N", help="Print the last N entries.",
+)  # fmt: skip
+@click.option("--spec", "spec_id", metavar="ID", help="Only the entries of spec ID.")
+@wide_option
+@global_options
+@click.pass_context
+def audit(ctx: click.Context, count: int, spec_id: str | None, wide: bool) -> None:
+    """Print who published, removed, approved or rolled out which spec, oldest first.
+
+    One row per change: TIME WHO ACTION SPEC DETAIL (--json: a list of objects)."""
+    from coordinator.commands.audit import audit as run_audit
+
+    settings = settings_of(ctx)
+    run_audit(settings, count=count, spec_id=spec_id, as_json=settings.json, wide=wide)
 
 
 @cli.command()
@@ -390,23 +444,11 @@ def processes(ctx: click.Context, max_age: float, by: str | None) -> None:
     inspecting.processes(settings, max_age=max_age, as_json=settings.json)
 
 
-def _seconds_option(flag: str, default: float, help: str) -> Any:
-    """Return a click option taking a number of seconds (at least 0.05)."""
-    return click.option(
-        flag,
-        type=click.FloatRange(min=0.05),
-        default=default,
-        show_default=True,
-        metavar="S",
-        help=help,
-    )
-
-
 @cli.command()
-@_seconds_option("--sweep-interval", 1.0, "Seconds between sweeps of expired specs.")
-@_seconds_option("--prune-interval", 5.0, "Seconds between prunes of dead processes.")
-@_seconds_option("--version-interval", 10.0, "Seconds between re-publishing the version.")
-@_seconds_option("--max-age", 30.0, "Prune processes silent for longer than S seconds.")
+@seconds_option("--sweep-interval", 1.0, "Seconds between sweeps of expired specs.")
+@seconds_option("--prune-interval", 5.0, "Seconds between prunes of dead processes.")
+@seconds_option("--version-interval", 10.0, "Seconds between re-publishing the version.")
+@seconds_option("--max-age", 30.0, "Prune processes silent for longer than S seconds.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every sweep and prune.")
 @connection_options
 @click.pass_context

@@ -58,10 +58,17 @@ class Keys:
         self.status_prefix = f"{prefix}:status:"
         self.claim_prefix = f"{prefix}:claim:"
         self.output = f"{prefix}:output"
+        self.audit = f"{prefix}:audit"
+        self.pending = f"{prefix}:pending"
+        self.pending_prefix = f"{prefix}:pending:"
 
     def spec(self, spec_id: str) -> str:
         """Return the key of one spec."""
         return self.spec_prefix + spec_id
+
+    def pending_spec(self, spec_id: str) -> str:
+        """Return the key of a spec held pending approval (a hash: spec, who, key, at)."""
+        return self.pending_prefix + spec_id
 
     def status(self, process_id: str) -> str:
         """Return the status hash key of one process."""

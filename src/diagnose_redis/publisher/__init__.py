@@ -1,17 +1,37 @@
 """The publishing side: put and remove specs, read what the fleet reports (``SpecStore``),
-and read thousands of status hashes at once (``census``)."""
+read thousands of status hashes at once (``census``), hold specs for a second key's approval
+(``approvals``) and write who did what to the audit stream (``audit``)."""
 
 from __future__ import annotations
 
+from diagnose_redis.publisher.approvals import (
+    Approved,
+    PendingSpec,
+    approve,
+    discard,
+    hold,
+    read_pending,
+)
+from diagnose_redis.publisher.audit import acl_user, actor, describe_spec, read_audit
 from diagnose_redis.publisher.census import CensusRow, census_rows, read_fields, read_hashes
 from diagnose_redis.publisher.store import ProcessEntry, SpecStore, read_specs
 
 __all__ = (
+    "Approved",
     "CensusRow",
+    "PendingSpec",
     "ProcessEntry",
     "SpecStore",
+    "acl_user",
+    "actor",
+    "approve",
     "census_rows",
+    "describe_spec",
+    "discard",
+    "hold",
+    "read_audit",
     "read_fields",
     "read_hashes",
+    "read_pending",
     "read_specs",
 )

@@ -28,8 +28,9 @@ from diagnose_redis._status.claim import ClaimLost
 from diagnose_redis._status.identity import Identity, refused_channel, refused_name
 from diagnose_redis._status.reporter import StatusReporter
 from diagnose_redis._subscriber.applier import Applier
-from diagnose_redis._subscriber.mirror import Mirror, rekey_applied
+from diagnose_redis._subscriber.exception_writer import write_exceptions  # noqa: F401 (registers it)
 from diagnose_redis._subscriber.flusher import Flusher
+from diagnose_redis._subscriber.mirror import Mirror, rekey_applied
 from diagnose_redis._subscriber.outflow import Outflow
 from diagnose_redis._subscriber.reader import MessageReader
 from diagnose_redis._subscriber.work_items import Event, Snapshot, Work

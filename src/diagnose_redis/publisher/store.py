@@ -139,6 +139,8 @@ class SpecStore:
                 version += 1
                 pipe.set(keys.spec(spec_id), stored, px=ttl_ms)
                 pipe.sadd(keys.ids, spec_id)
+                if clean["instrument"]["type"] == "exception":
+                    _live_as_long(pipe, keys.exceptions(spec_id), ttl_ms)
                 _publish(pipe, keys, encode_event("put", spec_id, version, clean, self.secret))
             pipe.set(keys.version, version)
             return version
@@ -183,6 +185,9 @@ class SpecStore:
             pipe.multi()
             if not only_expired:
                 pipe.delete(*spec_keys)
+            # The aggregates of the specs (exception counts and captures) go with them.
+            for spec_id in chosen if only_expired else ids:
+                pipe.delete(*keys.exceptions(spec_id))
             unindex = chosen if only_expired else ids
             if unindex:
                 pipe.srem(keys.ids, *unindex)
@@ -353,6 +358,15 @@ def _publish(pipe: Any, keys: Keys, message: bytes) -> None:
         pipe.spublish(keys.events, message)
     else:
         pipe.publish(keys.events, message)
+
+
+def _live_as_long(pipe: Any, aggregate_keys: Iterable[str], ttl_ms: int | None) -> None:
+    """Give a spec's aggregate keys the spec's TTL (none when it never expires)."""
+    for key in aggregate_keys:
+        if ttl_ms is None:
+            pipe.persist(key)
+        else:
+            pipe.pexpire(key, ttl_ms)
 
 
 def _glob_escape(text: str) -> str:

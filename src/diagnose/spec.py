@@ -19,6 +19,8 @@ from diagnose.exceptions import SpecError
 
 __all__ = (
     "CONDITION_TYPES",
+    "DEFAULT_FIRST",
+    "DEFAULT_FRAMES",
     "EVENTS",
     "MAX_FIRST",
     "MAX_FRAMES",
@@ -34,7 +36,10 @@ __all__ = (
 EVENTS = ("call", "return", "end", "line")
 #: Instrument types whose value is an optional condition (None means always).
 CONDITION_TYPES = frozenset({"snapshot", "exception"})
-#: The most frames an exception instrument captures, and captures per fingerprint.
+#: Frames an exception instrument captures per exception, and captures per fingerprint
+#: (across the fleet): by default, and at most.
+DEFAULT_FRAMES = 5
+DEFAULT_FIRST = 3
 MAX_FRAMES = 50
 MAX_FIRST = 100
 MAX_LIFESPAN_MINUTES = 366 * 24 * 60

@@ -41,6 +41,7 @@ from diagnose.aggregates import AGGREGATES, Aggregate
 from diagnose.instruments.base import Instrument
 from diagnose.instruments.log import LogInstrument, write_line
 from diagnose.outbox import OUTBOX, Origin
+from diagnose.spec import DEFAULT_FIRST, DEFAULT_FRAMES
 
 __all__ = (
     "DEFAULT_FIRST",
@@ -53,9 +54,6 @@ __all__ = (
     "ExceptionTake",
 )
 
-#: Frames captured per exception, and captures per fingerprint, unless the spec says.
-DEFAULT_FRAMES = 5
-DEFAULT_FIRST = 3
 #: Fingerprints one instrument tells apart in a process; the others count under OVERFLOW.
 MAX_FINGERPRINTS = 1000
 #: Captures waiting for their claim in Redis, per instrument; more are dropped (counted).

@@ -28,7 +28,6 @@ from diagnose_redis._status.claim import ClaimLost
 from diagnose_redis._status.identity import Identity, refused_channel, refused_name
 from diagnose_redis._status.reporter import StatusReporter
 from diagnose_redis._subscriber.applier import Applier
-from diagnose_redis._subscriber.exception_writer import write_exceptions  # noqa: F401 (registers it)
 from diagnose_redis._subscriber.flusher import Flusher
 from diagnose_redis._subscriber.mirror import Mirror, rekey_applied
 from diagnose_redis._subscriber.outflow import Outflow

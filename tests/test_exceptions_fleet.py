@@ -126,7 +126,7 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
 
 def stream_captures(client: redis.Redis, prefix: str) -> list[dict[str, Any]]:
     """Return the exception entries of the output stream, values decoded."""
-    entries = client.xrange(f"{prefix}:output")
+    entries: Any = client.xrange(f"{prefix}:output")
     return [
         {k.decode(): v.decode() for k, v in fields.items()}
         for _id, fields in entries
@@ -201,12 +201,8 @@ def test_three_workers_two_code_paths(redis_url: str, client: redis.Redis) -> No
     assert stored[0]["process"] in pids and stored[0]["at"].endswith("Z")
 
     everything = json.dumps(captures) + json.dumps(stored)
-    everything += json.dumps(
-        {
-            k.decode(): v.decode()
-            for k, v in client.hgetall(store.keys.exceptions("errors").about).items()
-        }
-    )
+    about: Any = client.hgetall(store.keys.exceptions("errors").about)
+    everything += json.dumps({k.decode(): v.decode() for k, v in about.items()})
     for secret in SECRETS:
         assert secret not in everything
 

@@ -23,6 +23,7 @@ import diagnose
 from diagnose import SpecError, probes, validate_spec
 from diagnose._output import frames as framing
 from diagnose._swap import patch as patching
+from diagnose.aggregates import AGGREGATES
 from diagnose.instruments import ExceptionInstrument
 from diagnose.instruments import exception as exceptions
 from diagnose.instruments.log import LogInstrument
@@ -231,7 +232,7 @@ def test_a_capture_has_the_innermost_frames_with_their_locals(probed: Any, lines
     frames = capture["frames"]
     assert [f["function"] for f in frames] == ["_validate", "_deeper"]
     assert frames[-1]["line"] == traceback.extract_tb(exc.__traceback__)[-1].lineno
-    assert frames[-1]["file"] == Path(__file__).name
+    assert Path(frames[-1]["file"]) == Path(__file__)
     assert frames[-1]["locals"] == {"quantity": 30}
     assert frames[0]["locals"]["basket"]["items"] == [0, 1, 2]
     assert lines and lines[0].startswith("Exception (exc) = {")
@@ -410,6 +411,29 @@ def test_a_spec_applies_with_the_default_capture_rate(manager: Any) -> None:
     assert isinstance(instrument, ExceptionInstrument)
     assert instrument.rate == 1 and instrument.stats.ring is None
     assert (instrument.frames, instrument.first) == (2, 4)
+
+
+def test_a_removed_spec_retires_its_aggregate(manager: Any) -> None:
+    """The instrument of a spec that raised flushes its counts until the spec is removed:
+    then its aggregate is retired (taken once more), and nothing keeps the instrument."""
+    manager.specs["errs"] = {
+        "target": TARGET,
+        "instrument": {"type": "exception", "name": "errs"},
+        "lifespan": None,
+        "lastmodified": dt.datetime(2026, 1, 1),
+    }
+    manager.apply()
+    outcome(checkout, 1)
+    instrument = probes.active_probes[TARGET].instruments[f"{manager.short_id}:errs"]
+    aggregate = instrument.aggregate
+    gone = weakref.ref(instrument)
+    assert aggregate.fleet and id(aggregate) in AGGREGATES._live
+    del instrument
+    manager.specs.clear()
+    manager.apply()
+    gc.collect()
+    assert gone() is None
+    assert id(aggregate) not in AGGREGATES._live
 
 
 @pytest.mark.parametrize(

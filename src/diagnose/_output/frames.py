@@ -59,10 +59,11 @@ _CACHE_SIZE = 1024
 
 
 def type_name(cls: type) -> str:
-    """Return an exception type's qualified name: ``KeyError``, ``shop.pricing.Declined``."""
+    """Return an exception type's qualified name as a traceback shows it: ``KeyError``,
+    ``shop.pricing.Declined`` (no module for builtins and ``__main__``)."""
     module = getattr(cls, "__module__", None)
     qualname = getattr(cls, "__qualname__", None) or getattr(cls, "__name__", "?")
-    if not isinstance(module, str) or module == "builtins":
+    if not isinstance(module, str) or module in ("builtins", "__main__"):
         return str(qualname)
     return f"{module}.{qualname}"
 
@@ -263,7 +264,9 @@ def capture_frames(
     tb: TracebackType | None, count: int, max_bytes: int = snapshot.MAX_BYTES
 ) -> tuple[list[dict[str, Any]], int]:
     """Return the innermost count frames of tb (innermost last), each ``{"function",
-    "file", "line", "locals"}``, and how many of them could not be captured whole.
+    "file", "line", "locals"}``, and how many of them could not be captured whole. The
+    file is the code's own file name, as a traceback shows it (the fingerprint uses the
+    name the fleet agrees on).
 
     The locals are snapshots (see ``_output.snapshot``) sharing max_bytes, the innermost
     frame served first. A frame whose locals cannot be walked (a local whose fields raise)
@@ -286,7 +289,7 @@ def capture_frames(
         frames.append(
             {
                 "function": code.co_qualname,
-                "file": display_path(code.co_filename),
+                "file": code.co_filename,
                 "line": _line(entry),
                 "locals": names,
             }

@@ -106,11 +106,16 @@ class ExceptionAggregate(Aggregate):
         self.fleet = False
         #: captures that won their claim, and those that lost it
         self.won = self.lost = 0
-        #: called with each capture that won its claim
-        self.on_won: Any = None
+        # The instrument's method called with each capture that won its claim, held
+        # weakly: the flusher holds this aggregate until the instrument is gone.
+        self._on_won: weakref.WeakMethod[Any] | None = None
         self._window: dict[str, list[Any]] = {}
         self._pending: list[dict[str, Any]] = []
         self._sent: ExceptionTake | None = None
+
+    def on_won(self, callback: Any) -> None:
+        """Call callback (a bound method, held weakly) with each capture that won."""
+        self._on_won = weakref.WeakMethod(callback)
 
     def add(self, fingerprint: str, type_name: str, at: float) -> tuple[str, bool]:
         """Count one raise; return the fingerprint it counts under (OVERFLOW past the
@@ -173,11 +178,12 @@ class ExceptionAggregate(Aggregate):
             if len(self.full) <= MAX_FINGERPRINTS:
                 self.full.add(_text(fingerprint))
         captures = take.captures if take is not None else []
+        callback = self._on_won() if self._on_won is not None else None
         for index in won or ():
             if isinstance(index, int) and 0 < index <= len(captures):
                 self.won += 1
-                if self.on_won is not None:
-                    self.on_won(captures[index - 1])
+                if callback is not None:
+                    callback(captures[index - 1])
         self.lost += max(0, len(captures) - len(won or ()))
 
     def reset(self) -> None:
@@ -225,7 +231,7 @@ class ExceptionInstrument(Instrument):
             )
         self.fingerprints = framing.Fingerprints()
         self.aggregate = ExceptionAggregate(Origin("", "exception"), name, DEFAULT_FIRST)
-        self.aggregate.on_won = self._won
+        self.aggregate.on_won(self._won)
         self.captures: deque[dict[str, Any]] = deque(maxlen=KEPT)
         self.last: dict[str, Any] | None = None
         self._claimed: dict[str, int] = {}

@@ -139,6 +139,20 @@ def exception_overhead(number: int, repeat: int) -> None:
     )
     print(f"{'exception probe over the return probe':<44} {over:+9.1f} ns/call   (bar: +50)")
 
+    # A raise: counted every time, captured once (first 1), so this is the cost of counting.
+    raising = targets.call_refuse
+    bare_raise = per_call_ns(raising, 5, number // 10, repeat)
+    print(f"{'bare raise (refuse(arg), caught)':<44} {bare_raise:9.1f} ns/call")
+    probe = probes.attach_to("targets.refuse")
+    inst = ExceptionInstrument("exc", custom={"first": 1})
+    inst.budget, inst.rate = 1000.0, 1
+    probe.instruments["bench"] = inst
+    probe.start()
+    raising(5)
+    measure("exception probe, a raise counted", raising, 5, bare_raise, number // 10, repeat)
+    probe.stop()
+    probes.active_probes.pop("targets.refuse", None)
+
 
 def apply_ms(extra_objects: int, specs: int = 10, rounds: int = 20) -> float:
     """Return the median time of ProbeManager.apply() with specs changed each round."""

@@ -222,7 +222,7 @@ def test_coordinator_exceptions_reads_what_the_fleet_merged(
     frames = [{"function": "f", "file": "m.py", "line": 3, "locals": {"x": 1}}]
     for fingerprint, count in (("aaaaaaaaaaaaaaaa", 2), ("bbbbbbbbbbbbbbbb", 5)):
         for _ in range(count):
-            aggregate.add(fingerprint, "ValueError", 1_800_000_000.0)
+            aggregate.add(fingerprint, ValueError, 1_800_000_000.0)
         aggregate.describe(fingerprint, f"bad {fingerprint[0]}")
     aggregate.hold(
         {
@@ -307,7 +307,7 @@ def test_many_processes_claiming_at_once_capture_k_in_all(
     for n in range(40):
         aggregate = ExceptionAggregate(Origin("errors", "exception"), "e", 3)
         aggregate.fleet = True
-        aggregate.add("cccccccccccccccc", "ValueError", 1_800_000_000.0 + n)
+        aggregate.add("cccccccccccccccc", ValueError, 1_800_000_000.0 + n)
         aggregate.hold(_capture("cccccccccccccccc", n))
         aggregate.hold(_capture("cccccccccccccccc", 100 + n))
         aggregates.append(aggregate)
@@ -319,7 +319,7 @@ def test_many_processes_claiming_at_once_capture_k_in_all(
         start.wait()
         flusher.flush()
         # The next flush tells even those that flushed before the K-th claim.
-        aggregate.add("cccccccccccccccc", "ValueError", 1_800_000_100.0 + n)
+        aggregate.add("cccccccccccccccc", ValueError, 1_800_000_100.0 + n)
         flusher.flush()
         own.close()
 
@@ -347,7 +347,7 @@ def test_aggregates_live_and_go_with_their_spec(client: redis.Redis) -> None:
     aggregate = ExceptionAggregate(Origin("errors", "exception"), "e", 3)
     aggregate.fleet = True
     flusher = Flusher(client, Keys(prefix), lambda: "p1", aggregates=_registry(aggregate))
-    aggregate.add("dddddddddddddddd", "ValueError", 1_800_000_000.0)
+    aggregate.add("dddddddddddddddd", ValueError, 1_800_000_000.0)
     aggregate.hold(_capture("dddddddddddddddd", 1))
     flusher.flush()
     keys = store.keys.exceptions("errors")
@@ -358,7 +358,7 @@ def test_aggregates_live_and_go_with_their_spec(client: redis.Redis) -> None:
     assert all(client.pttl(key) == -1 for key in keys)
     assert store.remove("errors") == ["errors"]
     assert not any(client.exists(key) for key in keys)
-    aggregate.add("dddddddddddddddd", "ValueError", 1_800_000_001.0)
+    aggregate.add("dddddddddddddddd", ValueError, 1_800_000_001.0)
     aggregate.hold(_capture("dddddddddddddddd", 2))
     flusher.flush()
     assert not any(client.exists(key) for key in keys)
@@ -373,7 +373,7 @@ def test_an_expired_spec_is_swept_with_its_aggregates(client: redis.Redis) -> No
     store.put("errors", exception_spec())
     aggregate = ExceptionAggregate(Origin("errors", "exception"), "e", 3)
     aggregate.fleet = True
-    aggregate.add("eeeeeeeeeeeeeeee", "ValueError", 1_800_000_000.0)
+    aggregate.add("eeeeeeeeeeeeeeee", ValueError, 1_800_000_000.0)
     Flusher(client, Keys(prefix), lambda: "p1", aggregates=_registry(aggregate)).flush()
     keys = store.keys.exceptions("errors")
     client.persist(keys.counts)  # as if set by a flush racing the expiry
@@ -395,10 +395,10 @@ def test_a_take_kept_from_a_failed_flush_is_merged_once(
     unreachable = redis.Redis.from_url(silent_server.url, socket_timeout=0.2)
     flusher = Flusher(unreachable, Keys(prefix), lambda: "p1", aggregates=_registry(aggregate))
     for _ in range(4):
-        aggregate.add("ffffffffffffffff", "ValueError", 1_800_000_000.0)
+        aggregate.add("ffffffffffffffff", ValueError, 1_800_000_000.0)
     with pytest.raises(redis.RedisError):
         flusher.flush()
-    aggregate.add("ffffffffffffffff", "ValueError", 1_800_000_001.0)
+    aggregate.add("ffffffffffffffff", ValueError, 1_800_000_001.0)
     flusher.client = client
     flusher.flush()
     flusher.flush()

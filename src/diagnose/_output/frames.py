@@ -114,31 +114,44 @@ def _line(tb: TracebackType) -> int:
 
 
 class Fingerprints:
-    """Fingerprint raises, caching the fingerprint of each code path seen (bounded)."""
+    """Fingerprint raises, caching the fingerprint of each code path seen (bounded).
+
+    The cache key is what is cheapest to read from a traceback: the type, and each frame's
+    code object by id with the offset of its last instruction (the line is computed on a
+    miss only). Each entry keeps its code objects, so that their ids stay theirs.
+    """
 
     __slots__ = ("_known", "size")
 
     def __init__(self, size: int = _CACHE_SIZE) -> None:
         self.size = size
-        # (type, code, line, code, line, ...) -> fingerprint
-        self._known: dict[tuple[Any, ...], str] = {}
+        # (type, id(code), lasti, ...) -> (fingerprint, the codes, the type)
+        self._known: dict[tuple[Any, ...], tuple[str, tuple[CodeType, ...], type]] = {}
 
     def of(self, cls: type, tb: TracebackType | None) -> str:
-        """Return the fingerprint of an exception of type cls with traceback tb (from the
-        target's frame inward): 16 hex characters."""
-        path: list[Any] = [cls]
-        while tb is not None:
-            path.append(tb.tb_frame.f_code)
-            path.append(_line(tb))
+        """Return the fingerprint of an exception of type cls with traceback tb, from the
+        target's frame inward (the probe's frames, first, are passed over): 16 hex
+        characters."""
+        while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_WRAPPER_FILES):
             tb = tb.tb_next
+        path: list[Any] = [id(cls)]
+        entry = tb
+        while entry is not None:
+            path += (id(entry.tb_frame.f_code), entry.tb_lasti)
+            entry = entry.tb_next
         key = tuple(path)
         found = self._known.get(key)
         if found is None:
-            found = fingerprint(cls, zip(key[1::2], key[2::2], strict=True))
+            codes, lines = [], []
+            while tb is not None:
+                codes.append(tb.tb_frame.f_code)
+                lines.append(_line(tb))
+                tb = tb.tb_next
+            found = (fingerprint(cls, zip(codes, lines, strict=True)), tuple(codes), cls)
             if len(self._known) >= self.size:
                 self._known.clear()
             self._known[key] = found
-        return found
+        return found[0]
 
 
 def fingerprint(cls: type, frames: Iterable[tuple[CodeType, int]]) -> str:

@@ -117,24 +117,26 @@ class ExceptionAggregate(Aggregate):
         """Call callback (a bound method, held weakly) with each capture that won."""
         self._on_won = weakref.WeakMethod(callback)
 
-    def add(self, fingerprint: str, type_name: str, at: float) -> tuple[str, bool]:
-        """Count one raise; return the fingerprint it counts under (OVERFLOW past the
-        bound) and whether it is the first of its fingerprint since the last take (its
-        message is then wanted: see describe)."""
+    def add(self, fingerprint: str, cls: type, at: float) -> tuple[str, bool]:
+        """Count one raise of an exception of type cls; return the fingerprint it counts
+        under (OVERFLOW past the bound) and whether it is the first of its fingerprint
+        since the last take (its message is then wanted: see describe)."""
         with self.lock:
             totals = self.totals
             total = totals.get(fingerprint)
             if total is None and len(totals) >= MAX_FINGERPRINTS:
-                fingerprint, type_name = OVERFLOW, OVERFLOW_TYPE
+                fingerprint = OVERFLOW
                 total = totals.get(OVERFLOW)
             totals[fingerprint] = (total or 0) + 1
             if not self.fleet:
                 return fingerprint, False
             entry = self._window.get(fingerprint)
             if entry is None:
-                message = OVERFLOW_MESSAGE if fingerprint == OVERFLOW else ""
-                self._window[fingerprint] = [1, at, at, type_name, message]
-                return fingerprint, fingerprint != OVERFLOW
+                if fingerprint == OVERFLOW:
+                    self._window[fingerprint] = [1, at, at, OVERFLOW_TYPE, OVERFLOW_MESSAGE]
+                    return fingerprint, False
+                self._window[fingerprint] = [1, at, at, framing.type_name(cls), ""]
+                return fingerprint, True
             entry[0] += 1
             entry[2] = at
             return fingerprint, False
@@ -297,20 +299,18 @@ class ExceptionInstrument(Instrument):
             return
         if self.value != "True" and not self.evaluate(self.value, _globals, _locals):
             return
-        tb = framing.past_wrappers(exc.__traceback__)
         cls = type(exc)
-        fingerprint = self.fingerprints.of(cls, tb)
+        fingerprint = self.fingerprints.of(cls, exc.__traceback__)
         aggregate = self.aggregate
         if self.origin is not None and not aggregate.fleet:
             self._join_fleet()
         at = time.time()
-        type_name = framing.type_name(cls)
-        fingerprint, describe = aggregate.add(fingerprint, type_name, at)
+        fingerprint, describe = aggregate.add(fingerprint, cls, at)
         if fingerprint == OVERFLOW:
             return
         message: str | None = None
         if describe:
-            message = self._message(exc, tb)
+            message = self._message(exc, framing.past_wrappers(exc.__traceback__))
             aggregate.describe(fingerprint, message)
         if aggregate.fleet:
             if fingerprint in aggregate.full:
@@ -326,9 +326,10 @@ class ExceptionInstrument(Instrument):
         if not self._admit_capture():
             self.stats.dropped += 1
             return
+        tb = framing.past_wrappers(exc.__traceback__)
         if message is None:
             message = self._message(exc, tb)
-        capture = self._capture(fingerprint, type_name, message, tb, at)
+        capture = self._capture(fingerprint, framing.type_name(cls), message, tb, at)
         if aggregate.fleet:
             aggregate.hold(capture)
         else:

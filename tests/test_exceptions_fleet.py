@@ -5,6 +5,7 @@ and `coordinator exceptions` reading them."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -405,3 +406,39 @@ def test_a_take_kept_from_a_failed_flush_is_merged_once(
     unreachable.close()
     (row,) = read_exceptions(client, store.keys, "errors")
     assert row.count == 5
+
+
+def _readme_acl_rules() -> list[str]:
+    """Return the rules of the README's `ACL SETUSER diagnose on >PASSWORD ...` line."""
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    found = re.search(r"`ACL SETUSER diagnose on >PASSWORD ([^`]+)`", readme.read_text())
+    assert found, "the README's Security section has no ACL SETUSER line"
+    return found.group(1).split()
+
+
+def test_the_readme_acl_lets_exception_counts_merge(private_redis: Any) -> None:
+    """Under the README's ACL line the flusher's script runs: without its +eval, Redis
+    refuses it."""
+    admin = redis.Redis.from_url(private_redis.url)
+    rules = _readme_acl_rules()
+    assert "+eval" in rules
+    admin.execute_command("ACL", "SETUSER", "diagnose", "on", ">pw", *rules)
+    without = [rule for rule in rules if rule != "+eval"]
+    admin.execute_command("ACL", "SETUSER", "noscript", "on", ">pw", *without)
+    url = private_redis.url.replace("redis://", "redis://{}:pw@")
+    for user, merged in (("noscript", False), ("diagnose", True)):
+        client = redis.Redis.from_url(url.format(user))
+        store = SpecStore(client, "diagnose")
+        store.put("errors", exception_spec())
+        aggregate = ExceptionAggregate(Origin("errors", "exception"), "e", 3)
+        aggregate.fleet = True
+        aggregate.add("abababababababab", ValueError, 1_800_000_000.0)
+        flusher = Flusher(client, Keys("diagnose"), lambda: "p1", aggregates=_registry(aggregate))
+        if merged:
+            flusher.flush()
+            assert admin.zscore(store.keys.exceptions("errors").counts, "abababababababab") == 1
+        else:
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                flusher.flush()
+        client.close()
+    admin.close()

@@ -56,8 +56,6 @@ Exit codes:
 \b
 Examples:
   coordinator publish cart-total -t shop.pricing.total --value result --wait
-  coordinator publish pay-errors -t shop.pricing.pay --type exception --wait
-  coordinator exceptions pay-errors
   coordinator --redis-url redis://redis:6379/0 status cart-total
 """
 

@@ -465,3 +465,14 @@ def test_an_exception_spec_needs_no_value() -> None:
     }
     assert validate_spec(spec)["instrument"]["value"] == "True"
     assert "exception" in diagnose.manager.instrument_classes
+
+
+def test_another_k_forgets_which_fingerprints_were_full(probed: Any) -> None:
+    """A spec edited to capture more per fingerprint lets the process capture again the
+    fingerprints it knew to be full; the same K keeps them full."""
+    instrument = probed(custom={"first": 1})
+    instrument.aggregate.full.add("a" * 16)
+    instrument.update(custom={"first": 1})
+    assert instrument.aggregate.full == {"a" * 16}
+    instrument.update(custom={"first": 5})
+    assert instrument.aggregate.full == set() and instrument.first == 5

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from coordinator.cli import cli
 from diagnose.instruments.exception import ExceptionAggregate
 from diagnose.outbox import Origin
-from diagnose_redis import SpecStore
+from diagnose_redis import SpecStore, connect
 from diagnose_redis._subscriber.flusher import Flusher
 from diagnose_redis.protocol import Keys
 from diagnose_redis.publisher import read_captures, read_exceptions
@@ -442,3 +442,28 @@ def test_the_readme_acl_lets_exception_counts_merge(private_redis: Any) -> None:
                 flusher.flush()
         client.close()
     admin.close()
+
+
+def test_the_merge_and_the_claim_run_on_a_cluster(redis_cluster: Any) -> None:
+    """On a Redis Cluster the script's keys share the prefix's slot: counts merge and the
+    claim stores and streams the captures there too."""
+    prefix = "clusterexc"
+    client = connect(redis_cluster.url, prefix=prefix)
+    try:
+        store = SpecStore(client, prefix)
+        store.put("errors", exception_spec(first=1))
+        aggregate = ExceptionAggregate(Origin("errors", "exception"), "e", 1)
+        aggregate.fleet = True
+        aggregate.add("a1a1a1a1a1a1a1a1", ValueError, 1_800_000_000.0)
+        aggregate.hold(_capture("a1a1a1a1a1a1a1a1", 1))
+        aggregate.hold(_capture("a1a1a1a1a1a1a1a1", 2))
+        Flusher(client, store.keys, lambda: "p1", aggregates=_registry(aggregate)).flush()
+        (row,) = read_exceptions(client, store.keys, "errors")
+        assert (row.count, row.processes, row.claimed) == (1, 1, 1)
+        _, stored = read_captures(client, store.keys, "errors", row)
+        assert [c["message"] for c in stored] == ["m1"]
+        assert client.xlen(store.keys.output) == 1
+        assert store.remove("errors") == ["errors"]
+        assert not any(client.exists(key) for key in store.keys.exceptions("errors"))
+    finally:
+        client.close()

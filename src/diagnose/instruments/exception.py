@@ -247,8 +247,13 @@ class ExceptionInstrument(Instrument):
 
     def _configure(self) -> None:
         self.frames = _positive_int(self.custom, "frames", DEFAULT_FRAMES)
-        self.first = _positive_int(self.custom, "first", DEFAULT_FIRST)
-        self.aggregate.first = self.first
+        first = _positive_int(self.custom, "first", DEFAULT_FIRST)
+        if first != getattr(self, "first", first):
+            # Another K: which fingerprints are full is for Redis to say again.
+            self.aggregate.full.clear()
+            self._claimed.clear()
+        self.first = first
+        self.aggregate.first = first
         self.aggregate.name = self.name
 
     # The rate limits captures, not events: every raise is counted, so the gate must never

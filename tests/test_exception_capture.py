@@ -476,3 +476,24 @@ def test_another_k_forgets_which_fingerprints_were_full(probed: Any) -> None:
     assert instrument.aggregate.full == {"a" * 16}
     instrument.update(custom={"first": 5})
     assert instrument.aggregate.full == set() and instrument.first == 5
+
+
+def connect_to(host: str, api_key: str = SECRET) -> None:
+    """Raise with the secret copied into a local that is not named as a secret."""
+    url = f"https://user:{api_key}@{host}/v1"
+    _dial(url)
+
+
+def _dial(url: str) -> None:
+    raise ConnectionError("unreachable")
+
+
+def test_a_secret_copied_into_another_local_is_redacted_there_too(probed: Any) -> None:
+    """The text of a secret-named local is <redacted> wherever it appears in the capture,
+    even in a local of another name, in another frame."""
+    instrument = probed(f"{__name__}.connect_to")
+    outcome(connect_to, "example.org")
+    capture = instrument.last
+    assert capture is not None
+    assert SECRET not in json.dumps(capture)
+    assert capture["frames"][-1]["locals"]["url"] == "https://user:<redacted>@example.org/v1"

@@ -38,6 +38,8 @@ __all__ = (
     "message",
     "past_wrappers",
     "redact_named_values",
+    "scrub",
+    "secret_texts",
     "type_name",
 )
 
@@ -270,6 +272,28 @@ def _add_text(found: set[str], value: Any) -> None:
         found.add(text)
 
 
+def scrub(value: Any, secrets: Iterable[str]) -> Any:
+    """Return JSON-ready data with every secret text in its strings ``<redacted>`` (a
+    secret-named local's value copied into another: ``url = f"...{password}@host"``)."""
+    ordered = sorted(secrets, key=len, reverse=True)
+    if not ordered:
+        return value
+    return _scrub(value, ordered)
+
+
+def _scrub(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, _REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {key: _scrub(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_scrub(item, secrets) for item in value]
+    return value
+
+
 # --- the frames ----------------------------------------------------------------------
 
 
@@ -279,12 +303,14 @@ def capture_frames(
     """Return the innermost count frames of tb (innermost last), each ``{"function",
     "file", "line", "locals"}``, and how many of them could not be captured whole. The
     file is the code's own file name, as a traceback shows it (the fingerprint uses the
-    name the fleet agrees on).
+    name the fleet agrees on). The text of a secret-named local (see secret_texts) is
+    ``<redacted>`` wherever else it appears among the locals.
 
     The locals are snapshots (see ``_output.snapshot``) sharing max_bytes, the innermost
     frame served first. A frame whose locals cannot be walked (a local whose fields raise)
     has each local walked alone, those that fail shown as ``<capture failed: TYPE>``.
     """
+    target = tb
     tbs: list[TracebackType] = []
     while tb is not None:
         tbs.append(tb)
@@ -308,6 +334,10 @@ def capture_frames(
             }
         )
     frames.reverse()
+    try:
+        frames = scrub(frames, secret_texts(target))
+    except Exception:
+        failures += 1
     return frames, failures
 
 

@@ -5,7 +5,8 @@ The Redis layout, with ``P`` the prefix: ``P:spec:ID`` (a sealed spec, TTL its r
 lifespan), ``P:ids`` (set of published ids), ``P:version`` (bumped by every change),
 ``P:events`` (channel of sealed events), ``P:status:PROCESS`` (hash of status fields and
 ``_process``), ``P:processes`` (sorted set of heartbeats), ``P:claim:PROCESS`` (the id's
-claim) and ``P:output`` (the output stream). ``docs/reference/redis-layout.md`` has it all.
+claim), ``P:output`` (the output stream) and ``P:exc:ID:*`` (an exception spec's counts and
+captures, see ``protocol.exceptions``). ``docs/reference/redis-layout.md`` has it all.
 """
 
 from __future__ import annotations

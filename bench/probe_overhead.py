@@ -15,6 +15,7 @@ from pathlib import Path
 
 import diagnose
 from diagnose import Instrument, ProbeManager, probes
+from diagnose.instruments import ExceptionInstrument
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import targets  # noqa: E402
@@ -111,6 +112,49 @@ def overhead(number: int, repeat: int) -> None:
         measure("hotspots on line_heavy(50)", heavy, 50, bare_heavy, number // 20, repeat)
 
 
+def exception_overhead(number: int, repeat: int) -> None:
+    """Print what an exception probe costs a function that never raises, next to a return
+    probe on the same function in this one run: both as a spec has them (a budget; the
+    exception probe's default capture rate)."""
+    target = "targets.add13"
+    func = targets.add13
+    bare = per_call_ns(func, 5, number, repeat)
+    print(f"{'bare add13(arg)':<44} {bare:9.1f} ns/call")
+    costs = {}
+    for label, make in (
+        ("return probe, 'result', with the budget", lambda: DropInstrument("ret", "result")),
+        ("exception probe (never raises)", lambda: ExceptionInstrument("exc")),
+    ):
+        probe = probes.attach_to(target)
+        inst = make()
+        inst.budget, inst.rate = 1000.0, (1 if isinstance(inst, ExceptionInstrument) else None)
+        probe.instruments["bench"] = inst
+        probe.start()
+        costs[label] = per_call_ns(func, 5, number, repeat)
+        print(f"{label:<44} {costs[label]:9.1f} ns/call   {costs[label] - bare:+8.1f} ns")
+        probe.stop()
+        probes.active_probes.pop(target, None)
+    over = (
+        costs["exception probe (never raises)"] - costs["return probe, 'result', with the budget"]
+    )
+    print(f"{'exception probe over the return probe':<44} {over:+9.1f} ns/call   (bar: +50)")
+
+    # A raise: counted every time, captured once (first 1), so this is the cost of counting.
+    raising = targets.call_refuse
+    bare_raise = per_call_ns(raising, 5, number // 10, repeat)
+    print(f"{'bare raise (refuse(arg), caught)':<44} {bare_raise:9.1f} ns/call")
+    probe = probes.attach_to("targets.refuse")
+    inst = ExceptionInstrument("exc", custom={"first": 1})
+    inst.budget, inst.rate = 1000.0, 1
+    inst.emit = lambda name, capture: None  # type: ignore[method-assign]  # no output
+    probe.instruments["bench"] = inst
+    probe.start()
+    raising(5)
+    measure("exception probe, a raise counted", raising, 5, bare_raise, number // 10, repeat)
+    probe.stop()
+    probes.active_probes.pop("targets.refuse", None)
+
+
 def apply_ms(extra_objects: int, specs: int = 10, rounds: int = 20) -> float:
     """Return the median time of ProbeManager.apply() with specs changed each round."""
     import datetime
@@ -147,6 +191,9 @@ def main() -> None:
     gc.collect()
     print(f"Python {sys.version.split()[0]}, per-call cost (best of {repeat} x {number})")
     overhead(number, repeat)
+    print()
+    print("Exception replay on a function that never raises:")
+    exception_overhead(number, repeat)
     print()
     print("ProbeManager.apply(), 10 specs, one changed per apply (median of 20):")
     for extra in (0, 1_000_000):

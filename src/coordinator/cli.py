@@ -38,6 +38,7 @@ from coordinator.fleet.specs import (
     with_select,
 )
 from coordinator.fleet.state import LIVE_SECONDS
+from diagnose.spec import CONDITION_TYPES, MAX_FIRST, MAX_FRAMES
 
 __all__ = ("cli", "main")
 
@@ -136,8 +137,22 @@ def cli(
     "--rate",
     type=click.FloatRange(min=0, min_open=True),
     metavar="N",
-    help="Fire at most N times per second per process (custom.rate) "
-    "[default: 100 for log, 1 for snapshot, unlimited for hist and incr].",
+    help="Fire at most N times per second per process (custom.rate; for exception: "
+    "captures, every raise is counted) "
+    "[default: 100 for log, 1 for snapshot and exception, unlimited for hist and incr].",
+)
+@click.option(
+    "--frames",
+    type=click.IntRange(1, MAX_FRAMES),
+    metavar="N",
+    help="For --type exception: frames captured per exception, innermost last [default: 5].",
+)
+@click.option(
+    "--first",
+    type=click.IntRange(1, MAX_FIRST),
+    metavar="K",
+    help="For --type exception: exceptions captured per fingerprint across the fleet "
+    "(all are counted) [default: 3].",
 )
 @click.option(
     "--lifespan",
@@ -211,6 +226,8 @@ def publish(
     event: str | None,
     line: int | None,
     rate: float | None,
+    frames: int | None,
+    first: int | None,
     lifespan: str,
     custom: str | None,
     spec_file: Path | None,
@@ -232,15 +249,19 @@ def publish(
     if spec_file is not None:
         if spec_id is not None or target is not None or value is not None:
             raise click.UsageError("give either --file or ID with --target and --value, not both")
-        if line is not None or rate is not None:
-            raise click.UsageError("--line and --rate go with ID and --target, not --file")
+        if line is not None or rate is not None or frames is not None or first is not None:
+            raise click.UsageError(
+                "--line, --rate, --frames and --first go with ID and --target, not --file"
+            )
         specs = specs_from_file(spec_file)
     else:
         if spec_id is None:
             raise click.UsageError("missing ID (or --file FILE)")
         needed = [("--target", target)]
-        if itype != "snapshot":  # a snapshot's value is an optional condition
+        if itype not in CONDITION_TYPES:  # their value is an optional condition
             needed.append(("--value", value))
+        if itype != "exception" and (frames is not None or first is not None):
+            raise click.UsageError("--frames and --first go with --type exception")
         missing = [flag for flag, given in needed if not given]
         if missing:
             raise click.UsageError(f"missing option {' and '.join(missing)}")
@@ -258,6 +279,8 @@ def publish(
                 event="line" if line is not None else event or "return",
                 line=line,
                 rate=rate,
+                frames=frames,
+                first=first,
                 lifespan=parse_lifespan(lifespan),
                 custom=parse_custom(custom),
             )
@@ -421,6 +444,25 @@ def tail(
         as_json=settings.json,
         wide=wide,
     )
+
+
+@cli.command()
+@click.argument("spec_id", metavar="ID")
+@click.argument("fingerprint", required=False, metavar="[FINGERPRINT]")
+@wide_option
+@global_options
+@click.pass_context
+def exceptions(ctx: click.Context, spec_id: str, fingerprint: str | None, wide: bool) -> None:
+    """Show what an exception probe counted across the fleet, most frequent first.
+
+    One row per fingerprint: FINGERPRINT TYPE COUNT PROCESSES LAST-SEEN MESSAGE. With
+    FINGERPRINT (or the start of one): its captures, each a traceback with the locals of
+    its frames.
+    """
+    from coordinator.commands.exceptions import exceptions as show_exceptions
+
+    settings = settings_of(ctx)
+    show_exceptions(settings, spec_id, fingerprint, as_json=settings.json, wide=wide)
 
 
 @cli.command()

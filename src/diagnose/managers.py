@@ -81,6 +81,7 @@ class ProbeManager(ManagerHooks):
         "hist": instruments.HistogramInstrument,
         "incr": instruments.IncrementInstrument,
         "snapshot": instruments.SnapshotInstrument,
+        "exception": instruments.ExceptionInstrument,
     }
     # Names every instrument evaluation can read; add modules or helpers here.
     global_namespace: dict[str, Any] = {
@@ -92,8 +93,9 @@ class ProbeManager(ManagerHooks):
 
     # Events per second an instrument of a spec fires at most in this process, unless its
     # custom["rate"] says otherwise; types not listed (hist, incr) are not limited, since
-    # a metric must count every call.
-    default_rates: dict[str, float] = {"log": 100, "snapshot": 1}
+    # a metric must count every call. For exception, the rate limits captures (every
+    # raise is counted).
+    default_rates: dict[str, float] = {"log": 100, "snapshot": 1, "exception": 1}
     # The application's own callables safe expressions may call (see allow()).
     safe_helpers: tuple[Callable[..., Any], ...] = (mag,)
     # Seconds of evaluation an instrument of a spec may take within one second.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import json
 import os
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from coordinator.fleet.specs import spec_from_flags
 from coordinator.fleet.wait import wait_for_spec
 from coordinator.view.results import print_results
 from diagnose.clock import to_utc, utcnow
+from diagnose.spec import DEFAULT_FIRST
 
 __all__ = ("Relay", "examples_dir", "run_demo")
 
@@ -38,6 +40,8 @@ SNAPSHOT_TARGET = "shop.pricing.Cart.checkout"
 LINE_ID = "cart-line"
 LINE_MARK = "net = gross"
 LINE_VALUE = "{'gross': round(gross, 2), 'discount': discount}"
+EXCEPTION_ID = "pay-errors"
+EXCEPTION_TARGET = "shop.pricing.pay"
 # How long each `coordinator tail -f` of the tour shows the stream, at least.
 FOLLOW_SECONDS = 3.0
 WORKER_INTERVAL = "0.8"
@@ -324,12 +328,33 @@ def _tour(
         relay.say("\n$ coordinator status", bold=True)
         inspecting.status(settings, None, as_json=False)
 
+    relay.say(
+        f"\n5. Exception replay on {EXCEPTION_TARGET}: every failed payment counted, the "
+        f"first {DEFAULT_FIRST} of each kind captured with their locals",
+        bold=True,
+    )
+    lifespans[EXCEPTION_ID] = _publish(
+        settings,
+        relay,
+        f"--target {EXCEPTION_TARGET} --type exception --lifespan {lifespan:g}",
+        EXCEPTION_ID,
+        dict(target=EXCEPTION_TARGET, itype="exception", value=None, lifespan=lifespan),
+    )
+    with _StreamView(settings, relay, [EXCEPTION_ID]) as view:
+        _wait_until(
+            lambda: view.count(EXCEPTION_ID) >= 1 and view.age() >= FOLLOW_SECONDS,
+            20,
+            "an exception capture in the stream",
+            children,
+        )
+    _show_exceptions(settings, relay, view)
+
     expires = max(lifespans.values())
-    relay.say("\n5. Waiting for the lifespans to run out", bold=True)
+    relay.say("\n6. Waiting for the lifespans to run out", bold=True)
     _wait_until(lambda: utcnow() >= expires, lifespan * 60 + 15, "the lifespans", children)
     relay.say(f"The last lifespan ran out at {expires:%H:%M:%S} UTC", bold=True)
     detached = lambda label, line: "probe detached" in line  # noqa: E731
-    _wait_until(lambda: relay.count(detached) >= 2 * workers, 15, "the workers to detach", children)
+    _wait_until(lambda: relay.count(detached) >= 3 * workers, 15, "the workers to detach", children)
     _wait_until(
         lambda: not set(lifespans) & set(store.specs()), 10, "serve to remove the specs", children
     )
@@ -345,12 +370,13 @@ def _tour(
         inspecting.list_specs(settings, as_json=False)
         relay.say(
             f"\nOutput stream entries in the last 2s: {after}. Every worker detached: "
-            f"{TARGET} and {SNAPSHOT_TARGET} are the original functions again.",
+            f"{TARGET}, {SNAPSHOT_TARGET} and {EXCEPTION_TARGET} are the original functions "
+            "again.",
             bold=True,
         )
     if after:
         raise OperationFailed(f"demo: {after} output entries after the workers detached")
-    relay.say("\n6. Stopping the workers, the service and Redis", bold=True)
+    relay.say("\n7. Stopping the workers, the service and Redis", bold=True)
     children.stop()
     relay.say(f"Demo finished in {time.monotonic() - started:.0f}s.", bold=True)
 
@@ -380,6 +406,19 @@ def _publish(
     if not in_time:
         raise OperationFailed(f"demo: the workers did not apply {spec_id} within 20s")
     return to_utc(stored["lastmodified"]) + _dt.timedelta(minutes=lifespan)
+
+
+def _show_exceptions(settings: Settings, relay: Relay, view: _StreamView) -> None:
+    """Show `coordinator exceptions` of the exception spec, then the first capture seen."""
+    from coordinator.commands.exceptions import exceptions as show_exceptions
+
+    with relay.held():
+        relay.say(f"\n$ coordinator exceptions --wide {EXCEPTION_ID}", bold=True)
+        show_exceptions(settings, EXCEPTION_ID, wide=True)
+        captured = [e for e in view.entries if e["spec"] == EXCEPTION_ID]
+        fingerprint = json.loads(captured[0]["value"]).get("fingerprint")
+        relay.say(f"\n$ coordinator exceptions --wide {EXCEPTION_ID} {fingerprint}", bold=True)
+        show_exceptions(settings, EXCEPTION_ID, fingerprint, wide=True)
 
 
 def _line_of(path: Path, mark: str) -> int:
@@ -435,6 +474,11 @@ class _StreamView:
                 with self.relay.lock:
                     self.entries.append(entry)
                     click.echo(self.lines.format(entry))
+
+    def count(self, spec_id: str) -> int:
+        """Return how many entries of spec_id have been shown so far."""
+        with self.relay.lock:
+            return sum(1 for e in self.entries if e["spec"] == spec_id)
 
     def processes(self, spec_id: str) -> int:
         """Return how many processes have shown output of spec_id so far."""

@@ -45,8 +45,10 @@ def _for_store(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k != "applied"}
 
 
-# How often --wait reads the fleet again while no process is known.
+# How often --wait reads the fleet again while no process is known, and how long it goes on
+# once one came back with no other coming (the others reconnect with jittered backoff).
 REGISTRATION_POLL = 0.2
+REGISTRATION_SETTLE = 1.5
 
 
 def publish(
@@ -188,17 +190,22 @@ def _await_registration(
     store: Any, fleet: FleetState, ids: list[str], seconds: float
 ) -> FleetState:
     """With no live process to wait for, read the fleet again for up to seconds (one
-    heartbeat period): right after a Redis restart the processes register again within it."""
+    heartbeat period): right after a Redis restart the processes register again within it,
+    one by one, so the reading goes on until none has come for REGISTRATION_SETTLE."""
     deadline = time.monotonic() + seconds
     pause = threading.Event()
-    while time.monotonic() < deadline:
+    found, known = fleet, set[str]()
+    settled = deadline
+    while time.monotonic() < min(deadline, settled):
         pause.wait(REGISTRATION_POLL)
         again = dataclasses.replace(
             read_fleet(store), version=fleet.version, specs=fleet.specs, unverified=fleet.unverified
         )
-        if any(again.chosen(spec_id, again.live) for spec_id in ids):
-            return again
-    return fleet
+        chosen = {p for spec_id in ids for p in again.chosen(spec_id, again.live)}
+        if chosen - known:
+            found, known = again, known | chosen
+            settled = time.monotonic() + REGISTRATION_SETTLE
+    return found
 
 
 def _poll_once_more(

@@ -113,12 +113,18 @@ def spec_from_flags(
     custom: dict[str, Any],
     line: int | None = None,
     rate: float | None = None,
+    frames: int | None = None,
+    first: int | None = None,
 ) -> dict[str, Any]:
     """Build and validate one spec from publish's flags (``line`` for event "line";
-    ``rate`` sets ``custom["rate"]``; a snapshot's value may be None: always capture)."""
+    ``rate``, ``frames`` and ``first`` set ``custom``'s; the value of a snapshot or an
+    exception probe may be None: always capture)."""
     check_spec_id(spec_id)
     if rate is not None:
         custom = {**custom, "rate": int(rate) if float(rate).is_integer() else rate}
+    for key, count in (("frames", frames), ("first", first)):
+        if count is not None:
+            custom = {**custom, key: count}
     instrument: dict[str, Any] = {
         "type": itype,
         "name": name or spec_id,

@@ -1,8 +1,8 @@
 """Instruments: what a probe does when it fires (log, send a metric, keep a record).
 
 One module each: ``base`` (Instrument, the extension point), ``log``, ``metrics``
-(hist and incr), ``snapshot``, ``testing``. Their names are re-exported here, as the original
-library had them in one ``diagnose.instruments`` module.
+(hist and incr), ``snapshot``, ``exception``, ``testing``. Their names are re-exported
+here, as the original library had them in one ``diagnose.instruments`` module.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from diagnose.instruments.base import Instrument, omitted
+from diagnose.instruments.exception import ExceptionInstrument
 from diagnose.instruments.log import LogInstrument
 from diagnose.instruments.metrics import (
     HistogramInstrument,
@@ -20,6 +21,7 @@ from diagnose.instruments.snapshot import SnapshotInstrument
 from diagnose.instruments.testing import ProbeTestInstrument
 
 __all__ = (
+    "ExceptionInstrument",
     "HistogramInstrument",
     "IncrementInstrument",
     "Instrument",

@@ -42,6 +42,9 @@ class Instrument:
 
     error_expiration = _dt.datetime(1970, 1, 1)
     extra_names: frozenset[str] | None = frozenset()
+    #: True for a "return" instrument that fires only when the target raised (a call that
+    #: returns then pays nothing for it)
+    raises_only = False
 
     def __init__(
         self,

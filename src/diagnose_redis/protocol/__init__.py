@@ -6,7 +6,8 @@ lifespan), ``P:ids`` (set of published ids), ``P:version`` (bumped by every chan
 ``P:events`` (channel of sealed events), ``P:status:PROCESS`` (hash of status fields and
 ``_process``), ``P:processes`` (sorted set of heartbeats), ``P:claim:PROCESS`` (the id's
 claim), ``P:output`` (the output stream), ``P:audit`` (the audit stream), ``P:pending``
-(set of ids awaiting approval) and ``P:pending:ID`` (hash: the sealed spec, who, key, at).
+(set of ids awaiting approval), ``P:pending:ID`` (hash: the sealed spec, who, key, at) and
+``P:exc:ID:*`` (an exception spec's counts and captures, see ``protocol.exceptions``).
 ``docs/reference/redis-layout.md`` has it all.
 """
 

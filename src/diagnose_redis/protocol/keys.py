@@ -4,11 +4,13 @@ how long a process's status keys live without a heartbeat."""
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 from diagnose_redis.exceptions import SpecIdError
 
 __all__ = (
     "HEARTBEAT_SECONDS",
+    "ExceptionKeys",
     "PROCESS_FIELD",
     "SPEC_ID_PATTERN",
     "STATUS_TTL_SECONDS",
@@ -37,6 +39,17 @@ def cluster_prefix(prefix: str) -> str:
     if brace and "}" in tail and tail.index("}") > 0:
         return prefix
     return "{" + prefix + "}"
+
+
+class ExceptionKeys(NamedTuple):
+    """The keys of one exception spec's aggregates (``protocol.exceptions`` has their
+    fields): a sorted set of counts by fingerprint, a hash of what is known of each, a
+    hash of each fingerprint's count per process, and a hash of the captures."""
+
+    counts: str
+    about: str
+    seen: str
+    captures: str
 
 
 class Keys:
@@ -77,6 +90,15 @@ class Keys:
     def claim(self, process_id: str) -> str:
         """Return the key that holds the claim on a process id."""
         return self.claim_prefix + process_id
+
+    def aggregates(self, spec_id: str) -> tuple[str, ...]:
+        """Return the keys where a spec's instruments add up: they live and go with it."""
+        return tuple(self.exceptions(spec_id))
+
+    def exceptions(self, spec_id: str) -> ExceptionKeys:
+        """Return the keys of an exception spec's aggregates (they go with the spec)."""
+        base = f"{self.prefix}:exc:{spec_id}:"
+        return ExceptionKeys(base + "counts", base + "about", base + "seen", base + "captures")
 
     def connection_name(self, process_id: str) -> str:
         """Return the name a process's subscriber gives its connections (CLIENT SETNAME)."""

@@ -1,6 +1,7 @@
 """The publishing side: put and remove specs, read what the fleet reports (``SpecStore``),
 read thousands of status hashes at once (``census``), hold specs for a second key's approval
-(``approvals``) and write who did what to the audit stream (``audit``)."""
+(``approvals``), write who did what to the audit stream (``audit``), and read what exception
+specs counted (``exceptions``)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,18 @@ from diagnose_redis.publisher.approvals import (
 )
 from diagnose_redis.publisher.audit import acl_user, actor, describe_spec, read_audit
 from diagnose_redis.publisher.census import CensusRow, census_rows, read_fields, read_hashes
+from diagnose_redis.publisher.exceptions import (
+    ExceptionSummary,
+    find_fingerprint,
+    read_captures,
+    read_exceptions,
+)
 from diagnose_redis.publisher.store import ProcessEntry, SpecStore, read_specs
 
 __all__ = (
     "Approved",
     "CensusRow",
+    "ExceptionSummary",
     "PendingSpec",
     "ProcessEntry",
     "SpecStore",
@@ -28,8 +36,11 @@ __all__ = (
     "census_rows",
     "describe_spec",
     "discard",
+    "find_fingerprint",
     "hold",
     "read_audit",
+    "read_captures",
+    "read_exceptions",
     "read_fields",
     "read_hashes",
     "read_pending",

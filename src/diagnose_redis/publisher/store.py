@@ -244,6 +244,9 @@ class SpecStore:
             pipe.multi()
             if not only_expired:
                 pipe.delete(*spec_keys)
+            # The aggregates of the specs (exception counts and captures) go with them.
+            for spec_id in chosen if only_expired else ids:
+                pipe.delete(*keys.aggregates(spec_id))
             unindex = chosen if only_expired else ids
             if unindex:
                 pipe.srem(keys.ids, *unindex)
@@ -440,6 +443,8 @@ def store_put(
     in the index, its put event. The caller sets the version key."""
     pipe.set(keys.spec(sealed.spec_id), sealed.blob, px=ttl_ms)
     pipe.sadd(keys.ids, sealed.spec_id)
+    # What its instruments add up (exception counts and captures) lives as long as it.
+    _live_as_long(pipe, keys.aggregates(sealed.spec_id), ttl_ms)
     _publish(pipe, keys, encode_put(version, sealed, secret))
 
 
@@ -449,6 +454,15 @@ def _publish(pipe: Any, keys: Keys, message: bytes) -> None:
         pipe.spublish(keys.events, message)
     else:
         pipe.publish(keys.events, message)
+
+
+def _live_as_long(pipe: Any, aggregate_keys: Iterable[str], ttl_ms: int | None) -> None:
+    """Give a spec's aggregate keys the spec's TTL (none when it never expires)."""
+    for key in aggregate_keys:
+        if ttl_ms is None:
+            pipe.persist(key)
+        else:
+            pipe.pexpire(key, ttl_ms)
 
 
 def _glob_escape(text: str) -> str:

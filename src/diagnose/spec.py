@@ -135,6 +135,8 @@ def validate_spec(
         raise SpecError("instrument.custom must be a map")
     if custom.get("tags") is not None:
         check_expression(custom["tags"], "custom.tags", policy)
+    if custom.get("by") is not None:  # the groups of stats and distinct
+        check_expression(custom["by"], "custom.by", policy)
     rate = custom.get("rate")
     if rate is not None and (
         isinstance(rate, bool)

@@ -1,8 +1,8 @@
 """Instruments: what a probe does when it fires (log, send a metric, keep a record).
 
 One module each: ``base`` (Instrument, the extension point), ``log``, ``metrics``
-(hist and incr), ``snapshot``, ``testing``. Their names are re-exported here, as the original
-library had them in one ``diagnose.instruments`` module.
+(hist and incr), ``snapshot``, ``stats`` (stats and distinct), ``testing``. Their names are
+re-exported here, as the original library had them in one ``diagnose.instruments`` module.
 """
 
 from __future__ import annotations
@@ -17,15 +17,18 @@ from diagnose.instruments.metrics import (
     StatsdInstrumentBase,
 )
 from diagnose.instruments.snapshot import SnapshotInstrument
+from diagnose.instruments.stats import DistinctInstrument, StatsInstrument
 from diagnose.instruments.testing import ProbeTestInstrument
 
 __all__ = (
+    "DistinctInstrument",
     "HistogramInstrument",
     "IncrementInstrument",
     "Instrument",
     "LogInstrument",
     "ProbeTestInstrument",
     "SnapshotInstrument",
+    "StatsInstrument",
     "StatsdInstrumentBase",
     "omitted",
     "statsd",

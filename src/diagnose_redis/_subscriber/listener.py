@@ -27,9 +27,10 @@ from diagnose_redis._status.alerts import UNREACHABLE, Alerts, classify
 from diagnose_redis._status.claim import ClaimLost
 from diagnose_redis._status.identity import Identity, refused_channel, refused_name
 from diagnose_redis._status.reporter import StatusReporter
+from diagnose_redis._subscriber import stats_writer
 from diagnose_redis._subscriber.applier import Applier
-from diagnose_redis._subscriber.mirror import Mirror, rekey_applied
 from diagnose_redis._subscriber.flusher import Flusher
+from diagnose_redis._subscriber.mirror import Mirror, rekey_applied
 from diagnose_redis._subscriber.outflow import Outflow
 from diagnose_redis._subscriber.reader import MessageReader
 from diagnose_redis._subscriber.work_items import Event, Snapshot, Work
@@ -142,6 +143,7 @@ class Subscriber:
             on_error=self._write_failed,
             before_send=self.reporter.collect,
         )
+        stats_writer.use(secret=self.secret, labels=lambda: self.identity.labels)
 
     # --- life cycle ----------------------------------------------------------------
 

@@ -5,11 +5,14 @@ The Redis layout, with ``P`` the prefix: ``P:spec:ID`` (a sealed spec, TTL its r
 lifespan), ``P:ids`` (set of published ids), ``P:version`` (bumped by every change),
 ``P:events`` (channel of sealed events), ``P:status:PROCESS`` (hash of status fields and
 ``_process``), ``P:processes`` (sorted set of heartbeats), ``P:claim:PROCESS`` (the id's
-claim) and ``P:output`` (the output stream). ``docs/reference/redis-layout.md`` has it all.
+claim), ``P:output`` (the output stream), and the fleet's statistics of a spec
+(``P:agg:ID``, ``P:stats:...``, ``P:distinct:...``; see ``aggregates``).
+``docs/reference/redis-layout.md`` has it all.
 """
 
 from __future__ import annotations
 
+from diagnose_redis.protocol.aggregates import AGGREGATE_KINDS
 from diagnose_redis.protocol.codec import (
     MAX_MESSAGE_BYTES,
     MAX_NESTING,
@@ -48,6 +51,7 @@ from diagnose_redis.protocol.status import (
 )
 
 __all__ = (
+    "AGGREGATE_KINDS",
     "COUNTS",
     "HEARTBEAT_SECONDS",
     "MAX_MESSAGE_BYTES",

@@ -58,6 +58,7 @@ class Keys:
         self.status_prefix = f"{prefix}:status:"
         self.claim_prefix = f"{prefix}:claim:"
         self.output = f"{prefix}:output"
+        self.aggregates_prefix = f"{prefix}:agg:"
 
     def spec(self, spec_id: str) -> str:
         """Return the key of one spec."""
@@ -82,6 +83,16 @@ class Keys:
     def process_id(self, key: str | bytes) -> str | None:
         """Return the process id a status key names, or None if it is not a status key."""
         return _after(self.status_prefix, key)
+
+    def aggregates(self, spec_id: str) -> str:
+        """Return the key of the set that lists the aggregate keys of one spec (the
+        processes' statistics), removed with it."""
+        return self.aggregates_prefix + spec_id
+
+    def aggregate(self, kind: str, spec_id: str, process_id: str, incarnation: str) -> str:
+        """Return the key of one incarnation's aggregate of one spec in one process:
+        ``P:KIND:ID@PROCESS#INCARNATION`` (a spec id holds no ``@``)."""
+        return f"{self.prefix}:{kind}:{spec_id}@{process_id}#{incarnation}"
 
     def __repr__(self) -> str:
         cluster = ", cluster=True" if self.sharded else ""

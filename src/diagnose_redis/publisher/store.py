@@ -27,6 +27,7 @@ from diagnose_redis.protocol import (
     encode_spec,
     secret_bytes,
 )
+from diagnose_redis.publisher.aggregates import drop_aggregates, keep_ttl
 from diagnose_redis.publisher.census import read_fields, read_hashes
 
 __all__ = ("ProcessEntry", "SpecStore", "read_specs")
@@ -146,6 +147,8 @@ class SpecStore:
         # redis-py types transaction()'s callable as returning None, but with
         # value_from_callable=True transaction() returns what the callable returns.
         result = self.client.transaction(publish, keys.version, value_from_callable=True)  # type: ignore[arg-type]
+        # Statistics of a spec published again live as long as it, idle processes' too.
+        keep_ttl(self.client, keys, {spec_id: ttl for spec_id, _, ttl, _ in prepared})
         return cast(int, result)
 
     def remove(self, *spec_ids: str) -> list[str]:
@@ -197,6 +200,8 @@ class SpecStore:
         watched = [keys.version, *spec_keys] if only_expired else [keys.version]
         # value_from_callable=True: see put_many.
         result = self.client.transaction(delete, *watched, value_from_callable=True)  # type: ignore[arg-type]
+        # Their statistics go with them: once a spec is gone no process writes them again.
+        drop_aggregates(self.client, keys, result if only_expired else ids)
         return cast(list[str], result)
 
     def publish_version(self) -> int:

@@ -1,0 +1,293 @@
+"""The aggregates of ``stats`` and ``distinct`` instruments: what the flusher's thread folds
+from the group queues (``_groups``) and takes to merge into Redis.
+
+Invariants:
+
+- Only the flusher's thread folds and takes (under ``lock``, which the hot path never
+  takes); the target's thread only appends to the group queues.
+- Each aggregate is one *incarnation* (a random ``incarnation`` id): its totals are
+  cumulative over its life and a take carries the current totals of what changed, which
+  Redis stores as they are (HSET, PFADD). Writing a take twice, or a failed flush's take
+  again, changes nothing: a count is never added twice, and a process id used again after
+  a restart writes to a new incarnation's keys, never over the old one's.
+- Memory is bounded: a stats group by its sketch (the range of its values); a distinct
+  group's elements since the last take by MAX_PENDING, beyond which they are dropped and
+  counted (``dropped``) -- a long Redis outage at a high cardinality loses elements, never
+  memory.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+import secrets
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from diagnose._output.redaction import REDACTED
+from diagnose.aggregates import Aggregate
+from diagnose.instruments._groups import GroupQueues
+from diagnose.outbox import Origin
+from diagnose.sketch import INVALID, Sketch, Touched
+
+__all__ = (
+    "FLUSH_SOON",
+    "MAX_PENDING",
+    "DistinctAggregate",
+    "DistinctGroup",
+    "DistinctTake",
+    "StatsAggregate",
+    "StatsTake",
+    "canonical",
+)
+
+#: Distinct elements an aggregate holds at most between two takes (all groups) ...
+MAX_PENDING = 65_536
+#: ... and from how many on it asks the flusher to flush at once.
+FLUSH_SOON = 16_384
+# Texts and bytes longer than this are held by a digest of them (their canonical form).
+_LONG = 64
+
+
+class StatsTake(NamedTuple):
+    """What changed in a stats aggregate since its last take: per group, the sketch's hash
+    fields that changed (see ``Sketch.fields``), with their current values."""
+
+    incarnation: str
+    groups: dict[str, dict[str, str]]
+
+
+class DistinctGroup(NamedTuple):
+    """One group of a distinct take: values counted and invalid ones so far (cumulative),
+    and the canonical forms of the values seen since the last take."""
+
+    count: int
+    invalid: int
+    elements: list[bytes]
+
+
+class DistinctTake(NamedTuple):
+    """What changed in a distinct aggregate since its last take, per group."""
+
+    incarnation: str
+    groups: dict[str, DistinctGroup]
+
+
+def _incarnation() -> str:
+    return secrets.token_hex(4)
+
+
+class _FleetAggregate(Aggregate):
+    """The queues and totals of one instrument of a spec in this process."""
+
+    def __init__(self, origin: Origin, owner: Any = None) -> None:
+        super().__init__(origin)
+        self.groups = GroupQueues()
+        self.lock = threading.Lock()
+        self.incarnation = _incarnation()
+        #: values lost: queues found full, elements beyond MAX_PENDING
+        self.dropped = 0
+        self._owner: Callable[[], Any] = weakref.ref(owner) if owner is not None else _nobody
+        self._overflows = 0
+
+    def _count_drops(self, extra: int = 0) -> None:
+        """Add the values dropped since the last call to dropped and to the owner's
+        ``dropped`` counter (the spec's status shows it)."""
+        lost = self.groups.overflows - self._overflows + extra
+        if not lost:
+            return
+        self._overflows = self.groups.overflows
+        self.dropped += lost
+        owner = self._owner()
+        if owner is not None:
+            owner.stats.dropped += lost
+
+
+def _nobody() -> None:
+    return None
+
+
+class StatsAggregate(_FleetAggregate):
+    """Count, sum, min, max and log-bucket sketch per group (``diagnose.sketch``)."""
+
+    kind = "stats"
+
+    def __init__(self, origin: Origin, owner: Any = None) -> None:
+        super().__init__(origin, owner)
+        self.sketches: dict[str, Sketch] = {}
+        self._touched: dict[str, Touched] = {}
+
+    def fold(self) -> bool:
+        """Move the queued values into the groups' sketches."""
+        with self.lock:
+            self._fold()
+        return False
+
+    def _fold(self) -> None:
+        for text, values in self.groups.drain():
+            sketch = self.sketches.get(text)
+            if sketch is None:
+                sketch = self.sketches[text] = Sketch()
+            touched = self._touched.get(text)
+            if touched is None:
+                touched = self._touched[text] = Touched()
+            sketch.add_all(values, touched)
+        self._count_drops()
+
+    def take(self) -> StatsTake | None:
+        """Return the fields of the groups that changed since the last take (None: none)."""
+        with self.lock:
+            self._fold()
+            if not self._touched:
+                return None
+            changed = {
+                text: self.sketches[text].fields(touched) for text, touched in self._touched.items()
+            }
+            self._touched = {}
+        return StatsTake(self.incarnation, changed)
+
+    def summary(self) -> dict[str, Sketch]:
+        """Return a copy of each group's sketch in this process (folded now)."""
+        with self.lock:
+            self._fold()
+            return {text: Sketch().merge(sketch) for text, sketch in self.sketches.items()}
+
+    def reset(self) -> None:
+        self.groups.clear()
+        self.lock = threading.Lock()
+        self.sketches = {}
+        self._touched = {}
+        self.incarnation = _incarnation()
+
+
+class _DistinctState:
+    __slots__ = ("count", "invalid", "pending")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.invalid = 0
+        self.pending: set[bytes] = set()
+
+
+class DistinctAggregate(_FleetAggregate):
+    """Per group: values counted, invalid ones, and the canonical forms of the values seen
+    since the last take (``canonical``), which Redis adds to HyperLogLogs."""
+
+    kind = "distinct"
+
+    def __init__(self, origin: Origin, owner: Any = None) -> None:
+        super().__init__(origin, owner)
+        self.states: dict[str, _DistinctState] = {}
+        self._pending = 0
+        self._changed: set[str] = set()
+
+    def fold(self) -> bool:
+        """Move the queued values into the groups' pending elements; return True when
+        enough are pending that the flusher should flush now."""
+        with self.lock:
+            self._fold()
+            return self._pending >= FLUSH_SOON
+
+    def _fold(self) -> None:
+        lost = 0
+        for text, values in self.groups.drain():
+            state = self.states.get(text)
+            if state is None:
+                state = self.states[text] = _DistinctState()
+            pending = state.pending
+            before = len(pending)
+            for value in values:
+                kind = type(value)
+                if kind is not bytes:
+                    value = canonical(value)
+                    if value is INVALID:
+                        state.invalid += 1
+                        continue
+                state.count += 1
+                if self._pending + len(pending) - before >= MAX_PENDING and value not in pending:
+                    lost += 1
+                    continue
+                pending.add(value)
+            self._pending += len(pending) - before
+            self._changed.add(text)
+        self._count_drops(lost)
+
+    def take(self) -> DistinctTake | None:
+        """Return each changed group's counts and the elements pending (None: none)."""
+        with self.lock:
+            self._fold()
+            if not self._changed:
+                return None
+            groups = {}
+            for text in self._changed:
+                state = self.states[text]
+                groups[text] = DistinctGroup(state.count, state.invalid, list(state.pending))
+                state.pending = set()
+            self._changed = set()
+            self._pending = 0
+        return DistinctTake(self.incarnation, groups)
+
+    def reset(self) -> None:
+        self.groups.clear()
+        self.lock = threading.Lock()
+        self.states = {}
+        self._pending = 0
+        self._changed = set()
+        self.incarnation = _incarnation()
+
+
+def _digested(tag: bytes, data: bytes) -> bytes:
+    if len(data) > _LONG:
+        return tag.upper() + hashlib.blake2b(data, digest_size=16).digest()
+    return tag + data
+
+
+def _integer(value: int) -> bytes:
+    return b"i:" + format(value, "x").encode()
+
+
+def canonical(value: Any, depth: int = 0) -> Any:
+    """Return the bytes that stand for value when counting distinct values: the same in
+    every process for values Python finds equal (1, 1.0 and True; a str and itself), and
+    different for values it does not (``"1"`` and ``1``). Texts and bytes over 64 bytes are
+    held by a digest. Accepted: str, bytes, int, float, bool, None, Enum members, and
+    tuples of them (two levels deep, 16 items); INVALID for anything else. Never raises."""
+    kind = type(value)
+    try:
+        if kind is str:
+            return _digested(b"s:", value.encode("utf-8", "surrogatepass"))
+        if kind is int or kind is bool:
+            return _integer(int(value))
+        if kind is float:
+            if not math.isfinite(value):
+                return b"f:" + repr(value).encode()
+            if value.is_integer():
+                return _integer(int(value))
+            return b"f:" + value.hex().encode()
+        if value is None:
+            return b"n:"
+        if kind is bytes:
+            return _digested(b"b:", value)
+        if value is REDACTED:
+            return b"r:"
+        if kind is tuple and depth < 2 and len(value) <= 16:
+            parts = []
+            for item in value:
+                part = canonical(item, depth + 1)
+                if part is INVALID:
+                    return INVALID
+                parts.append(len(part).to_bytes(2, "big") + part)
+            return _digested(b"t:", b"".join(parts))
+        if isinstance(value, enum.Enum):
+            cls = type(value)
+            return f"e:{cls.__module__}.{cls.__qualname__}.{value._name_}".encode()
+        if isinstance(value, bool | int):
+            return _integer(int(value))
+        if isinstance(value, float):
+            return canonical(float(value), depth)
+    except Exception:
+        pass
+    return INVALID

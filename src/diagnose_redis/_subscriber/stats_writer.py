@@ -1,0 +1,156 @@
+"""The flusher's writers of ``stats`` and ``distinct`` takes: one server-side script each,
+queued on the flush's transaction (see ``protocol.aggregates`` for the layout).
+
+Why a script: it writes nothing once the spec is gone (a process flushing just after
+``coordinator remove`` must not bring the keys back), and it gives every key the spec's
+TTL as it is now, in the same step. Its writes are HSET and PFADD of totals, never
+increments: min and max are the incarnation's own, which it alone writes, and the fleet's
+are taken at read time. It is sent with EVAL (not EVALSHA): a script cache emptied by a
+restarted server would fail it inside the transaction, and a failed transaction is
+written again whole, which the increments of other writers must never see.
+
+``distinct`` values leave the process only as keyed hashes: BLAKE2b of the value's
+canonical form, keyed by the fleet's secret (``DIAGNOSE_SECRET``) and the spec id. Without
+a secret the key is known to whoever reads Redis, who can then test guesses of a value
+(a dictionary attack); with one, the hashes tell nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from diagnose.aggregates import Aggregate
+from diagnose_redis._subscriber.flusher import writer
+from diagnose_redis.protocol import Keys
+from diagnose_redis.protocol.aggregates import (
+    EXACT_LIMIT,
+    META_AT,
+    META_LABELS,
+    META_PROCESS,
+    group_field,
+    hll_key,
+)
+
+__all__ = ("element_hasher", "use")
+
+# Lua 5.1 in Redis takes at most 8000 values on its stack: unpack() in chunks below that.
+_CHUNK = 7000
+
+_STATS_SCRIPT = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -2 then return 0 end
+local h = KEYS[3]
+for i = 1, #ARGV, CHUNK do
+  redis.pcall('HSET', h, unpack(ARGV, i, math.min(i + CHUNK - 1, #ARGV)))
+end
+redis.pcall('SADD', KEYS[2], h)
+for _, key in ipairs({h, KEYS[2]}) do
+  if ttl > 0 then redis.pcall('PEXPIRE', key, ttl) else redis.pcall('PERSIST', key) end
+end
+return 1
+""".replace("CHUNK", str(_CHUNK))
+
+# ARGV: groups, meta pairs, meta..., then per group: name, count, invalid, m, m elements.
+# KEYS: spec, index, hash, then one HyperLogLog per group in the same order.
+_DISTINCT_SCRIPT = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -2 then return 0 end
+local h = KEYS[3]
+local limit = LIMIT
+local keys = {h, KEYS[2]}
+local meta = tonumber(ARGV[2])
+redis.pcall('HSET', h, unpack(ARGV, 3, 2 + 2 * meta))
+local i = 3 + 2 * meta
+for g = 1, tonumber(ARGV[1]) do
+  local name, hll, m = ARGV[i], KEYS[3 + g], tonumber(ARGV[i + 3])
+  redis.pcall('HSET', h, name .. '|n', ARGV[i + 1], name .. '|inv', ARGV[i + 2])
+  local first, last = i + 4, i + 3 + m
+  if m == 0 then redis.pcall('PFADD', hll) end
+  for j = first, last, CHUNK do
+    redis.pcall('PFADD', hll, unpack(ARGV, j, math.min(j + CHUNK - 1, last)))
+  end
+  if not redis.call('HGET', h, name .. '|over') then
+    local e = tonumber(redis.call('HGET', h, name .. '|e') or '0')
+    for j = first, last do
+      if e > limit then break end
+      if redis.pcall('HSETNX', h, name .. '|h:' .. ARGV[j], '1') == 1 then e = e + 1 end
+    end
+    redis.pcall('HSET', h, name .. '|e', e)
+    if e > limit then redis.pcall('HSET', h, name .. '|over', '1') end
+  end
+  keys[#keys + 1] = hll
+  i = last + 1
+end
+redis.pcall('SADD', KEYS[2], h)
+for _, key in ipairs(keys) do
+  if ttl > 0 then redis.pcall('PEXPIRE', key, ttl) else redis.pcall('PERSIST', key) end
+end
+return 1
+""".replace("CHUNK", str(_CHUNK)).replace("LIMIT", str(EXACT_LIMIT))
+
+_secret: bytes | None = None
+_labels: Callable[[], Mapping[str, Any]] = dict
+
+
+def use(*, secret: bytes | None, labels: Callable[[], Mapping[str, Any]]) -> None:
+    """Set what the writers of this process use: the fleet's secret (it keys the hashes of
+    distinct values) and the process's labels (written with each take, for --by-label)."""
+    global _secret, _labels
+    _secret = secret
+    _labels = labels
+
+
+def element_hasher(secret: bytes | None, spec_id: str) -> Callable[[bytes], str]:
+    """Return the function that turns a canonical form into its element (16 hex digits):
+    the same in every process of the fleet for one spec, different for another spec."""
+    key = hashlib.blake2b(
+        spec_id.encode(), key=(secret or b"")[:64], digest_size=32, person=b"diagnose-hll-key"
+    ).digest()
+
+    def element(form: bytes) -> str:
+        return hashlib.blake2b(form, key=key, digest_size=8).hexdigest()
+
+    return element
+
+
+def _meta(process: str) -> list[str]:
+    try:
+        labels = json.dumps(dict(_labels()), sort_keys=True, default=str)
+    except Exception:
+        labels = "{}"
+    return [META_PROCESS, process, META_LABELS, labels, META_AT, f"{time.time():.3f}"]
+
+
+@writer("stats")
+def write_stats(pipe: Any, keys: Keys, process: str, aggregate: Aggregate, take: Any) -> int:
+    """Queue the script that stores a stats take (its changed fields, as they are now)."""
+    spec_id = aggregate.origin.spec
+    key = keys.aggregate("stats", spec_id, process, take.incarnation)
+    args = _meta(process)
+    for group, fields in take.groups.items():
+        for field, value in fields.items():
+            args += (group_field(group, field), value)
+    pipe.eval(_STATS_SCRIPT, 3, keys.spec(spec_id), keys.aggregates(spec_id), key, *args)
+    return 1
+
+
+@writer("distinct")
+def write_distinct(pipe: Any, keys: Keys, process: str, aggregate: Aggregate, take: Any) -> int:
+    """Queue the script that stores a distinct take: counts, and the hashed elements."""
+    spec_id = aggregate.origin.spec
+    key = keys.aggregate("distinct", spec_id, process, take.incarnation)
+    element = element_hasher(_secret, spec_id)
+    meta = _meta(process)
+    args: list[Any] = [len(take.groups), len(meta) // 2, *meta]
+    hlls = []
+    for group, state in take.groups.items():
+        hlls.append(hll_key(key, group))
+        args += (group, state.count, state.invalid, len(state.elements))
+        args.extend(element(form) for form in state.elements)
+    script_keys = [keys.spec(spec_id), keys.aggregates(spec_id), key, *hlls]
+    pipe.eval(_DISTINCT_SCRIPT, len(script_keys), *script_keys, *args)
+    return 1

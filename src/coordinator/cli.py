@@ -38,6 +38,7 @@ from coordinator.fleet.specs import (
     with_select,
 )
 from coordinator.fleet.state import LIVE_SECONDS
+from diagnose_redis.protocol import AGGREGATE_KINDS
 
 __all__ = ("cli", "main")
 
@@ -137,7 +138,8 @@ def cli(
     type=click.FloatRange(min=0, min_open=True),
     metavar="N",
     help="Fire at most N times per second per process (custom.rate) "
-    "[default: 100 for log, 1 for snapshot, unlimited for hist and incr].",
+    "[default: 100 for log, 1 for snapshot, unlimited for hist and incr; "
+    "none applies to stats and distinct].",
 )
 @click.option(
     "--lifespan",
@@ -159,6 +161,12 @@ def cli(
     "spec_file",
     type=click.Path(path_type=Path, dir_okay=False),
     help="JSON or YAML file holding a map of ID to spec; replaces the flags above.",
+)
+@click.option(
+    "--by",
+    metavar="EXPR",
+    help="stats and distinct: group the values by this expression's value (its text, "
+    "at most 64 characters; at most 100 groups per process, the rest under 'other').",
 )
 @click.option(
     "--select",
@@ -208,6 +216,7 @@ def publish(
     lifespan: str,
     custom: str | None,
     spec_file: Path | None,
+    by: str | None,
     select: tuple[str, ...],
     wait: bool,
     timeout: float,
@@ -224,8 +233,8 @@ def publish(
     if spec_file is not None:
         if spec_id is not None or target is not None or value is not None:
             raise click.UsageError("give either --file or ID with --target and --value, not both")
-        if line is not None or rate is not None:
-            raise click.UsageError("--line and --rate go with ID and --target, not --file")
+        if line is not None or rate is not None or by is not None:
+            raise click.UsageError("--line, --rate and --by go with ID and --target, not --file")
         specs = specs_from_file(spec_file)
     else:
         if spec_id is None:
@@ -240,6 +249,10 @@ def publish(
             raise click.UsageError(f"--line fires at a line: it takes no --event {event}")
         if event == "line" and line is None:
             raise click.UsageError("--event line needs --line N")
+        if by is not None and itype not in AGGREGATE_KINDS:
+            raise click.UsageError(f"--by groups stats and distinct probes, not {itype}")
+        if rate is not None and itype in AGGREGATE_KINDS:
+            raise click.UsageError(f"--rate does not apply to {itype}: it emits nothing per call")
         specs = {
             spec_id: spec_from_flags(
                 spec_id,
@@ -252,6 +265,7 @@ def publish(
                 rate=rate,
                 lifespan=parse_lifespan(lifespan),
                 custom=parse_custom(custom),
+                by=by,
             )
         }
     chosen = parse_select(select)
@@ -363,6 +377,51 @@ def tail(
         process_glob=process_glob,
         count=count,
         since=seconds,
+        follow=follow,
+        as_json=settings.json,
+        wide=wide,
+    )
+
+
+@cli.command()
+@click.argument("spec_id", metavar="ID")
+@click.option(
+    "--by-process", is_flag=True, help="A row per process for each group, beside the others."
+)
+@click.option(
+    "--by-label",
+    metavar="LABEL",
+    help="A row per value of a process label (version, ...) for each group, to compare them.",
+)
+@click.option("-f", "--follow", is_flag=True, help="Show them again every second, until Ctrl-C.")
+@wide_option
+@global_options
+@click.pass_context
+def stats(
+    ctx: click.Context,
+    spec_id: str,
+    by_process: bool,
+    by_label: str | None,
+    follow: bool,
+    wide: bool,
+) -> None:
+    """Show the fleet's statistics of a stats or distinct probe.
+
+    One row per group (`all` without --by): GROUP COUNT MIN P50 P90 P99 MAX MEAN, with the
+    distribution beside them in a terminal; DISTINCT for a distinct probe. Quantiles are
+    within 1 % of the fleet's true ones. Exits 1 when the spec does not exist or is of
+    another type.
+    """
+    from coordinator.commands.stats import show_stats
+
+    if by_process and by_label is not None:
+        raise click.UsageError("give --by-process or --by-label, not both")
+    settings = settings_of(ctx)
+    show_stats(
+        settings,
+        spec_id,
+        by_process=by_process,
+        by_label=by_label,
         follow=follow,
         as_json=settings.json,
         wide=wide,

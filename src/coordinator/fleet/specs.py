@@ -113,12 +113,16 @@ def spec_from_flags(
     custom: dict[str, Any],
     line: int | None = None,
     rate: float | None = None,
+    by: str | None = None,
 ) -> dict[str, Any]:
     """Build and validate one spec from publish's flags (``line`` for event "line";
-    ``rate`` sets ``custom["rate"]``; a snapshot's value may be None: always capture)."""
+    ``rate`` sets ``custom["rate"]``, ``by`` ``custom["by"]``; a snapshot's value may be
+    None: always capture)."""
     check_spec_id(spec_id)
     if rate is not None:
         custom = {**custom, "rate": int(rate) if float(rate).is_integer() else rate}
+    if by is not None:
+        custom = {**custom, "by": by}
     instrument: dict[str, Any] = {
         "type": itype,
         "name": name or spec_id,

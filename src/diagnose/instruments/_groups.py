@@ -3,17 +3,17 @@ value, in the queue of its group (``--by``), for the flusher's thread to fold.
 
 Invariants:
 
-- The target's thread only appends to a bounded deque (atomic, no lock, no I/O). Finding
+- The target's thread only appends to its group's deque (atomic, no lock, no I/O). Finding
   the queue of a group seen before is one dict lookup for str and int group values; a new
   group, or a value of another type, takes the slow path (its text, once, under a lock that
   only that path and the fold take).
 - At most MAX_GROUPS named groups per instrument and process; values of any further group go
   to OTHER. A group is named by its value's text (``str``, as a log line shows it, secrets
   redacted), cut to GROUP_CHARS characters.
-- A queue holds at most QUEUE_FIRST values (the first group) or QUEUE_MORE (the others);
-  beyond, the oldest are dropped, and the fold that finds a queue full counts it in
-  ``overflows``. The flusher folds every FOLD_INTERVAL, so that takes a burst of about
-  650,000 calls a second in one group before anything is lost.
+- A queue holds about SPILL values at most: the flusher's thread folds them every
+  FOLD_INTERVAL (``diagnose_redis``); when it falls behind (a burst, a busy process, no
+  flusher at all), the hot path that finds its queue over SPILL folds it itself, once, if
+  no fold is under way (``_tallies``). No value is dropped, and memory stays bounded.
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ __all__ = (
     "GROUP_CHARS",
     "MAX_GROUPS",
     "OTHER",
-    "QUEUE_FIRST",
-    "QUEUE_MORE",
+    "SPILL",
     "GroupQueues",
     "group_text",
 )
@@ -42,8 +41,7 @@ ALL = "all"
 OTHER = "other"
 MAX_GROUPS = 100
 GROUP_CHARS = 64
-QUEUE_FIRST = 32_768
-QUEUE_MORE = 4_096
+SPILL = 4_096
 # Raw group values (str and int) the hot path finds its queue by, at most: beyond, a
 # group's queue is found by its text (the slow path), so that this map stays bounded too.
 _MAX_KEYS = 4 * MAX_GROUPS
@@ -78,8 +76,6 @@ class GroupQueues:
         self.queues: dict[str, deque[Any]] = {}
         #: str or int group value -> its group's queue (read by the hot path, no lock)
         self.keys: dict[Any, deque[Any]] = {}
-        #: folds that found a queue full: values were dropped
-        self.overflows = 0
 
     def queue(self, value: Any) -> deque[Any]:
         """Return the queue of value's group, making the group if there is room (else
@@ -92,8 +88,7 @@ class GroupQueues:
                     text = OTHER
                     found = self.queues.get(text)
                 if found is None:
-                    found = deque(maxlen=QUEUE_MORE if self.queues else QUEUE_FIRST)
-                    self.queues[text] = found
+                    found = self.queues[text] = deque()
             kind = type(value)
             if (kind is str or kind is int) and len(self.keys) < _MAX_KEYS:
                 self.keys[value] = found
@@ -111,8 +106,6 @@ class GroupQueues:
             size = len(queue)
             if not size:
                 continue
-            if size == queue.maxlen:
-                self.overflows += 1
             pop = queue.popleft
             taken.append((text, [pop() for _ in range(size)]))
         return taken

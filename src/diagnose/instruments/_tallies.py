@@ -10,10 +10,10 @@ Invariants:
   Redis stores as they are (HSET, PFADD). Writing a take twice, or a failed flush's take
   again, changes nothing: a count is never added twice, and a process id used again after
   a restart writes to a new incarnation's keys, never over the old one's.
-- Memory is bounded: a stats group by its sketch (the range of its values); a distinct
-  group's elements since the last take by MAX_PENDING, beyond which they are dropped and
-  counted (``dropped``) -- a long Redis outage at a high cardinality loses elements, never
-  memory.
+- Memory is bounded: the queues by SPILL (``_groups``); a stats group by its sketch (the
+  range of its values); a distinct group's elements since the last take by MAX_PENDING,
+  beyond which they are dropped and counted (``dropped``) -- a long Redis outage at a high
+  cardinality loses elements, never memory.
 """
 
 from __future__ import annotations
@@ -88,18 +88,27 @@ class _FleetAggregate(Aggregate):
         self.groups = GroupQueues()
         self.lock = threading.Lock()
         self.incarnation = _incarnation()
-        #: values lost: queues found full, elements beyond MAX_PENDING
+        #: values lost (distinct elements beyond MAX_PENDING)
         self.dropped = 0
         self._owner: Callable[[], Any] = weakref.ref(owner) if owner is not None else _nobody
-        self._overflows = 0
 
-    def _count_drops(self, extra: int = 0) -> None:
-        """Add the values dropped since the last call to dropped and to the owner's
-        ``dropped`` counter (the spec's status shows it)."""
-        lost = self.groups.overflows - self._overflows + extra
+    def _fold(self) -> None:
+        raise NotImplementedError()
+
+    def spill(self) -> None:
+        """Fold now, in the target's thread, unless a fold is under way (what the hot path
+        does when it finds its queue over SPILL: the flusher has fallen behind)."""
+        if self.lock.acquire(blocking=False):
+            try:
+                self._fold()
+            finally:
+                self.lock.release()
+
+    def _count_drops(self, lost: int) -> None:
+        """Add values lost to dropped and to the owner's ``dropped`` counter (the spec's
+        status shows it)."""
         if not lost:
             return
-        self._overflows = self.groups.overflows
         self.dropped += lost
         owner = self._owner()
         if owner is not None:
@@ -135,7 +144,6 @@ class StatsAggregate(_FleetAggregate):
             if touched is None:
                 touched = self._touched[text] = Touched()
             sketch.add_all(values, touched)
-        self._count_drops()
 
     def take(self) -> StatsTake | None:
         """Return the fields of the groups that changed since the last take (None: none)."""

@@ -6,9 +6,10 @@ memory and merged in Redis by the subscriber's flusher; nothing is emitted per c
 (Redis HyperLogLog). ``custom["by"]`` (``coordinator publish --by EXPR``) groups them by the
 value of another expression (at most 100 groups per spec and process; see ``_groups``).
 
-The hot path evaluates the expressions and appends the value to its group's bounded queue:
-no lock, no I/O, no allocation for an int or float (nor for a str or int group). The rest --
-buckets, canonical forms -- happens in the flusher's thread (``_tallies``). A value that is
+The hot path evaluates the expressions and appends the value to its group's queue: no lock,
+no I/O, no allocation for an int or float (nor for a str or int group). The rest -- buckets,
+canonical forms -- happens in the flusher's thread (``_tallies``), or, when that falls behind
+and a queue grows over SPILL values, once in the target's thread (``_groups``). A value that is
 not a number (stats) or not a plain value (distinct) is counted as invalid, never raised.
 The instrument of a spec registers its aggregate with ``diagnose.aggregates`` when the
 manager gives it its origin, and retires it when the manager takes it off its probe.
@@ -19,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from diagnose.aggregates import AGGREGATES
-from diagnose.instruments._groups import ALL
+from diagnose.instruments._groups import ALL, SPILL
 from diagnose.instruments._tallies import DistinctAggregate, StatsAggregate, canonical
 from diagnose.instruments.base import Instrument
 from diagnose.outbox import Origin
@@ -54,6 +55,15 @@ class FleetInstrument(Instrument):
         if value is not None:
             self.aggregate.origin = value
             AGGREGATES.add(self.aggregate)
+
+    @property
+    def rate(self) -> float | None:
+        """None: no rate limit applies (nothing is emitted per call); the budget does."""
+        return None
+
+    @rate.setter
+    def rate(self, value: float | None) -> None:
+        self.stats.set_rate(None)
 
     def retire(self) -> None:
         """Flush the aggregate once more and stop (the instrument is off its probe)."""
@@ -111,6 +121,8 @@ class StatsInstrument(FleetInstrument):
             queue.append(value)
         else:
             queue.append(number(value))
+        if len(queue) > SPILL:
+            self.aggregate.spill()
 
     def summary(self) -> dict[str, Sketch]:
         """Return this process's statistics so far, by group (an instrument made in code
@@ -139,3 +151,5 @@ class DistinctInstrument(FleetInstrument):
             queue.append(value)
         else:
             queue.append(canonical(value))
+        if len(queue) > SPILL:
+            self.aggregate.spill()

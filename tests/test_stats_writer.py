@@ -1,0 +1,210 @@
+"""The flusher's stats and distinct writers and the publisher's reads on a real Redis: what
+lands in which key, idempotent rewrites, the spec's TTL, nothing written once the spec is
+gone, distinct's exact and estimated counts, hashed values, and removal with the spec."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from diagnose.aggregates import Aggregates
+from diagnose.instruments import DistinctInstrument, StatsInstrument
+from diagnose.outbox import Origin
+from diagnose_redis import SpecStore
+from diagnose_redis._subscriber import stats_writer
+from diagnose_redis._subscriber.flusher import Flusher
+from diagnose_redis.protocol import Keys
+from diagnose_redis.publisher import count_distinct, drop_aggregates, read_incarnations
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the test's empty database."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+class Fleet:
+    """Specs stored under a prefix, instruments of them, and one flusher of their own."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.client = client
+        self.store = SpecStore(client, prefix)
+        self.keys = Keys(prefix)
+        self.registry = Aggregates()
+        self.flusher = Flusher(client, self.keys, lambda: "web-1", aggregates=self.registry)
+
+    def instrument(self, spec_id: str, itype: str, lifespan: float | None = 10, **custom: Any):
+        """Publish a spec and return an instrument of it (fed by the test, not a probe)."""
+        self.store.put(
+            spec_id,
+            {
+                "target": "pkg.mod.f",
+                "instrument": {"type": itype, "name": spec_id, "value": "v", "custom": custom},
+                "lifespan": lifespan,
+                "lastmodified": dt.datetime.now(dt.UTC),
+            },
+        )
+        cls = StatsInstrument if itype == "stats" else DistinctInstrument
+        instrument = cls(spec_id, "v", custom=custom)
+        self.registry.add(instrument.aggregate)
+        instrument.aggregate.origin = Origin(spec_id, itype)
+        return instrument
+
+    def keys_of(self, spec_id: str) -> list[str]:
+        """Return every key holding spec_id's statistics."""
+        found = []
+        for kind in ("agg", "stats", "distinct"):
+            pattern = f"{self.keys.prefix}:{kind}:{spec_id}*"
+            found += [k.decode() for k in self.client.scan_iter(match=pattern)]
+        return sorted(found)
+
+
+@pytest.fixture
+def fleet(client: redis.Redis, prefix: str) -> Fleet:
+    """Specs and a flusher under the test's prefix."""
+    stats_writer.use(secret=None, labels=lambda: {"version": "7"})
+    return Fleet(client, prefix)
+
+
+def feed(instrument: Any, values: list[Any], group: str | None = None) -> None:
+    """Fire the instrument once per value, as the probe would."""
+    for value in values:
+        instrument.fire({}, {"v": value, "g": group})
+
+
+def groups_of(fleet: Fleet, spec_id: str) -> list[Any]:
+    """Return the ``all`` group of every incarnation of a distinct spec."""
+    found = read_incarnations(fleet.client, fleet.keys, spec_id, "distinct")
+    return [incarnation.groups["all"] for incarnation in found]
+
+
+def test_stats_land_in_one_hash_per_incarnation(fleet: Fleet) -> None:
+    """A flush writes the incarnation's hash: its process, labels, and each group's fields;
+    the index lists it."""
+    instrument = fleet.instrument("lat", "stats")
+    feed(instrument, [1.0, 2.0, 3.0, "x"])
+    fleet.flusher.flush()
+    [found] = read_incarnations(fleet.client, fleet.keys, "lat", "stats")
+    assert found.process == "web-1" and found.labels == {"version": "7", "process": "web-1"}
+    sketch = found.groups["all"]
+    assert (sketch.count, sketch.low, sketch.high, sketch.total, sketch.invalid) == (
+        3,
+        1.0,
+        3.0,
+        6.0,
+        1,
+    )
+    assert fleet.client.smembers(fleet.keys.aggregates("lat")) == {found.key.encode()}
+
+
+def test_writing_a_take_twice_changes_nothing(fleet: Fleet) -> None:
+    """Totals are written as they are, not added: a take merged twice counts once."""
+    instrument = fleet.instrument("lat", "stats")
+    feed(instrument, [1.0, 5.0])
+    take = instrument.aggregate.take()
+    for _ in range(2):
+        pipe = fleet.client.pipeline(transaction=True)
+        stats_writer.write_stats(pipe, fleet.keys, "web-1", instrument.aggregate, take)
+        pipe.execute()
+    [found] = read_incarnations(fleet.client, fleet.keys, "lat", "stats")
+    assert found.groups["all"].count == 2
+
+
+def test_the_keys_take_the_spec_ttl_and_keep_it_when_published_again(fleet: Fleet) -> None:
+    """The aggregates expire with the spec; publishing it again with another lifespan moves
+    their TTL too, those of idle processes included; no lifespan: no TTL."""
+    instrument = fleet.instrument("lat", "stats", lifespan=10)
+    feed(instrument, [1.0])
+    fleet.flusher.flush()
+    names = fleet.keys_of("lat")
+    assert len(names) == 2
+    for name in names:
+        assert 9_000 < fleet.client.pttl(name) <= 10 * 60_000
+    spec = fleet.store.get("lat")
+    assert spec is not None
+    fleet.store.put("lat", {**spec, "lifespan": None, "lastmodified": dt.datetime.now(dt.UTC)})
+    assert [fleet.client.pttl(name) for name in names] == [-1, -1]
+
+
+def test_nothing_is_written_once_the_spec_is_gone(fleet: Fleet) -> None:
+    """A flush after the spec's removal brings none of its keys back."""
+    instrument = fleet.instrument("lat", "stats")
+    feed(instrument, [1.0])
+    fleet.flusher.flush()
+    fleet.store.remove("lat")
+    assert fleet.keys_of("lat") == []
+    feed(instrument, [2.0])
+    fleet.flusher.flush()
+    assert fleet.keys_of("lat") == []
+
+
+def test_distinct_is_exact_below_the_limit_and_estimated_above(fleet: Fleet) -> None:
+    """Up to 100 distinct values are counted exactly across incarnations; beyond, the
+    HyperLogLogs' union is within 2 %."""
+    small = fleet.instrument("few", "distinct")
+    other = fleet.instrument("few", "distinct")  # a second incarnation of the same spec
+    feed(small, [f"u{n}" for n in range(60)])
+    feed(other, [f"u{n}" for n in range(40, 99)])
+    fleet.flusher.flush()
+    parts = groups_of(fleet, "few")
+    assert len(parts) == 2
+    assert count_distinct(fleet.client, parts) == (99, True)
+
+    large = fleet.instrument("many", "distinct")
+    for start in range(0, 30_000, 5_000):  # in several flushes
+        feed(large, list(range(start, start + 5_000)) + list(range(0, 100)))
+        fleet.flusher.flush()
+    parts = groups_of(fleet, "many")
+    distinct, exact = count_distinct(fleet.client, parts)
+    assert not exact and abs(distinct - 30_000) <= 0.02 * 30_000
+    assert parts[0].count == 30_000 + 6 * 100
+
+
+def test_distinct_values_never_reach_redis_in_clear(fleet: Fleet) -> None:
+    """Only keyed hashes of the values are stored; another secret hashes them differently."""
+    secret = "card-4111111111111111"
+    instrument = fleet.instrument("cards", "distinct", by="g")
+    feed(instrument, [secret, "another-value"], group="visa")
+    fleet.flusher.flush()
+    everything = b""
+    for key in fleet.client.scan_iter(match=f"{fleet.keys.prefix}:*"):
+        kind = fleet.client.type(key)
+        if kind == b"hash":
+            for field, value in fleet.client.hgetall(key).items():
+                everything += field + b"=" + value + b"\n"
+        elif key.startswith(f"{fleet.keys.prefix}:distinct".encode()):
+            everything += fleet.client.get(key) or b""
+    assert secret.encode() not in everything and b"4111111111111111" not in everything
+    plain = stats_writer.element_hasher(None, "cards")(b"s:x")
+    keyed = stats_writer.element_hasher(b"fleet secret", "cards")(b"s:x")
+    elsewhere = stats_writer.element_hasher(None, "other-spec")(b"s:x")
+    assert len({plain, keyed, elsewhere}) == 3 and len(plain) == 16
+
+
+def test_dropping_the_aggregates_removes_every_key(fleet: Fleet) -> None:
+    """drop_aggregates removes the index, every hash and every HyperLogLog of the specs."""
+    stats = fleet.instrument("lat", "stats", by="g")
+    distinct = fleet.instrument("users", "distinct", by="g")
+    feed(stats, [1.0, 2.0], group="a|b")
+    feed(distinct, ["x", "y"], group="a|b")
+    feed(distinct, ["z"], group="c")
+    fleet.flusher.flush()
+    assert len(fleet.keys_of("lat")) == 2 and len(fleet.keys_of("users")) == 4
+    assert drop_aggregates(fleet.client, fleet.keys, ["lat", "users"]) == 6
+    assert fleet.keys_of("lat") == fleet.keys_of("users") == []
+
+
+def test_an_expired_spec_swept_takes_its_aggregates_along(fleet: Fleet) -> None:
+    """When serve turns an expired spec into a removal, its statistics go too."""
+    instrument = fleet.instrument("brief", "stats", lifespan=10)
+    feed(instrument, [1.0])
+    fleet.flusher.flush()
+    fleet.client.delete(fleet.keys.spec("brief"))  # as its TTL would
+    assert fleet.store.sweep_expired() == ["brief"]
+    assert fleet.keys_of("brief") == []

@@ -1,0 +1,134 @@
+"""How `coordinator stats` shows statistics: numbers, the histogram row, side-by-side
+cohorts, and -f refreshing until Ctrl-C."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from coordinator.cli import cli
+from coordinator.commands import stats as stats_command
+from coordinator.view.stats import BLOCKS, DistinctRow, histogram, number_text, render_stats
+from diagnose.aggregates import Aggregates
+from diagnose.instruments import StatsInstrument
+from diagnose.outbox import Origin
+from diagnose.sketch import Sketch
+from diagnose_redis import SpecStore
+from diagnose_redis._subscriber import stats_writer
+from diagnose_redis._subscriber.flusher import Flusher
+from diagnose_redis.protocol import Keys
+
+
+def sketch_of(values: list[float]) -> Sketch:
+    sketch = Sketch()
+    sketch.add_all(values)
+    return sketch
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, "-"),
+        (12, "12"),
+        (0.0, "0"),
+        (0.00123456, "0.001235"),
+        (3.14159, "3.142"),
+        (123456.7, "123457"),
+        (2.5e12, "2.5e+12"),
+        (-42.0, "-42"),
+    ],
+)
+def test_numbers_read_short(value: Any, text: str) -> None:
+    """Ints in full, floats to 4 significant digits, large ones rounded in full."""
+    assert number_text(value) == text
+
+
+def test_the_histogram_rises_where_the_values_are() -> None:
+    """Most values low: the tallest block on the left; the row is HISTOGRAM_WIDTH wide."""
+    row = histogram(sketch_of([1.0] * 90 + [1000.0] * 10))
+    assert len(row) == 16
+    assert row[0] == BLOCKS[-1] and row[-1] in BLOCKS[:3] and row[5] == " "
+
+
+def test_rows_of_one_group_share_the_histogram_scale() -> None:
+    """Two cohorts, one twice as slow: on the shared axis the slow one's block sits further
+    right than the fast one's."""
+    fast, slow = sketch_of([0.1] * 50), sketch_of([0.2] * 50)
+    table = render_stats(
+        {"all": sketch_of([0.1] * 50 + [0.2] * 50)},
+        {"1": {"all": fast}, "2": {"all": slow}},
+        "version",
+        width=None,
+        histograms=True,
+    )
+    lines = table.splitlines()
+    assert lines[0].split()[:3] == ["GROUP", "VERSION", "COUNT"] and "DISTRIBUTION" in lines[0]
+    at = lines[0].index("DISTRIBUTION")
+    first, second = lines[1][at:], lines[2][at:]
+    assert first.index(BLOCKS[-1]) < second.index(BLOCKS[-1])
+
+
+def test_distinct_rows_mark_estimates() -> None:
+    """An estimated distinct count shows with ~; an exact one as it is."""
+    table = render_stats(
+        {"a": DistinctRow(12, True, 40, 0), "b": DistinctRow(25000, False, 90000, 0)},
+        None,
+        None,
+        width=None,
+        histograms=True,
+    )
+    assert table.splitlines()[0].split() == ["GROUP", "DISTINCT"]
+    assert "~25000" in table and " 12" in table
+
+
+@pytest.fixture
+def published(redis_url: str, prefix: str) -> Any:
+    """A stats spec with a few values merged into Redis by a flusher of the test's own."""
+    client = redis.Redis.from_url(redis_url)
+    store = SpecStore(client, prefix)
+    store.put(
+        "lat",
+        {
+            "target": "pkg.mod.f",
+            "instrument": {"type": "stats", "name": "lat", "value": "v"},
+            "lifespan": 5,
+            "lastmodified": dt.datetime.now(dt.UTC),
+        },
+    )
+    stats_writer.use(secret=None, labels=dict)
+    registry = Aggregates()
+    instrument = StatsInstrument("lat", "v")
+    instrument.aggregate.origin = Origin("lat", "stats")
+    registry.add(instrument.aggregate)
+    for value in (1.0, 2.0, 3.0):
+        instrument.fire({}, {"v": value})
+    Flusher(client, Keys(prefix), lambda: "p1", aggregates=registry).flush()
+    yield redis_url, prefix
+    client.close()
+
+
+def test_follow_refreshes_until_ctrl_c_and_exits_0(
+    published: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-f prints the statistics again every second; Ctrl-C ends it with exit 0."""
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(stats_command.time, "sleep", sleep)
+    url, prefix = published
+    result = CliRunner().invoke(
+        cli, ["--redis-url", url, "--prefix", prefix, "stats", "lat", "-f", "--json"]
+    )
+    assert result.exit_code == 0, result.stderr
+    documents = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(documents) == 3 and pauses == [1.0, 1.0, 1.0]
+    assert {d["groups"]["all"]["count"] for d in documents} == {3}

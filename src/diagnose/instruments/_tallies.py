@@ -205,21 +205,24 @@ class DistinctAggregate(_FleetAggregate):
             state = self.states.get(text)
             if state is None:
                 state = self.states[text] = _DistinctState()
+            # Equal values have one canonical form: only the distinct ones need theirs.
+            unique = set(values)
+            invalid = 0
+            if INVALID in unique:
+                invalid = values.count(INVALID)
+                unique.discard(INVALID)
+            state.invalid += invalid
+            state.count += len(values) - invalid
             pending = state.pending
-            before = len(pending)
-            for value in values:
-                kind = type(value)
-                if kind is not bytes:
-                    value = canonical(value)
-                    if value is INVALID:
-                        state.invalid += 1
-                        continue
-                state.count += 1
-                if self._pending + len(pending) - before >= MAX_PENDING and value not in pending:
+            for value in unique:
+                form = value if type(value) is bytes else canonical(value)
+                if form in pending:
+                    continue
+                if self._pending >= MAX_PENDING:
                     lost += 1
                     continue
-                pending.add(value)
-            self._pending += len(pending) - before
+                pending.add(form)
+                self._pending += 1
             self._changed.add(text)
         self._count_drops(lost)
 

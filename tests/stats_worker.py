@@ -52,8 +52,8 @@ def main() -> None:
                 stats_worker.measure(value, tier, user)
             print("fed", count, flush=True)
         elif command == "odd":
-            for value in ODD:
-                stats_worker.measure(value, "odd", value)
+            for odd in ODD:
+                stats_worker.measure(odd, "odd", odd)
             print("odd", len(ODD), flush=True)
         elif command == "quit":
             break

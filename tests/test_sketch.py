@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from diagnose.sketch import ALPHA, GAMMA, INVALID, Sketch, Touched, bucket_of, bucket_value, number
+from diagnose.sketch import ALPHA, GAMMA, INVALID, Sketch, bucket_of, bucket_value, number
 
 
 def true_quantile(ordered: list[float], q: float) -> float:
@@ -126,16 +126,15 @@ def test_the_flat_form_reads_back_the_same_sketch() -> None:
     assert again.total == sketch.total and (again.low, again.high) == (sketch.low, sketch.high)
 
 
-def test_touched_names_only_the_buckets_that_changed() -> None:
-    """fields(touched) holds the scalar fields and the buckets added to since touched began."""
+def test_the_buckets_take_one_field_per_sign() -> None:
+    """A sketch is a handful of fields however many buckets it has: its positive and its
+    negative buckets each in one field of K:N pairs."""
     sketch = Sketch()
-    sketch.add_all([1.0, -1.0, 100.0])
-    touched = Touched()
-    sketch.add_all([100.0, -5.0], touched)
-    fields = sketch.fields(touched)
-    buckets = sorted(name for name in fields if name[0] in "+-")
-    assert buckets == sorted([f"+{bucket_of(100.0)}", f"-{bucket_of(5.0)}"])
-    assert fields[f"+{bucket_of(100.0)}"] == "2" and fields["n"] == "5"
+    sketch.add_all([1.0, 100.0, 100.0, -5.0, *(1.5**n for n in range(40))])
+    fields = sketch.fields()
+    assert set(fields) == {"n", "sum", "min", "max", "inv", "+", "-"}
+    assert fields["-"] == f"{bucket_of(5.0)}:1"
+    assert f"{bucket_of(100.0)}:2" in fields["+"].split()
 
 
 def test_a_sketch_of_one_value_reads_that_value() -> None:

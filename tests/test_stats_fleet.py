@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +119,7 @@ class Fleet:
             worker.proc.stdin.write(f"feed {WORKERS[pid][0]} {PER_WORKER}\nodd\n")  # type: ignore[union-attr]
             worker.proc.stdin.flush()  # type: ignore[union-attr]
         for worker in self.workers.values():
-            assert wait_for(lambda w=worker: "odd 6" in w.lines, 60)
+            assert wait_for(partial(operator.contains, worker.lines, "odd 6"), 60)
 
     def aggregate_keys(self) -> list[bytes]:
         """Return every key of fleet statistics under the prefix."""

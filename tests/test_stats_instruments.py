@@ -181,7 +181,7 @@ def test_distinct_counts_values_and_invalid_ones(applied: Applied) -> None:
     take = instrument.aggregate.take()
     assert take is not None
     group = take.groups["all"]
-    assert (group.count, group.invalid) == (7, 2)
+    assert (group.counted, group.invalid) == (7, 2)
     assert len(group.elements) == 5  # 1 == 1.0 == True; "1"; b"1"; None; ("a", 2)
 
 
@@ -220,7 +220,7 @@ def test_distinct_elements_between_takes_are_bounded(
         checkout(n)
     take = instrument.aggregate.take()
     assert take is not None and len(take.groups["all"].elements) == 10
-    assert take.groups["all"].count == 25
+    assert take.groups["all"].counted == 25
     assert instrument.aggregate.dropped == 15
     assert applied.mgr.counters()["d"]["dropped"] == 15
 

@@ -32,7 +32,6 @@ __all__ = (
     "GAMMA",
     "INVALID",
     "Sketch",
-    "Touched",
     "bucket_of",
     "bucket_value",
     "number",
@@ -96,19 +95,6 @@ def _parse_number(text: str) -> int | float:
         return float(text)
 
 
-class Touched:
-    """The buckets of a sketch whose counts changed since some moment (to write only them)."""
-
-    __slots__ = ("negative", "positive")
-
-    def __init__(self) -> None:
-        self.positive: set[int] = set()
-        self.negative: set[int] = set()
-
-    def __bool__(self) -> bool:
-        return bool(self.positive or self.negative)
-
-
 class Sketch:
     """Count, sum, min, max, invalid count and log buckets of some values.
 
@@ -134,9 +120,8 @@ class Sketch:
         """Add one value; return False (counted as invalid) when it is not a number."""
         return bool(self.add_all((value,)))
 
-    def add_all(self, values: Iterable[Any], touched: Touched | None = None) -> int:
-        """Add values; record in touched (if given) the buckets whose count changed;
-        return how many were numbers.
+    def add_all(self, values: Iterable[Any]) -> int:
+        """Add values; return how many were numbers.
 
         Plain finite ints and floats (nearly always all of them) are counted by C loops
         (``map``, ``filter``, ``Counter``): a fraction of a microsecond a value.
@@ -145,23 +130,22 @@ class Sketch:
         if not values:
             return 0
         if not set(map(type, values)) <= _PLAIN:
-            return self._add_each(values, touched)
+            return self._add_each(values)
         try:
             total = math.fsum(values)
         except OverflowError:
-            return self._add_each(values, touched)
+            return self._add_each(values)
         if not math.isfinite(total):
-            return self._add_each(values, touched)
+            return self._add_each(values)
         low, high = min(values), max(values)
         if low > 0:
             positives, negatives = values, []
         else:
             positives = list(filter(partial(operator.lt, 0), values))
             negatives = list(filter(partial(operator.gt, 0), values))
-        self._count(self.positive, positives, None if touched is None else touched.positive)
+        self._count(self.positive, positives)
         if negatives:
-            magnitudes = map(operator.neg, negatives)
-            self._count(self.negative, magnitudes, None if touched is None else touched.negative)
+            self._count(self.negative, map(operator.neg, negatives))
         self.zero += len(values) - len(positives) - len(negatives)
         self.count += len(values)
         self.total += total
@@ -172,15 +156,13 @@ class Sketch:
         return len(values)
 
     @staticmethod
-    def _count(store: dict[int, int], magnitudes: Iterable[Any], touched: set[int] | None) -> None:
+    def _count(store: dict[int, int], magnitudes: Iterable[Any]) -> None:
         """Count the positive magnitudes into the buckets of store."""
         found = Counter(map(math.ceil, map(operator.mul, map(math.log2, magnitudes), _PER_LOGS)))
         for k, n in found.items():
             store[k] = store.get(k, 0) + n
-        if touched is not None:
-            touched.update(found)
 
-    def _add_each(self, values: list[Any], touched: Touched | None) -> int:
+    def _add_each(self, values: list[Any]) -> int:
         """Add values one by one: some are not plain finite ints and floats."""
         positive, negative = self.positive, self.negative
         log, ceil, per_log = math.log2, math.ceil, _PER_LOG
@@ -204,16 +186,12 @@ class Sketch:
                     continue
                 k = ceil(log(x) * per_log)
                 positive[k] = positive.get(k, 0) + 1
-                if touched is not None:
-                    touched.positive.add(k)
             elif x < 0.0:
                 if x == -_inf:
                     invalid += 1
                     continue
                 k = ceil(log(-x) * per_log)
                 negative[k] = negative.get(k, 0) + 1
-                if touched is not None:
-                    touched.negative.add(k)
             elif x == 0.0:
                 zero += 1
             else:  # NaN
@@ -295,22 +273,19 @@ class Sketch:
 
     # --- the flat form (hash fields) ---------------------------------------------------
 
-    def fields(self, touched: Touched | None = None) -> dict[str, str]:
+    def fields(self) -> dict[str, str]:
         """Return the sketch as hash fields: ``n``, ``sum``, ``min``, ``max``, ``inv``,
-        ``z`` and one ``+K``/``-K`` per bucket; with touched, the scalar fields and the
-        buckets it names only."""
+        ``z``, and the buckets of each store in one field, ``+`` and ``-``: ``K:N``
+        pairs, space-separated (a handful of fields, so that Redis keeps the hash small)."""
         out = {"n": str(self.count), "sum": repr(self.total), "inv": str(self.invalid)}
         if self.low is not None:
             out["min"] = repr(self.low)
             out["max"] = repr(self.high)
         if self.zero:
             out["z"] = str(self.zero)
-        positive = self.positive if touched is None else touched.positive
-        negative = self.negative if touched is None else touched.negative
-        for k in positive:
-            out[f"+{k}"] = str(self.positive[k])
-        for k in negative:
-            out[f"-{k}"] = str(self.negative[k])
+        for name, store in (("+", self.positive), ("-", self.negative)):
+            if store:
+                out[name] = " ".join(f"{k}:{n}" for k, n in sorted(store.items()))
         return out
 
     @classmethod
@@ -333,10 +308,11 @@ class Sketch:
                     sketch.invalid = int(text)
                 elif name == "z":
                     sketch.zero = int(text)
-                elif name[:1] == "+":
-                    sketch.positive[int(name[1:])] = int(text)
-                elif name[:1] == "-":
-                    sketch.negative[int(name[1:])] = int(text)
+                elif name in ("+", "-"):
+                    store = sketch.positive if name == "+" else sketch.negative
+                    for pair in text.split():
+                        k, _, n = pair.partition(":")
+                        store[int(k)] = int(n)
             except ValueError:
                 continue
         return sketch

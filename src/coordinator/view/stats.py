@@ -171,7 +171,9 @@ def render_stats(
         if stats and histograms:
             scale = scale_of([row for _, row in members if isinstance(row, Sketch)])
         for name, row in members:
-            cells: list[object] = [group] + ([name] if split is not None else [])
+            cells: list[object] = [group]
+            if split is not None:
+                cells.append(name)
             if isinstance(row, DistinctRow):
                 cells.append(f"{row.distinct}" if row.exact else f"~{row.distinct}")
             else:

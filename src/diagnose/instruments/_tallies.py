@@ -31,7 +31,7 @@ from diagnose._output.redaction import REDACTED
 from diagnose.aggregates import Aggregate
 from diagnose.instruments._groups import GroupQueues
 from diagnose.outbox import Origin
-from diagnose.sketch import INVALID, Sketch, Touched
+from diagnose.sketch import INVALID, Sketch
 
 __all__ = (
     "FLUSH_SOON",
@@ -39,11 +39,14 @@ __all__ = (
     "DistinctAggregate",
     "DistinctGroup",
     "DistinctTake",
+    "EXACT_DISTINCT",
     "StatsAggregate",
     "StatsTake",
     "canonical",
 )
 
+#: Distinct values an incarnation records one by one per group, for an exact count below it.
+EXACT_DISTINCT = 100
 #: Distinct elements an aggregate holds at most between two takes (all groups) ...
 MAX_PENDING = 65_536
 #: ... and from how many on it asks the flusher to flush at once.
@@ -53,20 +56,24 @@ _LONG = 64
 
 
 class StatsTake(NamedTuple):
-    """What changed in a stats aggregate since its last take: per group, the sketch's hash
-    fields that changed (see ``Sketch.fields``), with their current values."""
+    """The groups of a stats aggregate that changed since its last take, each as its
+    sketch's hash fields (``Sketch.fields``), totals so far."""
 
     incarnation: str
     groups: dict[str, dict[str, str]]
 
 
 class DistinctGroup(NamedTuple):
-    """One group of a distinct take: values counted and invalid ones so far (cumulative),
-    and the canonical forms of the values seen since the last take."""
+    """One group of a distinct take: values counted and invalid ones so far (cumulative);
+    the canonical forms of the values seen since the last take; of those, the ones that
+    join the group's exact record (its first EXACT_DISTINCT distinct forms); and whether
+    the group has more distinct values than that (its count is then the estimate's)."""
 
-    count: int
+    counted: int
     invalid: int
     elements: list[bytes]
+    exact: list[bytes]
+    over: bool
 
 
 class DistinctTake(NamedTuple):
@@ -127,7 +134,7 @@ class StatsAggregate(_FleetAggregate):
     def __init__(self, origin: Origin, owner: Any = None) -> None:
         super().__init__(origin, owner)
         self.sketches: dict[str, Sketch] = {}
-        self._touched: dict[str, Touched] = {}
+        self._changed: set[str] = set()
 
     def fold(self) -> bool:
         """Move the queued values into the groups' sketches."""
@@ -140,21 +147,17 @@ class StatsAggregate(_FleetAggregate):
             sketch = self.sketches.get(text)
             if sketch is None:
                 sketch = self.sketches[text] = Sketch()
-            touched = self._touched.get(text)
-            if touched is None:
-                touched = self._touched[text] = Touched()
-            sketch.add_all(values, touched)
+            sketch.add_all(values)
+            self._changed.add(text)
 
     def take(self) -> StatsTake | None:
         """Return the fields of the groups that changed since the last take (None: none)."""
         with self.lock:
             self._fold()
-            if not self._touched:
+            if not self._changed:
                 return None
-            changed = {
-                text: self.sketches[text].fields(touched) for text, touched in self._touched.items()
-            }
-            self._touched = {}
+            changed = {text: self.sketches[text].fields() for text in self._changed}
+            self._changed = set()
         return StatsTake(self.incarnation, changed)
 
     def summary(self) -> dict[str, Sketch]:
@@ -167,22 +170,39 @@ class StatsAggregate(_FleetAggregate):
         self.groups.clear()
         self.lock = threading.Lock()
         self.sketches = {}
-        self._touched = {}
+        self._changed = set()
         self.incarnation = _incarnation()
 
 
 class _DistinctState:
-    __slots__ = ("count", "invalid", "pending")
+    __slots__ = ("count", "exact", "invalid", "over", "pending")
 
     def __init__(self) -> None:
         self.count = 0
         self.invalid = 0
         self.pending: set[bytes] = set()
+        #: the group's first EXACT_DISTINCT distinct forms (emptied once over)
+        self.exact: set[bytes] = set()
+        self.over = False
+
+    def record(self) -> list[bytes]:
+        """Add the pending forms to the exact record; return those new to it (all of
+        them, the time it goes over the limit: the hash says so then)."""
+        if self.over:
+            return []
+        new = [form for form in self.pending if form not in self.exact]
+        self.exact.update(new)
+        if len(self.exact) > EXACT_DISTINCT:
+            self.over = True
+            self.exact = set()
+            return []
+        return new
 
 
 class DistinctAggregate(_FleetAggregate):
     """Per group: values counted, invalid ones, and the canonical forms of the values seen
-    since the last take (``canonical``), which Redis adds to HyperLogLogs."""
+    since the last take (``canonical``), which Redis adds to HyperLogLogs; and the first
+    EXACT_DISTINCT distinct forms, recorded one by one, so that small counts are exact."""
 
     kind = "distinct"
 
@@ -235,7 +255,11 @@ class DistinctAggregate(_FleetAggregate):
             groups = {}
             for text in self._changed:
                 state = self.states[text]
-                groups[text] = DistinctGroup(state.count, state.invalid, list(state.pending))
+                exact = state.record()
+                elements = list(state.pending)
+                groups[text] = DistinctGroup(
+                    state.count, state.invalid, elements, exact, state.over
+                )
                 state.pending = set()
             self._changed = set()
             self._pending = 0

@@ -21,12 +21,17 @@ from typing import Any
 
 from diagnose.aggregates import AGGREGATES
 from diagnose.instruments._groups import ALL, SPILL
-from diagnose.instruments._tallies import DistinctAggregate, StatsAggregate, canonical
+from diagnose.instruments._tallies import (
+    EXACT_DISTINCT,
+    DistinctAggregate,
+    StatsAggregate,
+    canonical,
+)
 from diagnose.instruments.base import Instrument, omitted
 from diagnose.outbox import Origin
 from diagnose.sketch import Sketch, number
 
-__all__ = ("DistinctInstrument", "FleetInstrument", "StatsInstrument")
+__all__ = ("EXACT_DISTINCT", "DistinctInstrument", "FleetInstrument", "StatsInstrument")
 
 
 class FleetInstrument(Instrument):

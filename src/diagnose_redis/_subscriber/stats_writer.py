@@ -27,7 +27,6 @@ from diagnose.aggregates import Aggregate
 from diagnose_redis._subscriber.flusher import writer
 from diagnose_redis.protocol import Keys
 from diagnose_redis.protocol.aggregates import (
-    EXACT_LIMIT,
     META_AT,
     META_LABELS,
     META_PROCESS,
@@ -54,43 +53,32 @@ end
 return 1
 """.replace("CHUNK", str(_CHUNK))
 
-# ARGV: groups, meta pairs, meta..., then per group: name, count, invalid, m, m elements.
-# KEYS: spec, index, hash, then one HyperLogLog per group in the same order.
+# After the PFADDs of the same transaction. KEYS: spec, index, hash, then the groups'
+# HyperLogLogs; ARGV: groups, meta pairs, meta..., then per group: name, count, invalid,
+# over ("1" or "0"), m, and m elements new to its exact record.
 _DISTINCT_SCRIPT = """
 local ttl = redis.call('PTTL', KEYS[1])
-if ttl == -2 then return 0 end
+if ttl == -2 then
+  for g = 4, #KEYS do redis.pcall('DEL', KEYS[g]) end
+  return 0
+end
 local h = KEYS[3]
-local limit = LIMIT
-local keys = {h, KEYS[2]}
 local meta = tonumber(ARGV[2])
 redis.pcall('HSET', h, unpack(ARGV, 3, 2 + 2 * meta))
 local i = 3 + 2 * meta
 for g = 1, tonumber(ARGV[1]) do
-  local name, hll, m = ARGV[i], KEYS[3 + g], tonumber(ARGV[i + 3])
+  local name, m = ARGV[i], tonumber(ARGV[i + 4])
   redis.pcall('HSET', h, name .. '|n', ARGV[i + 1], name .. '|inv', ARGV[i + 2])
-  local first, last = i + 4, i + 3 + m
-  if m == 0 then redis.pcall('PFADD', hll) end
-  for j = first, last, CHUNK do
-    redis.pcall('PFADD', hll, unpack(ARGV, j, math.min(j + CHUNK - 1, last)))
-  end
-  if not redis.call('HGET', h, name .. '|over') then
-    local e = tonumber(redis.call('HGET', h, name .. '|e') or '0')
-    for j = first, last do
-      if e > limit then break end
-      if redis.pcall('HSETNX', h, name .. '|h:' .. ARGV[j], '1') == 1 then e = e + 1 end
-    end
-    redis.pcall('HSET', h, name .. '|e', e)
-    if e > limit then redis.pcall('HSET', h, name .. '|over', '1') end
-  end
-  keys[#keys + 1] = hll
-  i = last + 1
+  if ARGV[i + 3] == '1' then redis.pcall('HSET', h, name .. '|over', '1') end
+  for j = i + 5, i + 4 + m do redis.pcall('HSET', h, name .. '|h:' .. ARGV[j], '1') end
+  i = i + 5 + m
 end
 redis.pcall('SADD', KEYS[2], h)
-for _, key in ipairs(keys) do
-  if ttl > 0 then redis.pcall('PEXPIRE', key, ttl) else redis.pcall('PERSIST', key) end
+for g = 2, #KEYS do
+  if ttl > 0 then redis.pcall('PEXPIRE', KEYS[g], ttl) else redis.pcall('PERSIST', KEYS[g]) end
 end
 return 1
-""".replace("CHUNK", str(_CHUNK)).replace("LIMIT", str(EXACT_LIMIT))
+"""
 
 _secret: bytes | None = None
 _labels: Callable[[], Mapping[str, Any]] = dict
@@ -140,17 +128,25 @@ def write_stats(pipe: Any, keys: Keys, process: str, aggregate: Aggregate, take:
 
 @writer("distinct")
 def write_distinct(pipe: Any, keys: Keys, process: str, aggregate: Aggregate, take: Any) -> int:
-    """Queue the script that stores a distinct take: counts, and the hashed elements."""
+    """Queue the PFADDs of a distinct take's new elements (hashed), then the script that
+    stores its counts and exact records -- or, the spec being gone, deletes what the PFADDs
+    made. PFADD is left out of the script: Redis parses its elements faster than Lua."""
     spec_id = aggregate.origin.spec
     key = keys.aggregate("distinct", spec_id, process, take.incarnation)
     element = element_hasher(_secret, spec_id)
     meta = _meta(process)
     args: list[Any] = [len(take.groups), len(meta) // 2, *meta]
     hlls = []
+    replies = 1
     for group, state in take.groups.items():
-        hlls.append(hll_key(key, group))
-        args += (group, state.count, state.invalid, len(state.elements))
-        args.extend(element(form) for form in state.elements)
+        hll = hll_key(key, group)
+        hlls.append(hll)
+        elements = [element(form) for form in state.elements]
+        for start in range(0, len(elements), _CHUNK):
+            pipe.pfadd(hll, *elements[start : start + _CHUNK])
+            replies += 1
+        exact = [element(form) for form in state.exact]
+        args += (group, state.counted, state.invalid, int(state.over), len(exact), *exact)
     script_keys = [keys.spec(spec_id), keys.aggregates(spec_id), key, *hlls]
     pipe.eval(_DISTINCT_SCRIPT, len(script_keys), *script_keys, *args)
-    return 1
+    return replies

@@ -9,11 +9,12 @@ writes over what it wrote before):
   spec ID.
 - ``P:stats:ID@PROCESS#INC`` (hash): ``_process``, ``_labels`` (JSON), ``_at`` (unix time
   of the last write); per group ``GROUP|F``, F a field of ``diagnose.sketch``'s flat form:
-  ``n``, ``sum``, ``min``, ``max``, ``inv``, ``z``, and ``+K``/``-K`` (bucket counts).
+  ``n``, ``sum``, ``min``, ``max``, ``inv``, ``z``, and ``+``/``-``, the positive and the
+  negative bucket counts as ``K:N`` pairs (a few fields: Redis keeps such a hash compact).
 - ``P:distinct:ID@PROCESS#INC`` (hash): ``_process``, ``_labels``, ``_at``; per group
-  ``GROUP|n`` (values counted) and ``GROUP|inv``, and the group's elements one by one while
-  there are at most EXACT_LIMIT: ``GROUP|h:HEX`` each, their number ``GROUP|e``, and
-  ``GROUP|over`` once beyond.
+  ``GROUP|n`` (values counted) and ``GROUP|inv``, and the group's first 100 distinct
+  elements one by one, ``GROUP|h:HEX`` each (``diagnose.instruments.stats``), or
+  ``GROUP|over`` once it has more.
 - ``P:distinct:ID@PROCESS#INC|GROUP`` (HyperLogLog): the group's elements.
 
 Every value is the incarnation's total so far, written as it is (HSET, PFADD): writing it
@@ -30,7 +31,6 @@ import re
 
 __all__ = (
     "AGGREGATE_KINDS",
-    "EXACT_LIMIT",
     "META_AT",
     "META_LABELS",
     "META_PROCESS",
@@ -41,8 +41,6 @@ __all__ = (
 
 #: The instrument types whose statistics live in Redis, and the key family of each.
 AGGREGATE_KINDS = ("stats", "distinct")
-#: Distinct elements an incarnation records exactly per group (beyond: the HyperLogLog).
-EXACT_LIMIT = 100
 META_PROCESS = "_process"
 META_LABELS = "_labels"
 META_AT = "_at"

@@ -201,7 +201,7 @@ class SpecStore:
         # value_from_callable=True: see put_many.
         result = self.client.transaction(delete, *watched, value_from_callable=True)  # type: ignore[arg-type]
         # Their statistics go with them: once a spec is gone no process writes them again.
-        drop_aggregates(self.client, keys, result if only_expired else ids)
+        drop_aggregates(self.client, keys, cast(list[str], result) if only_expired else ids)
         return cast(list[str], result)
 
     def publish_version(self) -> int:

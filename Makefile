@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test fuzz lint bench bench-fleet bench-scale bench-ab soak clean
+.PHONY: demo test fuzz lint bench bench-fleet bench-stats bench-scale bench-ab soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ bench: $(VENV)/.test
 
 bench-fleet: $(VENV)/.test
 	$(PY) bench/fleet_latency.py --workers 10 50 100
+
+# What fleet statistics (stats, distinct) cost Redis: 1,000 processes' flushes a second,
+# and `coordinator stats` reading them, on one private server.
+bench-stats: $(VENV)/.test
+	$(PY) bench/stats_redis.py --processes 1000 --rounds 8
 
 # A long run, not part of `make test`: one worker under ~20 spec changes a second.
 SOAK_MINUTES ?= 10

@@ -13,7 +13,14 @@ from click.testing import CliRunner
 
 from coordinator.cli import cli
 from coordinator.commands import stats as stats_command
-from coordinator.view.stats import BLOCKS, DistinctRow, histogram, number_text, render_stats
+from coordinator.view.stats import (
+    BLOCKS,
+    FLEET,
+    DistinctRow,
+    histogram,
+    number_text,
+    render_stats,
+)
 from diagnose.aggregates import Aggregates
 from diagnose.instruments import StatsInstrument
 from diagnose.outbox import Origin
@@ -68,8 +75,10 @@ def test_rows_of_one_group_share_the_histogram_scale() -> None:
     )
     lines = table.splitlines()
     assert lines[0].split()[:3] == ["GROUP", "VERSION", "COUNT"] and "DISTRIBUTION" in lines[0]
+    assert [line.split()[1] for line in lines[1:]] == [FLEET, "1", "2"]
     at = lines[0].index("DISTRIBUTION")
-    first, second = lines[1][at:], lines[2][at:]
+    whole, first, second = (line[at:] for line in lines[1:])
+    assert whole.startswith(BLOCKS[-1]) and whole.rstrip().endswith(BLOCKS[-1])
     assert first.index(BLOCKS[-1]) < second.index(BLOCKS[-1])
 
 

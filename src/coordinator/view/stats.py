@@ -18,6 +18,7 @@ from diagnose.sketch import Sketch
 
 __all__ = (
     "BLOCKS",
+    "FLEET",
     "HISTOGRAM_WIDTH",
     "DistinctRow",
     "histogram",
@@ -30,6 +31,8 @@ __all__ = (
 BLOCKS = "▁▂▃▄▅▆▇█"
 HISTOGRAM_WIDTH = 16
 QUANTILES = (0.5, 0.9, 0.99)
+#: The row of a whole group above its rows per process or label value.
+FLEET = "(fleet)"
 _BLANK = "\u2800"
 
 
@@ -148,8 +151,8 @@ def render_stats(
     width: int | None,
     histograms: bool,
 ) -> str:
-    """Render the table: a row per group of the fleet, or with split (label value -> its
-    groups) a row per group and label value, the values of one group together."""
+    """Render the table: a row per group of the fleet; with split (label value -> its
+    groups), under each group's fleet row, a row per label value that has it."""
     stats = not any(isinstance(row, DistinctRow) for row in fleet.values())
     columns = [Column("group", cut=True)]
     if split is not None:
@@ -163,10 +166,9 @@ def render_stats(
         columns += [Column("distinct")]
     rows: list[list[object]] = []
     for group in _group_order(fleet):
-        if split is None:
-            members = [("", fleet[group])]
-        else:
-            members = [(name, split[name][group]) for name in sorted(split) if group in split[name]]
+        members = [(FLEET, fleet[group])]
+        if split is not None:
+            members += [(name, row[group]) for name, row in sorted(split.items()) if group in row]
         scale = None
         if stats and histograms:
             scale = scale_of([row for _, row in members if isinstance(row, Sketch)])

@@ -14,10 +14,9 @@ import redis
 from diagnose.aggregates import Aggregates
 from diagnose.instruments import DistinctInstrument, StatsInstrument
 from diagnose.outbox import Origin
-from diagnose_redis import SpecStore
+from diagnose_redis import SpecStore, connect
 from diagnose_redis._subscriber import stats_writer
 from diagnose_redis._subscriber.flusher import Flusher
-from diagnose_redis.protocol import Keys
 from diagnose_redis.publisher import count_distinct, drop_aggregates, read_incarnations
 
 
@@ -35,7 +34,7 @@ class Fleet:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client = client
         self.store = SpecStore(client, prefix)
-        self.keys = Keys(prefix)
+        self.keys = self.store.keys
         self.registry = Aggregates()
         self.flusher = Flusher(client, self.keys, lambda: "web-1", aggregates=self.registry)
 
@@ -213,3 +212,28 @@ def test_an_expired_spec_swept_takes_its_aggregates_along(fleet: Fleet) -> None:
     fleet.client.delete(fleet.keys.spec("brief"))  # as its TTL would
     assert fleet.store.sweep_expired() == ["brief"]
     assert fleet.keys_of("brief") == []
+
+
+def test_statistics_work_on_a_cluster(redis_cluster: Any, prefix: str) -> None:
+    """On a Redis Cluster every key of a spec's statistics shares the fleet's slot: the
+    scripts, PFCOUNT over many keys and the removal work there too."""
+    client = connect(redis_cluster.url, prefix=prefix)
+    try:
+        stats_writer.use(secret=None, labels=dict)
+        fleet = Fleet(client, prefix)
+        assert fleet.keys.prefix.startswith("{")
+        stats = fleet.instrument("lat", "stats")
+        distinct = fleet.instrument("users", "distinct")
+        other = fleet.instrument("users", "distinct")
+        feed(stats, [1.0, 2.0])
+        feed(distinct, list(range(150)))
+        feed(other, list(range(100, 300)))
+        fleet.flusher.flush()
+        [found] = read_incarnations(client, fleet.keys, "lat", "stats")
+        assert found.groups["all"].count == 2
+        assert abs(count_distinct(client, groups_of(fleet, "users"))[0] - 300) <= 6
+        assert len(fleet.keys_of("lat")) == 2 and len(fleet.keys_of("users")) == 5
+        fleet.store.remove("lat", "users")
+        assert fleet.keys_of("lat") == fleet.keys_of("users") == []
+    finally:
+        client.close()

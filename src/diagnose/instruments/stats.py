@@ -39,9 +39,6 @@ class FleetInstrument(Instrument):
 
     kind = ""
     aggregate: Any
-    #: the types the hot path queues as they are; others are queued as convert() gives them
-    direct: frozenset[type] = frozenset()
-    convert: Any = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._origin: Origin | None = None
@@ -99,29 +96,17 @@ class FleetInstrument(Instrument):
                 pass
         return codes
 
-    def fire(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> None:
-        # The hot path: evaluate (a bare name straight from the event's names, as evaluate()
-        # would), find the group's queue, append. Every line here is paid on every call.
-        expr = self.value
-        value = _locals.get(expr, omitted) if expr in self._plain else omitted
-        if value is omitted:
-            value = self.evaluate(expr, _globals, _locals)
-        queue = self._all
+    def _group_queue(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> Any:
+        """Return the queue of this event's group (``--by``)."""
+        expr: Any = self.by
+        key = _locals.get(expr, omitted) if expr in self._plain else omitted
+        if key is omitted:
+            key = self.evaluate(expr, _globals, _locals)
+        kind = type(key)
+        queue = self._keys.get(key) if kind is str or kind is int else None
         if queue is None:
-            expr = self.by  # type: ignore[assignment]
-            key = _locals.get(expr, omitted) if expr in self._plain else omitted
-            if key is omitted:
-                key = self.evaluate(expr, _globals, _locals)
-            kind = type(key)
-            queue = self._keys.get(key) if kind is str or kind is int else None
-            if queue is None:
-                queue = self.aggregate.groups.queue(key)
-        if type(value) in self.direct:
-            queue.append(value)
-        else:
-            queue.append(self.convert(value))
-        if len(queue) > SPILL:
-            self.aggregate.spill()
+            queue = self.aggregate.groups.queue(key)
+        return queue
 
 
 class StatsInstrument(FleetInstrument):
@@ -130,11 +115,27 @@ class StatsInstrument(FleetInstrument):
 
     kind = "stats"
     aggregate: StatsAggregate
-    direct = frozenset({float, int})
-    convert = staticmethod(number)
 
     def _new_aggregate(self) -> StatsAggregate:
         return StatsAggregate(Origin("", "stats"), self)
+
+    def fire(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> None:
+        # The hot path, paid on every call: the value (a bare name read as evaluate() would,
+        # without its call), its group's queue, one append.
+        expr = self.value
+        value = _locals.get(expr, omitted) if expr in self._plain else omitted
+        if value is omitted:
+            value = self.evaluate(expr, _globals, _locals)
+        queue = self._all
+        if queue is None:
+            queue = self._group_queue(_globals, _locals)
+        kind = type(value)
+        if kind is float or kind is int:
+            queue.append(value)
+        else:
+            queue.append(number(value))
+        if len(queue) > SPILL:
+            self.aggregate.spill()
 
     def summary(self) -> dict[str, Sketch]:
         """Return this process's statistics so far, by group (an instrument made in code
@@ -149,8 +150,23 @@ class DistinctInstrument(FleetInstrument):
 
     kind = "distinct"
     aggregate: DistinctAggregate
-    direct = frozenset({str, int})
-    convert = staticmethod(canonical)
 
     def _new_aggregate(self) -> DistinctAggregate:
         return DistinctAggregate(Origin("", "distinct"), self)
+
+    def fire(self, _globals: dict[str, Any], _locals: dict[str, Any]) -> None:
+        # As StatsInstrument.fire: str and int go as they are, the rest as canonical forms.
+        expr = self.value
+        value = _locals.get(expr, omitted) if expr in self._plain else omitted
+        if value is omitted:
+            value = self.evaluate(expr, _globals, _locals)
+        queue = self._all
+        if queue is None:
+            queue = self._group_queue(_globals, _locals)
+        kind = type(value)
+        if kind is str or kind is int:
+            queue.append(value)
+        else:
+            queue.append(canonical(value))
+        if len(queue) > SPILL:
+            self.aggregate.spill()

@@ -4,6 +4,7 @@ queues, canonical forms, and their aggregates' takes (no Redis)."""
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Iterator
 from typing import Any
 
@@ -235,3 +236,26 @@ def test_a_forked_child_starts_a_new_incarnation_with_nothing_queued(applied: Ap
     assert instrument.aggregate.incarnation != before
     checkout(2.0)
     assert instrument.summary()["all"].count == 1
+
+
+class Tier(enum.Enum):
+    GOLD = 1
+    SILVER = 2
+
+
+def test_groups_of_flags_numbers_and_enums_keep_their_own_names(applied: Applied) -> None:
+    """True, 1 and 1.0 are three groups; an Enum member is named by its name; all are found
+    again without the slow path's lock."""
+    instrument = applied.put("s", spec("stats", "amount", by="tier"))
+    for tier in [True, 1, 1.5, None, Tier.GOLD, Tier.GOLD, True]:
+        checkout(1.0, tier)
+    summary = instrument.summary()
+    assert {g: s.count for g, s in summary.items()} == {
+        "True": 2,
+        "1": 1,
+        "1.5": 1,
+        "None": 1,
+        "GOLD": 2,
+    }
+    groups = instrument.aggregate.groups
+    assert (bool, True) in groups.keys and (Tier, Tier.GOLD) in groups.keys

@@ -4,9 +4,9 @@ value, in the queue of its group (``--by``), for the flusher's thread to fold.
 Invariants:
 
 - The target's thread only appends to its group's deque (atomic, no lock, no I/O). Finding
-  the queue of a group seen before is one dict lookup for str and int group values; a new
-  group, or a value of another type, takes the slow path (its text, once, under a lock that
-  only that path and the fold take).
+  the queue of a group seen before is one dict lookup for str and int group values (and a
+  call more for bool, float, None and Enum ones); a new group, or a value of another type,
+  takes the slow path (its text, under a lock that only that path and the fold take).
 - At most MAX_GROUPS named groups per instrument and process; values of any further group go
   to OTHER. A group is named by its value's text (``str``, as a log line shows it, secrets
   redacted), cut to GROUP_CHARS characters.
@@ -79,7 +79,19 @@ class GroupQueues:
 
     def queue(self, value: Any) -> deque[Any]:
         """Return the queue of value's group, making the group if there is room (else
-        OTHER's); the slow path of the hot one (``keys.get(value)``)."""
+        OTHER's); the slow path of the hot one (``keys.get(value)``).
+
+        Values of a few more types whose equality runs no code of the application (bool,
+        float, None, Enum members) are found again without the lock, by (type, value): a
+        flag is not the int 1, nor 1.0.
+        """
+        kind = type(value)
+        key: Any = None
+        if kind is bool or kind is float or value is None or isinstance(value, enum.Enum):
+            key = (kind, value)
+            found = self.keys.get(key)
+            if found is not None:
+                return found
         text = group_text(value)
         with self.lock:
             found = self.queues.get(text)
@@ -89,9 +101,11 @@ class GroupQueues:
                     found = self.queues.get(text)
                 if found is None:
                     found = self.queues[text] = deque()
-            kind = type(value)
-            if (kind is str or kind is int) and len(self.keys) < _MAX_KEYS:
-                self.keys[value] = found
+            if len(self.keys) < _MAX_KEYS:
+                if kind is str or kind is int:
+                    self.keys[value] = found
+                elif key is not None:
+                    self.keys[key] = found
         return found
 
     def drain(self) -> list[tuple[str, list[Any]]]:

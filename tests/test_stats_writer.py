@@ -17,6 +17,7 @@ from diagnose.outbox import Origin
 from diagnose_redis import SpecStore, connect
 from diagnose_redis._subscriber import stats_writer
 from diagnose_redis._subscriber.flusher import Flusher
+from diagnose_redis.protocol.hll import REGISTERS, DenseHLL
 from diagnose_redis.publisher import count_distinct, drop_aggregates, read_incarnations
 
 
@@ -188,7 +189,45 @@ def test_distinct_values_never_reach_redis_in_clear(fleet: Fleet) -> None:
     plain = stats_writer.element_hasher(None, "cards")(b"s:x")
     keyed = stats_writer.element_hasher(b"fleet secret", "cards")(b"s:x")
     elsewhere = stats_writer.element_hasher(None, "other-spec")(b"s:x")
-    assert len({plain, keyed, elsewhere}) == 3 and len(plain) == 16
+    assert len({plain, keyed, elsewhere}) == 3 and 0 <= plain < 2**64
+
+
+def test_the_process_hyperloglog_is_redis_own(client: redis.Redis) -> None:
+    """The registers a process builds are those PFADD would set for the same hashes, and
+    Redis reads the dense string as one of its HyperLogLogs (PFCOUNT, PFADD, PFMERGE)."""
+    log = DenseHLL()
+    elements = [stats_writer.element_hasher(None, "s")(str(n).encode()) for n in range(5000)]
+    grew = [log.add(element) for element in elements]
+    assert any(grew) and not log.add(elements[0])
+    client.set("mine", log.dump())
+    assert client.execute_command("PFDEBUG", "GETREG", "mine") == [
+        log.register(i) for i in range(REGISTERS)
+    ]
+    assert abs(client.pfcount("mine") - 5000) <= 100
+    client.pfadd("native", "a", "b")
+    assert client.pfmerge("both", "mine", "native")
+    assert abs(client.pfcount("both") - 5002) <= 100
+
+
+def test_a_retried_distinct_take_sends_its_registers_again(fleet: Fleet) -> None:
+    """A flush that failed after the registers grew sends them with the retry of the same
+    take; a later take that grows nothing leaves the HyperLogLog as it is."""
+    instrument = fleet.instrument("users", "distinct")
+    feed(instrument, [f"u{n}" for n in range(500)])
+    aggregate = instrument.aggregate
+    take = aggregate.take()
+    lost = fleet.client.pipeline(transaction=True)
+    stats_writer.write_distinct(lost, fleet.keys, "web-1", aggregate, take)
+    lost.reset()  # the transaction never reached Redis
+    for attempt in (take, None):
+        if attempt is None:
+            feed(instrument, [f"u{n}" for n in range(500)])  # all seen: nothing grows
+            attempt = aggregate.take()
+        pipe = fleet.client.pipeline(transaction=True)
+        stats_writer.write_distinct(pipe, fleet.keys, "web-1", aggregate, attempt)
+        pipe.execute()
+        distinct, exact = count_distinct(fleet.client, groups_of(fleet, "users"))
+        assert not exact and abs(distinct - 500) <= 15
 
 
 def test_dropping_the_aggregates_removes_every_key(fleet: Fleet) -> None:

@@ -10,9 +10,12 @@ restarted server would fail it inside the transaction, and a failed transaction 
 written again whole, which the increments of other writers must never see.
 
 ``distinct`` values leave the process only as keyed hashes: BLAKE2b of the value's
-canonical form, keyed by the fleet's secret (``DIAGNOSE_SECRET``) and the spec id. Without
-a secret the key is known to whoever reads Redis, who can then test guesses of a value
-(a dictionary attack); with one, the hashes tell nothing.
+canonical form, keyed by the fleet's secret (``DIAGNOSE_SECRET``) and the spec id -- in a
+HyperLogLog's registers the process builds itself and writes whole when they grow
+(``protocol.hll``: far less work for Redis than a PFADD of every value), and the first 100
+of each group one by one, for an exact count below that. Without a secret the key is known
+to whoever reads Redis, who can then test guesses of a value (a dictionary attack); with
+one, the hashes tell nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -33,6 +37,7 @@ from diagnose_redis.protocol.aggregates import (
     group_field,
     hll_key,
 )
+from diagnose_redis.protocol.hll import DenseHLL
 
 __all__ = ("element_hasher", "use")
 
@@ -53,25 +58,23 @@ end
 return 1
 """.replace("CHUNK", str(_CHUNK))
 
-# After the PFADDs of the same transaction. KEYS: spec, index, hash, then the groups'
-# HyperLogLogs; ARGV: groups, meta pairs, meta..., then per group: name, count, invalid,
-# over ("1" or "0"), m, and m elements new to its exact record.
+# KEYS: spec, index, hash, then the groups' HyperLogLogs; ARGV: groups, meta pairs,
+# meta..., then per group: name, count, invalid, over ("1" or "0"), its HyperLogLog (or ""
+# when unchanged), m, and m elements new to its exact record.
 _DISTINCT_SCRIPT = """
 local ttl = redis.call('PTTL', KEYS[1])
-if ttl == -2 then
-  for g = 4, #KEYS do redis.pcall('DEL', KEYS[g]) end
-  return 0
-end
+if ttl == -2 then return 0 end
 local h = KEYS[3]
 local meta = tonumber(ARGV[2])
 redis.pcall('HSET', h, unpack(ARGV, 3, 2 + 2 * meta))
 local i = 3 + 2 * meta
 for g = 1, tonumber(ARGV[1]) do
-  local name, m = ARGV[i], tonumber(ARGV[i + 4])
+  local name, m = ARGV[i], tonumber(ARGV[i + 5])
   redis.pcall('HSET', h, name .. '|n', ARGV[i + 1], name .. '|inv', ARGV[i + 2])
   if ARGV[i + 3] == '1' then redis.pcall('HSET', h, name .. '|over', '1') end
-  for j = i + 5, i + 4 + m do redis.pcall('HSET', h, name .. '|h:' .. ARGV[j], '1') end
-  i = i + 5 + m
+  if ARGV[i + 4] ~= '' then redis.pcall('SET', KEYS[3 + g], ARGV[i + 4]) end
+  for j = i + 6, i + 5 + m do redis.pcall('HSET', h, name .. '|h:' .. ARGV[j], '1') end
+  i = i + 6 + m
 end
 redis.pcall('SADD', KEYS[2], h)
 for g = 2, #KEYS do
@@ -92,17 +95,31 @@ def use(*, secret: bytes | None, labels: Callable[[], Mapping[str, Any]]) -> Non
     _labels = labels
 
 
-def element_hasher(secret: bytes | None, spec_id: str) -> Callable[[bytes], str]:
-    """Return the function that turns a canonical form into its element (16 hex digits):
+def element_hasher(secret: bytes | None, spec_id: str) -> Callable[[bytes], int]:
+    """Return the function that turns a canonical form into its element, a 64-bit hash:
     the same in every process of the fleet for one spec, different for another spec."""
     key = hashlib.blake2b(
         spec_id.encode(), key=(secret or b"")[:64], digest_size=32, person=b"diagnose-hll-key"
     ).digest()
 
-    def element(form: bytes) -> str:
-        return hashlib.blake2b(form, key=key, digest_size=8).hexdigest()
+    def element(form: bytes) -> int:
+        return int.from_bytes(hashlib.blake2b(form, key=key, digest_size=8).digest(), "little")
 
     return element
+
+
+class _Registers:
+    """What the distinct writer keeps for one aggregate: each group's HyperLogLog (per
+    incarnation), the take last written, and the groups whose registers grew with it."""
+
+    def __init__(self) -> None:
+        self.logs: dict[tuple[str, str], DenseHLL] = {}
+        self.take: Any = None
+        self.grown: set[str] = set()
+
+
+# Held by the aggregate's life: gone with it once retired and taken the last time.
+_REGISTERS: weakref.WeakKeyDictionary[Aggregate, _Registers] = weakref.WeakKeyDictionary()
 
 
 def _meta(process: str) -> list[str]:
@@ -128,25 +145,32 @@ def write_stats(pipe: Any, keys: Keys, process: str, aggregate: Aggregate, take:
 
 @writer("distinct")
 def write_distinct(pipe: Any, keys: Keys, process: str, aggregate: Aggregate, take: Any) -> int:
-    """Queue the PFADDs of a distinct take's new elements (hashed), then the script that
-    stores its counts and exact records -- or, the spec being gone, deletes what the PFADDs
-    made. PFADD is left out of the script: Redis parses its elements faster than Lua."""
+    """Queue the script that stores a distinct take: its counts, the exact records new to
+    it, and the HyperLogLog of each group whose registers grew (``protocol.hll``)."""
     spec_id = aggregate.origin.spec
     key = keys.aggregate("distinct", spec_id, process, take.incarnation)
     element = element_hasher(_secret, spec_id)
+    state = _REGISTERS.get(aggregate)
+    if state is None:
+        state = _REGISTERS[aggregate] = _Registers()
+    if state.take is not take:
+        # A new take: the last one was written (the flusher retries a take until it is).
+        # The same take again is a retry: what grew with it is sent again.
+        state.take, state.grown = take, set()
     meta = _meta(process)
     args: list[Any] = [len(take.groups), len(meta) // 2, *meta]
     hlls = []
-    replies = 1
-    for group, state in take.groups.items():
-        hll = hll_key(key, group)
-        hlls.append(hll)
-        elements = [element(form) for form in state.elements]
-        for start in range(0, len(elements), _CHUNK):
-            pipe.pfadd(hll, *elements[start : start + _CHUNK])
-            replies += 1
-        exact = [element(form) for form in state.exact]
-        args += (group, state.counted, state.invalid, int(state.over), len(exact), *exact)
+    for group, part in take.groups.items():
+        hlls.append(hll_key(key, group))
+        log = state.logs.get((take.incarnation, group))
+        if log is None:
+            log = state.logs[take.incarnation, group] = DenseHLL()
+        for form in part.elements:
+            if log.add(element(form)):
+                state.grown.add(group)
+        exact = [f"{element(form):016x}" for form in part.exact]
+        payload = log.dump() if group in state.grown else b""
+        args += (group, part.counted, part.invalid, int(part.over), payload, len(exact), *exact)
     script_keys = [keys.spec(spec_id), keys.aggregates(spec_id), key, *hlls]
     pipe.eval(_DISTINCT_SCRIPT, len(script_keys), *script_keys, *args)
-    return replies
+    return 1

@@ -7,7 +7,7 @@ Invariants:
   takes); the target's thread only appends to the group queues.
 - Each aggregate is one *incarnation* (a random ``incarnation`` id): its totals are
   cumulative over its life and a take carries the current totals of what changed, which
-  Redis stores as they are (HSET, PFADD). Writing a take twice, or a failed flush's take
+  Redis stores as they are (HSET; a HyperLogLog's registers, SET). Writing a take twice, or a failed flush's take
   again, changes nothing: a count is never added twice, and a process id used again after
   a restart writes to a new incarnation's keys, never over the old one's.
 - Memory is bounded: the queues by SPILL (``_groups``); a stats group by its sketch (the
@@ -201,7 +201,7 @@ class _DistinctState:
 
 class DistinctAggregate(_FleetAggregate):
     """Per group: values counted, invalid ones, and the canonical forms of the values seen
-    since the last take (``canonical``), which Redis adds to HyperLogLogs; and the first
+    since the last take (``canonical``), which go into HyperLogLogs; and the first
     EXACT_DISTINCT distinct forms, recorded one by one, so that small counts are exact."""
 
     kind = "distinct"

@@ -15,9 +15,10 @@ writes over what it wrote before):
   ``GROUP|n`` (values counted) and ``GROUP|inv``, and the group's first 100 distinct
   elements one by one, ``GROUP|h:HEX`` each (``diagnose.instruments.stats``), or
   ``GROUP|over`` once it has more.
-- ``P:distinct:ID@PROCESS#INC|GROUP`` (HyperLogLog): the group's elements.
+- ``P:distinct:ID@PROCESS#INC|GROUP`` (HyperLogLog, dense): the group's elements, built by
+  the process and written whole (``protocol.hll``).
 
-Every value is the incarnation's total so far, written as it is (HSET, PFADD): writing it
+Every value is the incarnation's total so far, written as it is (HSET, SET): writing it
 again changes nothing, and one incarnation's hash has one writer, so no count is ever lost
 or added twice however many processes flush at once. An element is a 16-hex-digit keyed
 hash of a value's canonical form, never the value. The keys take the spec's TTL at every

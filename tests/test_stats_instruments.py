@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -208,6 +209,9 @@ def test_long_values_are_held_by_a_digest_and_odd_ones_are_invalid() -> None:
     assert len(long_form) == 18 and long_form != tallies.canonical("x" * 10_001)
     assert tallies.canonical([1]) is INVALID and tallies.canonical(object()) is INVALID
     assert tallies.canonical(REDACTED) == b"r:"
+    same = uuid.UUID(int=12345)
+    assert tallies.canonical(same) == tallies.canonical(uuid.UUID(str(same)))
+    assert tallies.canonical(same) != tallies.canonical(str(same))
 
 
 def test_distinct_elements_between_takes_are_bounded(

@@ -7,9 +7,10 @@ Invariants:
   takes); the target's thread only appends to the group queues.
 - Each aggregate is one *incarnation* (a random ``incarnation`` id): its totals are
   cumulative over its life and a take carries the current totals of what changed, which
-  Redis stores as they are (HSET; a HyperLogLog's registers, SET). Writing a take twice, or a failed flush's take
-  again, changes nothing: a count is never added twice, and a process id used again after
-  a restart writes to a new incarnation's keys, never over the old one's.
+  Redis stores as they are (HSET; a HyperLogLog's registers, SET). Writing a take twice,
+  or a failed flush's take again, changes nothing: a count is never added twice, and a
+  process id used again after a restart writes to a new incarnation's keys, never over the
+  old one's.
 - Memory is bounded: the queues by SPILL (``_groups``); a stats group by its sketch (the
   range of its values); a distinct group's elements since the last take by MAX_PENDING,
   beyond which they are dropped and counted (``dropped``) -- a long Redis outage at a high
@@ -288,8 +289,9 @@ def canonical(value: Any, depth: int = 0) -> Any:
     """Return the bytes that stand for value when counting distinct values: the same in
     every process for values Python finds equal (1, 1.0 and True; a str and itself), and
     different for values it does not (``"1"`` and ``1``). Texts and bytes over 64 bytes are
-    held by a digest. Accepted: str, bytes, int, float, bool, None, Enum members, and
-    tuples of them (two levels deep, 16 items); INVALID for anything else. Never raises."""
+    held by a digest. Accepted: str, bytes, int, float, bool, None, Enum members, UUIDs,
+    and tuples of them (two levels deep, 16 items); INVALID for anything else. Never
+    raises."""
     kind = type(value)
     try:
         if kind is str:
@@ -319,6 +321,8 @@ def canonical(value: Any, depth: int = 0) -> Any:
         if isinstance(value, enum.Enum):
             cls = type(value)
             return f"e:{cls.__module__}.{cls.__qualname__}.{value._name_}".encode()
+        if kind.__module__ == "uuid" and kind.__name__ == "UUID":  # ids often are
+            return b"u:" + int(value.int).to_bytes(16, "big")
         if isinstance(value, bool | int):
             return _integer(int(value))
         if isinstance(value, float):

@@ -146,7 +146,7 @@ class StatsInstrument(FleetInstrument):
 class DistinctInstrument(FleetInstrument):
     """Add a value to the fleet's count of distinct values of this spec
     (``coordinator stats ID``). Values never leave the process: Redis gets a keyed hash.
-    Accepted: str, bytes, int, float, bool, None, Enum members and tuples of them."""
+    Accepted: str, bytes, int, float, bool, None, Enum members, UUIDs and tuples of them."""
 
     kind = "distinct"
     aggregate: DistinctAggregate

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 import redis
 
-from diagnose.aggregates import Aggregates
+from diagnose.aggregates import Aggregate, Aggregates
 from diagnose.instruments import DistinctInstrument, StatsInstrument
 from diagnose.outbox import Origin
 from diagnose_redis import SpecStore, connect
+from diagnose_redis._subscriber import flusher as flushing
 from diagnose_redis._subscriber import stats_writer
 from diagnose_redis._subscriber.flusher import Flusher
 from diagnose_redis.protocol.hll import REGISTERS, DenseHLL
@@ -276,3 +277,59 @@ def test_statistics_work_on_a_cluster(redis_cluster: Any, prefix: str) -> None:
         assert fleet.keys_of("lat") == fleet.keys_of("users") == []
     finally:
         client.close()
+
+
+class Tally(Aggregate):
+    """An aggregate of another kind in the same flushes: a count set as it is."""
+
+    kind = "stats-test-tally"
+
+    def __init__(self) -> None:
+        super().__init__(Origin("tally", "test"))
+        self.count = 0
+
+    def take(self) -> int | None:
+        return self.count or None
+
+
+@flushing.writer("stats-test-tally")
+def _write_tally(pipe: Any, keys: Any, process: str, aggregate: Aggregate, take: Any) -> int:
+    pipe.set(f"{keys.prefix}:tally", take)
+    return 1
+
+
+def test_without_eval_nothing_is_written_and_other_merges_go_on(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Redis user that may not run scripts gets no statistics (said once, in a warning)
+    while the other aggregates of the same flushes are merged as ever."""
+    monkeypatch.setattr(stats_writer, "_scripts_allowed", False)
+    monkeypatch.setattr(stats_writer, "_scripts_refused_at", None)
+    user = f"noeval{fleet.keys.prefix}"
+    fleet.client.execute_command(
+        "ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-eval", "-evalsha"
+    )
+    try:
+        limited = redis.Redis.from_url(_as_user(fleet.client, user))
+        instrument = fleet.instrument("lat", "stats")
+        tally = Tally()
+        fleet.registry.add(tally)
+        flusher = Flusher(limited, fleet.keys, lambda: "web-1", aggregates=fleet.registry)
+        for count in (3, 5):
+            feed(instrument, [1.0])
+            tally.count = count
+            with caplog.at_level("WARNING", logger="diagnose_redis"):
+                flusher.flush()
+            assert fleet.client.get(f"{fleet.keys.prefix}:tally") == str(count).encode()
+        assert fleet.keys_of("lat") == []
+        warnings = [r for r in caplog.records if "may not run EVAL" in r.getMessage()]
+        assert len(warnings) == 1
+        limited.close()
+    finally:
+        fleet.client.execute_command("ACL", "DELUSER", user)
+
+
+def _as_user(client: redis.Redis, user: str) -> str:
+    """Return the URL of client's server for user (password pw)."""
+    kwargs = client.connection_pool.connection_kwargs
+    return f"redis://{user}:pw@{kwargs['host']}:{kwargs['port']}/0"

@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import redis
 
 from diagnose.aggregates import Aggregate
 from diagnose_redis._subscriber.flusher import writer
@@ -40,6 +43,8 @@ from diagnose_redis.protocol.aggregates import (
 from diagnose_redis.protocol.hll import DenseHLL
 
 __all__ = ("element_hasher", "use")
+
+log = logging.getLogger("diagnose_redis")
 
 # Lua 5.1 in Redis takes at most 8000 values on its stack: unpack() in chunks below that.
 _CHUNK = 7000
@@ -122,6 +127,37 @@ class _Registers:
 _REGISTERS: weakref.WeakKeyDictionary[Aggregate, _Registers] = weakref.WeakKeyDictionary()
 
 
+#: Seconds before asking again whether this Redis user may run scripts, once refused.
+ASK_AGAIN = 60.0
+_scripts_allowed = False
+_scripts_refused_at: float | None = None
+
+
+def _may_run_scripts(pipe: Any) -> bool:
+    """Tell whether this Redis user may run EVAL (asked once, again every ASK_AGAIN s while
+    refused). A refused EVAL in the flush's transaction would fail all of it, the other
+    writers' merges with it: without scripts, statistics are not written at all."""
+    global _scripts_allowed, _scripts_refused_at
+    if _scripts_allowed:
+        return True
+    now = time.monotonic()
+    if _scripts_refused_at is not None and now - _scripts_refused_at < ASK_AGAIN:
+        return False
+    try:
+        redis.Redis(connection_pool=pipe.connection_pool).eval("return 1", 0)
+    except redis.exceptions.NoPermissionError as exc:
+        if _scripts_refused_at is None:
+            log.warning(
+                "diagnose_redis: this Redis user may not run EVAL (%s); stats and distinct "
+                "probes are not written (add +eval to its ACL)",
+                exc,
+            )
+        _scripts_refused_at = now
+        return False
+    _scripts_allowed = True
+    return True
+
+
 def _meta(process: str) -> list[str]:
     try:
         labels = json.dumps(dict(_labels()), sort_keys=True, default=str)
@@ -133,6 +169,8 @@ def _meta(process: str) -> list[str]:
 @writer("stats")
 def write_stats(pipe: Any, keys: Keys, process: str, aggregate: Aggregate, take: Any) -> int:
     """Queue the script that stores a stats take (its changed fields, as they are now)."""
+    if not _may_run_scripts(pipe):
+        return 0
     spec_id = aggregate.origin.spec
     key = keys.aggregate("stats", spec_id, process, take.incarnation)
     args = _meta(process)
@@ -147,6 +185,8 @@ def write_stats(pipe: Any, keys: Keys, process: str, aggregate: Aggregate, take:
 def write_distinct(pipe: Any, keys: Keys, process: str, aggregate: Aggregate, take: Any) -> int:
     """Queue the script that stores a distinct take: its counts, the exact records new to
     it, and the HyperLogLog of each group whose registers grew (``protocol.hll``)."""
+    if not _may_run_scripts(pipe):
+        return 0
     spec_id = aggregate.origin.spec
     key = keys.aggregate("distinct", spec_id, process, take.incarnation)
     element = element_hasher(_secret, spec_id)

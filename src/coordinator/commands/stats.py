@@ -60,7 +60,6 @@ class Report:
         document: dict[str, Any] = {
             "spec": self.spec_id,
             "type": self.kind,
-            "processes": self.processes,
             "groups": {g: row_document(row) for g, row in self.fleet.items()},
         }
         if self.split is not None:
@@ -69,7 +68,7 @@ class Report:
                 for name, groups in self.split.items()
             }
             if self.split_by is None:
-                document["by_process"] = parts
+                document["processes"] = parts
             else:
                 document["by_label"] = self.split_by
                 document["labels"] = parts

@@ -3,8 +3,9 @@ from the group queues (``_groups``) and takes to merge into Redis.
 
 Invariants:
 
-- Only the flusher's thread folds and takes (under ``lock``, which the hot path never
-  takes); the target's thread only appends to the group queues.
+- Folds and takes happen under ``lock``, in the flusher's thread; the target's thread only
+  appends to the group queues, and folds (``spill``) only when its queue has grown over
+  SPILL and no fold is under way: it never waits for the lock.
 - Each aggregate is one *incarnation* (a random ``incarnation`` id): its totals are
   cumulative over its life and a take carries the current totals of what changed, which
   Redis stores as they are (HSET; a HyperLogLog's registers, SET). Writing a take twice,

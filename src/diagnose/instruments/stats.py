@@ -37,7 +37,6 @@ __all__ = ("EXACT_DISTINCT", "DistinctInstrument", "FleetInstrument", "StatsInst
 class FleetInstrument(Instrument):
     """An instrument whose values add up in an aggregate (``aggregate``), by group."""
 
-    kind = ""
     aggregate: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -113,7 +112,6 @@ class StatsInstrument(FleetInstrument):
     """Add a number to the fleet's statistics of this spec: count, sum, min, max and
     quantiles (``coordinator stats ID``). Anything but an int or float counts as invalid."""
 
-    kind = "stats"
     aggregate: StatsAggregate
 
     def _new_aggregate(self) -> StatsAggregate:
@@ -148,7 +146,6 @@ class DistinctInstrument(FleetInstrument):
     (``coordinator stats ID``). Values never leave the process: Redis gets a keyed hash.
     Accepted: str, bytes, int, float, bool, None, Enum members, UUIDs and tuples of them."""
 
-    kind = "distinct"
     aggregate: DistinctAggregate
 
     def _new_aggregate(self) -> DistinctAggregate:

@@ -3,7 +3,7 @@ queued on the flush's transaction (see ``protocol.aggregates`` for the layout).
 
 Why a script: it writes nothing once the spec is gone (a process flushing just after
 ``coordinator remove`` must not bring the keys back), and it gives every key the spec's
-TTL as it is now, in the same step. Its writes are HSET and PFADD of totals, never
+TTL as it is now, in the same step. Its writes are HSET and SET of totals, never
 increments: min and max are the incarnation's own, which it alone writes, and the fleet's
 are taken at read time. It is sent with EVAL (not EVALSHA): a script cache emptied by a
 restarted server would fail it inside the transaction, and a failed transaction is
@@ -202,14 +202,14 @@ def write_distinct(pipe: Any, keys: Keys, process: str, aggregate: Aggregate, ta
     hlls = []
     for group, part in take.groups.items():
         hlls.append(hll_key(key, group))
-        log = state.logs.get((take.incarnation, group))
-        if log is None:
-            log = state.logs[take.incarnation, group] = DenseHLL()
+        registers = state.logs.get((take.incarnation, group))
+        if registers is None:
+            registers = state.logs[take.incarnation, group] = DenseHLL()
         for form in part.elements:
-            if log.add(element(form)):
+            if registers.add(element(form)):
                 state.grown.add(group)
         exact = [f"{element(form):016x}" for form in part.exact]
-        payload = log.dump() if group in state.grown else b""
+        payload = registers.dump() if group in state.grown else b""
         args += (group, part.counted, part.invalid, int(part.over), payload, len(exact), *exact)
     script_keys = [keys.spec(spec_id), keys.aggregates(spec_id), key, *hlls]
     pipe.eval(_DISTINCT_SCRIPT, len(script_keys), *script_keys, *args)

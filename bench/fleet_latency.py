@@ -1,7 +1,7 @@
 """Time publish-to-applied across a fleet of worker processes on one Redis.
 
 Run ``python bench/fleet_latency.py --workers 10 50 100``. For each fleet size it starts a
-private redis-server and that many ``tests/fleet_worker.py`` processes, publishes a spec
+private redis-server and that many ``tests/support/fleet_worker.py`` processes, publishes a spec
 ``--rounds`` times (waiting each time until every worker reports it, then ``--pause``
 seconds), and prints:
 
@@ -32,7 +32,7 @@ import diagnose  # noqa: E402, F401  SpecStore.put validates with it: not a cost
 from coordinator._embedded import RedisServer  # noqa: E402
 from diagnose_redis import SpecStore  # noqa: E402
 
-WORKER = ROOT / "tests" / "fleet_worker.py"
+WORKER = ROOT / "tests" / "support" / "fleet_worker.py"
 SUBSCRIBER_COMMANDS = ("hset", "hdel", "expire", "zadd", "smembers", "mget", "ping")
 PREFIX = "bench"
 

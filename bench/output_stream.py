@@ -2,11 +2,12 @@
 
 Run: python bench/output_stream.py [--workers 100] [--rate 100] [--seconds 10]
 
-Starts a private redis-server and N ``tests/output_worker.py`` processes (DIAGNOSE_OUTPUT=redis,
-the stream uncapped for the run), publishes a log probe on their target, has each call it R
-times a second for S seconds, and prints: the entries sent and received (and dropped by a
-full outbox), the stream's rate, the delay from an entry's ``at`` (when the value was
-emitted) to its stream ID (when Redis added it), the XADD round trips, and Redis's CPU.
+Starts a private redis-server and N ``tests/support/output_worker.py`` processes
+(DIAGNOSE_OUTPUT=redis, the stream uncapped for the run), publishes a log probe on their
+target, has each call it R times a second for S seconds, and prints: the entries sent and
+received (and dropped by a full outbox), the stream's rate, the delay from an entry's ``at``
+(when the value was emitted) to its stream ID (when Redis added it), the XADD round trips,
+and Redis's CPU.
 
 The workers run without the evaluation budget (``--no-budget``): a hundred processes on two
 cores are preempted in the middle of evaluations, and the budget, which measures wall time,
@@ -35,7 +36,7 @@ from coordinator._embedded import RedisServer  # noqa: E402
 from diagnose_redis import SpecStore  # noqa: E402
 from diagnose_redis.protocol import decode_output  # noqa: E402
 
-WORKER = ROOT / "tests" / "output_worker.py"
+WORKER = ROOT / "tests" / "support" / "output_worker.py"
 PREFIX = "bench"
 
 

@@ -4,9 +4,9 @@ Run ``python bench/soak.py [--minutes 10] [--every 30]`` (``make soak``, ``make 
 SOAK_MINUTES=30``), or ``--quick`` (1 minute, a sample every 5 s) to try it.
 
 A worker lives for weeks and sees thousands of probes come and go, so a leak of a few
-hundred bytes per probe is an outage in a month. A unit test bounds what one kind of probe
-keeps in one process (``tests/test_memory.py``); this soak checks the whole worker as it
-runs in production, for as long as one is willing to wait:
+hundred bytes per probe is an outage in a month. A test bounds what one kind of probe
+keeps in one process (``tests/integration/test_memory.py``); this soak checks the whole worker
+as it runs in production, for as long as one is willing to wait:
 
 - A private redis-server (``coordinator._embedded.RedisServer``) and ONE real worker process:
   the example shop worker (``python -m shop.worker``, what ``make demo`` and docker compose

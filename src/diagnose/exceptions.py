@@ -11,6 +11,7 @@ __all__ = (
     "SpecError",
     "TargetImportError",
     "TargetNotFound",
+    "TargetNotImported",
     "one_line",
 )
 
@@ -29,6 +30,11 @@ class ProbeError(Exception):
 
 class TargetImportError(ProbeError, ImportError):
     """The module of a probe's target cannot be imported."""
+
+
+class TargetNotImported(ProbeError):
+    """A background apply found the target's module not imported yet, or being imported:
+    it does not import it (that could deadlock the server's own import), and tries again."""
 
 
 class TargetNotFound(ProbeError, AttributeError):

@@ -19,6 +19,10 @@ from typing import Any, NamedTuple
 from diagnose import instruments, probes
 from diagnose._gate.budget import BUDGET_SECONDS
 from diagnose._safety.expressions import POLICIES, Policy, compile_trusted, policy_from_env
+
+# For a background apply (the fleet subscriber's): targets whose module the host is
+# importing are left for later, never imported by the applying thread.
+from diagnose._swap.targets import NOT_IMPORTED, still_booting
 from diagnose.clock import expires_at
 from diagnose.exceptions import ExpressionRefused, SpecError, one_line
 from diagnose.fork import SERVICES, STATE, after_fork_in_child
@@ -26,7 +30,14 @@ from diagnose.instruments._manager import ManagerHooks
 from diagnose.outbox import OUTBOX, Origin
 from diagnose.spec import spec_key, validate_spec
 
-__all__ = ("InstrumentManager", "ProbeManager", "default_process_id", "mag")
+__all__ = (
+    "NOT_IMPORTED",
+    "InstrumentManager",
+    "ProbeManager",
+    "default_process_id",
+    "mag",
+    "still_booting",
+)
 
 log = logging.getLogger("diagnose")
 
@@ -225,9 +236,10 @@ class ProbeManager(ManagerHooks):
 
     @property
     def expression_policy(self) -> str:
-        """ "safe" (the default: an allowlist, see diagnose._safety.policy) or "trusted" (no
-        policy); it governs every expression of every spec this manager applies. Instruments
-        made in code are the programmer's own and are never restricted."""
+        """ "safe" (the default: an allowlist of what an expression may read and call, the
+        security page of the docs lists it) or "trusted" (no policy); it governs every
+        expression of every spec this manager applies. Instruments made in code are the
+        programmer's own and are never restricted."""
         return self._expression_policy
 
     @expression_policy.setter

@@ -26,4 +26,4 @@ class BadURL(DiagnoseRedisError, ValueError):
 
 
 class UnsupportedURL(BadURL):
-    """A Redis URL of a kind this version cannot connect to yet (Sentinel, Cluster)."""
+    """A Redis URL of a scheme this version does not know (``redis+foo://``)."""

@@ -1,1 +1,1 @@
-"""Target modules and helpers for the diagnose library's tests."""
+"""Modules the tests put probes on, by dotted path (``probe_targets.shop.price``)."""

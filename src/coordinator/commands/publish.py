@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -35,12 +36,17 @@ from coordinator.view.results import (
     plural,
     print_results,
 )
+from diagnose_redis.protocol import HEARTBEAT_SECONDS
 
 __all__ = ("publish", "remove", "wait_and_report")
 
 
 def _for_store(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k != "applied"}
+
+
+# How often --wait reads the fleet again while no process is known.
+REGISTRATION_POLL = 0.2
 
 
 def publish(
@@ -101,6 +107,8 @@ def wait_and_report(
     store: Any, fleet: FleetState, ids: list[str], timeout: float, *, as_json: bool, wide: bool
 ) -> None:
     """Wait for the live processes each spec chooses to apply it; print what they said."""
+    if not any(fleet.chosen(spec_id, fleet.live) for spec_id in ids):
+        fleet = _await_registration(store, fleet, ids, min(timeout, HEARTBEAT_SECONDS))
     live, late = fleet.live, fleet.late
 
     def alive() -> set[str]:
@@ -165,6 +173,23 @@ def wait_and_report(
     failed = failures(results, ids, waited)
     if failed:
         raise OperationFailed(failed)
+
+
+def _await_registration(
+    store: Any, fleet: FleetState, ids: list[str], seconds: float
+) -> FleetState:
+    """With no live process to wait for, read the fleet again for up to seconds (one
+    heartbeat period): right after a Redis restart the processes register again within it."""
+    deadline = time.monotonic() + seconds
+    pause = threading.Event()
+    while time.monotonic() < deadline:
+        pause.wait(REGISTRATION_POLL)
+        again = dataclasses.replace(
+            read_fleet(store), version=fleet.version, specs=fleet.specs, unverified=fleet.unverified
+        )
+        if any(again.chosen(spec_id, again.live) for spec_id in ids):
+            return again
+    return fleet
 
 
 def _poll_once_more(

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from coordinator.view.table import Column, render_table
+from coordinator.view.table import Column, render_table, render_table_by
 from diagnose.clock import to_utc, utcnow
 
 __all__ = (
@@ -77,13 +77,19 @@ def print_table(
     empty: str | None = None,
     wide: bool = False,
     err: bool = False,
+    group: int | None = None,
 ) -> None:
-    """Print rows under upper-case headers, without boxes, like kubectl get."""
+    """Print rows under upper-case headers, without boxes, like kubectl get; a table too
+    wide with column group (an ID) is printed grouped by it (see render_table_by)."""
     rows = list(rows)
     if not rows and empty is not None:
         click.echo(empty, err=err)
         return
-    click.echo(render_table(columns, rows, table_width(wide, err=err)), err=err)
+    width = table_width(wide, err=err)
+    if group is not None:
+        click.echo(render_table_by(columns, rows, width, group), err=err)
+        return
+    click.echo(render_table(columns, rows, width), err=err)
 
 
 def format_time(value: _dt.datetime | float | None) -> str:

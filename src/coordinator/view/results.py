@@ -77,7 +77,9 @@ def print_results(
         *middle,
         Column("error", cut=True),
     ]
-    print_table(columns, rows, empty=empty, wide=wide, err=err)
+    # A long spec ID next to a long process id leaves no room at 80 columns: the rows are
+    # then grouped under their spec.
+    print_table(columns, rows, empty=empty, wide=wide, err=err, group=1)
 
 
 def print_full_errors(results: Results) -> None:

@@ -13,6 +13,9 @@ from coordinator.view.output import Column, print_table
 
 __all__ = ("print_summary",)
 
+# Headers when a long spec ID leaves no room for the long ones at 80 columns.
+SHORT_STATES = {"pending": "pend"}
+
 
 def print_summary(summary: Mapping[str, Any], *, wide: bool = False) -> None:
     """Print one row per spec: the count in each state and its most frequent error."""
@@ -30,8 +33,8 @@ def print_summary(summary: Mapping[str, Any], *, wide: bool = False) -> None:
         )
     columns = [
         Column("spec"),
-        Column("processes"),
-        *(Column(state) for state in STATES),
+        Column("processes", short="procs"),
+        *(Column(state, short=SHORT_STATES.get(state)) for state in STATES),
         Column("top error", cut=True),
     ]
     print_table(columns, rows, empty="No specs.", wide=wide)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from rich.cells import cell_len, set_cell_size
 
-__all__ = ("ELLIPSIS", "Column", "fit_widths", "render_table")
+__all__ = ("ELLIPSIS", "Column", "fit_widths", "render_table", "render_table_by")
 
 ELLIPSIS = "…"
 GAP = "  "
@@ -24,6 +24,8 @@ class Column:
 
     header: str
     cut: bool = False
+    #: a shorter header, used only when the table does not fit otherwise
+    short: str | None = None
 
 
 def _one_line(cell: object) -> str:
@@ -93,13 +95,62 @@ def render_table(
     an ellipsis until each line fits in width cells (or nothing cuttable is left).
     """
     cells = [[_one_line(cell) for cell in row] for row in rows]
-    headers = [column.header.upper() for column in columns]
-    natural = [
-        max([_width(headers[i]), *(_width(row[i]) for row in cells)]) for i in range(len(columns))
-    ]
-    widths = fit_widths(columns, natural, width)
+    headers, widths = _layout(columns, cells, width)
     lines = []
     for row in [headers, *cells]:
         parts = [_fit(text, w) for text, w in zip(row, widths, strict=True)]
         lines.append(GAP.join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def _layout(
+    columns: Sequence[Column], cells: Sequence[Sequence[str]], width: int | None
+) -> tuple[list[str], list[int]]:
+    """Return the headers and column widths: the long headers if the rows fit with them,
+    else the short ones."""
+    chosen: list[str] = []
+    widths: list[int] = []
+    for short in (False, True):
+        chosen = [(c.short if short and c.short else c.header).upper() for c in columns]
+        natural = [
+            max([_width(chosen[i]), *(_width(row[i]) for row in cells)])
+            for i in range(len(columns))
+        ]
+        shown = [c if not short or not c.short else Column(c.short, c.cut) for c in columns]
+        widths = fit_widths(shown, natural, width)
+        if width is None or _total(widths) <= width:
+            break
+    return chosen, widths
+
+
+def _total(widths: Sequence[int]) -> int:
+    return sum(widths) + len(GAP) * (len(widths) - 1)
+
+
+def render_table_by(
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[object]],
+    width: int | None,
+    group: int,
+) -> str:
+    """Render as render_table() does if the rows fit in width; else without the column
+    group (an ID people copy, never cut), each run of rows under a line giving its value
+    (``VALUE:``), in the order of that column."""
+    if width is None:
+        return render_table(columns, rows, width)
+    table = render_table(columns, rows, width)
+    if all(_width(line) <= width for line in table.splitlines()):
+        return table
+    rest = [c for i, c in enumerate(columns) if i != group]
+    ordered = sorted(rows, key=lambda row: _one_line(row[group]))
+    cells = [[_one_line(cell) for i, cell in enumerate(row) if i != group] for row in ordered]
+    headers, widths = _layout(rest, cells, width)
+    lines = [GAP.join(_fit(h, w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    current: str | None = None
+    for row, row_cells in zip(ordered, cells, strict=True):
+        value = _one_line(row[group])
+        if value != current:
+            lines.append(f"{value}:")
+            current = value
+        lines.append(GAP.join(_fit(t, w) for t, w in zip(row_cells, widths, strict=True)).rstrip())
     return "\n".join(lines)

@@ -13,6 +13,7 @@ import builtins
 import re
 import types
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,8 @@ __all__ = ("MAX_DEPTH", "MAX_EXPRESSION_CHARS", "Policy")
 
 MAX_EXPRESSION_CHARS = 4096
 MAX_DEPTH = 100
+#: How many compiled expressions a policy keeps (the least recently used go first).
+COMPILED_CACHE = 256
 
 _ALLOWED_NODES = (
     ast.Expression, ast.Constant, ast.Name, ast.Load, ast.Store, ast.Attribute,
@@ -249,7 +252,10 @@ class Policy:
 
     def __init__(self) -> None:
         self._table = allowlist.default_allowlist()
-        self._compiled: dict[tuple[str, str], types.CodeType] = {}
+        # Least recently used first. A full cache stays full (one entry in, one out): its
+        # memory is the same after a thousand distinct specs as after ten thousand, where a
+        # cache emptied when full would hold anything from none to all of its entries.
+        self._compiled: OrderedDict[tuple[str, str], types.CodeType] = OrderedDict()
         guards = allowlist.make_call_guards(self._table)
         self._call, self._forget = guards.call, guards.forget
         self._constants: dict[str, Any] = {
@@ -429,12 +435,20 @@ class Policy:
         it stays right after allow(); a refusal is not cached (it raises again)."""
         key = (expr, filename) if isinstance(expr, str) else None
         code = self._compiled.get(key) if key is not None else None
-        if code is None:
-            code = self._compile(expr, filename, what)
-            if key is not None:
-                if len(self._compiled) >= 512:
-                    self._compiled.clear()
-                self._compiled[key] = code
+        if code is not None:
+            try:
+                self._compiled.move_to_end(key)  # type: ignore[arg-type]
+            except KeyError:
+                pass  # evicted by another thread meanwhile
+            return code
+        code = self._compile(expr, filename, what)
+        if key is not None:
+            self._compiled[key] = code
+            while len(self._compiled) > COMPILED_CACHE:
+                try:
+                    self._compiled.popitem(last=False)
+                except KeyError:
+                    break
         return code
 
     def _compile(self, expr: object, filename: str, what: str) -> types.CodeType:

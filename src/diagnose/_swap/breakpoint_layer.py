@@ -150,7 +150,7 @@ def _layer_code(original: types.CodeType, layer: _Layer) -> types.CodeType:
     body.append("        del " + ", ".join(plumbing))
 
     code = codegen.compile_like(original, params, body, {_LAYER: layer}, original.co_filename)
-    return code.replace(co_firstlineno=original.co_firstlineno)
+    return codegen.at_def_line(code, original)
 
 
 # The signatures breakpoints put on functions whose layer takes (*args, **kwargs), so

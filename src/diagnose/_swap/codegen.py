@@ -17,6 +17,7 @@ __all__ = (
     "Kind",
     "Sections",
     "Signature",
+    "at_def_line",
     "build_wrapper_code",
     "compile_like",
     "copy_function",
@@ -203,10 +204,12 @@ def build_wrapper_code(
     and returns that. ``sections.on_error`` runs with ``_dgn_e`` set to an exception
     it raised, which then propagates without the wrapper's frame in its traceback.
 
-    The wrapper's frames (seen in the traceback of an instrument's error) are named
-    after the target but filed under ``<probe LABEL>`` (``<breakpoint LABEL>``), with the
-    generated source's line numbers: never lines of the target's file, which hold other
-    code.
+    The wrapper is filed where the target is: its file and first line, so that
+    ``inspect.getsource()`` (``getsourcelines``, ``getfile``) of the probed function reads
+    the target's source as before. Every instruction of it is on the target's ``def``
+    line, so that a frame of it (in the traceback of an instrument's error) never sends a
+    reader to other code of that file. ``label`` and ``kind_of_wrapper`` name the
+    generated source's compiled form only (``<probe LABEL>``).
     """
     kind = kind_of(target)
     sig = sig or Signature(target)
@@ -229,7 +232,28 @@ def build_wrapper_code(
         body.append("return _dgn_r")
 
     code = compile_like(target, sig.params, body, placeholders, f"<diagnose {kind_of_wrapper}>")
-    return code.replace(co_filename=f"<{kind_of_wrapper} {label or target.co_qualname}>")
+    return at_def_line(code, target)
+
+
+def at_def_line(code: types.CodeType, target: types.CodeType) -> types.CodeType:
+    """Return code filed at target's file and first line, every instruction on that line."""
+    return code.replace(
+        co_filename=target.co_filename,
+        co_firstlineno=target.co_firstlineno,
+        co_linetable=_one_line_table(len(code.co_code) // 2),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _one_line_table(units: int) -> bytes:
+    """Return a location table (3.11+) that puts units code units on the first line, with
+    no columns: entries of at most 8 units, each "no column, line delta 0"."""
+    table = bytearray()
+    while units > 0:
+        length = min(units, 8)
+        table += bytes((0x80 | (13 << 3) | (length - 1), 0))
+        units -= length
+    return bytes(table)
 
 
 def compile_like(

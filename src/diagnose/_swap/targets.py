@@ -2,17 +2,109 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
+import importlib.util
 import inspect
 import sys
+import threading
+import time
 import types
+from collections.abc import Iterator
 from typing import Any
 
-from diagnose.exceptions import NotAFunction, ProbeError, TargetImportError, TargetNotFound
+from diagnose.exceptions import (
+    NotAFunction,
+    ProbeError,
+    TargetImportError,
+    TargetNotFound,
+    TargetNotImported,
+)
 from diagnose.spec import DOTTED_PATH_ERROR, is_dotted_path
 
-__all__ = ("locate", "resolve", "resolve_target", "underlying_function")
+__all__ = (
+    "NOT_IMPORTED",
+    "import_in_progress",
+    "locate",
+    "resolve",
+    "resolve_target",
+    "still_booting",
+    "underlying_function",
+)
+
+#: How the error text of a target left for later begins (see still_booting()).
+NOT_IMPORTED = TargetNotImported.__name__ + ":"
+
+# Set in the threads of a background service (the fleet subscriber) for an apply.
+_background = threading.local()
+
+
+@contextlib.contextmanager
+def still_booting(imports_after: float) -> Iterator[None]:
+    """In this block (a background thread's apply), import no module of a target that the
+    host has not imported, nor touch one it is importing: raise TargetNotImported instead,
+    to be tried again. After imports_after (time.monotonic()) a module nobody imports is
+    imported, while no other import is in progress (the host's boot is over by then).
+
+    The host's own import takes the module's lock; one of ours beside it could deadlock
+    (under gevent, where real threads and greenlets share the patched locks, for ever),
+    and would run the module's top-level code in our thread.
+    """
+    previous = getattr(_background, "imports_after", None)
+    _background.imports_after = imports_after
+    try:
+        yield
+    finally:
+        _background.imports_after = previous
+
+
+def _initializing(module: Any) -> bool:
+    """Tell whether a module is being imported, without running any code of its own (a
+    lazy module's attribute access would import it)."""
+    try:
+        spec = object.__getattribute__(module, "__dict__").get("__spec__")
+    except (AttributeError, TypeError):
+        return False
+    return type(spec).__name__ == "ModuleSpec" and spec.__dict__.get("_initializing") is True
+
+
+def import_in_progress() -> bool:
+    """Tell whether some thread is importing a module now (one is partly initialised)."""
+    return any(_initializing(m) for m in list(sys.modules.values()))
+
+
+def _imported_longest(parts: list[str], imports_after: float) -> tuple[Any, list[str]] | None:
+    """Return the longest prefix of parts imported already (and the rest), without importing;
+    None when a module of the path is not imported and may be now (after the boot)."""
+    for cut in range(len(parts) - 1, 0, -1):
+        name = ".".join(parts[:cut])
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        if _initializing(module):
+            raise TargetNotImported(f"module {name} is being imported; applied once it is")
+        following = parts[cut] if cut < len(parts) - 1 else None
+        if following is None or hasattr(module, following):
+            return module, parts[cut:]
+        if getattr(module, "__path__", None) is None:
+            return module, parts[cut:]  # not a package: no submodule; the walk says what
+        try:
+            found = importlib.util.find_spec(f"{name}.{following}") is not None
+        except Exception:
+            found = False
+        if not found:
+            return module, parts[cut:]
+        break
+    else:
+        try:
+            if importlib.util.find_spec(parts[0]) is None:
+                return None  # no such module: the import says so
+        except Exception:
+            return None
+    if time.monotonic() >= imports_after and not import_in_progress():
+        return None
+    raise TargetNotImported(f"the module of {'.'.join(parts)} is not imported yet")
 
 
 def _import_longest(parts: list[str]) -> tuple[Any, list[str]]:
@@ -85,7 +177,9 @@ def _walk(target: str) -> tuple[Any, str, Any]:
     if not is_dotted_path(target):
         raise ProbeError(DOTTED_PATH_ERROR.format(target))
     parts = target.split(".")
-    obj, rest = _import_longest(parts)
+    imports_after = getattr(_background, "imports_after", None)
+    found = None if imports_after is None else _imported_longest(parts, imports_after)
+    obj, rest = found if found is not None else _import_longest(parts)
     path = obj.__name__
     owner = obj
     for name in rest:

@@ -1,7 +1,9 @@
 """One live process per id: claim the process id in Redis before reporting under it.
 
 ``SET P:claim:ID TOKEN NX PX TTL`` is atomic and heartbeats refresh it, so no two live
-processes report under one id; any other process takes ``ID:PID`` (or ``ID:PID:TOKEN``).
+processes report under one id; a claim whose holder was a process of this host that no
+longer runs is taken over at once (a restart gets its id back); any other process takes
+``ID:PID`` (or ``ID:PID:TOKEN``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from diagnose_redis.protocol import STATUS_TTL_SECONDS, Keys
 __all__ = ("ClaimLost", "IdClaim")
 
 CLAIM_TTL_MS = int(STATUS_TTL_SECONDS * 1000)
+# This run of this process (a container restarted has the pid of the one before: 1, say).
+_RUN = secrets.token_hex(4)
 
 
 class ClaimLost(Exception):
@@ -31,7 +35,8 @@ class IdClaim:
         self.keys = keys
         self.wanted = wanted
         self.ttl_ms = ttl_ms
-        self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        # HOST:PID:RUN.HEX: its last 8 characters tell apart the claims of one process.
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{_RUN}.{secrets.token_hex(4)}"
         self.held: str | None = None
         self.lost = False
 
@@ -63,10 +68,50 @@ class IdClaim:
         pipe.set(key, self.token, nx=True, px=self.ttl_ms)
         pipe.get(key)
         _, holder = pipe.execute()
-        if _text(holder) != self.token:
+        holder = _text(holder)
+        if holder != self.token and not (
+            holder and self._gone(holder) and self._take(client, key, holder)
+        ):
             return False
         client.pexpire(key, self.ttl_ms)
         return True
+
+    def _gone(self, holder: str) -> bool:
+        """Tell whether a claim's holder was a process of this host that runs no more."""
+        head, _, tail = holder.rpartition(":")
+        host, _, rest = head.rpartition(":")
+        try:
+            pid = int(rest)
+        except ValueError:
+            return False
+        if host != self.token.split(":", 1)[0] or pid <= 0:
+            return False
+        if pid == os.getpid():
+            # Another subscriber of this process holds it, or the process that ran before
+            # this one under the same pid did (then it is gone).
+            return "." in tail and tail.split(".", 1)[0] != _RUN
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+
+    def _take(self, client: redis.Redis, key: str, holder: str) -> bool:
+        """Replace holder's claim with ours, if it is still holder's; tell whether it is."""
+
+        def take(pipe: Any) -> None:
+            current = _text(pipe.get(key))
+            pipe.multi()
+            if current == holder:
+                pipe.set(key, self.token, px=self.ttl_ms)
+
+        try:
+            client.transaction(take, key)
+        except redis.WatchError:
+            return False
+        return _text(client.get(key)) == self.token
 
     def refresh_commands(self) -> list[list[Any]]:
         """Return the commands that refresh the claim (none while no id is held); check()

@@ -15,7 +15,7 @@ from typing import Any
 
 from diagnose.exceptions import one_line
 from diagnose_redis._status.reporter import StatusReporter
-from diagnose_redis._subscriber.mirror import Mirror
+from diagnose_redis._subscriber.mirror import RETRY_SECONDS, Mirror
 from diagnose_redis._subscriber.work_items import Backlog, Signal, Work
 
 __all__ = ("Applier",)
@@ -67,7 +67,7 @@ class Applier:
                         return False
                     finally:
                         lock.release()
-                    if self.mirror.soonest_expiry() < self._wake_at:
+                    if self.mirror.deferred or self.mirror.soonest_expiry() < self._wake_at:
                         self._inbox.put(Signal.WAKE)
                     return reported
             finally:
@@ -101,6 +101,9 @@ class Applier:
                 timeout = None
                 if self._wake_at != math.inf:
                     timeout = min(max(0.0, self._wake_at - time.time()), 3600.0)
+                if self.mirror.deferred:
+                    # A target whose module the host has not imported yet: try it again.
+                    timeout = min(timeout if timeout is not None else RETRY_SECONDS, RETRY_SECONDS)
                 items: list[Work | Signal] = []
                 try:
                     items.append(self._inbox.get(timeout=timeout))

@@ -88,6 +88,11 @@ class Subscriber:
         self.stopped = threading.Event()
         self.labels = dict(labels or {})
         self._seen: int | None = None
+        # The run_id of the Redis server connected to (None: unknown, or the ACL refuses
+        # INFO): the coordinator tells a process reconnecting to a new server (a restart, a
+        # failover) from one killed, whose connection is gone from the server it was on.
+        self.server: str | None = None
+        self._may_ask_server = True
         self._resync_due = False
         # An apply of the listener's whose status it has not written yet.
         self._unwritten = False
@@ -148,7 +153,7 @@ class Subscriber:
     # --- life cycle ----------------------------------------------------------------
 
     def start(self) -> Subscriber:
-        """Start the listener, applier and reporter threads."""
+        """Start the listener, applier, reporter, outflow and flusher threads."""
         self.manager.process_id = self.process_id
         if hasattr(self.manager, "add_listener"):
             self.manager.add_listener(self.applier.on_applied_change)
@@ -234,6 +239,7 @@ class Subscriber:
             **self.identity.info(),
             "version": self.version,
             "connected": self.connected.is_set(),
+            **({"server": self.server} if self.server else {}),
             "received": self.received,
             "applies": self.mirror.applies,
             "resyncs": self.resyncs,
@@ -361,6 +367,7 @@ class Subscriber:
             if message and message["type"] in _SUBSCRIBED:
                 confirmed.add(message["channel"])
         self._deliver([self._resync()])
+        self._learn_server()
         self.reconnects += 1
         self.connected.set()
         self.alerts.recovered()
@@ -419,6 +426,18 @@ class Subscriber:
                 # A burst read at once was applied once, and is written once.
                 self._unwritten = False
                 self.reporter.flush()
+
+    def _learn_server(self) -> None:
+        """Note which Redis server this (new) connection is on, where INFO is allowed."""
+        if not self._may_ask_server or self.keys.sharded:
+            self.server = None
+            return
+        try:
+            run = self.client.info("server").get("run_id")
+        except redis.ResponseError:
+            self._may_ask_server = False  # the ACL refuses INFO
+            run = None
+        self.server = str(run) if run else None
 
     def _on_message(
         self, message: dict[str, Any], events: bytes, expired: bytes, work: list[Work]

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from diagnose.clock import expiry_timestamp, utcnow
+from diagnose.managers import NOT_IMPORTED, still_booting
 from diagnose.spec import spec_changed
 from diagnose_redis._subscriber.work_items import Event, Snapshot
 from diagnose_redis.protocol import encode_status_field
@@ -36,6 +37,13 @@ def rekey_applied(manager: Any, old: str, new: str) -> None:
     manager.process_id = new
 
 
+# How long after a subscriber starts it leaves the import of a target's module to the
+# host (see diagnose.managers.still_booting): a server imports its application then.
+BOOT_SECONDS = 5.0
+# How often a spec whose module is not imported yet is tried again.
+RETRY_SECONDS = 0.2
+
+
 class Mirror:
     """The specs one subscriber put in a manager (``owned``), and what it last reported."""
 
@@ -50,6 +58,10 @@ class Mirror:
         self._reported: dict[str, tuple[Any, Any]] = {}
         self._reported_version = -1
         self._local = threading.local()
+        #: owned specs whose target's module the host has not imported yet (tried again)
+        self.deferred: set[str] = set()
+        # Until then, a module the host has not imported is left to the host (its boot).
+        self.imports_after = time.monotonic() + BOOT_SECONDS
 
     @property
     def applying(self) -> bool:
@@ -107,20 +119,24 @@ class Mirror:
             else:
                 manager.specs[spec_id] = spec
                 self.owned.add(spec_id)
-        if effective:
-            manager.process_id = self.process_id
-            self._local.applying = True
-            try:
-                manager.apply()
-            finally:
-                self._local.applying = False
-            self.applies += 1
+        if effective or self.deferred:
+            self._apply()
         report = self._collect(removed)
         self.version = version
         if not report and version == self._reported_version:
             return None
         self._reported_version = version
         return report
+
+    def _apply(self) -> None:
+        self.manager.process_id = self.process_id
+        self._local.applying = True
+        try:
+            with still_booting(self.imports_after):
+                self.manager.apply()
+        finally:
+            self._local.applying = False
+        self.applies += 1
 
     def forget_reported(self) -> None:
         """Report every owned spec again at the next merge (the status key changed)."""
@@ -149,6 +165,7 @@ class Mirror:
     def _collect(self, removed: list[str]) -> dict[str, str | None]:
         at = utcnow()
         report: dict[str, str | None] = {}
+        self.deferred.clear()
         for spec_id in removed:
             if self._reported.pop(spec_id, None) is not None:
                 report[spec_id] = None
@@ -158,6 +175,10 @@ class Mirror:
             entry = applied.get(self.process_id)
             if isinstance(entry, dict):
                 outcome = (entry.get("lm"), entry.get("err"))
+                if isinstance(outcome[1], str) and outcome[1].startswith(NOT_IMPORTED):
+                    # Pending, not failed: it applies once the host has imported the module.
+                    self.deferred.add(spec_id)
+                    outcome = (None, None)
             else:
                 outcome = (spec.get("lastmodified"), "not applied")
             if self._reported.get(spec_id) != outcome:

@@ -94,6 +94,7 @@ class SpecStore:
         self.secret = secret_bytes(secret)
         # False once the server refused CLIENT LIST (ACL): liveness is the heartbeat alone.
         self._can_list_clients = True
+        self._can_ask_server = not self.keys.sharded
 
     def _validate(self, spec_id: str, spec: Mapping[str, Any]) -> tuple[dict[str, Any], int | None]:
         from diagnose import SpecError, validate_spec
@@ -254,7 +255,8 @@ class SpecStore:
         return {_text(pid): float(score) for pid, score in rows}
 
     def status(self, spec_id: str | None = None) -> dict[str, dict[str, Any]]:
-        """Return per process id what it reports: spec id -> {lm, err, at}, and ``_process``."""
+        """Return per process id what it reports: spec id -> its decoded status field (lm, err,
+        at and the counts), and ``_process``."""
         status_keys = sorted(self.status_keys())
         values: list[Any] = (
             list(read_hashes(self.client, status_keys))
@@ -303,13 +305,31 @@ class SpecStore:
         else:
             found = [infos.get(process_id) or {} for process_id in ids]
         connected = self._connection_names()
+        server = self._server_run() if connected is not None else None
         fleet: dict[str, ProcessEntry] = {}
         for process_id, (_, score), info in zip(ids, rows, found, strict=True):
             name = info.get("connection")
             if connected is not None and isinstance(name, str) and name not in connected:
-                continue  # killed: its heartbeat has not aged out yet, its connection is gone
+                # Its heartbeat has not aged out yet, its connection is gone: killed, if it
+                # was connected to this very server; else reconnecting to it (the server
+                # restarted, or a failover made a replica the primary).
+                was_on = info.get("server")
+                if not (server and isinstance(was_on, str) and was_on != server):
+                    continue
+                info = {**info, "reconnecting": True}
             fleet[process_id] = ProcessEntry(float(score), info)
         return fleet
+
+    def _server_run(self) -> str | None:
+        """Return the run_id of the server, or None if it will not say (ACL, a cluster)."""
+        if not self._can_ask_server:
+            return None
+        try:
+            run = self.client.info("server").get("run_id")
+        except redis.ResponseError:
+            self._can_ask_server = False
+            return None
+        return str(run) if run else None
 
     def processes(
         self, max_age: float = STATUS_TTL_SECONDS, *, parents: bool = True

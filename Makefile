@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # order); `make unit`: the unit tests alone, the loop to run after each edit (no Redis, no
 # subprocess: seconds).
 .PHONY: demo test unit integration fuzz lint docs bench bench-output bench-stream bench-policy \
-	bench-cluster bench-fleet bench-scale bench-ab bench-soak soak clean
+	bench-cluster bench-fleet bench-stats bench-scale bench-ab bench-soak soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,11 @@ bench-cluster: $(VENV)/.test
 
 bench-fleet: $(VENV)/.test
 	$(PY) bench/fleet_latency.py --workers 10 50 100 $(BENCH_ARGS)
+
+# What fleet statistics (stats, distinct) cost Redis: 1,000 processes' flushes a second,
+# and `coordinator stats` reading them, on one private server.
+bench-stats: $(VENV)/.test
+	$(PY) bench/stats_redis.py --processes 1000 --rounds 8 $(BENCH_ARGS)
 
 # A long run, not part of `make test`: one worker under ~20 spec changes a second.
 SOAK_MINUTES ?= 10

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import diagnose
 from diagnose import Instrument, ProbeManager, probes
-from diagnose.instruments import ExceptionInstrument
+from diagnose.instruments import DistinctInstrument, ExceptionInstrument, StatsInstrument
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import targets  # noqa: E402
@@ -76,6 +76,7 @@ def overhead(number: int, repeat: int) -> None:
         measure(f"{event} event, {value!r}, with the budget", func, 5, bare, number, repeat)
         probe.stop()
         probes.active_probes.pop(target, None)
+    fleet_overhead(target, func, bare, number, repeat)
     probe = probes.attach_to(target)
     inst = DropInstrument("limited", "result")
     inst.budget, inst.rate = 1000.0, 100
@@ -153,6 +154,46 @@ def exception_overhead(number: int, repeat: int) -> None:
     measure("exception probe, a raise counted", raising, 5, bare_raise, number // 10, repeat)
     probe.stop()
     probes.active_probes.pop("targets.refuse", None)
+
+
+def fleet_overhead(target: str, func, bare: float, number: int, repeat: int) -> None:
+    """Print what stats and distinct probes cost: on the target's thread (append the value
+    to its group's queue), and per value in the flusher's thread (fold it: buckets, or the
+    canonical form), each timed apart; the total is what the process spends per call."""
+    import diagnose.instruments.stats as fleet
+
+    # As a spec's instruments are: with the budget, no rate limit. The flusher folds: the
+    # call never does (SPILL out of reach), so that the two costs are timed apart.
+    spill, fleet.SPILL = fleet.SPILL, 1 << 62
+    try:
+        for label, cls, value, custom in (
+            ("stats of 'result'", StatsInstrument, "result", {}),
+            ("stats of 'elapsed'", StatsInstrument, "elapsed", {}),
+            ("stats of 'result' --by 'arg % 4'", StatsInstrument, "result", {"by": "arg % 4"}),
+            ("distinct of 'arg'", DistinctInstrument, "arg", {}),
+            ("distinct of 'str(arg)'", DistinctInstrument, "str(arg)", {}),
+        ):
+            probe = probes.attach_to(target)
+            inst = cls("fleet", value, custom=custom)
+            inst.budget = 1000.0
+            probe.instruments["fleet"] = inst
+            probe.start()
+            timer = timeit.Timer("f(a)", globals={"f": func, "a": 5})
+            calls, folds = [], []
+            for _ in range(repeat):
+                calls.append(timer.timeit(number) / number * 1e9)
+                start = time.perf_counter()
+                inst.aggregate.fold()
+                folds.append((time.perf_counter() - start) / number * 1e9)
+            ns, fold = min(calls), min(folds)
+            print(
+                f"{'return, ' + label:<44} {ns:9.1f} ns/call   {ns - bare:+8.1f} ns   "
+                f"x{ns / bare:5.2f}   fold {fold:5.1f} ns/value: total {ns - bare + fold:+6.1f} ns"
+            )
+            probe.stop()
+            probes.active_probes.pop(target, None)
+    finally:
+        fleet.SPILL = spill
 
 
 def apply_ms(extra_objects: int, specs: int = 10, rounds: int = 20) -> float:

@@ -39,6 +39,7 @@ from coordinator.fleet.specs import (
 )
 from coordinator.fleet.state import LIVE_SECONDS
 from diagnose.spec import CONDITION_TYPES, MAX_FIRST, MAX_FRAMES
+from diagnose_redis.protocol import AGGREGATE_KINDS
 
 __all__ = ("cli", "main")
 
@@ -139,7 +140,8 @@ def cli(
     metavar="N",
     help="Fire at most N times per second per process (custom.rate; for exception: "
     "captures, every raise is counted) "
-    "[default: 100 for log, 1 for snapshot and exception, unlimited for hist and incr].",
+    "[default: 100 for log, 1 for snapshot and exception, unlimited for hist and incr; "
+    "none applies to stats and distinct].",
 )
 @click.option(
     "--frames",
@@ -174,6 +176,12 @@ def cli(
     "spec_file",
     type=click.Path(path_type=Path, dir_okay=False),
     help="JSON or YAML file holding a map of ID to spec; replaces the flags above.",
+)
+@click.option(
+    "--by",
+    metavar="EXPR",
+    help="stats and distinct: group the values by this expression's value (its text, "
+    "at most 64 characters; at most 100 groups per process, the rest under 'other').",
 )
 @click.option(
     "--select",
@@ -231,6 +239,7 @@ def publish(
     lifespan: str,
     custom: str | None,
     spec_file: Path | None,
+    by: str | None,
     select: tuple[str, ...],
     wait: bool,
     timeout: float,
@@ -249,9 +258,9 @@ def publish(
     if spec_file is not None:
         if spec_id is not None or target is not None or value is not None:
             raise click.UsageError("give either --file or ID with --target and --value, not both")
-        if line is not None or rate is not None or frames is not None or first is not None:
+        if any(flag is not None for flag in (line, rate, frames, first, by)):
             raise click.UsageError(
-                "--line, --rate, --frames and --first go with ID and --target, not --file"
+                "--line, --rate, --frames, --first and --by go with ID and --target, not --file"
             )
         specs = specs_from_file(spec_file)
     else:
@@ -269,6 +278,10 @@ def publish(
             raise click.UsageError(f"--line fires at a line: it takes no --event {event}")
         if event == "line" and line is None:
             raise click.UsageError("--event line needs --line N")
+        if by is not None and itype not in AGGREGATE_KINDS:
+            raise click.UsageError(f"--by groups stats and distinct probes, not {itype}")
+        if rate is not None and itype in AGGREGATE_KINDS:
+            raise click.UsageError(f"--rate does not apply to {itype}: it emits nothing per call")
         specs = {
             spec_id: spec_from_flags(
                 spec_id,
@@ -283,6 +296,7 @@ def publish(
                 first=first,
                 lifespan=parse_lifespan(lifespan),
                 custom=parse_custom(custom),
+                by=by,
             )
         }
     chosen = parse_select(select)
@@ -463,6 +477,51 @@ def exceptions(ctx: click.Context, spec_id: str, fingerprint: str | None, wide: 
 
     settings = settings_of(ctx)
     show_exceptions(settings, spec_id, fingerprint, as_json=settings.json, wide=wide)
+
+
+@cli.command()
+@click.argument("spec_id", metavar="ID")
+@click.option(
+    "--by-process", is_flag=True, help="A row per process for each group, beside the others."
+)
+@click.option(
+    "--by-label",
+    metavar="LABEL",
+    help="A row per value of a process label (version, ...) for each group, to compare them.",
+)
+@click.option("-f", "--follow", is_flag=True, help="Show them again every second, until Ctrl-C.")
+@wide_option
+@global_options
+@click.pass_context
+def stats(
+    ctx: click.Context,
+    spec_id: str,
+    by_process: bool,
+    by_label: str | None,
+    follow: bool,
+    wide: bool,
+) -> None:
+    """Show the fleet's statistics of a stats or distinct probe.
+
+    One row per group (`all` without --by): GROUP COUNT MIN P50 P90 P99 MAX MEAN, with the
+    distribution beside them in a terminal; DISTINCT for a distinct probe. Quantiles are
+    within 1 % of the fleet's true ones. Exits 1 when the spec does not exist or is of
+    another type.
+    """
+    from coordinator.commands.stats import show_stats
+
+    if by_process and by_label is not None:
+        raise click.UsageError("give --by-process or --by-label, not both")
+    settings = settings_of(ctx)
+    show_stats(
+        settings,
+        spec_id,
+        by_process=by_process,
+        by_label=by_label,
+        follow=follow,
+        as_json=settings.json,
+        wide=wide,
+    )
 
 
 @cli.command()

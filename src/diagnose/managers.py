@@ -82,6 +82,8 @@ class ProbeManager(ManagerHooks):
         "incr": instruments.IncrementInstrument,
         "snapshot": instruments.SnapshotInstrument,
         "exception": instruments.ExceptionInstrument,
+        "stats": instruments.StatsInstrument,
+        "distinct": instruments.DistinctInstrument,
     }
     # Names every instrument evaluation can read; add modules or helpers here.
     global_namespace: dict[str, Any] = {
@@ -218,7 +220,10 @@ class ProbeManager(ManagerHooks):
             self._owned.pop(full_id, None)
             probe.instruments.pop(full_id, None)
             probes.release(probe)
+            _retire(instrument)
             raise
+        if current is not None:
+            _retire(current)  # replaced by an instrument of another type
         self._owned[full_id] = _Owned(probe, key, expires)
 
     def _detach(self, full_id: str) -> None:
@@ -226,7 +231,7 @@ class ProbeManager(ManagerHooks):
         owned = self._owned.pop(full_id, None)
         if owned is None:
             return
-        owned.probe.instruments.pop(full_id, None)
+        _retire(owned.probe.instruments.pop(full_id, None))
         probes.release(owned.probe)
 
     # --- the expression policy ----------------------------------------------------------
@@ -425,6 +430,17 @@ def _restart_background_in_child() -> None:
             mgr._restart_background = False
             if mgr.apply_thread is None:
                 mgr.apply_in_background(mgr.period)
+
+
+def _retire(instrument: Any) -> None:
+    """Tell an instrument taken off its probe that it is gone (one whose totals the
+    subscriber flushes, ``diagnose.aggregates``, has them flushed one last time)."""
+    retire = getattr(instrument, "retire", None)
+    if retire is not None:
+        try:
+            retire()
+        except Exception:
+            log.exception("diagnose instrument failed to retire")
 
 
 def _describe(exc: BaseException) -> str:

@@ -159,6 +159,8 @@ def validate_spec(
             isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= most
         ):
             raise SpecError(f"custom.{field} must be an integer from 1 to {most}, not {count!r}")
+    if custom.get("by") is not None:  # the groups of stats and distinct
+        check_expression(custom["by"], "custom.by", policy)
     rate = custom.get("rate")
     if rate is not None and (
         isinstance(rate, bool)

@@ -96,21 +96,36 @@ def test_every_role_does_its_work_under_its_acl(
         assert "pending" in ok(run(url, "diagnose-auditor", "list"))
         ok(run(url, "bob", "approve", "sn", "--wait", secret="k2:beta"))
         assert any(line.startswith("Snapshot (sn)") for line in worker.call(3))
+        # Fleet statistics: the worker merges them with a script, which the ACL binds too.
+        ok(run(url, "alice", "publish", "st", "-t", TARGET, "--type", "stats", "--value", "x",
+               "--wait", secret="k1:alpha"))  # fmt: skip
+        worker.call(4)
+
+        def counted() -> bool:
+            shown = run(url, "diagnose-auditor", "stats", "st", "--json")
+            groups = json.loads(shown.stdout)["groups"] if shown.returncode == 0 else {}
+            return bool(groups.get("all", {}).get("count"))
+
+        found = wait_for(counted, 10, 0.2)
+        shown = run(url, "diagnose-auditor", "stats", "st", "--json")
+        assert found, (shown.stdout, shown.stderr, worker.close().splitlines())
         tail = ok(run(url, "diagnose-auditor", "tail", "lg", "--json"))
         assert any(json.loads(line)["value"] == "20" for line in tail.splitlines())
         for args in (["status"], ["status", "sn"], ["processes"]):
             assert "w-1" in ok(run(url, "diagnose-auditor", *args)), args
         summary = ok(run(url, "diagnose-auditor", "status", "--summary")).splitlines()
         assert summary[1].split()[:3] == ["lg", "1", "1"]
-        ok(run(url, "alice", "remove", "lg", "sn", secret="k1:alpha"))
+        ok(run(url, "alice", "remove", "lg", "sn", "st", secret="k1:alpha"))
         assert wait_for(lambda: worker.call(1) == [], 10, 0.1)
         audit = json.loads(ok(run(url, "diagnose-auditor", "audit", "--json")))
         assert [(e["who"], e["action"], e["spec"]) for e in audit] == [
             ("alice as alice", "publish", "lg"),
             ("alice as alice", "publish", "sn"),
             ("bob as bob", "approve", "sn"),
+            ("alice as alice", "publish", "st"),
             ("alice as alice", "remove", "lg"),
             ("alice as alice", "remove", "sn"),
+            ("alice as alice", "remove", "st"),
         ]
         raw = redis.Redis.from_url(url).hget(Keys(PREFIX).status("w-1"), "_process")
         info = json.loads(cast(bytes, raw))

@@ -1,8 +1,9 @@
 """Instruments: what a probe does when it fires (log, send a metric, keep a record).
 
 One module each: ``base`` (Instrument, the extension point), ``log``, ``metrics``
-(hist and incr), ``snapshot``, ``exception``, ``testing``. Their names are re-exported
-here, as the original library had them in one ``diagnose.instruments`` module.
+(hist and incr), ``snapshot``, ``exception``, ``stats`` (stats and distinct), ``testing``.
+Their names are re-exported here, as the original library had them in one
+``diagnose.instruments`` module.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from diagnose.instruments.metrics import (
     StatsdInstrumentBase,
 )
 from diagnose.instruments.snapshot import SnapshotInstrument
+from diagnose.instruments.stats import DistinctInstrument, StatsInstrument
 from diagnose.instruments.testing import ProbeTestInstrument
 
 __all__ = (
+    "DistinctInstrument",
     "ExceptionInstrument",
     "HistogramInstrument",
     "IncrementInstrument",
@@ -28,6 +31,7 @@ __all__ = (
     "LogInstrument",
     "ProbeTestInstrument",
     "SnapshotInstrument",
+    "StatsInstrument",
     "StatsdInstrumentBase",
     "omitted",
     "statsd",

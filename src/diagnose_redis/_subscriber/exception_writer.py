@@ -25,21 +25,23 @@ from diagnose_redis.protocol.exceptions import MAX_FLEET_FINGERPRINTS, OVERFLOW
 
 __all__ = ("MERGE_SCRIPT", "write_exceptions")
 
-# KEYS: spec, counts, about, seen, captures, output
-# ARGV: process, first (K), max fingerprints, stream maxlen (0: no stream), spec id,
+# KEYS: counts, about, seen, captures, output
+# ARGV: the spec's key (read only: a worker's ACL may let it read specs and nothing more,
+#       and Redis takes a script's KEYS as written), process, first (K), max
+#       fingerprints, stream maxlen (0: no stream), spec id,
 #       instrument name, overflow fingerprint, number of fingerprints N, then N times
 #       (fingerprint, count, type, message, first ms, last ms), then the number of
 #       captures M, then M times (fingerprint, at text, capture JSON).
 MERGE_SCRIPT = """
-local ttl = redis.call('PTTL', KEYS[1])
+local ttl = redis.call('PTTL', ARGV[1])
 if ttl == -2 then return {0, {}, {}} end
-local process, K = ARGV[1], tonumber(ARGV[2])
-local most, maxlen = tonumber(ARGV[3]), tonumber(ARGV[4])
-local spec, name, overflow = ARGV[5], ARGV[6], ARGV[7]
-local counts, about, seen, captures = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local process, K = ARGV[2], tonumber(ARGV[3])
+local most, maxlen = tonumber(ARGV[4]), tonumber(ARGV[5])
+local spec, name, overflow = ARGV[6], ARGV[7], ARGV[8]
+local counts, about, seen, captures = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local touched = {}
-local i = 9
-for _ = 1, tonumber(ARGV[8]) do
+local i = 10
+for _ = 1, tonumber(ARGV[9]) do
   local fp, n = ARGV[i], tonumber(ARGV[i + 1])
   local kind, message = ARGV[i + 2], ARGV[i + 3]
   local first, last = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
@@ -76,7 +78,7 @@ for c = 1, m do
     redis.call('HSET', about, fp .. ':claimed', claimed)
     redis.call('HSET', captures, fp .. ':' .. claimed, capture)
     if maxlen > 0 then
-      redis.call('XADD', KEYS[6], 'MAXLEN', '~', maxlen, '*', 'process', process,
+      redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, '*', 'process', process,
         'spec', spec, 'name', name, 'type', 'exception', 'value', capture,
         'tags', '{}', 'at', at)
     end
@@ -90,7 +92,7 @@ for fp in pairs(touched) do
     full[#full + 1] = fp
   end
 end
-for k = 2, 5 do
+for k = 1, 4 do
   if ttl > 0 then redis.call('PEXPIRE', KEYS[k], ttl) else redis.call('PERSIST', KEYS[k]) end
 end
 return {1, full, won}
@@ -129,6 +131,6 @@ def write_exceptions(pipe: Any, keys: Keys, process: str, aggregate: Any, take: 
         stored = {**capture, "process": process}
         text = json.dumps(stored, ensure_ascii=False, separators=(",", ":"), default=str)
         args += [capture["fingerprint"], capture["at"], text]
-    script_keys = [keys.spec(spec), k.counts, k.about, k.seen, k.captures, keys.output]
-    pipe.eval(MERGE_SCRIPT, len(script_keys), *script_keys, *args)
+    script_keys = [k.counts, k.about, k.seen, k.captures, keys.output]
+    pipe.eval(MERGE_SCRIPT, len(script_keys), *script_keys, keys.spec(spec), *args)
     return 1

@@ -27,6 +27,7 @@ from diagnose_redis._status.alerts import UNREACHABLE, Alerts, classify
 from diagnose_redis._status.claim import ClaimLost
 from diagnose_redis._status.identity import Identity, refused_channel, refused_name
 from diagnose_redis._status.reporter import StatusReporter
+from diagnose_redis._subscriber import stats_writer
 from diagnose_redis._subscriber.applier import Applier
 from diagnose_redis._subscriber.flusher import Flusher
 from diagnose_redis._subscriber.mirror import Mirror, rekey_applied
@@ -150,6 +151,14 @@ class Subscriber:
             on_error=self._write_failed,
             before_send=self.reporter.collect,
         )
+        # distinct hashes its values keyed by a secret every process of the fleet holds: the
+        # bare one, or the named key of the smallest id (during a rotation that drops it, the
+        # processes restarted without it count in another family of hashes until all are).
+        ring = self.secret
+        hash_key = None
+        if ring is not None:
+            hash_key = ring.bare_secret or min(ring.keys, key=lambda k: k.key_id).secret
+        stats_writer.use(secret=hash_key, labels=lambda: self.identity.labels)
 
     # --- life cycle ----------------------------------------------------------------
 

@@ -6,13 +6,16 @@ lifespan), ``P:ids`` (set of published ids), ``P:version`` (bumped by every chan
 ``P:events`` (channel of sealed events), ``P:status:PROCESS`` (hash of status fields and
 ``_process``), ``P:processes`` (sorted set of heartbeats), ``P:claim:PROCESS`` (the id's
 claim), ``P:output`` (the output stream), ``P:audit`` (the audit stream), ``P:pending``
-(set of ids awaiting approval), ``P:pending:ID`` (hash: the sealed spec, who, key, at) and
-``P:exc:ID:*`` (an exception spec's counts and captures, see ``protocol.exceptions``).
+(set of ids awaiting approval), ``P:pending:ID`` (hash: the sealed spec, who, key, at),
+``P:exc:ID:*`` (an exception spec's counts and captures, see ``protocol.exceptions``) and
+the fleet's statistics of a spec (``P:agg:ID``, ``P:stats:...``, ``P:distinct:...``; see
+``aggregates``).
 ``docs/reference/redis-layout.md`` has it all.
 """
 
 from __future__ import annotations
 
+from diagnose_redis.protocol.aggregates import AGGREGATE_KINDS
 from diagnose_redis.protocol.approval import (
     ALL,
     APPROVAL_WINDOW_SECONDS,
@@ -76,6 +79,7 @@ from diagnose_redis.protocol.status import (
 
 __all__ = (
     "ACTIONS",
+    "AGGREGATE_KINDS",
     "ALL",
     "APPROVAL_WINDOW_SECONDS",
     "AUDIT_FIELDS",

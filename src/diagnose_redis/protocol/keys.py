@@ -74,6 +74,7 @@ class Keys:
         self.audit = f"{prefix}:audit"
         self.pending = f"{prefix}:pending"
         self.pending_prefix = f"{prefix}:pending:"
+        self.aggregates_prefix = f"{prefix}:agg:"
 
     def spec(self, spec_id: str) -> str:
         """Return the key of one spec."""
@@ -91,10 +92,6 @@ class Keys:
         """Return the key that holds the claim on a process id."""
         return self.claim_prefix + process_id
 
-    def aggregates(self, spec_id: str) -> tuple[str, ...]:
-        """Return the keys where a spec's instruments add up: they live and go with it."""
-        return tuple(self.exceptions(spec_id))
-
     def exceptions(self, spec_id: str) -> ExceptionKeys:
         """Return the keys of an exception spec's aggregates (they go with the spec)."""
         base = f"{self.prefix}:exc:{spec_id}:"
@@ -111,6 +108,16 @@ class Keys:
     def process_id(self, key: str | bytes) -> str | None:
         """Return the process id a status key names, or None if it is not a status key."""
         return _after(self.status_prefix, key)
+
+    def aggregates(self, spec_id: str) -> str:
+        """Return the key of the set that lists the aggregate keys of one spec (the
+        processes' statistics), removed with it."""
+        return self.aggregates_prefix + spec_id
+
+    def aggregate(self, kind: str, spec_id: str, process_id: str, incarnation: str) -> str:
+        """Return the key of one incarnation's aggregate of one spec in one process:
+        ``P:KIND:ID@PROCESS#INCARNATION`` (a spec id holds no ``@``)."""
+        return f"{self.prefix}:{kind}:{spec_id}@{process_id}#{incarnation}"
 
     def __repr__(self) -> str:
         cluster = ", cluster=True" if self.sharded else ""

@@ -1,10 +1,17 @@
 """The publishing side: put and remove specs, read what the fleet reports (``SpecStore``),
 read thousands of status hashes at once (``census``), hold specs for a second key's approval
-(``approvals``), write who did what to the audit stream (``audit``), and read what exception
-specs counted (``exceptions``)."""
+(``approvals``), write who did what to the audit stream (``audit``), read what exception
+specs counted (``exceptions``) and the fleet's statistics of a spec (``aggregates``)."""
 
 from __future__ import annotations
 
+from diagnose_redis.publisher.aggregates import (
+    DistinctPart,
+    Incarnation,
+    count_distinct,
+    drop_aggregates,
+    read_incarnations,
+)
 from diagnose_redis.publisher.approvals import (
     Approved,
     PendingSpec,
@@ -26,7 +33,9 @@ from diagnose_redis.publisher.store import ProcessEntry, SpecStore, read_specs
 __all__ = (
     "Approved",
     "CensusRow",
+    "DistinctPart",
     "ExceptionSummary",
+    "Incarnation",
     "PendingSpec",
     "ProcessEntry",
     "SpecStore",
@@ -34,8 +43,10 @@ __all__ = (
     "actor",
     "approve",
     "census_rows",
+    "count_distinct",
     "describe_spec",
     "discard",
+    "drop_aggregates",
     "find_fingerprint",
     "hold",
     "read_audit",
@@ -43,6 +54,7 @@ __all__ = (
     "read_exceptions",
     "read_fields",
     "read_hashes",
+    "read_incarnations",
     "read_pending",
     "read_specs",
 )

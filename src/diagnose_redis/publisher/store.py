@@ -30,6 +30,7 @@ from diagnose_redis.protocol import (
     keyring,
     seal_spec,
 )
+from diagnose_redis.publisher.aggregates import drop_aggregates, keep_ttl
 from diagnose_redis.publisher.audit import actor, add_entry, describe_spec
 from diagnose_redis.publisher.census import read_fields, read_hashes
 
@@ -195,6 +196,8 @@ class SpecStore:
         # redis-py types transaction()'s callable as returning None, but with
         # value_from_callable=True transaction() returns what the callable returns.
         result = self.client.transaction(publish, keys.version, value_from_callable=True)  # type: ignore[arg-type]
+        # Statistics of a spec published again live as long as it, idle processes' too.
+        keep_ttl(self.client, keys, {sealed.spec_id: ttl for sealed, ttl, _ in prepared})
         return cast(int, result)
 
     def remove(self, *spec_ids: str) -> list[str]:
@@ -246,7 +249,7 @@ class SpecStore:
                 pipe.delete(*spec_keys)
             # The aggregates of the specs (exception counts and captures) go with them.
             for spec_id in chosen if only_expired else ids:
-                pipe.delete(*keys.aggregates(spec_id))
+                pipe.delete(*keys.exceptions(spec_id))
             unindex = chosen if only_expired else ids
             if unindex:
                 pipe.srem(keys.ids, *unindex)
@@ -262,6 +265,8 @@ class SpecStore:
         watched = [keys.version, *spec_keys] if only_expired else [keys.version]
         # value_from_callable=True: see put_many.
         result = self.client.transaction(delete, *watched, value_from_callable=True)  # type: ignore[arg-type]
+        # Their statistics go with them: once a spec is gone no process writes them again.
+        drop_aggregates(self.client, keys, cast(list[str], result) if only_expired else ids)
         return cast(list[str], result)
 
     def publish_version(self) -> int:
@@ -444,7 +449,7 @@ def store_put(
     pipe.set(keys.spec(sealed.spec_id), sealed.blob, px=ttl_ms)
     pipe.sadd(keys.ids, sealed.spec_id)
     # What its instruments add up (exception counts and captures) lives as long as it.
-    _live_as_long(pipe, keys.aggregates(sealed.spec_id), ttl_ms)
+    _live_as_long(pipe, keys.exceptions(sealed.spec_id), ttl_ms)
     _publish(pipe, keys, encode_put(version, sealed, secret))
 
 

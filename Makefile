@@ -4,9 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-# `make test`: the unit tests, then the integration tests (pyproject's testpaths, in that
-# order); `make unit`: the unit tests alone, the loop to run after each edit (no Redis, no
-# subprocess: seconds).
+# `make test`: the unit tests, then the integration tests; `make unit`: the unit tests
+# alone, the loop to run after each edit (no Redis, no subprocess: seconds).
 .PHONY: demo test unit integration fuzz lint docs bench bench-output bench-stream bench-policy \
 	bench-cluster bench-fleet bench-stats bench-scale bench-ab bench-soak soak clean
 
@@ -29,14 +28,17 @@ $(VENV)/.docs: $(PY) pyproject.toml
 demo: $(VENV)/.embedded
 	$(VENV)/bin/coordinator demo
 
-test: $(VENV)/.test
-	$(PY) -m pytest $(PYTEST_ARGS)
+# The integration tests run three at a time (pytest-xdist), a file per worker: each worker
+# starts its own servers on free ports, and the tests mostly wait on them.
+INTEGRATION_WORKERS ?= 3
+
+test: unit integration
 
 unit: $(VENV)/.test
 	$(PY) -m pytest $(PYTEST_ARGS) tests/unit
 
 integration: $(VENV)/.test
-	$(PY) -m pytest $(PYTEST_ARGS) tests/integration
+	$(PY) -m pytest -n $(INTEGRATION_WORKERS) --dist loadfile $(PYTEST_ARGS) tests/integration
 
 # The wire fuzz tests at full strength: 10,000 examples each (make test runs 100).
 fuzz: $(VENV)/.test

@@ -214,7 +214,9 @@ class Subscriber:
         # What the probes emitted until now is sent before the connections close.
         self.outflow.stop(max(0.1, min(1.0, deadline - time.monotonic())))
         self.flusher.stop(max(0.1, min(1.0, deadline - time.monotonic())))
-        self.reporter.stop(max(0.1, deadline - time.monotonic()))
+        # Taking the process off the fleet (status, heartbeat, claim) matters most: it gets a
+        # second whatever the others took (on a loaded host they can take the rest of it).
+        self.reporter.stop(max(1.0, deadline - time.monotonic()))
         try:
             if hasattr(self.manager, "remove_listener"):
                 self.manager.remove_listener(self.applier.on_applied_change)

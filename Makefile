@@ -4,11 +4,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-# `make test`: the unit tests, then the integration tests (pyproject's testpaths, in that
-# order); `make unit`: the unit tests alone, the loop to run after each edit (no Redis, no
-# subprocess: seconds).
+# `make test`: the unit tests, then the integration tests; `make unit`: the unit tests
+# alone, the loop to run after each edit (no Redis, no subprocess: seconds).
 .PHONY: demo test unit integration fuzz lint docs bench bench-output bench-stream bench-policy \
-	bench-cluster bench-fleet bench-scale bench-ab bench-soak soak clean
+	bench-cluster bench-fleet bench-stats bench-scale bench-ab bench-soak soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,14 +28,17 @@ $(VENV)/.docs: $(PY) pyproject.toml
 demo: $(VENV)/.embedded
 	$(VENV)/bin/coordinator demo
 
-test: $(VENV)/.test
-	$(PY) -m pytest $(PYTEST_ARGS)
+# The integration tests run three at a time (pytest-xdist), a file per worker: each worker
+# starts its own servers on free ports, and the tests mostly wait on them.
+INTEGRATION_WORKERS ?= 3
+
+test: unit integration
 
 unit: $(VENV)/.test
 	$(PY) -m pytest $(PYTEST_ARGS) tests/unit
 
 integration: $(VENV)/.test
-	$(PY) -m pytest $(PYTEST_ARGS) tests/integration
+	$(PY) -m pytest -n $(INTEGRATION_WORKERS) --dist loadfile $(PYTEST_ARGS) tests/integration
 
 # The wire fuzz tests at full strength: 10,000 examples each (make test runs 100).
 fuzz: $(VENV)/.test
@@ -72,6 +74,11 @@ bench-cluster: $(VENV)/.test
 
 bench-fleet: $(VENV)/.test
 	$(PY) bench/fleet_latency.py --workers 10 50 100 $(BENCH_ARGS)
+
+# What fleet statistics (stats, distinct) cost Redis: 1,000 processes' flushes a second,
+# and `coordinator stats` reading them, on one private server.
+bench-stats: $(VENV)/.test
+	$(PY) bench/stats_redis.py --processes 1000 --rounds 8 $(BENCH_ARGS)
 
 # A long run, not part of `make test`: one worker under ~20 spec changes a second.
 SOAK_MINUTES ?= 10

@@ -17,7 +17,7 @@ import diagnose_redis
 from shop import pricing
 
 CUSTOMERS = ("ada", "grace", "linus", "guido", "barbara")
-TARGETS = ("shop.pricing.total", "shop.pricing.Cart.checkout")
+TARGETS = ("shop.pricing.total", "shop.pricing.Cart.checkout", "shop.pricing.pay")
 
 
 def _probed(target: str) -> bool:
@@ -29,7 +29,8 @@ def _probed(target: str) -> bool:
 
 
 def main() -> None:
-    """Price random carts every few hundred milliseconds until SIGTERM or SIGINT."""
+    """Sell random carts every few hundred milliseconds until SIGTERM or SIGINT (some
+    payments fail: the worker counts them and carries on)."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -42,11 +43,16 @@ def main() -> None:
     print(f"shop worker {os.getpid()} started", flush=True)
     rng = random.Random()
     probed = dict.fromkeys(TARGETS, False)
+    failed = 0
     while not stop.wait(interval):
-        cart = pricing.Cart(rng.choice(CUSTOMERS))
+        customer = rng.choice(CUSTOMERS)
+        cart = pricing.Cart(customer)
         for item in rng.sample(sorted(pricing.PRICES), k=rng.randint(1, 3)):
             cart.add(item, rng.randint(1, 4))
-        cart.checkout(discount=rng.choice((0.0, 0.0, 0.1, 0.25)))
+        try:
+            pricing.pay(cart, f"tok_{customer}_4242", discount=rng.choice((0.0, 0.0, 0.1, 0.25)))
+        except pricing.PaymentError:
+            failed += 1
         for target, was in probed.items():
             if _probed(target) != was:
                 probed[target] = not was
@@ -54,7 +60,7 @@ def main() -> None:
                 print(f"probe {state} {target}", flush=True)
         sys.stdout.flush()
     subscriber.stop()
-    print("shop worker stopped", flush=True)
+    print(f"shop worker stopped ({failed} payments failed)", flush=True)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ __all__ = (
     "Option",
     "connection_options",
     "global_options",
+    "seconds_option",
     "settings_of",
     "wide_option",
 )
@@ -161,6 +162,18 @@ def _global_options(func: Any, *, with_json: bool) -> Any:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def seconds_option(flag: str, default: float, help: str) -> Any:
+    """Return a click option taking a number of seconds (at least 0.05)."""
+    return click.option(
+        flag,
+        type=click.FloatRange(min=0.05),
+        default=default,
+        show_default=True,
+        metavar="S",
+        help=help,
+    )
 
 
 def wide_option(func: Any) -> Any:

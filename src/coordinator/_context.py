@@ -53,10 +53,15 @@ class Settings:
         return self._client
 
     def store(self) -> Any:
-        """Return the fleet's spec store on this Redis."""
+        """Return the fleet's spec store on this Redis (exit 2 if the secret cannot be read:
+        the message names key ids and item numbers, never a secret)."""
         from diagnose_redis import SpecStore
+        from diagnose_redis.exceptions import KeyringError
 
-        return SpecStore(self.client(), prefix=self.prefix, secret=self.secret)
+        try:
+            return SpecStore(self.client(), prefix=self.prefix, secret=self.secret)
+        except KeyringError as exc:
+            raise BadInput(f"--secret (DIAGNOSE_SECRET) cannot be read: {exc}") from None
 
     def close(self) -> None:
         """Close the Redis client, if one was made."""

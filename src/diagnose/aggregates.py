@@ -37,6 +37,12 @@ class Aggregate:
         """
         return None
 
+    def fold(self) -> bool:
+        """Tidy what the target's thread added since the last call, in the flusher's thread,
+        between takes (several times a second, Redis up or not); return True to ask for a
+        flush now. Does nothing by default."""
+        return False
+
     def taken(self, reply: Any) -> None:
         """Learn what Redis answered to the merge of the last take (its writer's reply)."""
 
@@ -76,6 +82,11 @@ class Aggregates:
         with self._lock:
             retired, self._retired = self._retired, []
             return [*self._live.values(), *retired]
+
+    def live(self) -> list[Aggregate]:
+        """Return the live aggregates (to fold), retiring none."""
+        with self._lock:
+            return list(self._live.values())
 
     def __len__(self) -> int:
         with self._lock:

@@ -82,6 +82,9 @@ class ProbeManager(BackgroundApply, ManagerHooks):
         "hist": instruments.HistogramInstrument,
         "incr": instruments.IncrementInstrument,
         "snapshot": instruments.SnapshotInstrument,
+        "exception": instruments.ExceptionInstrument,
+        "stats": instruments.StatsInstrument,
+        "distinct": instruments.DistinctInstrument,
     }
     # Names every instrument evaluation can read; add modules or helpers here.
     global_namespace: dict[str, Any] = {
@@ -93,8 +96,9 @@ class ProbeManager(BackgroundApply, ManagerHooks):
 
     # Events per second an instrument of a spec fires at most in this process, unless its
     # custom["rate"] says otherwise; types not listed (hist, incr) are not limited, since
-    # a metric must count every call.
-    default_rates: dict[str, float] = {"log": 100, "snapshot": 1}
+    # a metric must count every call. For exception, the rate limits captures (every
+    # raise is counted).
+    default_rates: dict[str, float] = {"log": 100, "snapshot": 1, "exception": 1}
     # The application's own callables safe expressions may call (see allow()).
     safe_helpers: tuple[Callable[..., Any], ...] = (mag,)
     # Seconds of evaluation an instrument of a spec may take within one second.
@@ -253,7 +257,10 @@ class ProbeManager(BackgroundApply, ManagerHooks):
             self._owned.pop(full_id, None)
             probe.instruments.pop(full_id, None)
             probes.release(probe)
+            _retire(instrument)
             raise
+        if current is not None:
+            _retire(current)  # replaced by an instrument of another type
         self._owned[full_id] = _Owned(probe, key, expires)
 
     def _republish(
@@ -295,7 +302,7 @@ class ProbeManager(BackgroundApply, ManagerHooks):
         owned = self._owned.pop(full_id, None)
         if owned is None:
             return
-        owned.probe.instruments.pop(full_id, None)
+        _retire(owned.probe.instruments.pop(full_id, None))
         probes.release(owned.probe)
 
     # --- the expression policy ----------------------------------------------------------
@@ -451,6 +458,17 @@ def _same_instrument(instrument: Any, settings: dict[str, Any], extra: tuple[Any
         and instrument.custom == settings["custom"]
         and (instrument.rate, instrument.budget, instrument.compiler, instrument.origin) == extra
     )
+
+
+def _retire(instrument: Any) -> None:
+    """Tell an instrument taken off its probe that it is gone (one whose totals the
+    subscriber flushes, ``diagnose.aggregates``, has them flushed one last time)."""
+    retire = getattr(instrument, "retire", None)
+    if retire is not None:
+        try:
+            retire()
+        except Exception:
+            log.exception("diagnose instrument failed to retire")
 
 
 def _describe(exc: BaseException) -> str:

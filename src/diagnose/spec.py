@@ -21,7 +21,12 @@ from diagnose.clock import to_utc
 from diagnose.exceptions import SpecError
 
 __all__ = (
+    "CONDITION_TYPES",
+    "DEFAULT_FIRST",
+    "DEFAULT_FRAMES",
     "EVENTS",
+    "MAX_FIRST",
+    "MAX_FRAMES",
     "LABEL_NAME",
     "MAX_LIFESPAN_MINUTES",
     "ValidatedSpecs",
@@ -34,6 +39,14 @@ __all__ = (
 )
 
 EVENTS = ("call", "return", "end", "line")
+#: Instrument types whose value is an optional condition (None means always).
+CONDITION_TYPES = frozenset({"snapshot", "exception"})
+#: Frames an exception instrument captures per exception, and captures per fingerprint
+#: (across the fleet): by default, and at most.
+DEFAULT_FRAMES = 5
+DEFAULT_FIRST = 3
+MAX_FRAMES = 50
+MAX_FIRST = 100
 MAX_LIFESPAN_MINUTES = 366 * 24 * 60
 _INSTRUMENT_FIELDS = {"type", "name", "value", "event", "internal", "custom", "line"}
 LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]{0,62}$")
@@ -116,8 +129,8 @@ def validate_spec(
     if not isinstance(name, str) or not name:
         raise SpecError("instrument.name must be a non-empty string")
     value = instrument.get("value")
-    if value is None and itype == "snapshot":
-        value = "True"  # a snapshot's value is an optional condition
+    if value is None and itype in CONDITION_TYPES:
+        value = "True"  # their value is an optional condition
     if policy == "default":
         policy = default_policy()
     check_expression(value, "value", policy)
@@ -141,6 +154,11 @@ def validate_spec(
             )
     elif line is not None:
         raise SpecError(f"instrument.line is only for event 'line', not {event!r}")
+    if itype == "exception" and event != "return":
+        raise SpecError(
+            f"an exception instrument fires when the target raises: its event is return, "
+            f"not {event!r}"
+        )
 
     custom = instrument.get("custom")
     if custom is None:
@@ -149,6 +167,14 @@ def validate_spec(
         raise SpecError("instrument.custom must be a map")
     if custom.get("tags") is not None:
         check_expression(custom["tags"], "custom.tags", policy)
+    for field, most in (("frames", MAX_FRAMES), ("first", MAX_FIRST)):
+        count = custom.get(field) if itype == "exception" else None
+        if count is not None and (
+            isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= most
+        ):
+            raise SpecError(f"custom.{field} must be an integer from 1 to {most}, not {count!r}")
+    if custom.get("by") is not None:  # the groups of stats and distinct
+        check_expression(custom["by"], "custom.by", policy)
     rate = custom.get("rate")
     if rate is not None and (
         isinstance(rate, bool)

@@ -26,6 +26,8 @@ from diagnose.fork import SERVICES, STATE, after_fork_in_child, run_child_handle
 from diagnose.managers import default_process_id
 from diagnose_redis import _servers
 from diagnose_redis._status.family import forked
+from diagnose_redis.exceptions import KeyringError
+from diagnose_redis.protocol import ApprovalPolicy, keyring
 from diagnose_redis.protocol.labels import parse_labels
 
 if TYPE_CHECKING:
@@ -50,11 +52,15 @@ def start(
     secret: str | bytes | None = None,
     manager: Any = None,
     labels: Mapping[str, Any] | None = None,
+    require_approval: str | ApprovalPolicy | None = None,
 ) -> Subscriber:
     """Start this process's subscriber (once: a second call returns the running one).
 
     labels (default: DIAGNOSE_LABELS, ``"name=value,..."``) are what a spec's select
     chooses processes by, with ``process`` and ``host``, which every process has.
+    secret (default: DIAGNOSE_SECRET) is a bare secret or ``KEYID:SECRET,...``;
+    require_approval (default: DIAGNOSE_REQUIRE_APPROVAL) the instrument types, or
+    ``all``, that apply only when signed by two different keys.
     """
     global _current
     settings = {
@@ -64,6 +70,7 @@ def start(
         "secret": secret,
         "manager": manager,
         "labels": labels,
+        "require_approval": require_approval,
     }
     with _lock:
         if _current is not None and _current.running and _current.pid == os.getpid():
@@ -95,16 +102,28 @@ def _start_now(settings: Mapping[str, Any]) -> Subscriber:
             # only by specs that select no label of its own.
             labels = {}
             Alerts(url, given or default_process_id()).say(f"DIAGNOSE_LABELS ignored: {exc}")
+    policy = _approval_policy(settings["require_approval"], url, given)
     secret = settings["secret"]
+    try:
+        ring = keyring(secret if secret is not None else env.get("DIAGNOSE_SECRET") or None)
+    except KeyringError as exc:
+        # Never raise into the host, and never run unsigned when signing was asked for.
+        failed = _failed(url, given or default_process_id(), exc)
+        Alerts(url, failed.process_id).say(
+            f"DIAGNOSE_SECRET cannot be read ({exc}); fleet probes do not apply in this "
+            "process; fix it and restart"
+        )
+        return failed
     try:
         subscriber = Subscriber(
             url,
             process_id=given or default_process_id(),
             prefix=settings["prefix"] or env.get("DIAGNOSE_PREFIX") or "diagnose",
-            secret=secret if secret is not None else env.get("DIAGNOSE_SECRET") or None,
+            secret=ring,
             manager=settings["manager"],
             explicit_id=given is not None,
             labels=labels,
+            require_approval=policy,
         )
         _greenlet_safe_lock(subscriber.manager)
         subscriber.start()
@@ -115,6 +134,24 @@ def _start_now(settings: Mapping[str, Any]) -> Subscriber:
         Alerts(url, subscriber.process_id).failed(exc)
     _on_exit()
     return subscriber
+
+
+def _approval_policy(
+    given: str | ApprovalPolicy | None, url: str, process_id: str | None
+) -> ApprovalPolicy:
+    """Read the two-person rule's setting; one that cannot be read holds every type."""
+    from diagnose_redis._status.alerts import Alerts
+
+    if isinstance(given, ApprovalPolicy):
+        return given
+    text = given if given is not None else os.environ.get("DIAGNOSE_REQUIRE_APPROVAL")
+    try:
+        return ApprovalPolicy.parse(text)
+    except ValueError as exc:
+        Alerts(url, process_id or default_process_id()).say(
+            f"DIAGNOSE_REQUIRE_APPROVAL ignored ({exc}); every spec needs two keys' signatures"
+        )
+        return ApprovalPolicy(everything=True)
 
 
 def _greenlet_safe_lock(manager: Any) -> None:
@@ -278,6 +315,7 @@ def _restart_in_child() -> None:
                 manager=parent.manager,
                 explicit_id=parent.explicit_id,
                 labels=parent.labels,
+                require_approval=parent.verifier.policy,
             )
             from diagnose_redis._subscriber.mirror import rekey_applied
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,19 +10,11 @@ import pytest
 import redis
 
 from coordinator._embedded import RedisServer
+from support.acl import readme_acl_rules
 from support.cli import coordinator, ok
 from support.fleet import WORKER
 from support.secure_redis import exercise_fleet
 from support.waiting import wait_for
-
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def readme_acl_rules() -> list[str]:
-    """Return the rules of the README's `ACL SETUSER diagnose on >PASSWORD ...` line."""
-    found = re.search(r"`ACL SETUSER diagnose on >PASSWORD ([^`]+)`", README.read_text())
-    assert found, "the README's Security section has no ACL SETUSER line"
-    return found.group(1).split()
 
 
 @pytest.fixture

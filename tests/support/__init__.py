@@ -10,6 +10,7 @@
 - ``app_servers``: gunicorn and Celery serving the example shop.
 - ``secure_redis``: a whole fleet's round trip over one URL (ACL, TLS).
 - ``wire_fuzz``: Hypothesis strategies of bad messages.
+- ``stats_values``: the known values the fleet statistics tests feed their workers.
 - Scripts run as processes of their own: ``fleet_worker.py``, ``output_worker.py``,
-  ``memory_churn.py``.
+  ``memory_churn.py``, ``stats_worker.py``.
 """

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from coordinator._context import Settings
-from coordinator._errors import Interrupted, OperationFailed, WaitTimedOut
+from coordinator._errors import BadInput, Interrupted, OperationFailed, WaitTimedOut
 from coordinator.commands.publish import wait_and_report
 from coordinator.fleet.state import FleetState, ProcessResult, read_fleet
 from coordinator.fleet.wait import wait_for_spec
@@ -67,7 +67,15 @@ def publish_canary(
     wide: bool = False,
 ) -> None:
     """Publish specs to a canary group, watch it, then widen them or remove them."""
+    from coordinator.commands.approve import covered
+
     store = settings.store()
+    held = covered(store, specs)
+    if held:
+        raise BadInput(
+            f"{', '.join(held)} need approval by a second key (the two-person rule): publish "
+            "without --canary, then coordinator approve, which publishes to every process"
+        )
     fleet = read_fleet(store)
     fleet = dataclasses.replace(fleet, specs={**fleet.specs, **specs})
     groups = {spec_id: fleet.chosen(spec_id, fleet.live)[: plan.count] for spec_id in specs}
@@ -78,7 +86,10 @@ def publish_canary(
         )
     ids = list(specs)
     seen: dict[str, list[ProcessResult]] = {}
-    store.put_many({spec_id: _narrowed(spec, groups[spec_id]) for spec_id, spec in specs.items()})
+    store.put_many(
+        {spec_id: _narrowed(spec, groups[spec_id]) for spec_id, spec in specs.items()},
+        action="canary",
+    )
     try:
         # From here on a Ctrl-C says what it leaves: the canary applies within milliseconds.
         if not as_json:
@@ -91,7 +102,7 @@ def publish_canary(
             _say(f"applied; watching for {plan.seconds:g}s", as_json)
             _watch(store, groups, plan.seconds)
         except CanaryFailed as exc:
-            store.remove(*ids)
+            store.remove_as(ids, "canary-abort", note=str(exc))
             _report(fleet, ids, seen, as_json=as_json, wide=wide, failed=str(exc))
             removed = "it was" if len(ids) == 1 else "they were"
             raise OperationFailed(f"canary failed, so {removed} removed: {exc}")
@@ -103,7 +114,7 @@ def publish_canary(
             f"coordinator remove {' '.join(ids)}",
         )
     _say("no trouble; widening to every matching process", as_json)
-    version = store.put_many(specs)
+    version = store.put_many(specs, action="canary-widen")
     stored = {spec_id: store.get(spec_id) or spec for spec_id, spec in specs.items()}
     wide_fleet = dataclasses.replace(read_fleet(store), version=version, specs=stored)
     wait_and_report(store, wide_fleet, ids, plan.timeout, as_json=as_json, wide=wide)

@@ -5,30 +5,38 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import FrameType
-from typing import IO, Any
+from typing import Any
 
 import click
 
 from coordinator._context import Settings, redact
 from coordinator._embedded import RedisServer, binary_version, find_redis_server
-from coordinator._errors import Interrupted, OperationFailed, Terminated
+from coordinator._errors import Interrupted, OperationFailed
 from coordinator.commands import inspect as inspecting
+from coordinator.commands.demo_processes import (
+    Children,
+    Relay,
+    child_env,
+    examples_dir,
+    raise_on_sigterm,
+    wait_until,
+)
+from coordinator.commands.stats import read_report, show_stats
 from coordinator.commands.tail import Entry, Follower, Lines, OutputFilter
 from coordinator.fleet.specs import spec_from_flags
 from coordinator.fleet.wait import wait_for_spec
 from coordinator.view.results import print_results
 from diagnose.clock import to_utc, utcnow
+from diagnose.spec import DEFAULT_FIRST
 
-__all__ = ("Relay", "examples_dir", "run_demo")
+__all__ = ("run_demo",)
 
 SPEC_ID = "cart-total"
 TARGET = "shop.pricing.total"
@@ -38,145 +46,15 @@ SNAPSHOT_TARGET = "shop.pricing.Cart.checkout"
 LINE_ID = "cart-line"
 LINE_MARK = "net = gross"
 LINE_VALUE = "{'gross': round(gross, 2), 'discount': discount}"
+EXCEPTION_ID = "pay-errors"
+EXCEPTION_TARGET = "shop.pricing.pay"
+STATS_ID = "checkout-time"
+STATS_VALUE = "elapsed * 1000"
+# Checkouts each worker makes before the demo shows their statistics.
+STATS_CALLS = 4
 # How long each `coordinator tail -f` of the tour shows the stream, at least.
 FOLLOW_SECONDS = 3.0
 WORKER_INTERVAL = "0.8"
-STOP_TIMEOUT = 5.0
-
-
-def examples_dir() -> Path:
-    """Find the directory holding the example app `shop`."""
-    candidates = []
-    if os.environ.get("DIAGNOSE_EXAMPLES"):
-        candidates.append(Path(os.environ["DIAGNOSE_EXAMPLES"]))
-    here = Path(__file__).resolve().parent
-    candidates += [here / "examples", here.parents[1] / "examples", Path.cwd() / "examples"]
-    for candidate in candidates:
-        if (candidate / "shop" / "worker.py").is_file():
-            return candidate
-    raise OperationFailed(
-        "cannot find the example app (examples/shop): run from the repository "
-        "or set DIAGNOSE_EXAMPLES to its examples/ directory"
-    )
-
-
-class Relay:
-    """Copy the output of child processes to stdout, one prefixed line at a time."""
-
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
-        self.lines: list[tuple[float, str, str]] = []
-        self._threads: list[threading.Thread] = []
-
-    def say(self, text: str = "", *, bold: bool = False) -> None:
-        """Print a line of the demo's own narration."""
-        with self.lock:
-            click.secho(text, bold=bold)
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        """Hold the children's output back while printing something whole, like a table."""
-        with self.lock:
-            yield
-            sys.stdout.flush()
-
-    def follow(self, label: str, stream: IO[bytes]) -> None:
-        """Start a thread that relays stream's lines prefixed with [label]."""
-        thread = threading.Thread(
-            target=self._pump, args=(label, stream), name=f"relay-{label}", daemon=True
-        )
-        thread.start()
-        self._threads.append(thread)
-
-    def _pump(self, label: str, stream: IO[bytes]) -> None:
-        for raw in iter(stream.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip()
-            with self.lock:
-                self.lines.append((time.monotonic(), label, line))
-                click.echo(f"[{label}] {line}")
-        stream.close()
-
-    def count(self, predicate: Callable[[str, str], bool], since: float = 0.0) -> int:
-        """Count relayed lines since a monotonic time that match predicate(label, line)."""
-        with self.lock:
-            return sum(1 for t, label, line in self.lines if t >= since and predicate(label, line))
-
-    def join(self, timeout: float = 2.0) -> None:
-        """Wait for the relay threads to drain their streams."""
-        for thread in self._threads:
-            thread.join(timeout)
-
-
-class Children:
-    """Child processes started by the demo, all stopped at the end whatever happens."""
-
-    def __init__(self, relay: Relay) -> None:
-        self.relay = relay
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, label: str, argv: list[str], env: dict[str, str]) -> None:
-        """Start a child with its output relayed under label."""
-        proc = subprocess.Popen(
-            argv,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.processes[label] = proc
-        assert proc.stdout is not None
-        self.relay.follow(label, proc.stdout)
-
-    def check_running(self) -> None:
-        """Raise OperationFailed if a child has died."""
-        for label, proc in self.processes.items():
-            if proc.poll() is not None:
-                raise OperationFailed(f"{label} exited early with code {proc.returncode}")
-
-    def stop(self) -> None:
-        """Ask every child to stop, then kill the ones that do not."""
-        for proc in self.processes.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        for proc in self.processes.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.relay.join()
-
-
-def _wait_until(
-    condition: Callable[[], bool], timeout: float, what: str, children: Children
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        children.check_running()
-        if time.monotonic() > deadline:
-            raise OperationFailed(f"demo: timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.1)
-
-
-def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise Terminated()
-
-
-def _child_env(settings: Settings, extra: dict[str, str]) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DIAGNOSE_REDIS_URL=settings.url,
-        DIAGNOSE_PREFIX=settings.prefix,
-        PYTHONUNBUFFERED="1",
-        **extra,
-    )
-    if settings.secret:
-        env["DIAGNOSE_SECRET"] = settings.secret
-    else:
-        env.pop("DIAGNOSE_SECRET", None)
-    return env
 
 
 def _removals(relay: Relay) -> set[str]:
@@ -192,7 +70,7 @@ def _removals(relay: Relay) -> set[str]:
 
 def run_demo(settings: Settings, *, workers: int = 3, lifespan: float = 0.25) -> None:
     """Run the tour; stop every process it started, also on errors and Ctrl-C."""
-    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    previous = signal.signal(signal.SIGTERM, raise_on_sigterm)
     relay = Relay()
     try:
         with contextlib.ExitStack() as stack:
@@ -248,15 +126,15 @@ def _tour(
         "--max-age",
         "6",
     ]
-    children.start("serve", serve_argv, _child_env(settings, {}))
-    _wait_until(
+    children.start("serve", serve_argv, child_env(settings, {}))
+    wait_until(
         lambda: relay.count(lambda label, line: label == "serve" and "serving" in line) > 0,
         20,
         "coordinator serve to start",
         children,
     )
     for n in range(1, workers + 1):
-        env = _child_env(
+        env = child_env(
             settings,
             {
                 "DIAGNOSE_PROCESS_ID": f"worker-{n}",
@@ -267,7 +145,7 @@ def _tour(
             },
         )
         children.start(f"worker-{n}", [sys.executable, "-m", "shop.worker"], env)
-    _wait_until(lambda: len(store.processes()) >= workers, 30, "the workers' heartbeats", children)
+    wait_until(lambda: len(store.processes()) >= workers, 30, "the workers' heartbeats", children)
     with relay.held():
         relay.say("\n$ coordinator processes", bold=True)
         inspecting.processes(settings, max_age=None, as_json=False)
@@ -284,7 +162,7 @@ def _tour(
 
     relay.say("\n3. Reading the probe's output from the fleet's output stream", bold=True)
     with _StreamView(settings, relay, [SPEC_ID]) as view:
-        _wait_until(
+        wait_until(
             lambda: view.processes(SPEC_ID) >= workers and view.age() >= FOLLOW_SECONDS,
             15,
             "probe output in the stream",
@@ -308,7 +186,7 @@ def _tour(
         dict(target=TARGET, itype="log", value=LINE_VALUE, line=line, rate=1, lifespan=lifespan),
     )
     with _StreamView(settings, relay, [SNAPSHOT_ID, LINE_ID]) as view:
-        _wait_until(
+        wait_until(
             lambda: (
                 view.processes(SNAPSHOT_ID) >= workers
                 and view.processes(LINE_ID) >= workers
@@ -324,17 +202,60 @@ def _tour(
         relay.say("\n$ coordinator status", bold=True)
         inspecting.status(settings, None, as_json=False)
 
+    relay.say(
+        f"\n5. Exception replay on {EXCEPTION_TARGET}: every failed payment counted, the "
+        f"first {DEFAULT_FIRST} of each kind captured with their locals",
+        bold=True,
+    )
+    lifespans[EXCEPTION_ID] = _publish(
+        settings,
+        relay,
+        f"--target {EXCEPTION_TARGET} --type exception --lifespan {lifespan:g}",
+        EXCEPTION_ID,
+        dict(target=EXCEPTION_TARGET, itype="exception", value=None, lifespan=lifespan),
+    )
+    with _StreamView(settings, relay, [EXCEPTION_ID]) as view:
+        wait_until(
+            lambda: view.count(EXCEPTION_ID) >= 1 and view.age() >= FOLLOW_SECONDS,
+            20,
+            "an exception capture in the stream",
+            children,
+        )
+    _show_exceptions(settings, relay, view)
+
+    relay.say("\n6. Fleet statistics: how long checkouts take, p50 and p99", bold=True)
+    lifespans[STATS_ID] = _publish(
+        settings,
+        relay,
+        f'--target {SNAPSHOT_TARGET} --type stats --value "{STATS_VALUE}" --lifespan {lifespan:g}',
+        STATS_ID,
+        dict(target=SNAPSHOT_TARGET, itype="stats", value=STATS_VALUE, lifespan=lifespan),
+    )
+    wait_until(
+        lambda: _stats_count(settings) >= STATS_CALLS * workers,
+        30,
+        "the workers' statistics in Redis",
+        children,
+    )
+    with relay.held():
+        relay.say(f"\n$ coordinator stats {STATS_ID}", bold=True)
+        show_stats(settings, STATS_ID)
+        relay.say(
+            "Milliseconds per checkout: each worker adds its calls up in memory and merges "
+            "them into Redis once a second; the quantiles are within 1 % of the fleet's."
+        )
+
     expires = max(lifespans.values())
-    relay.say("\n5. Waiting for the lifespans to run out", bold=True)
-    _wait_until(lambda: utcnow() >= expires, lifespan * 60 + 15, "the lifespans", children)
+    relay.say("\n7. Waiting for the lifespans to run out", bold=True)
+    wait_until(lambda: utcnow() >= expires, lifespan * 60 + 15, "the lifespans", children)
     relay.say(f"The last lifespan ran out at {expires:%H:%M:%S} UTC", bold=True)
     detached = lambda label, line: "probe detached" in line  # noqa: E731
-    _wait_until(lambda: relay.count(detached) >= 2 * workers, 15, "the workers to detach", children)
-    _wait_until(
+    wait_until(lambda: relay.count(detached) >= 3 * workers, 15, "the workers to detach", children)
+    wait_until(
         lambda: not set(lifespans) & set(store.specs()), 10, "serve to remove the specs", children
     )
     # serve tells each removal it publishes (several expiries of one sweep on one line).
-    _wait_until(
+    wait_until(
         lambda: set(lifespans) <= _removals(relay), 10, "serve to publish the removals", children
     )
     quiet_from = time.time() + 0.5
@@ -345,12 +266,17 @@ def _tour(
         inspecting.list_specs(settings, as_json=False)
         relay.say(
             f"\nOutput stream entries in the last 2s: {after}. Every worker detached: "
-            f"{TARGET} and {SNAPSHOT_TARGET} are the original functions again.",
+            f"{TARGET}, {SNAPSHOT_TARGET} and {EXCEPTION_TARGET} are the original functions "
+            "again.",
             bold=True,
         )
     if after:
         raise OperationFailed(f"demo: {after} output entries after the workers detached")
-    relay.say("\n6. Stopping the workers, the service and Redis", bold=True)
+    left = _stats_keys(settings)
+    relay.say(f"Keys of {STATS_ID}'s statistics left in Redis: {left}.", bold=True)
+    if left:
+        raise OperationFailed(f"demo: {left} keys of statistics left after the removal")
+    relay.say("\n8. Stopping the workers, the service and Redis", bold=True)
     children.stop()
     relay.say(f"Demo finished in {time.monotonic() - started:.0f}s.", bold=True)
 
@@ -382,12 +308,42 @@ def _publish(
     return to_utc(stored["lastmodified"]) + _dt.timedelta(minutes=lifespan)
 
 
+def _show_exceptions(settings: Settings, relay: Relay, view: _StreamView) -> None:
+    """Show `coordinator exceptions` of the exception spec, then the first capture seen."""
+    from coordinator.commands.exceptions import exceptions as show_exceptions
+
+    with relay.held():
+        relay.say(f"\n$ coordinator exceptions --wide {EXCEPTION_ID}", bold=True)
+        show_exceptions(settings, EXCEPTION_ID, wide=True)
+        captured = [e for e in view.entries if e["spec"] == EXCEPTION_ID]
+        fingerprint = json.loads(captured[0]["value"]).get("fingerprint")
+        relay.say(f"\n$ coordinator exceptions --wide {EXCEPTION_ID} {fingerprint}", bold=True)
+        show_exceptions(settings, EXCEPTION_ID, fingerprint, wide=True)
+
+
 def _line_of(path: Path, mark: str) -> int:
     """Return the number of the first line of a file that holds mark."""
     for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if mark in text:
             return number
     raise OperationFailed(f"demo: no line of {path} holds {mark!r}")
+
+
+def _stats_count(settings: Settings) -> int:
+    """Return how many checkouts the fleet's statistics of STATS_ID count so far."""
+    report = read_report(settings, STATS_ID)
+    return sum(getattr(row, "count", 0) for row in report.fleet.values())
+
+
+def _stats_keys(settings: Settings) -> int:
+    """Count the keys of STATS_ID's statistics in Redis."""
+    client = settings.client()
+    prefix = settings.store().keys.prefix
+    return sum(
+        1
+        for kind in ("agg", "stats")
+        for _ in client.scan_iter(match=f"{prefix}:{kind}:{STATS_ID}*")
+    )
 
 
 def _entries_since(settings: Settings, since: float) -> int:
@@ -435,6 +391,11 @@ class _StreamView:
                 with self.relay.lock:
                     self.entries.append(entry)
                     click.echo(self.lines.format(entry))
+
+    def count(self, spec_id: str) -> int:
+        """Return how many entries of spec_id have been shown so far."""
+        with self.relay.lock:
+            return sum(1 for e in self.entries if e["spec"] == spec_id)
 
     def processes(self, spec_id: str) -> int:
         """Return how many processes have shown output of spec_id so far."""

@@ -37,20 +37,35 @@ def _remaining(store: Any, spec_id: str) -> float | None:
 
 
 def list_specs(settings: Settings, *, as_json: bool, wide: bool = False) -> None:
-    """List the specs with target, instrument and remaining lifespan."""
+    """List the specs with target, instrument and remaining lifespan, and those pending
+    approval with who published them."""
+    from diagnose_redis.publisher import read_pending
+
     store = settings.store()
-    specs, unverified = read_spec_set(store)
+    foreign: dict[str, list[str]] = {}
+    specs, unverified = read_spec_set(store, foreign)
     version = store.version()
     entries = {
         spec_id: {**spec, "remaining_seconds": _remaining(store, spec_id)}
         for spec_id, spec in sorted(specs.items())
     }
+    pending = {
+        spec_id: {
+            **held.spec,
+            "state": "pending",
+            "by": held.who,
+            "key": held.key_id,
+            "since": held.at,
+        }
+        for spec_id, held in read_pending(store).items()
+    }
     if as_json:
-        for entry in entries.values():
+        for entry in (*entries.values(), *pending.values()):
             entry.pop("applied", None)
-        emit_json({"version": version, "specs": entries, "unverified": unverified})
+        document = {"version": version, "specs": entries, "unverified": unverified}
+        emit_json({**document, "pending": pending, "foreign": foreign})
     else:
-        print_specs(entries, wide=wide)
+        print_specs(entries, wide=wide, pending=pending, foreign=foreign)
     if unverified:
         raise OperationFailed(unverified_message(unverified))
 

@@ -45,8 +45,10 @@ def _for_store(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k != "applied"}
 
 
-# How often --wait reads the fleet again while no process is known.
+# How often --wait reads the fleet again while no process is known, and how long it goes on
+# once one came back with no other coming (the others reconnect with jittered backoff).
 REGISTRATION_POLL = 0.2
+REGISTRATION_SETTLE = 1.5
 
 
 def publish(
@@ -57,26 +59,35 @@ def publish(
     timeout: float,
     as_json: bool,
     wide: bool = False,
+    needs_approval: bool = False,
 ) -> None:
     """Store and publish validated specs; with wait, follow the fleet applying them.
 
-    The IDs are printed as soon as the specs are published, before any waiting.
+    Specs the two-person rule covers are stored pending approval instead (see
+    commands.approve). The IDs are printed as soon as the specs are stored, before any wait.
     """
+    from coordinator.commands.approve import hold_back
+
     store = settings.store()
-    if len(specs) == 1:
-        [(spec_id, spec)] = specs.items()
-        version = store.put(spec_id, _for_store(spec))
+    held = hold_back(store, specs, forced=needs_approval, as_json=as_json)
+    ready = {k: _for_store(v) for k, v in specs.items() if k not in held}
+    if len(ready) == 1:
+        [(spec_id, spec)] = ready.items()
+        version = store.put(spec_id, spec)
     else:
-        version = store.put_many({k: _for_store(v) for k, v in specs.items()})
-    stored = {spec_id: store.get(spec_id) or spec for spec_id, spec in specs.items()}
+        version = store.put_many(ready)
+    stored = {spec_id: store.get(spec_id) or spec for spec_id, spec in ready.items()}
     ids = list(stored)
     if not as_json:
-        for spec_id in ids:
+        for spec_id in specs:
             click.echo(spec_id)
         sys.stdout.flush()
-    if not wait:
+    if not wait or not ids:
         if as_json:
-            emit_json(fleet_document(FleetState(version, stored, [], {}, {}), ids, {}))
+            document = fleet_document(FleetState(version, stored, [], {}, {}), ids, {})
+            emit_json({**document, "pending": held} if held else document)
+        elif wait:
+            click.echo("nothing published, so nothing to wait for: all are pending", err=True)
         return
     try:
         fleet = dataclasses.replace(read_fleet(store), version=version, specs=stored, unverified=[])
@@ -179,17 +190,22 @@ def _await_registration(
     store: Any, fleet: FleetState, ids: list[str], seconds: float
 ) -> FleetState:
     """With no live process to wait for, read the fleet again for up to seconds (one
-    heartbeat period): right after a Redis restart the processes register again within it."""
+    heartbeat period): right after a Redis restart the processes register again within it,
+    one by one, so the reading goes on until none has come for REGISTRATION_SETTLE."""
     deadline = time.monotonic() + seconds
     pause = threading.Event()
-    while time.monotonic() < deadline:
+    found, known = fleet, set[str]()
+    settled = deadline
+    while time.monotonic() < min(deadline, settled):
         pause.wait(REGISTRATION_POLL)
         again = dataclasses.replace(
             read_fleet(store), version=fleet.version, specs=fleet.specs, unverified=fleet.unverified
         )
-        if any(again.chosen(spec_id, again.live) for spec_id in ids):
-            return again
-    return fleet
+        chosen = {p for spec_id in ids for p in again.chosen(spec_id, again.live)}
+        if chosen - known:
+            found, known = again, known | chosen
+            settled = time.monotonic() + REGISTRATION_SETTLE
+    return found
 
 
 def _poll_once_more(
@@ -240,7 +256,10 @@ def _remove_hint(ids: list[str]) -> str:
 
 
 def remove(settings: Settings, spec_ids: list[str], *, as_json: bool, force: bool = False) -> None:
-    """Delete specs and publish their removal; refuse specs of another secret without force."""
+    """Delete specs (published, or pending approval) and publish their removal; refuse specs
+    of another secret without force."""
+    from diagnose_redis.publisher import discard
+
     for spec_id in spec_ids:
         check_spec_id(spec_id)
     store = settings.store()
@@ -252,7 +271,9 @@ def remove(settings: Settings, spec_ids: list[str], *, as_json: bool, force: boo
                 f"{', '.join(foreign)}: not signed with this secret, so nothing was removed; "
                 "check --secret or DIAGNOSE_SECRET, or remove anyway with --force"
             )
+    dropped = discard(store, spec_ids)
     removed = list(store.remove(*spec_ids))
+    removed += [spec_id for spec_id in dropped if spec_id not in removed]
     missing = [spec_id for spec_id in spec_ids if spec_id not in removed]
     if as_json:
         emit_json({"removed": removed, "missing": missing})

@@ -23,6 +23,7 @@ from rich.cells import cell_len, set_cell_size
 
 from coordinator._context import REDIS_DEADLINE, Settings
 from coordinator._errors import BadInput
+from coordinator.view.exceptions import innermost_frame
 from coordinator.view.output import table_width
 from coordinator.view.table import ELLIPSIS
 from diagnose_redis.protocol import decode_output
@@ -168,7 +169,7 @@ def as_document(entry: Entry) -> dict[str, Any]:
     """Return an entry as --json prints it: tags (and a snapshot's value) as JSON data."""
     doc = dict(entry)
     doc["tags"] = _json_or_text(entry["tags"]) if entry["tags"] else {}
-    if entry["type"] == "snapshot":
+    if entry["type"] in ("snapshot", "exception"):
         doc["value"] = _json_or_text(entry["value"])
     return doc
 
@@ -176,14 +177,30 @@ def as_document(entry: Entry) -> dict[str, Any]:
 def value_text(entry: Entry) -> str:
     """Return what the VALUE column shows: a log's value, other types after their name,
     tags after the value; on one line."""
-    value = " ".join(entry["value"].split())
     kind = entry["type"]
+    if kind == "exception":
+        return exception_text(entry["value"])
+    value = " ".join(entry["value"].split())
     if kind and kind != "log":
         value = f"{kind}: {value}"
     tags = entry["tags"]
     if tags and tags != "{}":
         value = f"{value}  tags={' '.join(tags.split())}"
     return value
+
+
+def exception_text(value: str) -> str:
+    """Return what the VALUE column shows of an exception capture: its type, message and
+    innermost frame (the whole capture is in --json and `coordinator exceptions`)."""
+    capture = _json_or_text(value)
+    if not isinstance(capture, dict):
+        return "exception: " + " ".join(value.split())
+    text = " ".join(f"exception: {capture.get('type', '?')}: {capture.get('message', '')}".split())
+    frame = innermost_frame(capture)
+    if frame is not None:
+        where = f"{frame.get('function', '?')} ({frame.get('file', '?')}:{frame.get('line', '?')})"
+        text += "  at " + " ".join(where.split())
+    return text
 
 
 @dataclass

@@ -113,12 +113,19 @@ def spec_from_flags(
     custom: dict[str, Any],
     line: int | None = None,
     rate: float | None = None,
+    frames: int | None = None,
+    first: int | None = None,
+    by: str | None = None,
 ) -> dict[str, Any]:
     """Build and validate one spec from publish's flags (``line`` for event "line";
-    ``rate`` sets ``custom["rate"]``; a snapshot's value may be None: always capture)."""
+    ``rate``, ``frames``, ``first`` and ``by`` set ``custom``'s; the value of a snapshot or
+    an exception probe may be None: always capture)."""
     check_spec_id(spec_id)
     if rate is not None:
         custom = {**custom, "rate": int(rate) if float(rate).is_integer() else rate}
+    for key, given in (("frames", frames), ("first", first), ("by", by)):
+        if given is not None:
+            custom = {**custom, key: given}
     instrument: dict[str, Any] = {
         "type": itype,
         "name": name or spec_id,

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diagnose.clock import to_utc
-from diagnose_redis.protocol import PROCESS_FIELD, STATUS_TTL_SECONDS, labels_in, selects
+from diagnose_redis.exceptions import UnknownKey
+from diagnose_redis.protocol import (
+    PROCESS_FIELD,
+    STATUS_TTL_SECONDS,
+    labels_in,
+    selects,
+    unverified_spec,
+)
 from diagnose_redis.publisher import read_specs
 
 __all__ = (
@@ -164,7 +171,7 @@ class FleetState:
 
 def read_fleet(store: Any, spec_id: str | None = None) -> FleetState:
     """Read the fleet's specs (telling apart those this secret cannot verify) and reports."""
-    specs, unverified = read_spec_set(store)
+    specs, unverified = read_spec_set(store, foreign={})
     reports = store.status(spec_id)
     infos = {
         pid: report[PROCESS_FIELD] for pid, report in reports.items() if PROCESS_FIELD in report
@@ -235,11 +242,25 @@ def fleet_document(
     }
 
 
-def read_spec_set(store: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """Read every stored spec: the ones this secret verifies, and the ids of the others."""
+def read_spec_set(
+    store: Any, foreign: dict[str, list[str]] | None = None
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Read every stored spec: the ones this secret verifies, and the ids of the others.
+
+    With foreign (a dict to fill), specs signed only with named keys this coordinator does
+    not hold (another person's, under the two-person rule) are read too, unverified, and
+    foreign maps their ids to those key ids: the workers verify them, people see them."""
     ids = store.client.smembers(store.keys.ids)
     specs, unsound = read_specs(store.client, store.keys, ids, store.secret)
-    return specs, sorted(spec for spec, _ in unsound)
+    unverified = []
+    for spec_id, exc in unsound:
+        spec = unverified_spec(exc.body) if isinstance(exc, UnknownKey) else None
+        if foreign is not None and spec is not None and isinstance(exc, UnknownKey):
+            specs[spec_id] = spec
+            foreign[spec_id] = list(exc.key_ids)
+        else:
+            unverified.append(spec_id)
+    return specs, sorted(unverified)
 
 
 def unverified_message(ids: list[str]) -> str:

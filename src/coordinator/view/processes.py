@@ -69,6 +69,10 @@ def process_document(entry: Any, process: str = "") -> dict[str, Any]:
     }
     if entry.parent:
         shown["children"] = entry.children
+    # The signing key ids it holds and the types its two-person rule covers, if declared.
+    for name in ("keys", "approval"):
+        if isinstance(entry.info.get(name), list):
+            shown[name] = entry.info[name]
     return shown
 
 

@@ -53,16 +53,17 @@ def _type_name(value: Any) -> str:
 
 
 class _Walker:
-    __slots__ = ("active", "size", "truncated")
+    __slots__ = ("active", "limit", "size", "truncated")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_BYTES) -> None:
+        self.limit = limit
         self.size = 0
         self.active: set[int] = set()
         self.truncated = False
 
     def charge(self, n: int) -> None:
         self.size += n
-        if self.size > MAX_BYTES:
+        if self.size > self.limit:
             self.truncated = True
             raise _Full
 
@@ -170,9 +171,10 @@ def _fields(value: Any) -> Any:
                 continue
 
 
-def capture(names: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the snapshot of an event's names (argument and local names to values)."""
-    walker = _Walker()
+def capture(names: Mapping[str, Any], *, max_bytes: int = MAX_BYTES) -> dict[str, Any]:
+    """Return the snapshot of an event's names (argument and local names to values), of
+    about max_bytes at most (several snapshots that share MAX_BYTES pass their part)."""
+    walker = _Walker(max_bytes)
     out: dict[str, Any] = {}
     try:
         for name, value in names.items():

@@ -19,6 +19,7 @@ __all__ = (
     "Signature",
     "at_def_line",
     "build_wrapper_code",
+    "is_generated",
     "compile_like",
     "copy_function",
     "code_lines",
@@ -35,6 +36,15 @@ _CO_ASYNC_GENERATOR = inspect.CO_ASYNC_GENERATOR
 _CO_ITERABLE_COROUTINE = inspect.CO_ITERABLE_COROUTINE
 
 _ORIG = "__diagnose_orig_placeholder__"
+# A local of every wrapper and breakpoint layer generated here (the original function); a
+# target may use no name starting with _dgn_ (see build_wrapper_code), so none has it.
+_ORIGINAL_LOCAL = "_dgn_o"
+
+
+def is_generated(code: types.CodeType) -> bool:
+    """Tell whether code is a probe's wrapper or a breakpoint's layer, generated here (it
+    carries the target's file and line, so that tracebacks and inspect read the target)."""
+    return _ORIGINAL_LOCAL in code.co_varnames
 
 
 class Kind:

@@ -2,7 +2,8 @@
 
 A Plan turns the live instruments on one function into the wrapper's source lines; each
 event's namespace is a dict display of just the names the expressions read. The same lines
-serve a return and a raise, so the two paths cannot drift apart.
+serve a return and a raise, so the two paths cannot drift apart; instruments that only care
+about a raise (``raises_only``) get lines on the raise path alone.
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ def _union(gates: list[Gate], parameters: tuple[str, ...] = ()) -> set[str] | No
     return names
 
 
+def _raises_only(gate: Gate) -> bool:
+    """Return True for the gate of an instrument that fires only when the target raised."""
+    return bool(getattr(gate.instrument, "raises_only", False))
+
+
 class Plan:
     """The instruments live on one patched function, grouped by event, and the wrapper's
     lines that fire them."""
@@ -80,7 +86,12 @@ class Plan:
         self.patch = patch
         self.gates = [Gate(instrument, probe, patch.expired) for instrument, probe in entries]
         self.calls = [g for g in self.gates if g.instrument.event == "call"]
-        self.returns = [g for g in self.gates if g.instrument.event == "return"]
+        # Return gates fire after a return and after a raise; those of instruments that
+        # only care about a raise (``raises_only``: exception replay) fire after a raise
+        # only, so a call that returns pays nothing for them.
+        returning = [g for g in self.gates if g.instrument.event == "return"]
+        self.returns = [g for g in returning if not _raises_only(g)]
+        self.raises = [g for g in returning if _raises_only(g)]
         self.ends = [g for g in self.gates if g.instrument.event == "end"]
         #: line number -> the gates of the line instruments that fire there
         self.lines: dict[int, list[Gate]] = {}
@@ -102,6 +113,8 @@ class Plan:
         self.local_names = frozenset(code.co_varnames + code.co_cellvars + code.co_freevars)
         self.call_names = _union(self.calls, self.sig.names)
         self.return_names = _union(self.returns, self.sig.names)
+        # After a raise both kinds fire, from one namespace.
+        self.raise_names = _union(self.returns + self.raises, self.sig.names)
         # End and line instruments read the frame's locals; other names they read may
         # come from the manager's global_namespace, which then has to be merged in. Their
         # sites: None for the end, a line number for a line.
@@ -117,7 +130,7 @@ class Plan:
         self.hotspots = any(
             "hotspots" in str(g.instrument.value)
             or "hotspots" in str(g.instrument.custom.get("tags") or "")
-            for g in self.returns
+            for g in self.returns + self.raises
         )
         self.deadline = self.soonest_deadline()
         #: each gate's instrument's shape when the plan was made (see retune())
@@ -253,11 +266,14 @@ class Plan:
             lines += ["    " + line for line in gate.lines(s.const, name, *self._call_args)]
         return lines
 
-    def _return_lines(self, s: Sections, timed: bool, on: str) -> list[str]:
-        """Lines (under ``if {on}:``) that fire the return gates, with _dgn_r set."""
+    def _return_lines(
+        self, s: Sections, timed: bool, gates: list[Gate], names: set[str] | None
+    ) -> list[str]:
+        """Lines (under ``if {on}:``) that fire gates of the return event, with _dgn_r set
+        and names the names they read."""
         lines = [f"_dgn_t1 = {_CLOCK}.time()"] if timed else []
-        lines += self._namespace_lines(self.return_names, "return")
-        lines += self._gate_lines(self.returns, s)
+        lines += self._namespace_lines(names, "return")
+        lines += self._gate_lines(gates, s)
         return lines
 
     def _finish_lines(self, s: Sections, on: str) -> list[str]:
@@ -283,7 +299,10 @@ class Plan:
         return_timed = bool(self.returns) and any(
             self._wants(self.return_names, n) for n in ("start", "end", "elapsed")
         )
-        timed = bool(call_timed or return_timed)
+        raise_timed = bool(self.raises) and any(
+            self._wants(self.raise_names, n) for n in ("start", "end", "elapsed")
+        )
+        timed = bool(call_timed or return_timed or raise_timed)
         before = s.before
         # Every event that can read start (or end, elapsed) is timed, so _dgn_t0 is set
         # whenever a line reads it.
@@ -304,31 +323,36 @@ class Plan:
             before.append(f"if {on}:")
             before += ["    " + line for line in self._namespace_lines(self.call_names, "call")]
             before += ["    " + line for line in self._gate_lines(self.calls, s)]
-        # A raise: end gates in the raising frame, then the return gates with the exception
-        # as result, through the same lines as a return.
+        # A raise: end gates in the raising frame, then the return gates (and those that
+        # fire on a raise only) with the exception as result, through the lines of a return.
         on_error = s.on_error
         if self.hotspots:
             on_error += ["if _dgn_h is not None:", "    _dgn_h.stop()"]
         if self.ends:
             on_error += [f"if {on}:", f"    {_P}.ends_on_raise(_dgn_e)"]
-        if self.returns:
+        if self.returns or self.raises:
+            raised = self.returns + self.raises
+            lines = self._return_lines(s, return_timed or raise_timed, raised, self.raise_names)
             on_error += [f"if {on}:", "    _dgn_r = _dgn_e"]
-            on_error += ["    " + line for line in self._return_lines(s, return_timed, on)]
+            on_error += ["    " + line for line in lines]
         on_error += self._finish_lines(s, on)
         after = s.after
         if self.hotspots:
             after += ["if _dgn_h is not None:", "    _dgn_h.stop()"]
         if self.returns:
+            lines = self._return_lines(s, return_timed, self.returns, self.return_names)
             after.append(f"if {on}:")
-            after += ["    " + line for line in self._return_lines(s, return_timed, on)]
+            after += ["    " + line for line in lines]
         after += self._finish_lines(s, on)
         return s
 
     def _reads(self, name: str) -> bool:
         """True when a call or return namespace may hold name (its lines then read the
         wrapper's local for it, which must be set)."""
-        return bool(self.calls and self._wants(self.call_names, name)) or bool(
-            self.returns and self._wants(self.return_names, name)
+        return (
+            bool(self.calls and self._wants(self.call_names, name))
+            or bool(self.returns and self._wants(self.return_names, name))
+            or bool(self.raises and self._wants(self.raise_names, name))
         )
 
     # --- called from the wrapper ------------------------------------------------------

@@ -1,8 +1,9 @@
 """Instruments: what a probe does when it fires (log, send a metric, keep a record).
 
 One module each: ``base`` (Instrument, the extension point), ``log``, ``metrics``
-(hist and incr), ``snapshot``, ``testing``. Their names are re-exported here, as the original
-library had them in one ``diagnose.instruments`` module.
+(hist and incr), ``snapshot``, ``exception``, ``stats`` (stats and distinct), ``testing``.
+Their names are re-exported here, as the original library had them in one
+``diagnose.instruments`` module.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from diagnose.instruments.base import Instrument, omitted
+from diagnose.instruments.exception import ExceptionInstrument
 from diagnose.instruments.log import LogInstrument
 from diagnose.instruments.metrics import (
     HistogramInstrument,
@@ -17,15 +19,19 @@ from diagnose.instruments.metrics import (
     StatsdInstrumentBase,
 )
 from diagnose.instruments.snapshot import SnapshotInstrument
+from diagnose.instruments.stats import DistinctInstrument, StatsInstrument
 from diagnose.instruments.testing import ProbeTestInstrument
 
 __all__ = (
+    "DistinctInstrument",
+    "ExceptionInstrument",
     "HistogramInstrument",
     "IncrementInstrument",
     "Instrument",
     "LogInstrument",
     "ProbeTestInstrument",
     "SnapshotInstrument",
+    "StatsInstrument",
     "StatsdInstrumentBase",
     "omitted",
     "statsd",

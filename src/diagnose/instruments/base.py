@@ -55,6 +55,9 @@ class Instrument:
 
     error_expiration = _dt.datetime(1970, 1, 1)
     extra_names: frozenset[str] | None = frozenset()
+    #: True for a "return" instrument that fires only when the target raised (a call that
+    #: returns then pays nothing for it)
+    raises_only = False
 
     def __init__(
         self,
@@ -90,7 +93,7 @@ class Instrument:
         self.error: str | None = None
         self._codes: dict[str, Any] = {}
         self._plain: set[str] = set()
-        # (value, tags, extra_names) -> (names read, nested scopes): see _facts()
+        # (the expressions' codes..., extra_names) -> (names read, nested scopes)
         self._facts_of: dict[Any, tuple[frozenset[str] | None, bool]] = {}
         #: compiles an expression (expr, filename): plainly for instruments made in code;
         #: a manager sets its policy's for the instruments of specs
@@ -211,21 +214,17 @@ class Instrument:
 
     def _facts(self) -> tuple[frozenset[str] | None, bool]:
         """Return what names() and nested_scopes() tell, worked out once for the current
-        expressions (a plan asks for them several times) and kept with the expressions
-        and extra_names they were found for, until the codes are compiled again."""
-        key: tuple[Any, ...] | None = (self.value, self.custom.get("tags"), self.extra_names)
-        try:
-            facts = self._facts_of.get(key)
-        except TypeError:  # an expression that is not a str: nothing to keep
-            facts, key = None, None
+        expressions' codes (a plan asks for them several times; a subclass may compile
+        more expressions than value and tags) and kept with them."""
+        codes = self._compiled_expressions()
+        key = (*codes, self.extra_names)
+        facts = self._facts_of.get(key)
         if facts is None:
-            codes = self._compiled_expressions()
             names = names_read(codes, self.extra_names or ())
             facts = (None if names is None else frozenset(names), has_nested_scope(codes))
-            if key is not None:
-                if len(self._facts_of) >= KEPT:
-                    self._facts_of.clear()
-                self._facts_of[key] = facts
+            if len(self._facts_of) >= KEPT:
+                self._facts_of.clear()
+            self._facts_of[key] = facts
         return facts
 
     def evaluate(self, value: str, _globals: dict[str, Any], _locals: dict[str, Any]) -> Any:

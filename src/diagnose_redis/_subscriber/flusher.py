@@ -5,12 +5,15 @@ the takes in one round trip, a MULTI/EXEC transaction: all of a flush lands, or 
 and the takes are merged again on the next try (a count is never lost nor counted twice).
 Idle, with no aggregate, it sleeps until the first one arrives. Each kind of aggregate has
 a writer, registered with ``writer(kind)``, that queues its commands on the transaction.
+Between flushes (and while Redis is away) it lets the aggregates fold what the target's
+threads queued every FOLD_INTERVAL (``Aggregate.fold``), and flushes early when one asks.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +23,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from diagnose.aggregates import AGGREGATES, Aggregate, Aggregates
 from diagnose_redis.protocol import Keys
 
-__all__ = ("INTERVAL", "Flusher", "Writer", "writer")
+__all__ = ("FOLD_INTERVAL", "INTERVAL", "Flusher", "Writer", "writer")
 
 log = logging.getLogger("diagnose_redis")
 
@@ -28,6 +31,8 @@ log = logging.getLogger("diagnose_redis")
 INTERVAL = 1.0
 #: Seconds an idle flusher sleeps at most (the first aggregate wakes it sooner).
 IDLE = 30.0
+#: Seconds between two folds of the aggregates.
+FOLD_INTERVAL = 0.05
 
 #: A writer queues the commands that merge one take on a transaction and returns how many
 #: replies they give (the aggregate's ``taken()`` receives the last of them).
@@ -108,13 +113,13 @@ class Flusher:
             stopping = self._stopping.is_set()
             if not stopping:
                 if failures:
-                    self._stopping.wait(self._backoff.compute(failures))
+                    self._pause(self._backoff.compute(failures), early=False)
                 elif not self._pending and not len(self.aggregates):
                     self._wake.wait(IDLE)
                     self._wake.clear()
                     continue
                 else:
-                    self._stopping.wait(self.interval)
+                    self._pause(self.interval, early=True)
             try:
                 self.flush()
                 failures = 0
@@ -129,6 +134,27 @@ class Flusher:
                         pass
             if stopping:
                 return
+
+    def _pause(self, seconds: float, *, early: bool) -> None:
+        """Wait seconds (or until stop), folding the aggregates every FOLD_INTERVAL; with
+        early, return as soon as one asks for a flush."""
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stopping.wait(min(left, FOLD_INTERVAL)):
+                return
+            if self.fold() and early:
+                return
+
+    def fold(self) -> bool:
+        """Let every live aggregate fold; return True if one asks for a flush now."""
+        soon = False
+        for aggregate in self.aggregates.live():
+            try:
+                soon = bool(aggregate.fold()) or soon
+            except Exception as exc:
+                log.debug("an aggregate failed to fold: %s", exc)
+        return soon
 
     def flush(self) -> None:
         """Take every aggregate and merge the takes in one transaction (raise if Redis

@@ -27,16 +27,17 @@ from diagnose_redis._status.alerts import UNREACHABLE, Alerts, classify
 from diagnose_redis._status.claim import ClaimLost
 from diagnose_redis._status.identity import Identity, refused_channel, refused_name
 from diagnose_redis._status.reporter import StatusReporter
+from diagnose_redis._subscriber import stats_writer
 from diagnose_redis._subscriber.applier import Applier
 from diagnose_redis._subscriber.flusher import Flusher
 from diagnose_redis._subscriber.mirror import Mirror, rekey_applied
 from diagnose_redis._subscriber.outflow import Outflow
 from diagnose_redis._subscriber.reader import MessageReader
+from diagnose_redis._subscriber.verify import Verifier
 from diagnose_redis._subscriber.work_items import Event, Snapshot, Work
 from diagnose_redis.connection import urls
 from diagnose_redis.exceptions import WireError
-from diagnose_redis.protocol import Keys, decode_event, expired_channel, secret_bytes
-from diagnose_redis.publisher.store import read_specs
+from diagnose_redis.protocol import ApprovalPolicy, Keyring, Keys, expired_channel
 
 __all__ = ("Subscriber",)
 
@@ -62,10 +63,11 @@ class Subscriber:
         *,
         process_id: str,
         prefix: str = "diagnose",
-        secret: str | bytes | None = None,
+        secret: str | bytes | Keyring | None = None,
         manager: Any = None,
         explicit_id: bool = False,
         labels: Mapping[str, Any] | None = None,
+        require_approval: ApprovalPolicy | str | None = None,
     ) -> None:
         if manager is None:
             import diagnose
@@ -74,7 +76,9 @@ class Subscriber:
         self.url = url
         self.process_id = process_id
         self.prefix = prefix
-        self.secret = secret_bytes(secret)
+        # Signatures and the two-person rule are checked here, before any work is made.
+        self.verifier = Verifier(secret, require_approval)
+        self.secret = self.verifier.ring
         self.manager = manager
         self.explicit_id = explicit_id
         self.pid = os.getpid()
@@ -137,7 +141,7 @@ class Subscriber:
             self.client,
             self.keys,
             lambda: self.process_id,
-            on_error=self._write_failed,
+            on_error=self._output_failed,
             before_send=self.reporter.collect,
         )
         self.flusher = Flusher(
@@ -147,6 +151,14 @@ class Subscriber:
             on_error=self._write_failed,
             before_send=self.reporter.collect,
         )
+        # distinct hashes its values keyed by a secret every process of the fleet holds: the
+        # bare one, or the named key of the smallest id (during a rotation that drops it, the
+        # processes restarted without it count in another family of hashes until all are).
+        ring = self.secret
+        hash_key = None
+        if ring is not None:
+            hash_key = ring.bare_secret or min(ring.keys, key=lambda k: k.key_id).secret
+        stats_writer.use(secret=hash_key, labels=lambda: self.identity.labels)
 
     # --- life cycle ----------------------------------------------------------------
 
@@ -202,7 +214,9 @@ class Subscriber:
         # What the probes emitted until now is sent before the connections close.
         self.outflow.stop(max(0.1, min(1.0, deadline - time.monotonic())))
         self.flusher.stop(max(0.1, min(1.0, deadline - time.monotonic())))
-        self.reporter.stop(max(0.1, deadline - time.monotonic()))
+        # Taking the process off the fleet (status, heartbeat, claim) matters most: it gets a
+        # second whatever the others took (on a loaded host they can take the rest of it).
+        self.reporter.stop(max(1.0, deadline - time.monotonic()))
         try:
             if hasattr(self.manager, "remove_listener"):
                 self.manager.remove_listener(self.applier.on_applied_change)
@@ -243,6 +257,8 @@ class Subscriber:
             "resyncs": self.resyncs,
             "reconnects": self.reconnects,
             "dropped": dict(self.dropped),
+            **self.verifier.info(),
+            **self.alerts.info(),
         }
 
     def _process_text(self) -> str:
@@ -355,7 +371,11 @@ class Subscriber:
     def _write_failed(self, exc: Exception) -> None:
         # The listener tells of lost connections; a refused write (ACL, OOM) only shows here.
         if classify(exc) != UNREACHABLE:
-            self.alerts.failed(exc)
+            self.alerts.failed(exc, where="status")
+
+    def _output_failed(self, exc: Exception) -> None:
+        if classify(exc) != UNREACHABLE:
+            self.alerts.failed(exc, where="output")
 
     def _session(self, pubsub: redis.client.PubSub) -> None:
         events = self.keys.events.encode()
@@ -471,9 +491,10 @@ class Subscriber:
             return
         self.received += 1
         try:
-            event = decode_event(message["data"], self.secret)
+            event = self.verifier.event(message["data"])
         except WireError as exc:
             self._drop(exc.reason, exc)
+            work.extend(self.verifier.refusals(exc))  # an unknown key's, told in the status
             return
         except Exception as exc:
             self._drop("malformed", exc)
@@ -514,7 +535,7 @@ class Subscriber:
         pipe.get(self.keys.version)
         pipe.smembers(self.keys.ids)
         raw_version, raw_ids = pipe.execute()
-        specs, unsound = read_specs(self.client, self.keys, raw_ids, self.secret)
+        specs, unsound = self.verifier.read(self.client, self.keys, raw_ids)
         for spec_id, exc in unsound:
             self._drop(exc.reason, f"stored spec {spec_id}: {exc}")
         version = int(raw_version or 0)

@@ -2,7 +2,8 @@
 
 No threads and no I/O here: the subscriber hands over snapshots (the full set of specs, read
 at a resync) and events (one put or delete), and gets back the status fields that changed.
-A spec whose select does not choose this process's labels is treated as absent.
+A spec whose select does not choose this process's labels is treated as absent. A Refused
+spec (the verify step's) is absent from the manager, and its status field says why.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ from typing import Any
 from diagnose.clock import expiry_timestamp, utcnow
 from diagnose.managers import NOT_IMPORTED, ProbeManager, still_booting
 from diagnose.spec import spec_changed
-from diagnose_redis._subscriber.work_items import Event, Snapshot
+from diagnose_redis._subscriber.work_items import Event, Refused, Snapshot
 from diagnose_redis.protocol import StatusField
 from diagnose_redis.protocol.labels import selects
 
-__all__ = ("Mirror", "rekey_applied")
+__all__ = ("MAX_REFUSED", "Mirror", "rekey_applied")
+
+#: At most this many refused specs are reported at once: what an unknown key's messages
+#: claim must not grow the status hash without bound.
+MAX_REFUSED = 1000
 
 
 def rekey_applied(manager: Any, old: str, new: str) -> None:
@@ -53,6 +58,8 @@ class Mirror:
         # The process's labels but ``process``, which is always the id held now.
         self.labels = dict(labels or {})
         self.owned: set[str] = set()
+        #: specs refused (never applied): their lastmodified and why, for the status
+        self.refused: dict[str, tuple[Any, str]] = {}
         self.version = 0
         self.applies = 0
         self._reported: dict[str, tuple[Any, Any]] = {}
@@ -75,7 +82,7 @@ class Mirror:
         Return the status fields that changed (JSON text, or None for a field to delete),
         or None when there is nothing to report, not even a new version.
         """
-        changes: dict[str, dict[str, Any] | None] = {}
+        changes: dict[str, dict[str, Any] | Refused | None] = {}
         version = self.version
         # Only events: the specs they name are all that may change (see _collect).
         events_only = True
@@ -83,19 +90,28 @@ class Mirror:
             if isinstance(item, Snapshot):
                 events_only = False
                 version = item.version
-                changes = {spec_id: None for spec_id in self.owned}
+                changes = {spec_id: None for spec_id in (*self.owned, *self.refused)}
                 changes.update(item.specs)
             elif isinstance(item, Event):
                 version = max(version, item.version)
-                changes[item.spec_id] = item.spec if item.op == "put" else None
+                spec = item.spec if item.op == "put" else None
+                # An unverified claim only tells of a spec this process lacks.
+                if (
+                    isinstance(spec, Refused)
+                    and not spec.sound
+                    and (item.spec_id in self.owned or isinstance(changes.get(item.spec_id), dict))
+                ):
+                    continue
+                changes[item.spec_id] = spec
         # A spec whose select does not choose this process is, here, no spec at all: one
         # whose select stopped choosing it is removed like a deleted one.
         labels = None
         for spec_id, spec in changes.items():
-            if spec is not None and spec.get("select"):
+            body = spec.spec if isinstance(spec, Refused) else spec
+            if body is not None and body.get("select"):
                 if labels is None:
                     labels = {**self.labels, "process": self.process_id}
-                if not selects(spec["select"], labels):
+                if not selects(body["select"], labels):
                     changes[spec_id] = None
         now = time.time()
         manager = self.manager
@@ -107,6 +123,12 @@ class Mirror:
                     changes[spec_id] = None
         touched: list[str] = []
         for spec_id, spec in changes.items():
+            if isinstance(spec, Refused):
+                self._refuse(spec_id, spec, now, removed)
+                spec = None
+            elif spec_id in self.refused:
+                del self.refused[spec_id]
+                removed.append(spec_id)
             if spec is not None:
                 when = expiry_timestamp(spec)
                 if when is not None and when <= now:
@@ -118,7 +140,7 @@ class Mirror:
             if spec is None:
                 manager.specs.pop(spec_id, None)
                 self.owned.discard(spec_id)
-                removed.append(spec_id)
+                removed.append(spec_id)  # twice at most: _collect reports it once
             else:
                 manager.specs[spec_id] = spec
                 self.owned.add(spec_id)
@@ -152,6 +174,17 @@ class Mirror:
         self.applies += 1
         return partial
 
+    def _refuse(self, spec_id: str, refused: Refused, now: float, removed: list[str]) -> None:
+        """Record a refusal to report (none for an expired spec, nor past MAX_REFUSED)."""
+        when = expiry_timestamp(refused.spec)
+        if (when is not None and when <= now) or (
+            spec_id not in self.refused and len(self.refused) >= MAX_REFUSED
+        ):
+            if self.refused.pop(spec_id, None) is not None:
+                removed.append(spec_id)
+            return
+        self.refused[spec_id] = (refused.spec.get("lastmodified"), refused.error)
+
     def forget_reported(self) -> None:
         """Report every owned spec again at the next merge (the status key changed)."""
         self._reported.clear()
@@ -174,6 +207,7 @@ class Mirror:
             for spec_id in self.owned:
                 self.manager.specs.pop(spec_id, None)
             self.owned.clear()
+            self.refused.clear()
             self.manager.apply()
 
     def _collect(self, removed: list[str], ids: list[str] | None = None) -> dict[str, str | None]:
@@ -183,6 +217,8 @@ class Mirror:
         report: dict[str, str | None] = {}
         self.deferred.clear()
         for spec_id in removed:
+            if spec_id in self.owned or spec_id in self.refused:
+                continue  # reported below, as what it is now
             if self._reported.pop(spec_id, None) is not None:
                 report[spec_id] = None
         for spec_id in self.owned if ids is None else ids:
@@ -204,4 +240,10 @@ class Mirror:
                 lm, err = outcome
                 lm = lm if isinstance(lm, _dt.datetime) else None
                 report[spec_id] = StatusField.of(lm, None if err is None else str(err), at)
+        for spec_id, outcome in self.refused.items():
+            if self._reported.get(spec_id) != outcome:
+                self._reported[spec_id] = outcome
+                lm, err = outcome
+                lm = lm if isinstance(lm, _dt.datetime) else None
+                report[spec_id] = StatusField.of(lm, err, at)
         return report

@@ -1,9 +1,10 @@
 """What the subscriber's threads hand each other: typed work items, and the order they keep.
 
 The listener reads Redis and turns what it read into work: a Snapshot (the full set of specs,
-read at a resync) or an Event (one put or delete from the channel). It applies the work
-itself when it can, or queues it for the applier; Signals wake or stop the applier. The
-Backlog tells the listener whether applying itself could overtake queued work.
+read at a resync) or an Event (one put or delete from the channel). A spec this process
+refuses (signed with a key it does not hold, or awaiting approval) travels as Refused. It
+applies the work itself when it can, or queues it for the applier; Signals wake or stop the
+applier. The Backlog tells the listener whether applying itself could overtake queued work.
 """
 
 from __future__ import annotations
@@ -13,7 +14,21 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ("Backlog", "Event", "Signal", "Snapshot", "Work")
+__all__ = ("Backlog", "Event", "Refused", "Signal", "Snapshot", "Work")
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A spec this process will not apply, and why: its status field says so.
+
+    ``spec`` is what it claims to be (its select and lastmodified are reported). ``sound``
+    is True when it is what Redis holds (a stored spec, or a verified event's): it then
+    replaces a version applied before; an unverified claim never changes what is applied.
+    """
+
+    spec: dict[str, Any]
+    error: str
+    sound: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +36,7 @@ class Snapshot:
     """Every stored spec (decoded) at a version: what the process should hold."""
 
     version: int
-    specs: dict[str, dict[str, Any]]
+    specs: dict[str, dict[str, Any] | Refused]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +46,7 @@ class Event:
     op: str
     spec_id: str
     version: int
-    spec: dict[str, Any] | None = None
+    spec: dict[str, Any] | Refused | None = None
 
     @classmethod
     def from_decoded(cls, event: dict[str, Any]) -> Event:

@@ -4,11 +4,13 @@ how long a process's status keys live without a heartbeat."""
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 from diagnose_redis.exceptions import SpecIdError
 
 __all__ = (
     "HEARTBEAT_SECONDS",
+    "ExceptionKeys",
     "PROCESS_FIELD",
     "SPEC_ID_PATTERN",
     "STATUS_TTL_SECONDS",
@@ -39,6 +41,17 @@ def cluster_prefix(prefix: str) -> str:
     return "{" + prefix + "}"
 
 
+class ExceptionKeys(NamedTuple):
+    """The keys of one exception spec's aggregates (``protocol.exceptions`` has their
+    fields): a sorted set of counts by fingerprint, a hash of what is known of each, a
+    hash of each fingerprint's count per process, and a hash of the captures."""
+
+    counts: str
+    about: str
+    seen: str
+    captures: str
+
+
 class Keys:
     """Name the Redis keys and channels under one prefix.
 
@@ -58,10 +71,18 @@ class Keys:
         self.status_prefix = f"{prefix}:status:"
         self.claim_prefix = f"{prefix}:claim:"
         self.output = f"{prefix}:output"
+        self.audit = f"{prefix}:audit"
+        self.pending = f"{prefix}:pending"
+        self.pending_prefix = f"{prefix}:pending:"
+        self.aggregates_prefix = f"{prefix}:agg:"
 
     def spec(self, spec_id: str) -> str:
         """Return the key of one spec."""
         return self.spec_prefix + spec_id
+
+    def pending_spec(self, spec_id: str) -> str:
+        """Return the key of a spec held pending approval (a hash: spec, who, key, at)."""
+        return self.pending_prefix + spec_id
 
     def status(self, process_id: str) -> str:
         """Return the status hash key of one process."""
@@ -70,6 +91,11 @@ class Keys:
     def claim(self, process_id: str) -> str:
         """Return the key that holds the claim on a process id."""
         return self.claim_prefix + process_id
+
+    def exceptions(self, spec_id: str) -> ExceptionKeys:
+        """Return the keys of an exception spec's aggregates (they go with the spec)."""
+        base = f"{self.prefix}:exc:{spec_id}:"
+        return ExceptionKeys(base + "counts", base + "about", base + "seen", base + "captures")
 
     def connection_name(self, process_id: str) -> str:
         """Return the name a process's subscriber gives its connections (CLIENT SETNAME)."""
@@ -82,6 +108,16 @@ class Keys:
     def process_id(self, key: str | bytes) -> str | None:
         """Return the process id a status key names, or None if it is not a status key."""
         return _after(self.status_prefix, key)
+
+    def aggregates(self, spec_id: str) -> str:
+        """Return the key of the set that lists the aggregate keys of one spec (the
+        processes' statistics), removed with it."""
+        return self.aggregates_prefix + spec_id
+
+    def aggregate(self, kind: str, spec_id: str, process_id: str, incarnation: str) -> str:
+        """Return the key of one incarnation's aggregate of one spec in one process:
+        ``P:KIND:ID@PROCESS#INCARNATION`` (a spec id holds no ``@``)."""
+        return f"{self.prefix}:{kind}:{spec_id}@{process_id}#{incarnation}"
 
     def __repr__(self) -> str:
         cluster = ", cluster=True" if self.sharded else ""

@@ -19,17 +19,22 @@ from diagnose_redis.exceptions import SpecIdError, WireError
 from diagnose_redis.protocol import (
     PROCESS_FIELD,
     STATUS_TTL_SECONDS,
+    Keyring,
     Keys,
+    SealedSpec,
     check_spec_id,
     decode_spec,
     decode_status_field,
     encode_event,
-    encode_spec,
-    secret_bytes,
+    encode_put,
+    keyring,
+    seal_spec,
 )
+from diagnose_redis.publisher.aggregates import drop_aggregates, keep_ttl
+from diagnose_redis.publisher.audit import actor, add_entry, describe_spec
 from diagnose_redis.publisher.census import read_fields, read_hashes
 
-__all__ = ("ProcessEntry", "SpecStore", "read_specs")
+__all__ = ("ProcessEntry", "SpecStore", "read_specs", "store_put")
 
 
 def _text(value: str | bytes) -> str:
@@ -37,7 +42,7 @@ def _text(value: str | bytes) -> str:
 
 
 def read_specs(
-    client: redis.Redis, keys: Keys, ids: Iterable[str | bytes], secret: bytes | None
+    client: redis.Redis, keys: Keys, ids: Iterable[str | bytes], secret: Keyring | bytes | None
 ) -> tuple[dict[str, dict[str, Any]], list[tuple[str, WireError]]]:
     """Read and decode the stored specs of ids, in one MGET.
 
@@ -83,19 +88,50 @@ class ProcessEntry:
 
 
 class SpecStore:
-    """Publish specs to a fleet through Redis and read what every process reports."""
+    """Publish specs to a fleet through Redis and read what every process reports.
+
+    secret is a bare secret or ``KEYID:SECRET,...`` (a Keyring): the first key signs, any
+    verifies. Every change is written to the audit stream, in its own transaction, as the
+    work of who (by default ``publisher.audit.actor()``, found at the first change).
+    """
 
     def __init__(
-        self, client: redis.Redis, prefix: str = "diagnose", secret: str | bytes | None = None
+        self,
+        client: redis.Redis,
+        prefix: str = "diagnose",
+        secret: str | bytes | Keyring | None = None,
+        *,
+        who: str | None = None,
     ) -> None:
         self.client = client
         self.keys = Keys(prefix, cluster=is_cluster(client))
-        self.secret = secret_bytes(secret)
+        #: the keyring (None: unsigned); decode functions take it as their secret
+        self.secret = keyring(secret)
+        self._who = who
         # False once the server refused CLIENT LIST (ACL): liveness is the heartbeat alone.
         self._can_list_clients = True
         self._can_ask_server = not self.keys.sharded
 
-    def _validate(self, spec_id: str, spec: Mapping[str, Any]) -> tuple[dict[str, Any], int | None]:
+    @property
+    def who(self) -> str:
+        """Who the audit entries of this store's changes name."""
+        if self._who is None:
+            self._who = actor(self.client)
+        return self._who
+
+    @property
+    def key_id(self) -> str | None:
+        """The id of the key this store signs with (None: unsigned or a bare secret)."""
+        ring = self.secret
+        return ring.signer.key_id if ring is not None and ring.named else None
+
+    def _key_ids(self) -> list[str]:
+        key_id = self.key_id
+        return [key_id] if key_id else []
+
+    def _validate(
+        self, spec_id: str, spec: Mapping[str, Any], *, pending: bool = False
+    ) -> tuple[dict[str, Any], int | None]:
         from diagnose import SpecError, validate_spec
 
         try:
@@ -106,52 +142,71 @@ class SpecStore:
         clean["lastmodified"] = to_utc(clean["lastmodified"])
         clean.pop("applied", None)
         expiry = expires_at(clean)
-        if expiry is None:
+        if expiry is None or pending:  # a pending spec's lifespan runs from its approval
             return clean, None
         remaining = (expiry - utcnow()).total_seconds() * 1000
         if remaining <= 0:
             raise SpecError(f"spec {spec_id!r} has already expired (lastmodified + lifespan)")
         return clean, max(1, math.ceil(remaining))
 
-    def put(self, spec_id: str, spec: Mapping[str, Any]) -> int:
+    def put(
+        self, spec_id: str, spec: Mapping[str, Any], *, action: str = "publish", note: str = ""
+    ) -> int:
         """Validate, store (with its lifespan as TTL) and publish one spec; return the version."""
-        return self.put_many({spec_id: spec})
+        return self.put_many({spec_id: spec}, action=action, note=note)
 
-    def put_many(self, specs: Mapping[str, Mapping[str, Any]]) -> int:
-        """Validate, store and publish several specs atomically; return the last version."""
+    def seal(
+        self, spec_id: str, spec: Mapping[str, Any], *, pending: bool = False
+    ) -> tuple[dict[str, Any], SealedSpec, int | None]:
+        """Validate a spec and sign it for storing: return its clean map, its bytes, and the
+        milliseconds it has left (None: no lifespan, or pending: it runs from the approval)."""
         from diagnose import SpecError
 
+        clean, ttl_ms = self._validate(spec_id, spec, pending=pending)
+        try:
+            return clean, seal_spec(spec_id, clean, self.secret), ttl_ms
+        except (WireError, TypeError, ValueError) as exc:
+            raise SpecError(f"spec {spec_id!r} cannot be encoded: {exc}") from None
+
+    def put_many(
+        self, specs: Mapping[str, Mapping[str, Any]], *, action: str = "publish", note: str = ""
+    ) -> int:
+        """Validate, store and publish several specs atomically, with their audit entries
+        (action, and note after each one's description); return the last version."""
         prepared = []
         for spec_id, spec in specs.items():
-            clean, ttl_ms = self._validate(spec_id, spec)
-            try:
-                stored = encode_spec(spec_id, clean, self.secret)
-            except (WireError, TypeError, ValueError) as exc:
-                raise SpecError(f"spec {spec_id!r} cannot be encoded: {exc}") from None
-            prepared.append((spec_id, clean, ttl_ms, stored))
+            clean, sealed, ttl_ms = self.seal(spec_id, spec)
+            detail = describe_spec(clean, self._key_ids()) + (f"; {note}" if note else "")
+            prepared.append((sealed, ttl_ms, detail))
         if not prepared:
             return self.version()
         keys = self.keys
+        who = self.who
 
         def publish(pipe: Any) -> int:
             version = int(pipe.get(keys.version) or 0)
             pipe.multi()
-            for spec_id, clean, ttl_ms, stored in prepared:
+            for sealed, ttl_ms, detail in prepared:
                 version += 1
-                pipe.set(keys.spec(spec_id), stored, px=ttl_ms)
-                pipe.sadd(keys.ids, spec_id)
-                _publish(pipe, keys, encode_event("put", spec_id, version, clean, self.secret))
+                store_put(pipe, keys, sealed, ttl_ms, version, self.secret)
+                add_entry(pipe, keys, who, action, sealed.spec_id, detail)
             pipe.set(keys.version, version)
             return version
 
         # redis-py types transaction()'s callable as returning None, but with
         # value_from_callable=True transaction() returns what the callable returns.
         result = self.client.transaction(publish, keys.version, value_from_callable=True)  # type: ignore[arg-type]
+        # Statistics of a spec published again live as long as it, idle processes' too.
+        keep_ttl(self.client, keys, {sealed.spec_id: ttl for sealed, ttl, _ in prepared})
         return cast(int, result)
 
     def remove(self, *spec_ids: str) -> list[str]:
         """Delete specs and publish their removal; return the ids that existed."""
         return self._delete(spec_ids, only_expired=False)
+
+    def remove_as(self, spec_ids: Iterable[str], action: str, note: str = "") -> list[str]:
+        """Delete specs as remove() does, naming the action in their audit entries."""
+        return self._delete(spec_ids, only_expired=False, action=action, note=note)
 
     def sweep_expired(self) -> list[str]:
         """Publish removals for indexed specs whose key has expired; return their ids."""
@@ -166,12 +221,20 @@ class SpecStore:
             return []
         return self._delete(gone, only_expired=True)
 
-    def _delete(self, spec_ids: Iterable[str], *, only_expired: bool) -> list[str]:
+    def _delete(
+        self, spec_ids: Iterable[str], *, only_expired: bool, action: str = "", note: str = ""
+    ) -> list[str]:
         ids = list(dict.fromkeys(spec_ids))
         if not ids:
             return []
         keys = self.keys
         spec_keys = [keys.spec(spec_id) for spec_id in ids]
+        who = self.who
+        action = action or ("expire" if only_expired else "remove")
+        signed = ", ".join(self._key_ids())
+        detail = "; ".join(
+            part for part in (f"signed with key {signed}" if signed else "", note) if part
+        )
 
         def delete(pipe: Any) -> list[str]:
             version = int(pipe.get(keys.version) or 0)
@@ -184,6 +247,9 @@ class SpecStore:
             pipe.multi()
             if not only_expired:
                 pipe.delete(*spec_keys)
+            # The aggregates of the specs (exception counts and captures) go with them.
+            for spec_id in chosen if only_expired else ids:
+                pipe.delete(*keys.exceptions(spec_id))
             unindex = chosen if only_expired else ids
             if unindex:
                 pipe.srem(keys.ids, *unindex)
@@ -191,6 +257,7 @@ class SpecStore:
                 version += 1
                 event = encode_event("delete", spec_id, version, None, self.secret)
                 _publish(pipe, keys, event)
+                add_entry(pipe, keys, who, action, spec_id, detail)
             if chosen:
                 pipe.set(keys.version, version)
             return chosen
@@ -198,6 +265,8 @@ class SpecStore:
         watched = [keys.version, *spec_keys] if only_expired else [keys.version]
         # value_from_callable=True: see put_many.
         result = self.client.transaction(delete, *watched, value_from_callable=True)  # type: ignore[arg-type]
+        # Their statistics go with them: once a spec is gone no process writes them again.
+        drop_aggregates(self.client, keys, cast(list[str], result) if only_expired else ids)
         return cast(list[str], result)
 
     def publish_version(self) -> int:
@@ -367,12 +436,38 @@ class SpecStore:
         return f"SpecStore({self.client!r}, prefix={self.keys.prefix!r})"
 
 
+def store_put(
+    pipe: Any,
+    keys: Keys,
+    sealed: SealedSpec,
+    ttl_ms: int | None,
+    version: int,
+    secret: Keyring | None,
+) -> None:
+    """Queue on pipe (in a MULTI) what publishes a sealed spec at version: its key, its id
+    in the index, its put event. The caller sets the version key."""
+    pipe.set(keys.spec(sealed.spec_id), sealed.blob, px=ttl_ms)
+    pipe.sadd(keys.ids, sealed.spec_id)
+    # What its instruments add up (exception counts and captures) lives as long as it.
+    _live_as_long(pipe, keys.exceptions(sealed.spec_id), ttl_ms)
+    _publish(pipe, keys, encode_put(version, sealed, secret))
+
+
 def _publish(pipe: Any, keys: Keys, message: bytes) -> None:
     # In a cluster, a classic PUBLISH is broadcast to every node; SPUBLISH stays on the slot's.
     if keys.sharded:
         pipe.spublish(keys.events, message)
     else:
         pipe.publish(keys.events, message)
+
+
+def _live_as_long(pipe: Any, aggregate_keys: Iterable[str], ttl_ms: int | None) -> None:
+    """Give a spec's aggregate keys the spec's TTL (none when it never expires)."""
+    for key in aggregate_keys:
+        if ttl_ms is None:
+            pipe.persist(key)
+        else:
+            pipe.pexpire(key, ttl_ms)
 
 
 def _glob_escape(text: str) -> str:

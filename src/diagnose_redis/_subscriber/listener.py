@@ -247,8 +247,11 @@ class Subscriber:
 
     def process_info(self) -> dict[str, Any]:
         """Return what the ``_process`` status field says about this process."""
+        return {**self.identity.info(), **self._state()}
+
+    def _state(self) -> dict[str, Any]:
+        """Return the fields of ``_process`` that change as the subscriber works."""
         return {
-            **self.identity.info(),
             "version": self.version,
             "connected": self.connected.is_set(),
             **({"server": self.server} if self.server else {}),
@@ -262,17 +265,12 @@ class Subscriber:
         }
 
     def _process_text(self) -> str:
-        """Return process_info() as JSON text, as json.dumps() writes it, at the cost of
-        formatting its counters (it goes with every status write)."""
-        connected = "true" if self.connected.is_set() else "false"
-        dropped = json.dumps(dict(self.dropped)) if self.dropped else "{}"
+        """Return process_info() as JSON text, as json.dumps() writes it: every status
+        write carries it, and who the process is (the most of it) is serialised again only
+        when it changed (see Identity.info_text)."""
         who = self.identity.info_text()
-        return (
-            f'{who}{", " if len(who) > 1 else ""}"version": {self.version}, '
-            f'"connected": {connected}, "received": {self.received}, '
-            f'"applies": {self.mirror.applies}, "resyncs": {self.resyncs}, '
-            f'"reconnects": {self.reconnects}, "dropped": {dropped}}}'
-        )
+        state = json.dumps(self._state())
+        return f"{who}, {state[1:]}" if len(who) > 1 else who + state[1:]
 
     def _drop(self, reason: str, detail: object) -> None:
         self.dropped[reason] += 1

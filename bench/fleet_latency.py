@@ -1,27 +1,29 @@
 """CPU per publish of our subscriber against a bare redis-py one, and publish-to-applied.
 
 Run ``python bench/fleet_latency.py --workers 10 50 100`` (``make bench-fleet``). For each
-fleet size it starts a private redis-server, that many ``tests/support/fleet_worker.py`` processes
-(ours: ``diagnose_redis.start()`` and a target function) and as many bare subscribers
-beside them (``--bare``: redis-py wakes on the message, msgpack-decodes it, HSETs one status
-field; what any subscriber must do), started in turn. After warm-up publishes it publishes
-a spec ``--rounds`` times of each kind, the kinds in turn so that they share the machine's
-hour:
+fleet size it starts a private redis-server, that many ``tests/support/fleet_worker.py``
+processes (ours: ``diagnose_redis.start()`` and a target function) and as many bare
+subscribers beside them, started in turn (``--bare``: redis-py wakes on the message,
+msgpack-decodes it, HSETs one status field; what any subscriber must do). After two warm-up
+publishes of each kind it publishes a spec ``--rounds`` (30) times of each kind, in blocks of
+``--rounds / 2``, the kinds' blocks in turn so that they share the machine's hour:
 
-- ``same``: the same content again, with a new ``lastmodified`` (as ``coordinator publish``
-  re-publishing does);
 - ``seen``: an edit to an expression this process applied before;
-- ``new``: an edit to an expression never seen before.
+- ``new``: an edit to an expression never seen before;
+- ``same``: the same content again with a new ``lastmodified`` (as ``coordinator publish``
+  re-publishing does).
 
-Each publish waits until every subscriber, ours and bare, reports it; the CPU each process
-used meanwhile (``/proc/PID/stat`` utime + stime, all threads) is summed per kind. It prints,
-per kind, the CPU per process and publish of ours and of the bare subscriber and their ratio
-(one run, one Redis, the same publishes), and p50 / p99 / max of publish-to-applied (a
-status field's ``at`` minus the spec's ``lastmodified``, set just before the put) for both;
-then, per size, the max of the first publish (each worker attaches to the target then),
-Redis commands our subscribers sent per apply per process (INFO commandstats deltas of the
-commands only subscribers use, less the bare ones' one HSET per publish), and resident
-memory per worker next to a bare interpreter that imports diagnose.
+Each publish waits until every subscriber, ours and bare, reports it, then ``--pause``
+seconds. The CPU each process used (``/proc/PID/stat`` utime + stime, all threads) is read at
+both ends of each block (its clock ticks are 10 ms: read at each publish it would be mostly
+rounding), pauses and heartbeats included, and summed per kind. It prints, per kind, the CPU per
+process and publish of ours and of the bare subscriber and their ratio (one run, one Redis, the
+same publishes), and p50 / p99 / max of publish-to-applied (a status field's ``at`` minus the
+spec's ``lastmodified``, set just before the put) for both; then, per size, the max of the first
+publish (each worker attaches to the target then), Redis commands our subscribers sent per apply
+per process (INFO commandstats deltas of the commands only subscribers use, less the bare ones'
+one HSET per publish), resident memory per worker next to a bare interpreter that imports
+diagnose, and each side's idle CPU over 10 s.
 """
 
 from __future__ import annotations

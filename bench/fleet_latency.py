@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -48,6 +49,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import diagnose  # noqa: E402, F401  SpecStore.put validates with it: not a cost of round 0
 from coordinator._embedded import RedisServer  # noqa: E402
 from diagnose_redis import SpecStore  # noqa: E402
+from fleet_scale import cpu_seconds, percentile  # noqa: E402  (one way to read them)
 
 WORKER = ROOT / "tests" / "support" / "fleet_worker.py"
 SUBSCRIBER_COMMANDS = ("hset", "hdel", "expire", "zadd", "smembers", "mget", "ping")
@@ -88,24 +90,6 @@ def command_count(client: redis.Redis) -> int:
     return sum(
         int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in SUBSCRIBER_COMMANDS
     )
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Return the q-th percentile (0-100) by nearest rank."""
-    ordered = sorted(values)
-    index = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """Return the CPU seconds (user + system) these processes have used, threads and all."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / tick
 
 
 def rss_kb(pid: int) -> int:
@@ -294,8 +278,9 @@ def report(r: dict[str, Any]) -> None:
     for kind in KINDS:
         ours, bare = r["cpu_ms"][kind]["ours"], r["cpu_ms"][kind]["bare"]
         lat_ours, lat_bare = r["latency"][kind]["ours"], r["latency"][kind]["bare"]
+        ratio = ours / bare if bare else math.nan  # (no clock tick in a very short run)
         print(
-            f"{r['workers']:7d}  {kind:5s}  {ours:8.3f}  {bare:8.3f}  {ours / bare:9.2f}  "
+            f"{r['workers']:7d}  {kind:5s}  {ours:8.3f}  {bare:8.3f}  {ratio:9.2f}  "
             f"{statistics.median(lat_ours):8.1f} {percentile(lat_ours, 99):8.1f} "
             f"{max(lat_ours):8.1f}  "
             f"{statistics.median(lat_bare):8.1f} {percentile(lat_bare, 99):8.1f} "

@@ -13,7 +13,7 @@ import threading
 import types
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, NamedTuple
 
 from diagnose._output import redaction
 from diagnose.exceptions import ExpressionRefused
@@ -82,11 +82,17 @@ class Verdicts:
             try:
                 outcome = self._judge(expr, FILENAME, what)
             except ExpressionRefused as exc:
-                outcome = exc
+                outcome = _Refusal(exc.args)  # its text, not the frames of its traceback
             self._kept.put(key, (generation, names, outcome))
-        if isinstance(outcome, ExpressionRefused):
+        if isinstance(outcome, _Refusal):
             raise ExpressionRefused(*outcome.args)
         return outcome
+
+
+class _Refusal(NamedTuple):
+    """A kept refusal: the arguments of its ExpressionRefused."""
+
+    args: tuple[Any, ...]
 
 
 def renamed(code: types.CodeType, filename: str) -> types.CodeType:

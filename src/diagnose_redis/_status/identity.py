@@ -121,7 +121,7 @@ class Identity:
 
     def info_text(self) -> str:
         """Return info() as JSON text without its closing brace (``{...``, to be continued
-        by more fields); serialised again only when info() changed (every status write
+        by more fields); serialised again only when info() changed (every heartbeat
         carries ``_process``)."""
         who = self.info()
         if who != self._said:

@@ -51,6 +51,8 @@ class StatusReporter:
     ``counts``, if given, returns each spec's counters (fired, dropped, errors) in this
     process: every write puts the current ones into the fields it writes, and every
     heartbeat rewrites the fields whose counters moved since they were last written.
+    ``_process`` is written by heartbeats, whole rewrites and poke(), never by a spec's
+    write alone: a publish costs each process one field.
     """
 
     def __init__(

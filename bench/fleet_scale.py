@@ -222,18 +222,18 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def laggards(client: redis.Redis, ids: list[str]) -> str:
-    """Say what the subscribers that have not applied the last spec report about themselves."""
+    """Say what these subscribers (those that have not reported the last spec) report about
+    themselves."""
     pipe = client.pipeline(transaction=False)
     for process_id in ids:
         pipe.hmget(f"{PREFIX}:status:{process_id}", [PROCESS_FIELD, "bench"])
     lines = []
     version = int(client.get(f"{PREFIX}:version") or 0)
     for process_id, (info, field) in zip(ids, pipe.execute(), strict=True):
+        # _process is a heartbeat's (up to 5 s old): how the process is, as of then.
         about = json.loads(info) if info else {}
-        applied = field is not None and json.loads(field).get("err") is None
-        if about.get("version") != version or not applied:
-            keys = ("process_id", "connected", "version", "received", "resyncs", "reconnects")
-            lines.append(f"{process_id}: { ({k: about.get(k) for k in keys}) } {field!r:.80}")
+        keys = ("process_id", "connected", "version", "received", "resyncs", "reconnects")
+        lines.append(f"{process_id}: { ({k: about.get(k) for k in keys}) } {field!r:.80}")
     return f"version {version}; behind: " + "; ".join(lines[:10])
 
 
@@ -271,8 +271,9 @@ def publish_round(
             break
         if time.monotonic() > deadline:
             missing = len(ids) - len(found)
-            print(f"round {n}: {len(found)} of {len(ids)} reported it within 60 s; "
-                  f"{laggards(client, ids)}", file=sys.stderr, flush=True)  # fmt: skip
+            late = laggards(client, [i for i in ids if i not in found])
+            print(f"round {n}: {len(found)} of {len(ids)} reported it within 60 s; {late}",
+                  file=sys.stderr, flush=True)  # fmt: skip
             break
         time.sleep(0.2)
     busy, total = machine_busy()

@@ -37,8 +37,8 @@ as it runs in production, for as long as one is willing to wait:
   and connections to Redis; its status hash (fields, and how many carry an error); the
   keys under the prefix and the size of the ids set; Redis' connected clients and
   ``used_memory``; and, to show the worker is alive and keeping up, the metrics per second
-  its hist/incr probes sent (to a UDP socket of this script) and how many versions it is
-  behind the publisher.
+  its hist/incr probes sent (to a UDP socket of this script) and how many stored specs it
+  has not yet reported applied (``behind``).
 
 The verdict: the first third of the run is warm-up (caches fill: the expression compile
 cache holds 256 entries, the allocator grows its arenas) and is discarded; over the rest a
@@ -181,7 +181,7 @@ class Sample:
     clients: int
     used_kb: float
     metrics_per_s: float
-    lag: int
+    behind: int
 
 
 class Interrupted(BaseException):
@@ -409,13 +409,19 @@ class Probe:
         fds = len(os.listdir(f"/proc/{pid}/fd"))
         status = self.client.hgetall(self.store.keys.status(PROCESS_ID))
         errors = 0
-        applied_version = -1
+        reported: dict[str, str | None] = {}
         for field, raw in status.items():
             value = json.loads(raw)
-            if field == b"_process":
-                applied_version = int(value.get("version", -1))
-            elif value.get("err"):
-                errors += 1
+            if field != b"_process":
+                reported[field.decode()] = value.get("lm")
+                errors += bool(value.get("err"))
+        # Behind: the stored specs whose field does not yet say their lastmodified (the
+        # _process field's version is a heartbeat's, up to 5 s old).
+        behind = sum(
+            1
+            for spec_id, spec in self.store.specs().items()
+            if reported.get(spec_id) != spec["lastmodified"].isoformat()
+        )
         keys = sum(1 for _ in self.client.scan_iter(match=f"{PREFIX}:*", count=1000))
         ids = int(self.client.scard(self.store.keys.ids))
         conns = sum(1 for c in self.client.client_list() if c.get("name") == WORKER_CLIENT)
@@ -439,13 +445,13 @@ class Probe:
             clients=clients,
             used_kb=used / 1024,
             metrics_per_s=rate,
-            lag=self.store.version() - applied_version,
+            behind=behind,
         )
 
 
 HEADER = (
     "  time  changes  live  RSS MB  threads  fds  conns  status  errors  keys  ids  clients"
-    "  redis KB  metrics/s  lag"
+    "  redis KB  metrics/s  behind"
 )
 
 
@@ -454,7 +460,7 @@ def row(s: Sample) -> str:
         f"{s.t:5.0f}s  {s.changes:7d}  {s.live:4d}  {s.rss_kb / 1024:6.2f}  {s.threads:7d}"
         f"  {s.fds:3d}  {s.conns:5d}  {s.fields:6d}  {s.errors:6d}  {s.keys:4d}  {s.ids:3d}"
         f"  {s.clients:7d}"
-        f"  {s.used_kb:8.1f}  {s.metrics_per_s:9.0f}  {s.lag:3d}"
+        f"  {s.used_kb:8.1f}  {s.metrics_per_s:9.0f}  {s.behind:6d}"
     )
 
 

@@ -14,9 +14,9 @@ publishes of each kind it publishes a spec ``--rounds`` (30) times of each kind,
   re-publishing does).
 
 Each publish waits until every subscriber, ours and bare, reports it, then ``--pause``
-seconds. The CPU each process used (``/proc/PID/stat`` utime + stime, all threads) is read at
-both ends of each block (its clock ticks are 10 ms: read at each publish it would be mostly
-rounding), pauses and heartbeats included, and summed per kind. It prints, per kind, the CPU per
+seconds. The CPU each process's threads ran (``/proc/PID/task/TID/schedstat``, to the
+nanosecond) is read at both ends of each block, pauses included (so that a status reply read
+late, and our heartbeats, count), and summed per kind. It prints, per kind, the CPU per
 process and publish of ours and of the bare subscriber and their ratio (one run, one Redis, the
 same publishes), and p50 / p99 / max of publish-to-applied (a status field's ``at`` minus the
 spec's ``lastmodified``, set just before the put) for both; then, per size, the max of the first
@@ -49,7 +49,8 @@ sys.path.insert(0, str(ROOT / "src"))
 import diagnose  # noqa: E402, F401  SpecStore.put validates with it: not a cost of round 0
 from coordinator._embedded import RedisServer  # noqa: E402
 from diagnose_redis import SpecStore  # noqa: E402
-from fleet_scale import cpu_seconds, percentile  # noqa: E402  (one way to read them)
+from fleet_scale import cpu_seconds_exact as cpu_seconds  # noqa: E402  (one way to read them)
+from fleet_scale import percentile  # noqa: E402
 
 WORKER = ROOT / "tests" / "support" / "fleet_worker.py"
 SUBSCRIBER_COMMANDS = ("hset", "hdel", "expire", "zadd", "smembers", "mget", "ping")
@@ -219,8 +220,7 @@ def run(size: int, rounds: int, pause: float) -> dict[str, Any]:
             commands = 0
             value, serial = "", 0
             # Each kind's publishes in blocks, the blocks in turn; a block's CPU is read once
-            # at each end (the clock ticks of /proc/PID/stat are 10 ms: reading them at each
-            # publish would be mostly rounding).
+            # at each end, pauses included.
             blocks = [(kind, WARMUP, False) for kind in KINDS]
             blocks += [(kind, rounds // CYCLES, True) for _ in range(CYCLES) for kind in KINDS]
             for kind, count, counted in blocks:
@@ -232,7 +232,7 @@ def run(size: int, rounds: int, pause: float) -> dict[str, Any]:
                     spec = {
                         "target": "fleet_worker.work",
                         "instrument": {"type": "log", "name": "bench", "value": value},
-                        "lifespan": 10,
+                        "lifespan": 600,  # nothing expires in the idle span either
                         "lastmodified": dt.datetime.now(dt.UTC),
                     }
                     store.put("bench", spec)
@@ -278,7 +278,7 @@ def report(r: dict[str, Any]) -> None:
     for kind in KINDS:
         ours, bare = r["cpu_ms"][kind]["ours"], r["cpu_ms"][kind]["bare"]
         lat_ours, lat_bare = r["latency"][kind]["ours"], r["latency"][kind]["bare"]
-        ratio = ours / bare if bare else math.nan  # (no clock tick in a very short run)
+        ratio = ours / bare if bare else math.nan
         print(
             f"{r['workers']:7d}  {kind:5s}  {ours:8.3f}  {bare:8.3f}  {ratio:9.2f}  "
             f"{statistics.median(lat_ours):8.1f} {percentile(lat_ours, 99):8.1f} "

@@ -15,8 +15,10 @@ publishes of each kind it publishes a spec ``--rounds`` (30) times of each kind,
 
 Each publish waits until every subscriber, ours and bare, reports it, then ``--pause``
 seconds. The CPU each process's threads ran (``/proc/PID/task/TID/schedstat``, to the
-nanosecond) is read at both ends of each block, pauses included (so that a status reply read
-late, and our heartbeats, count), and summed per kind. It prints, per kind, the CPU per
+nanosecond) is read just before each publish and once every subscriber has reported it, and
+summed per kind: the pauses between publishes, where only heartbeats run, are left out (the
+idle figure below is theirs), while the reply of a status write, read before the next
+write, falls in the next publish's span. It prints, per kind, the CPU per
 process and publish of ours and of the bare subscriber and their ratio (one run, one Redis, the
 same publishes), and p50 / p99 / max of publish-to-applied (a status field's ``at`` minus the
 spec's ``lastmodified``, set just before the put) for both; then, per size, the max of the first
@@ -219,12 +221,10 @@ def run(size: int, rounds: int, pause: float) -> dict[str, Any]:
             first: list[float] = []
             commands = 0
             value, serial = "", 0
-            # Each kind's publishes in blocks, the blocks in turn; a block's CPU is read once
-            # at each end, pauses included.
+            # Each kind's publishes in blocks, the blocks in turn.
             blocks = [(kind, WARMUP, False) for kind in KINDS]
             blocks += [(kind, rounds // CYCLES, True) for _ in range(CYCLES) for kind in KINDS]
             for kind, count, counted in blocks:
-                before = {side: cpu_seconds(fleet.pids(side)) for side in ("ours", "bare")}
                 commands_before = command_count(client)
                 for _ in range(count):
                     serial += 1
@@ -235,8 +235,12 @@ def run(size: int, rounds: int, pause: float) -> dict[str, Any]:
                         "lifespan": 600,  # nothing expires in the idle span either
                         "lastmodified": dt.datetime.now(dt.UTC),
                     }
+                    before = {side: cpu_seconds(fleet.pids(side)) for side in ("ours", "bare")}
                     store.put("bench", spec)
                     times = wait_applied(client, fleet, spec["lastmodified"])
+                    if counted:
+                        for side in ("ours", "bare"):
+                            cpu[kind][side] += cpu_seconds(fleet.pids(side)) - before[side]
                     if not first:
                         first = times["ours"]
                     if counted:
@@ -245,8 +249,6 @@ def run(size: int, rounds: int, pause: float) -> dict[str, Any]:
                     time.sleep(pause)
                 if counted:
                     commands += command_count(client) - commands_before - 1  # less our INFO
-                    for side in ("ours", "bare"):
-                        cpu[kind][side] += cpu_seconds(fleet.pids(side)) - before[side]
             rounds = rounds // CYCLES * CYCLES
             before = {side: cpu_seconds(fleet.pids(side)) for side in ("ours", "bare")}
             time.sleep(IDLE_SECONDS)

@@ -229,13 +229,14 @@ def run(size: int, rounds: int, pause: float) -> dict[str, Any]:
                 for _ in range(count):
                     serial += 1
                     value = value_of(kind, serial, value)
+                    # Read before lastmodified is set: reading takes the bench a while.
+                    before = {side: cpu_seconds(fleet.pids(side)) for side in ("ours", "bare")}
                     spec = {
                         "target": "fleet_worker.work",
                         "instrument": {"type": "log", "name": "bench", "value": value},
                         "lifespan": 600,  # nothing expires in the idle span either
                         "lastmodified": dt.datetime.now(dt.UTC),
                     }
-                    before = {side: cpu_seconds(fleet.pids(side)) for side in ("ours", "bare")}
                     store.put("bench", spec)
                     times = wait_applied(client, fleet, spec["lastmodified"])
                     if counted:

@@ -265,9 +265,9 @@ class Subscriber:
         }
 
     def _process_text(self) -> str:
-        """Return process_info() as JSON text, as json.dumps() writes it: every status
-        write carries it, and who the process is (the most of it) is serialised again only
-        when it changed (see Identity.info_text)."""
+        """Return process_info() as JSON text, as json.dumps() writes it: every heartbeat
+        carries it, and who the process is (the most of it) is serialised again only when
+        it changed (see Identity.info_text)."""
         who = self.identity.info_text()
         state = json.dumps(self._state())
         return f"{who}, {state[1:]}" if len(who) > 1 else who + state[1:]

@@ -105,11 +105,12 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from coordinator._embedded import RedisServer, binary_version  # noqa: E402
 from diagnose_redis import SpecStore  # noqa: E402
-from diagnose_redis.protocol import encode_event, encode_spec  # noqa: E402
+from diagnose_redis.protocol import Keys, encode_event, encode_spec  # noqa: E402
 
 PREFIX = "soak"
 PROCESS_ID = "soak-worker"
-WORKER_CLIENT = f"diagnose:{PROCESS_ID}"  # the name the subscriber gives its connections
+# The name the subscriber gives its connections (CLIENT SETNAME).
+WORKER_CLIENT = Keys(PREFIX).connection_name(PROCESS_ID)
 # The subscriber's connections to Redis: its pub/sub one, and one per thread that may use
 # its pool at the same moment (the listener and the status reporter).
 WORKER_CONNECTIONS = 3
@@ -624,6 +625,10 @@ def run(args: argparse.Namespace) -> int:
         lines, ok = verdicts(samples, series, args.warmup)
         for line in lines:
             print(line)
+        if not any(sample.conns for sample in samples):
+            # It holds its pub/sub connection at least: its name is not the one looked for.
+            ok = False
+            print(f"verdict: no Redis connection named {WORKER_CLIENT!r} was seen")
         stack.close()  # stop the worker (and Redis) before reading its stderr
         print(f"worker exit code {proc.returncode}; " + stderr_summary(stderr_path))
         if proc.returncode != 0:

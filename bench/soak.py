@@ -55,10 +55,10 @@ next to it: the tail of a warm-up is flat there, a leak is not):
   more than that (a step at 90 % of the span predicts 0.54), while one passing sample at
   the very end of 15 predicts 0.37: these must not grow at all.
 - the worker's Redis connections (its clients in ``CLIENT LIST``, by the name the
-  subscriber gives them): at most 3, its pub/sub connection and one per thread that may
-  use its pool at the same moment (the listener and the reporter). redis-py opens the
-  pool's second connection the first time those two overlap, which can happen at any
-  time of a run, so this is a bound, not a slope. Redis' connected clients: those and
+  subscriber gives them): at most 5, its pub/sub connection and one per thread that may
+  use its pool at the same moment (the listener, the reporter, the output stream's and the
+  aggregates' flushers). redis-py opens another pool connection the first time more of
+  them overlap, which can happen at any time of a run, so this is a bound, not a slope. Redis' connected clients: those and
   this script's one.
 - status fields, keys, ids: never above the live-spec bound once warm, plus one second of
   changes in flight (``--rate``: a removal or an expiry the worker has not applied yet)
@@ -114,8 +114,9 @@ PROCESS_ID = "soak-worker"
 # The name the subscriber gives its connections (CLIENT SETNAME).
 WORKER_CLIENT = Keys(PREFIX).connection_name(PROCESS_ID)
 # The subscriber's connections to Redis: its pub/sub one, and one per thread that may use
-# its pool at the same moment (the listener and the status reporter).
-WORKER_CONNECTIONS = 3
+# its pool at the same moment (the listener, the status reporter, the output stream's
+# flusher and the aggregates' flusher).
+WORKER_CONNECTIONS = 5
 EXAMPLES = ROOT / "examples"
 
 # Targets of the shop worker, and value expressions per event kind. ``{n}`` makes each

@@ -58,8 +58,8 @@ next to it: the tail of a warm-up is flat there, a leak is not):
   subscriber gives them): at most 5, its pub/sub connection and one per thread that may
   use its pool at the same moment (the listener, the reporter, the output stream's and the
   aggregates' flushers). redis-py opens another pool connection the first time more of
-  them overlap, which can happen at any time of a run, so this is a bound, not a slope. Redis' connected clients: those and
-  this script's one.
+  them overlap, which can happen at any time of a run, so this is a bound, not a slope.
+  Redis' connected clients: those and this script's one.
 - status fields, keys, ids: never above the live-spec bound once warm, plus one second of
   changes in flight (``--rate``: a removal or an expiry the worker has not applied yet)
   and the fixed ones (the ``_process`` field; the ids, version, status and processes keys).

@@ -199,17 +199,7 @@ def validate_spec(
                 f"not {lifespan!r}"
             )
 
-    lastmodified = spec.get("lastmodified")
-    if lastmodified is None and not require_lastmodified:
-        lastmodified = _dt.datetime.now(_dt.UTC)
-    if not isinstance(lastmodified, _dt.datetime):
-        raise SpecError("lastmodified must be a datetime")
-
-    applied = spec.get("applied")
-    if applied is None:
-        applied = {}
-    if not _is_map(applied):
-        raise SpecError("applied must be a map")
+    lastmodified, applied = _stamps(spec, require_lastmodified)
 
     select = validate_select(spec.get("select"))
 
@@ -324,15 +314,24 @@ class ValidatedSpecs:
             clean = validate_spec(spec, known_types=known_types, policy=policy)
             self._passed.put(key, clean)
             return _fresh(clean, clean["lastmodified"], clean["applied"])
-        lastmodified = spec.get("lastmodified")
-        if not isinstance(lastmodified, _dt.datetime):
-            raise SpecError("lastmodified must be a datetime")
-        applied = spec.get("applied")
-        if applied is None:
-            applied = {}
-        if not _is_map(applied):
-            raise SpecError("applied must be a map")
+        lastmodified, applied = _stamps(spec, True)
         return _fresh(passed, lastmodified, dict(applied))
+
+
+def _stamps(spec: Mapping[str, Any], require_lastmodified: bool) -> tuple[_dt.datetime, Any]:
+    """Return a spec's lastmodified and applied, checked (what changes when the same
+    content is published again); raise SpecError if one is wrong."""
+    lastmodified = spec.get("lastmodified")
+    if lastmodified is None and not require_lastmodified:
+        lastmodified = _dt.datetime.now(_dt.UTC)
+    if not isinstance(lastmodified, _dt.datetime):
+        raise SpecError("lastmodified must be a datetime")
+    applied = spec.get("applied")
+    if applied is None:
+        applied = {}
+    if not _is_map(applied):
+        raise SpecError("applied must be a map")
+    return lastmodified, applied
 
 
 def _fresh(clean: dict[str, Any], lastmodified: Any, applied: Any) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from diagnose_redis._subscriber.flusher import Flusher
 from diagnose_redis.protocol import Keys
 from diagnose_redis.publisher import read_captures, read_exceptions
 from support.acl import readme_acl_rules
+from support.fleet import Worker
 from support.waiting import wait_for
 
 WORKER = Path(__file__).resolve().parents[1] / "support" / "exception_worker.py"
@@ -31,35 +32,11 @@ TARGET = "exception_worker.checkout"
 SECRETS = ("sk_live_SECRETa1b2c3d4", "pw-SECRET-5678", "tok-SECRET-9012")
 
 
-class ExceptionWorker:
+class ExceptionWorker(Worker):
     """An exception_worker.py subprocess, its stdout collected line by line."""
 
     def __init__(self, url: str, prefix: str, process_id: str) -> None:
-        argv = [sys.executable, str(WORKER), "--url", url, "--prefix", prefix]
-        self.proc = subprocess.Popen(
-            [*argv, "--process-id", process_id],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        ready = wait_for(lambda: any(x.startswith("ready ") for x in self.lines), 20)
-        assert ready, self.stderr()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def send(self, command: str) -> None:
-        """Send one command line."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
+        super().__init__(url, prefix, "--process-id", process_id, script=WORKER, startup=20)
 
     def reply(self, start: str, after: int, timeout: float = 20.0) -> Any:
         """Return the JSON of the first line from index after that starts with start."""

@@ -10,7 +10,6 @@ import operator
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -25,6 +24,7 @@ from coordinator.view.stats import BLOCKS
 from diagnose.sketch import ALPHA
 from diagnose_redis import SpecStore
 from support import stats_values
+from support.fleet import Worker
 from support.waiting import wait_for
 
 WORKER = Path(__file__).parent.parent / "support" / "stats_worker.py"
@@ -34,27 +34,12 @@ PER_WORKER = 20_000
 WORKERS = {"w1": (1, "1"), "w2": (2, "1"), "w3": (3, "2")}
 
 
-class Worker:
+class StatsWorker(Worker):
     """A stats_worker.py subprocess; its stdout lines collected."""
 
     def __init__(self, url: str, prefix: str, process_id: str, labels: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER), "--url", url, "--prefix", prefix]
-            + ["--process-id", process_id, "--labels", labels],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        assert wait_for(lambda: any(x.startswith("ready") for x in self.lines), 15)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+        args = ("--process-id", process_id, "--labels", labels)
+        super().__init__(url, prefix, *args, script=WORKER, startup=15)
 
     def ask(self, command: str, answer: str, timeout: float = 30.0) -> None:
         """Send a command and wait for the line that answers it."""
@@ -63,21 +48,6 @@ class Worker:
         self.proc.stdin.write(command + "\n")
         self.proc.stdin.flush()
         assert wait_for(lambda: answer in self.lines[mark:], timeout), self.lines[mark:]
-
-    def close(self) -> str:
-        """Stop the worker cleanly; return what it wrote to stderr."""
-        try:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            pass
-        try:
-            _, err = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        return err
 
 
 class Fleet:
@@ -89,7 +59,7 @@ class Fleet:
         self.client = redis.Redis.from_url(url)
         self.store = SpecStore(self.client, prefix)
         self.workers = {
-            pid: Worker(url, prefix, pid, f"version={version}")
+            pid: StatsWorker(url, prefix, pid, f"version={version}")
             for pid, (_, version) in WORKERS.items()
         }
         assert wait_for(lambda: set(WORKERS) <= set(self.store.processes()), 15)

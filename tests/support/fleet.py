@@ -44,11 +44,14 @@ def log_spec(name: str, value: str = "result", **extra: Any) -> dict[str, Any]:
 
 
 class Worker:
-    """A fleet_worker.py subprocess, its stdout collected line by line."""
+    """A fleet_worker.py subprocess (or another worker script taking --url and --prefix: the
+    exception and stats workers), its stdout collected line by line."""
 
-    def __init__(self, url: str, prefix: str, *args: str) -> None:
+    def __init__(
+        self, url: str, prefix: str, *args: str, script: Path = WORKER, startup: float = 10.0
+    ) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER), "--url", url, "--prefix", prefix, *args],
+            [sys.executable, str(script), "--url", url, "--prefix", prefix, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -58,7 +61,7 @@ class Worker:
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        ready = self.wait_line("ready ")
+        ready = self.wait_line("ready ", startup)
         assert ready, f"worker did not start: {self.proc.stderr.read() if self.proc.stderr else ''}"
         self.process_id = ready.split(" ", 1)[1]
 

@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import diagnose  # noqa: E402, F401  SpecStore.put validates with it: not a cost of round 0
-from coordinator._embedded import RedisServer  # noqa: E402
+from coordinator.embedded import RedisServer  # noqa: E402
 from diagnose_redis import SpecStore  # noqa: E402
 from fleet_scale import cpu_seconds_exact as cpu_seconds  # noqa: E402  (one way to read them)
 from fleet_scale import percentile  # noqa: E402

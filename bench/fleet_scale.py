@@ -45,7 +45,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from coordinator._embedded import RedisServer, binary_version  # noqa: E402
+from coordinator.embedded import RedisServer, binary_version  # noqa: E402
 from diagnose import validate_spec  # noqa: E402
 from diagnose.spec import spec_key  # noqa: E402
 from diagnose_redis import SpecStore  # noqa: E402

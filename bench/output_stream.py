@@ -32,7 +32,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from coordinator._embedded import RedisServer  # noqa: E402
+from coordinator.embedded import RedisServer  # noqa: E402
 from diagnose_redis import SpecStore  # noqa: E402
 from diagnose_redis.protocol import decode_output  # noqa: E402
 

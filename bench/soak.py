@@ -8,7 +8,7 @@ hundred bytes per probe is an outage in a month. A test bounds what one kind of 
 keeps in one process (``tests/integration/test_memory.py``); this soak checks the whole worker
 as it runs in production, for as long as one is willing to wait:
 
-- A private redis-server (``coordinator._embedded.RedisServer``) and ONE real worker process:
+- A private redis-server (``coordinator.embedded.RedisServer``) and ONE real worker process:
   the example shop worker (``python -m shop.worker``, what ``make demo`` and docker compose
   run), with its real subscriber, pricing carts in a loop (``SHOP_INTERVAL``, 10 ms here) so
   that every probe fires all the time. Its stdout (probe lines) goes to /dev/null or
@@ -105,7 +105,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from coordinator._embedded import RedisServer, binary_version  # noqa: E402
+from coordinator.embedded import RedisServer, binary_version  # noqa: E402
 from diagnose_redis import SpecStore  # noqa: E402
 from diagnose_redis.protocol import Keys, encode_event, encode_spec  # noqa: E402
 

@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from coordinator._context import Settings  # noqa: E402
-from coordinator._embedded import RedisServer  # noqa: E402
 from coordinator.commands.stats import read_report  # noqa: E402
+from coordinator.embedded import RedisServer  # noqa: E402
 from diagnose.instruments import DistinctInstrument, StatsInstrument  # noqa: E402
 from diagnose.outbox import Origin  # noqa: E402
 from diagnose_redis import SpecStore  # noqa: E402

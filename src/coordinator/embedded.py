@@ -1,4 +1,5 @@
-"""Run a private redis-server: the embedded Redis of `coordinator demo` and of the tests."""
+"""Run a private redis-server (the embedded Valkey, or one on PATH): what `coordinator demo`,
+the tests and the benches start; public, so that a tool of your own may start one too."""
 
 from __future__ import annotations
 

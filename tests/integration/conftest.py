@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from coordinator._embedded import RedisServer
+from coordinator.embedded import RedisServer
 from support.servers import SilentServer, started_redis
 from support.topologies import Cluster
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from coordinator._embedded import RedisServer
+from coordinator.embedded import RedisServer
 from support.acl import readme_acl_rules
 from support.cli import coordinator, ok
 from support.fleet import WORKER

@@ -8,7 +8,7 @@ import threading
 
 import redis
 
-from coordinator._embedded import RedisServer
+from coordinator.embedded import RedisServer
 from support.waiting import wait_for
 
 

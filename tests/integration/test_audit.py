@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 
-from coordinator._embedded import RedisServer
+from coordinator.embedded import RedisServer
 from diagnose_redis import SpecStore
 from diagnose_redis.protocol import AUDIT_FIELDS, Keys
 from diagnose_redis.publisher import actor, audit, read_audit

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from coordinator._embedded import RedisServer
+from coordinator.embedded import RedisServer
 from diagnose_redis import SpecStore
 from support.cli import COORDINATOR, Cli
 from support.fleet import Worker, labelled_workers, spec_fields

@@ -6,7 +6,7 @@ import os
 
 import redis
 
-from coordinator._embedded import RedisServer
+from coordinator.embedded import RedisServer
 from diagnose_redis import Keys, SpecStore
 from diagnose_redis._status.claim import IdClaim
 from support.app_servers import coordinator

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from coordinator._embedded import RedisServer
+from coordinator.embedded import RedisServer
 from support.cli import assert_one_line_error, run
 
 

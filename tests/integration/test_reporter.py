@@ -7,7 +7,7 @@ from typing import cast
 
 import redis
 
-from coordinator._embedded import RedisServer
+from coordinator.embedded import RedisServer
 from diagnose_redis import Keys
 from diagnose_redis._status.reporter import StatusReporter
 from diagnose_redis.protocol import PROCESS_FIELD, STATUS_TTL_SECONDS

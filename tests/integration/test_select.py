@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from coordinator._embedded import RedisServer
+from coordinator.embedded import RedisServer
 from diagnose_redis import SpecStore
 from diagnose_redis.protocol import PROCESS_FIELD
 from support.cli import Cli, coordinator

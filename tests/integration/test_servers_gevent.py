@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from coordinator._embedded import RedisServer
+from coordinator.embedded import RedisServer
 from diagnose_redis import SpecStore
 from support.app_servers import EXAMPLES, applied_by, free_port, tool, wait_until, workers
 from support.server_fleet import FORBIDDEN, PROBE, Server, publish_probe, server_env

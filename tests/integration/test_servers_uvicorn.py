@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis
 
-from coordinator._embedded import RedisServer
+from coordinator.embedded import RedisServer
 from diagnose_redis import SpecStore
 from support.app_servers import free_port, tool, wait_until
 from support.server_fleet import (

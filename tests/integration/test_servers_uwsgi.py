@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from coordinator._embedded import RedisServer
+from coordinator.embedded import RedisServer
 from diagnose_redis import SpecStore
 from support.app_servers import free_port, tool
 from support.server_fleet import Server, publish_probe, run_scenario, server_env

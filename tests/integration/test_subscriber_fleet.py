@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from coordinator._embedded import RedisServer
+from coordinator.embedded import RedisServer
 from diagnose_redis import SpecStore, connect
 from diagnose_redis.protocol import STATUS_TTL_SECONDS, encode_event
 from support.fleet import Worker, applied_everywhere, gone_everywhere, log_spec

@@ -10,8 +10,8 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from coordinator._embedded import RedisServer
 from coordinator.cli import cli
+from coordinator.embedded import RedisServer
 from diagnose_redis import SpecStore, connect
 from support.cli import coordinator
 from support.fleet import Worker

@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 
-from coordinator._embedded import RedisServer
+from coordinator.embedded import RedisServer
 from diagnose_redis import SpecStore
 from support.app_servers import EXAMPLES, applied_by, children, wait_until, workers
 

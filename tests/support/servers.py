@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from coordinator._embedded import RedisServer
+from coordinator.embedded import RedisServer
 
 __all__ = ("SilentServer", "started_redis")
 

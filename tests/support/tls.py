@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import redis
 
-from coordinator._embedded import RedisServer
+from coordinator.embedded import RedisServer
 from support.waiting import wait_for
 
 __all__ = ("TLSRedisServer", "TLSTerminator", "make_certificates")

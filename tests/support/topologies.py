@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import redis
 
-from coordinator._embedded import binary_version, find_redis_server
+from coordinator.embedded import binary_version, find_redis_server
 
 
 def free_port() -> int:

@@ -17,7 +17,6 @@ from typing import Any
 import click
 
 from coordinator._context import Settings, redact
-from coordinator._embedded import RedisServer, binary_version, find_redis_server
 from coordinator._errors import Interrupted, OperationFailed
 from coordinator.commands import inspect as inspecting
 from coordinator.commands.demo_processes import (
@@ -30,6 +29,7 @@ from coordinator.commands.demo_processes import (
 )
 from coordinator.commands.stats import read_report, show_stats
 from coordinator.commands.tail import Entry, Follower, Lines, OutputFilter
+from coordinator.embedded import RedisServer, binary_version, find_redis_server
 from coordinator.fleet.specs import spec_from_flags
 from coordinator.fleet.wait import wait_for_spec
 from coordinator.view.results import print_results

@@ -67,7 +67,9 @@ class Applier:
                         return False
                     finally:
                         lock.release()
-                    if self.mirror.deferred or self.mirror.soonest_expiry() < self._wake_at:
+                    # The thread sleeps until the soonest expiry it knew of: wake it if a
+                    # spec set now expires sooner (or a target is to be tried again).
+                    if self.mirror.deferred or self.mirror.set_expiry < self._wake_at:
                         self._inbox.put(Signal.WAKE)
                     return reported
             finally:

@@ -24,6 +24,9 @@ from diagnose_redis.protocol.labels import selects
 
 __all__ = ("MAX_REFUSED", "Mirror", "rekey_applied")
 
+# _merge_edit()'s answer for an event it leaves to the general merge.
+_GENERAL = object()
+
 #: At most this many refused specs are reported at once: what an unknown key's messages
 #: claim must not grow the status hash without bound.
 MAX_REFUSED = 1000
@@ -67,6 +70,8 @@ class Mirror:
         self._local = threading.local()
         #: owned specs whose target's module the host has not imported yet (tried again)
         self.deferred: set[str] = set()
+        #: the soonest expiry (unix seconds) of the specs the last merge() set, or math.inf
+        self.set_expiry = math.inf
         # Until then, a module the host has not imported is left to the host (its boot).
         self.imports_after = time.monotonic() + BOOT_SECONDS
 
@@ -82,6 +87,10 @@ class Mirror:
         Return the status fields that changed (JSON text, or None for a field to delete),
         or None when there is nothing to report, not even a new version.
         """
+        if type(items) is list and len(items) == 1 and type(items[0]) is Event:
+            report = self._merge_edit(items[0])
+            if report is not _GENERAL:
+                return report
         changes: dict[str, dict[str, Any] | Refused | None] = {}
         version = self.version
         # Only events: the specs they name are all that may change (see _collect).
@@ -122,6 +131,7 @@ class Mirror:
                 if when is not None and when <= now:
                     changes[spec_id] = None
         touched: list[str] = []
+        soonest = math.inf
         for spec_id, spec in changes.items():
             if isinstance(spec, Refused):
                 self._refuse(spec_id, spec, now, removed)
@@ -131,8 +141,11 @@ class Mirror:
                 removed.append(spec_id)
             if spec is not None:
                 when = expiry_timestamp(spec)
-                if when is not None and when <= now:
-                    spec = None
+                if when is not None:
+                    if when <= now:
+                        spec = None
+                    elif when < soonest:
+                        soonest = when
             current = manager.specs.get(spec_id) if spec_id in self.owned else None
             if not spec_changed(current, spec):
                 continue
@@ -151,9 +164,41 @@ class Mirror:
             only = None
         report = self._collect(removed, only)
         self.version = version
+        self.set_expiry = soonest
         if not report and version == self._reported_version:
             return None
         self._reported_version = version
+        return report
+
+    def _merge_edit(self, event: Event) -> dict[str, str | None] | None | object:
+        """merge([event]) for the common event, a new version of an owned spec that is not
+        due to expire, chooses every process and is not pending (an edit or a re-publish):
+        apply it alone. Return _GENERAL for any other event, which merge() then takes."""
+        spec_id, spec = event.spec_id, event.spec
+        manager = self.manager
+        current = manager.specs.get(spec_id)
+        if (
+            event.op != "put"
+            or type(spec) is not dict
+            or spec_id not in self.owned
+            or spec_id in self.refused
+            or self.deferred
+            or "select" in spec
+            or type(manager).apply is not ProbeManager.apply
+            or not spec_changed(current, spec)
+        ):
+            return _GENERAL
+        when = expiry_timestamp(spec)
+        if when is not None and when <= time.time():
+            return _GENERAL
+        manager.specs[spec_id] = spec
+        self._apply([spec_id])
+        report = self._collect((), (spec_id,))
+        self.version = max(self.version, event.version)
+        self.set_expiry = math.inf if when is None else when
+        if not report and self.version == self._reported_version:
+            return None
+        self._reported_version = self.version
         return report
 
     def _apply(self, only: list[str] | None) -> bool:
@@ -210,7 +255,9 @@ class Mirror:
             self.refused.clear()
             self.manager.apply()
 
-    def _collect(self, removed: list[str], ids: list[str] | None = None) -> dict[str, str | None]:
+    def _collect(
+        self, removed: Iterable[str], ids: Iterable[str] | None = None
+    ) -> dict[str, str | None]:
         """Return the status fields of the owned specs (of ids only, if given) whose
         outcome is not the one reported, and of the removed ones."""
         at = utcnow()

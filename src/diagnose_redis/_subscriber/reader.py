@@ -57,6 +57,7 @@ class MessageReader:
             self._poller = select.poll()
             self._poller.register(sock, select.POLLIN)
             self._sock = sock
+            _quiet_pushes(connection)
         if not (_pending(sock) or self._poller.poll(math.ceil(timeout * 1000))):
             return None
         return self._read(connection)
@@ -66,8 +67,26 @@ class MessageReader:
         response = connection.read_response(disconnect_on_error=False, push_request=True)
         if response is None:
             return None
+        # A published message (every event) is made into the dict handle_message() would
+        # return, here: it keeps no state of the subscription's, and its bookkeeping is
+        # most of the Python a message costs. Everything else is redis-py's to handle.
+        if isinstance(response, list) and len(response) == 3 and response[0] == b"message":
+            return {"type": "message", "pattern": None, "channel": response[1], "data": response[2]}
         message: dict[str, Any] | None = self.pubsub.handle_message(response)
         return message
+
+
+def _as_is(response: Any) -> Any:
+    return response
+
+
+def _quiet_pushes(connection: Any) -> None:
+    """Have the connection's parser hand RESP3 pushes (every message) over as they are:
+    its own handler, which does the same, first looks up a logger and logs each at debug."""
+    parser = getattr(connection, "_parser", None)
+    default = getattr(parser, "handle_pubsub_push_response", None)
+    if default is not None and getattr(parser, "pubsub_push_handler_func", None) == default:
+        parser.set_pubsub_push_handler(_as_is)
 
 
 def _pending(sock: Any) -> bool:

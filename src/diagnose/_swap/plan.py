@@ -44,12 +44,17 @@ def shape(instrument: Any) -> tuple[Any, ...]:
     the same shapes generate the same code but for the deadline constant."""
     stats = instrument.stats
     tags = instrument.custom.get("tags")
+    # An instrument of Instrument's has both at once (its own subclass's may not).
+    reads = getattr(instrument, "_plan_reads", None)
+    names, nested = (
+        reads() if reads is not None else (instrument.names(), instrument.nested_scopes())
+    )
     return (
         instrument.event,
         instrument.line,
-        instrument.names(),
+        names,
         instrument.checks_calls(),
-        instrument.nested_scopes(),
+        nested,
         overrides(instrument, "finish"),
         stats,  # by identity: the gate's lines load it
         stats.ring is None,

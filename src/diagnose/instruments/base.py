@@ -212,6 +212,14 @@ class Instrument:
         """Return True when an expression has a lambda or comprehension."""
         return self._facts()[1]
 
+    def _plan_reads(self) -> tuple[AbstractSet[str] | None, bool]:
+        """Return (names(), nested_scopes()) at once: a plan asks for both at every edit."""
+        cls = type(self)
+        if cls.names is not Instrument.names or cls.nested_scopes is not Instrument.nested_scopes:
+            return self.names(), self.nested_scopes()
+        names, nested = self._facts()
+        return (None if self.extra_names is None else names), nested
+
     def _facts(self) -> tuple[frozenset[str] | None, bool]:
         """Return what names() and nested_scopes() tell, worked out once for the current
         expressions' codes (a plan asks for them several times; a subclass may compile

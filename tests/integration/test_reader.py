@@ -133,3 +133,54 @@ def test_a_closed_connection_raises(redis_url: str, clients: Any) -> None:
     with pytest.raises(redis.ConnectionError):
         for _ in range(3):
             reader.wait(5)
+
+
+def test_a_message_is_the_dict_redis_py_makes(clients: Any) -> None:
+    """A published message read by the reader is the dict redis-py's own handle_message()
+    returns for it; other replies (a subscribe confirmation) are still redis-py's."""
+    client, pubsub = clients
+    reader = MessageReader(pubsub)
+    assert reader.wait(0.05) is None
+    client.publish("ch", b"\x00payload")
+    got = reader.wait(5)
+    assert got == {"type": "message", "pattern": None, "channel": b"ch", "data": b"\x00payload"}
+    assert got == pubsub.handle_message([b"message", b"ch", b"\x00payload"])
+    pubsub.subscribe("other")
+    confirmation = reader.wait(5)
+    assert confirmation is not None and confirmation["type"] == "subscribe"
+    assert confirmation["channel"] == b"other"
+    client.publish("other", b"x")
+    assert reader.wait(5) == {"type": "message", "pattern": None, "channel": b"other", "data": b"x"}
+
+
+def test_pushes_are_handed_over_without_a_logger(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With RESP3 and hiredis (redis-py's defaults), the parser hands pushes to the reader
+    as they are, without redis-py's handler, which looks a logger up and logs each message
+    at debug."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    pubsub = client.pubsub()
+    try:
+        pubsub.subscribe("ch")
+        assert wait_for(lambda: pubsub.get_message(timeout=0.2) is not None, 5)
+        connection: Any = pubsub.connection
+        parser = connection._parser
+        assert hasattr(parser, "_reader"), f"hiredis is not installed ({type(parser).__name__})"
+        calls: list[Any] = []
+
+        def handler(response: Any) -> Any:
+            calls.append(response)
+            return response
+
+        monkeypatch.setattr(parser, "handle_pubsub_push_response", handler)
+        parser.set_pubsub_push_handler(parser.handle_pubsub_push_response)
+        reader = MessageReader(pubsub)
+        assert reader.wait(0.05) is None
+        client.publish("ch", b"m")
+        message = reader.wait(5)
+        assert message is not None and message["data"] == b"m"
+        assert calls == []
+    finally:
+        pubsub.close()
+        client.close()

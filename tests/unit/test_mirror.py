@@ -125,3 +125,83 @@ def test_start_with_a_bad_url_never_raises() -> None:
         assert not sub.running and sub.error and sub.version == 0 and sub.owned == set()
     finally:
         sub.stop()
+
+
+def _fields(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A report without its ``at`` (when it was made)."""
+    if report is None:
+        return None
+    return {
+        k: None if v is None else {f: x for f, x in v.items() if f != "at"}
+        for k, v in report.items()
+    }
+
+
+def test_a_lone_edit_takes_the_edit_path_and_ends_as_the_general_merge(
+    mirror: Mirror, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each event alone, through merge() and through the general merge only (the edit path
+    refused), gives the same report, version, owned specs and probes: edits, a re-publish,
+    a bad expression and its fix, a select that leaves this process out, a delete."""
+    from diagnose_redis._subscriber import mirror as mirror_module
+
+    other_manager = diagnose.ProbeManager()
+    other_manager.instrument_classes["test"] = diagnose.ProbeTestInstrument
+    other_manager.process_id = "host:1"
+    general = Mirror(other_manager, "host:1")
+    monkeypatch.setattr(general, "_merge_edit", lambda event: mirror_module._GENERAL)
+    taken: list[str] = []
+    edit_path = mirror._merge_edit
+
+    def spy(event: Event) -> Any:
+        report = edit_path(event)
+        if report is not mirror_module._GENERAL:
+            taken.append(event.spec_id)
+        return report
+
+    monkeypatch.setattr(mirror, "_merge_edit", spy)
+    first = spec("x * 2")
+    again = dict(first, lastmodified=first["lastmodified"] + dt.timedelta(seconds=1))
+    events = [
+        put("a", 1, first),
+        put("a", 2, spec("x * 3")),
+        put("a", 3, again),  # the same content published again
+        put("a", 4, spec("x.__class__")),  # refused by the policy
+        put("a", 5, spec("x + 1")),
+        put("b", 6, spec("x")),
+        put("b", 7, dict(spec("x - 1"), select={"process": ["other:1"]})),
+        delete("a", 8),
+    ]
+    try:
+        for event in events:
+            got = merge(mirror, Event(event.op, event.spec_id, event.version, _copy(event.spec)))
+            want = merge(general, Event(event.op, event.spec_id, event.version, _copy(event.spec)))
+            assert _fields(got) == _fields(want), event
+            assert (mirror.version, mirror.owned) == (general.version, general.owned)
+            assert set(mirror.manager.specs) == set(general.manager.specs)
+        assert taken == ["a", "a", "a", "a"]  # the edits of an owned, applied spec
+    finally:
+        with general.manager.lock:
+            general.manager.specs.clear()
+            general.manager.apply()
+
+
+def _copy(body: Any) -> dict[str, Any] | None:
+    if body is None:
+        return None
+    return {**body, "instrument": dict(body["instrument"]), "applied": {}}
+
+
+def test_an_edit_fires_the_new_expression_at_once(mirror: Mirror) -> None:
+    """After an edit on the edit path, the next call of the target evaluates the new
+    expression, and the edit's expiry is what the applier is told to wake for."""
+    merge(mirror, put("a", 1, spec("x * 2")))
+    edited = spec("x * 5", lifespan=1)
+    report = merge(mirror, put("a", 2, edited))
+    assert report is not None and report["a"]["lm"] == edited["lastmodified"].isoformat()
+    assert target(2) == 6
+    probe = diagnose.probes.active_probes[TARGET]
+    assert [i.results for i in probe.instruments.values()] == [[10]]
+    assert mirror.set_expiry == pytest.approx(edited["lastmodified"].timestamp() + 60)
+    merge(mirror, put("a", 3, spec("x * 6", lifespan=None)))
+    assert mirror.set_expiry == math.inf

@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from diagnose.clock import expiry_timestamp, utcnow
 from diagnose.managers import NOT_IMPORTED, ProbeManager, still_booting
@@ -88,9 +88,9 @@ class Mirror:
         or None when there is nothing to report, not even a new version.
         """
         if type(items) is list and len(items) == 1 and type(items[0]) is Event:
-            report = self._merge_edit(items[0])
-            if report is not _GENERAL:
-                return report
+            edited = self._merge_edit(items[0])
+            if edited is not _GENERAL:
+                return cast("dict[str, str | None] | None", edited)
         changes: dict[str, dict[str, Any] | Refused | None] = {}
         version = self.version
         # Only events: the specs they name are all that may change (see _collect).

@@ -83,7 +83,7 @@ def _as_is(response: Any) -> Any:
 def _quiet_pushes(connection: Any) -> None:
     """Have the connection's parser hand RESP3 pushes (every message) over as they are:
     its own handler, which does the same, first looks up a logger and logs each at debug."""
-    parser = getattr(connection, "_parser", None)
+    parser: Any = getattr(connection, "_parser", None)
     default = getattr(parser, "handle_pubsub_push_response", None)
     if default is not None and getattr(parser, "pubsub_push_handler_func", None) == default:
         parser.set_pubsub_push_handler(_as_is)

@@ -332,14 +332,23 @@ class ProbeManager(BackgroundApply, ManagerHooks):
     def _compiler(self) -> Callable[[str, str], Any]:
         return self.policy.compile if self._expression_policy == "safe" else compile_trusted
 
-    def counters(self) -> dict[str, dict[str, int]]:
-        """Return each applied spec's counts in this process: fired, dropped, errors."""
+    def counters(self, spec_ids: Iterable[str] | None = None) -> dict[str, dict[str, int]]:
+        """Return each applied spec's counts in this process (of spec_ids only, if given):
+        fired, dropped, errors."""
         counts = {}
         # Entries the output buffer had no room for are dropped too (see diagnose.outbox).
-        overflow = OUTBOX.dropped_counts()
+        overflow = OUTBOX.dropped
         # No lock: a reporter thread reads this while the host may hold the manager's lock.
-        for full_id, owned in list(self._owned.items()):
-            instrument = owned.probe.instruments.get(full_id)
+        owned_by = self._owned
+        chosen: list[tuple[str, _Owned | None]]
+        if spec_ids is None:
+            chosen = list(owned_by.items())
+        else:
+            chosen = [
+                (f"{self.short_id}:{i}", owned_by.get(f"{self.short_id}:{i}")) for i in spec_ids
+            ]
+        for full_id, owned in chosen:
+            instrument = owned.probe.instruments.get(full_id) if owned is not None else None
             if instrument is not None:
                 spec_id = full_id.split(":", 1)[1]
                 counts[spec_id] = instrument.stats.as_dict()

@@ -108,3 +108,52 @@ def test_a_heartbeat_brings_back_an_expired_hash_whole(redis_url: str, prefix: s
     finally:
         reporter.stop()
         client.close()
+
+
+def test_a_write_of_changed_fields_asks_for_their_counts_only(client: redis.Redis) -> None:
+    """A heartbeat asks for every spec's counts; a write of changed fields for theirs only
+    (a process with many probes counts one at a publish); a counts callable that takes no
+    spec ids is asked for all, and its counts still go in."""
+    from diagnose.clock import utcnow
+    from diagnose_redis.protocol import StatusField
+
+    asked: list[object] = []
+    counts = {
+        "a": {"fired": 2, "dropped": 0, "errors": 0},
+        "b": {"fired": 5, "dropped": 1, "errors": 0},
+    }
+
+    def by_id(spec_ids: object = None) -> dict[str, dict[str, int]]:
+        asked.append(None if spec_ids is None else sorted(spec_ids))  # type: ignore[call-overload]
+        return counts if spec_ids is None else {i: counts[i] for i in spec_ids if i in counts}  # type: ignore[attr-defined]
+
+    keys = Keys("rep")
+    key = keys.status("p1")
+    now = utcnow()
+    reporter = StatusReporter(client, keys, "p1", info, counts=by_id)
+    reporter.update(
+        {"a": StatusField.of(now, None, now), "b": StatusField.of(now, None, now)}, wake=False
+    )
+    reporter.flush()  # the first write is whole: every count
+    assert asked == [None]
+    counts["a"] = {"fired": 0, "dropped": 0, "errors": 0}
+    reporter.update({"a": StatusField.of(now, None, now)}, wake=False)
+    reporter.flush()
+    assert asked == [None, ["a"]]
+    written = fields(client, key)
+    assert json.loads(written["a"])["fired"] == 0 and json.loads(written["b"])["fired"] == 5
+
+    everything: list[int] = []
+
+    def all_at_once() -> dict[str, dict[str, int]]:
+        everything.append(1)
+        return {"a": {"fired": 7, "dropped": 0, "errors": 1}}
+
+    old_style = StatusReporter(client, keys, "p2", info, counts=all_at_once)
+    old_style.update({"a": StatusField.of(now, None, now)}, wake=False)
+    old_style.flush()
+    old_style.update({"a": StatusField.of(now, "boom", now)}, wake=False)
+    old_style.flush()
+    assert len(everything) >= 2
+    field = json.loads(fields(client, keys.status("p2"))["a"])
+    assert (field["err"], field["fired"], field["errors"]) == ("boom", 7, 1)

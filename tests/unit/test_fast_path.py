@@ -221,6 +221,20 @@ def test_rate_limit_and_counters_work_after_a_fast_path_edit(mgr: ProbeManager) 
     assert mgr.counters()["s"] == {"fired": 2, "dropped": 8, "errors": 0}
 
 
+def test_counters_of_some_specs_are_theirs(mgr: ProbeManager) -> None:
+    """counters(spec_ids) gives what counters() gives for those specs, and nothing for an
+    id that is not applied."""
+    publish(mgr, "s", value="result * 2", rate=2)
+    publish(mgr, "t", value="result * 4")
+    for amount in range(5):
+        shop.price(amount)
+    every = mgr.counters()
+    assert every["s"] == {"fired": 2, "dropped": 3, "errors": 0} and every["t"]["fired"] == 5
+    assert mgr.counters(["t"]) == {"t": every["t"]}
+    assert mgr.counters({"s", "nothing"}) == {"s": every["s"]}
+    assert mgr.counters([]) == {}
+
+
 def test_the_budget_disables_an_instrument_edited_on_the_fast_path(mgr: ProbeManager) -> None:
     """A slow expression swapped in by a fast-path edit is still timed, and disabled by its
     budget; the status says so."""

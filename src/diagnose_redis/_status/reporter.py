@@ -49,8 +49,9 @@ class StatusReporter:
     failed write. Change process_id only while holding ``io_lock`` (no write in flight).
 
     ``counts``, if given, returns each spec's counters (fired, dropped, errors) in this
-    process: every write puts the current ones into the fields it writes, and every
-    heartbeat rewrites the fields whose counters moved since they were last written.
+    process (given spec ids, if it takes them, those specs' at least): every write puts the
+    current ones into the fields it writes, and every heartbeat rewrites the fields whose
+    counters moved since they were last written.
     ``_process`` is written by heartbeats, whole rewrites and poke(), never by a spec's
     write alone: a publish costs each process one field.
     """
@@ -65,7 +66,7 @@ class StatusReporter:
         coalesce: float = 0.05,
         claim: IdClaim | None = None,
         on_error: Callable[[Exception], None] | None = None,
-        counts: Callable[[], dict[str, dict[str, int]]] | None = None,
+        counts: Callable[..., dict[str, dict[str, int]]] | None = None,
         on_claim_lost: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
@@ -77,6 +78,7 @@ class StatusReporter:
         self.claim = claim
         self.on_error = on_error
         self.counts = counts
+        self._counts_by_id = True
         #: called when a heartbeat finds the id's claim taken (whoever re-settles it)
         self.on_claim_lost = on_claim_lost
         self._written_counts: dict[str, dict[str, int]] = {}
@@ -192,10 +194,17 @@ class StatusReporter:
             failures = 0
         self._remove()
 
-    def _current_counts(self) -> dict[str, dict[str, int]]:
+    def _current_counts(self, fields: set[str] | None = None) -> dict[str, dict[str, int]]:
+        """Return the counts of every spec, or of these fields' at least (when the counts
+        callable takes the spec ids it is asked for, as ProbeManager.counters does)."""
         if self.counts is None:
             return {}
         try:
+            if fields is not None and self._counts_by_id:
+                try:
+                    return self.counts(fields)
+                except TypeError:  # a counters() of its own, without spec ids
+                    self._counts_by_id = False
             return self.counts()
         except Exception as exc:  # never let a counter stop the status
             log.debug("counters unavailable: %s", exc)
@@ -262,7 +271,8 @@ class StatusReporter:
         if not (dirty or beat or info):
             self._deferred.release()  # nothing to send on it: the pool's again
             return
-        counts = self._current_counts()
+        # A write of changed fields carries their counts; a heartbeat, every field's.
+        counts = self._current_counts(None if beat else dirty)
         if beat:
             # Counters move on every call of a probed function: a heartbeat writes them.
             dirty |= {

@@ -90,23 +90,76 @@ def installed_deadline(patch: Patch) -> float:
     return value
 
 
-def test_an_edit_keeping_event_and_names_swaps_a_deadline_into_the_same_wrapper(
-    mgr: ProbeManager,
-) -> None:
-    """An edited value reading the same names keeps the plan and the wrapper's code; only the
-    deadline constant changes, and the new expression fires."""
-    publish(mgr, value="result * 2")
+def test_an_edit_keeping_event_and_names_keeps_the_wrapper(mgr: ProbeManager) -> None:
+    """An edited value reading the same names, with a later expiry, keeps the plan and the
+    installed wrapper (the same code object, its deadline the earlier one); the new
+    expression fires."""
+    first = publish(mgr, value="result * 2")
     patch = the_patch()
     plan, code, rebuilds = patch.plan, shop.price.__code__, patch.rebuilds
-    edited = publish(mgr, value="result * 3")
-    assert patch.rebuilds == rebuilds and patch.plan is plan
-    assert shop.price.__code__.co_code == code.co_code
-    expires = edited["lastmodified"] + dt.timedelta(minutes=10)
-    assert plan is not None
-    assert installed_deadline(patch) == expires.timestamp() == plan.deadline
+    publish(mgr, value="result * 3")
+    assert patch.rebuilds == rebuilds and patch.plan is plan and plan is not None
+    assert shop.price.__code__ is code
+    assert installed_deadline(patch) == plan.deadline
+    assert plan.deadline == (first["lastmodified"] + dt.timedelta(minutes=10)).timestamp()
     assert shop.price(2) == 4
     assert instrument(mgr).results == [12]
     assert error_of(mgr) is None
+
+
+def test_an_edit_to_a_sooner_expiry_swaps_the_deadline_in(mgr: ProbeManager) -> None:
+    """An edit whose expiry comes sooner than the installed deadline swaps it into the
+    same plan's wrapper at once (a copy of the code with that constant changed)."""
+    publish(mgr, value="result * 2")
+    patch = the_patch()
+    plan, code, rebuilds = patch.plan, shop.price.__code__, patch.rebuilds
+    edited = publish(mgr, value="result * 3", lifespan=5)
+    assert patch.rebuilds == rebuilds and patch.plan is plan and plan is not None
+    assert shop.price.__code__ is not code and shop.price.__code__.co_code == code.co_code
+    expires = (edited["lastmodified"] + dt.timedelta(minutes=5)).timestamp()
+    assert installed_deadline(patch) == expires == plan.deadline
+
+
+def test_a_call_past_a_deadline_that_moved_later_still_fires(mgr: ProbeManager) -> None:
+    """Once the installed deadline passes while the instrument lives on (its spec was
+    published again with a later expiry), the call that finds it passed fires, and the
+    wrapper then holds the later deadline."""
+    now = dt.datetime.now(dt.UTC)
+    publish(mgr, value="result * 2", lastmodified=now - dt.timedelta(seconds=599.5))
+    patch = the_patch()
+    plan = patch.plan
+    assert plan is not None and plan.deadline is not None
+    publish(mgr, value="result * 3")  # ten minutes from now
+    first_deadline = plan.deadline
+    assert installed_deadline(patch) == first_deadline
+    assert wait_for(lambda: time.time() > first_deadline, timeout=3)
+    assert shop.price(2) == 4
+    assert instrument(mgr).results == [12]
+    assert patch.plan is plan and plan.deadline > first_deadline + 500
+    assert installed_deadline(patch) == plan.deadline
+
+
+def test_an_end_probe_past_a_deadline_that_moved_later_still_fires_on_a_raise(
+    mgr: ProbeManager,
+) -> None:
+    """An end instrument, when the target raises past the installed deadline while the
+    instrument lives on, fires in the raising frame all the same."""
+    now = dt.datetime.now(dt.UTC)
+    body = spec("amount", lastmodified=now - dt.timedelta(seconds=599.5))
+    body["instrument"]["event"] = "end"
+    mgr.specs["s"] = body
+    mgr.apply_specs(["s"])
+    plan = the_patch().plan
+    assert plan is not None and plan.deadline is not None
+    again = spec("amount * 2")
+    again["instrument"]["event"] = "end"
+    mgr.specs["s"] = again
+    mgr.apply_specs(["s"])
+    first_deadline = plan.deadline
+    assert wait_for(lambda: time.time() > first_deadline, timeout=3)
+    with pytest.raises(TypeError):
+        shop.price("ab", rate=None)
+    assert instrument(mgr).results == ["abab"]
 
 
 def test_an_edit_reading_other_names_plans_again(mgr: ProbeManager) -> None:
@@ -156,14 +209,14 @@ def test_published_again_unchanged_only_moves_the_expiry(
     mgr: ProbeManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same content with a new lastmodified (as coordinator publish sends it) is neither
-    validated nor updated: its counters carry on, the wrapper gets the new deadline, the
-    status the new lastmodified."""
-    publish(mgr, value="result * 2")
+    validated nor updated: its counters carry on, its expiry moves (the wrapper keeps the
+    earlier deadline, and its code object), the status gets the new lastmodified."""
+    first = publish(mgr, value="result * 2")
     for amount in range(3):
         shop.price(amount)
     inst = instrument(mgr)
     patch = the_patch()
-    rebuilds, retunes = patch.rebuilds, patch.retunes
+    rebuilds, retunes, code = patch.rebuilds, patch.retunes, shop.price.__code__
 
     def refused(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("no validation nor update for a spec published again")
@@ -174,7 +227,10 @@ def test_published_again_unchanged_only_moves_the_expiry(
     assert (patch.rebuilds, patch.retunes) == (rebuilds, retunes + 1)
     assert instrument(mgr) is inst and inst.stats.fired == 3 and inst.results == [0, 4, 8]
     expires = again["lastmodified"] + dt.timedelta(minutes=10)
-    assert inst.expires == expires and installed_deadline(patch) == expires.timestamp()
+    assert inst.expires == expires and shop.price.__code__ is code
+    assert (
+        installed_deadline(patch) == (first["lastmodified"] + dt.timedelta(minutes=10)).timestamp()
+    )
     assert mgr.specs["s"]["applied"][mgr.process_id] == {"lm": again["lastmodified"], "err": None}
     shop.price(5)
     assert inst.stats.fired == 4

@@ -4,7 +4,8 @@ A Patch installs layers around the function's original code (the probes' wrapper
 per active Breakpoint), rebuilt from the original on every change; with nothing left the
 original code object is put back. A change that keeps the plan's shape (the same live
 instruments, edited in place: see ``plan.shape``) only swaps the wrapper's deadline
-constant. Invariant: nothing here outlives the probe that needed it.
+constant, and only when the deadline comes sooner: a later one waits until the installed
+one passes (see ``Patch.retune``). Invariant: nothing here outlives the probe that needed it.
 """
 
 from __future__ import annotations
@@ -308,6 +309,12 @@ class Patch:
             return False
         if deadline is not None and deadline <= time.time():
             return False  # an instrument expired: planned without it
+        if deadline is not None and plan.deadline is not None and deadline > plan.deadline:
+            # Later than the installed one: the wrapper keeps its code until the earlier
+            # deadline passes; the call that finds it passed re-plans, and goes on firing
+            # (Plan.expired). A re-published spec makes no new code object in the host.
+            self.retunes += 1
+            return True
         return self._swap_deadline(plan, code, deadline)
 
     def _swap_deadline(self, plan: Plan, code: types.CodeType, deadline: float | None) -> bool:

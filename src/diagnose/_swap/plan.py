@@ -319,7 +319,7 @@ class Plan:
             dl = s.const(DEADLINE[1:], self.deadline)
             before.append(f"_dgn_on = _dgn_t0 < {dl}")
             before.append("if not _dgn_on:")
-            before.append(f"    {_P}.expired()")
+            before.append(f"    _dgn_on = {_P}.expired()")
         if self.hotspots:
             before.append(f"_dgn_h = {_P}.start_hotspots() if {on} else None")
         elif self._reads("hotspots"):
@@ -378,14 +378,17 @@ class Plan:
     def start_hotspots(self) -> Hotspots:
         return Hotspots(self.patch.codes).start()
 
-    def expired(self) -> None:
-        """Re-plan without the instruments that expired."""
-        self.patch.expired()
+    def expired(self) -> bool:
+        """Re-plan without the instruments that expired (the wrapper's deadline passed).
+        Return True when this plan stands still, live: its deadline had only moved later
+        (see Patch.retune), so the call that found it passed goes on with this plan."""
+        patch = self.patch
+        patch.expired()
+        return patch.plan is self and self.deadline is not None and _time() < self.deadline
 
     def ends_on_raise(self, exc: BaseException) -> None:
         """Fire the end gates in the frame of a target that raised."""
-        if self.deadline is not None and _time() >= self.deadline:
-            self.patch.expired()
+        if self.deadline is not None and _time() >= self.deadline and not self.expired():
             return
         tb = exc.__traceback__
         inner = tb.tb_next if tb is not None else None

@@ -472,20 +472,8 @@ class Subscriber:
         self, message: dict[str, Any], events: bytes, expired: bytes, work: list[Work]
     ) -> None:
         kind = message["type"]
-        if kind in _SUBSCRIBED:
-            # Subscribed again without our asking: the connection was re-made under us.
-            self._resync_due = True
-            return
-        if kind == "sunsubscribe":
-            # The node let go of the slot (migrated, or it is a replica now): find the owner.
-            raise redis.ConnectionError("the events' slot moved to another node")
-        if kind not in ("message", "smessage"):
-            return
-        if message["channel"] == expired:
-            if self.keys.spec_id(message["data"]) is not None:
-                self._resync_due = True
-            return
-        if message["channel"] != events:
+        if (kind != "message" and kind != "smessage") or message["channel"] != events:
+            self._on_other(message, kind, expired)
             return
         self.received += 1
         try:
@@ -511,6 +499,21 @@ class Subscriber:
             self._resync_due = True
         else:
             self._check_reset(seen)
+
+    def _on_other(self, message: dict[str, Any], kind: str, expired: bytes) -> None:
+        """Take a message that is not an event (a subscription's, an expired key's)."""
+        if kind in _SUBSCRIBED:
+            # Subscribed again without our asking: the connection was re-made under us.
+            self._resync_due = True
+        elif kind == "sunsubscribe":
+            # The node let go of the slot (migrated, or it is a replica now): find the owner.
+            raise redis.ConnectionError("the events' slot moved to another node")
+        elif (
+            kind in ("message", "smessage")
+            and message["channel"] == expired
+            and self.keys.spec_id(message["data"]) is not None
+        ):
+            self._resync_due = True
 
     def _check_reset(self, seen: int) -> None:
         # An event at or below the version we hold is normally one published between our

@@ -46,6 +46,8 @@ class Verifier:
         if not isinstance(policy, ApprovalPolicy):
             policy = ApprovalPolicy.parse(policy)
         self.policy = policy
+        # Asked of every put: whether any spec needs approval (a policy's truth is a call).
+        self._approving = bool(policy)
 
     def info(self) -> dict[str, Any]:
         """Return what ``_process`` declares: the key ids held (never a secret), the policy."""
@@ -106,5 +108,5 @@ class Verifier:
         return found, unsound
 
     def _admit(self, spec: dict[str, Any], signers: frozenset[str]) -> dict[str, Any] | Refused:
-        why = self.policy.refusal(spec, signers) if self.policy else None
+        why = self.policy.refusal(spec, signers) if self._approving else None
         return spec if why is None else Refused(spec, why)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ("Backlog", "Event", "Refused", "Signal", "Snapshot", "Work")
 
@@ -39,9 +39,9 @@ class Snapshot:
     specs: dict[str, dict[str, Any] | Refused]
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One put (with its decoded spec) or delete of a spec, at a version."""
+class Event(NamedTuple):
+    """One put (with its decoded spec) or delete of a spec, at a version (a tuple: one is
+    made for every message, and a tuple is the cheapest immutable record to make)."""
 
     op: str
     spec_id: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -297,11 +297,11 @@ def countersign(sealed: SealedSpec, secret: Secret, at: _dt.datetime) -> SealedS
     return SealedSpec(sealed.spec_id, sealed.body, (*sealed.signatures, signature))
 
 
-@dataclass(frozen=True)
-class Opened:
+class Opened(NamedTuple):
     """A verified spec or event, and who signed the spec (for an event, its spec's).
 
-    ``signers`` is empty when nothing was checked (no secret given)."""
+    ``signers`` is empty when nothing was checked (no secret given). A tuple: one is made
+    for every message a subscriber reads."""
 
     value: dict[str, Any]
     signers: frozenset[str] = frozenset()

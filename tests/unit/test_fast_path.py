@@ -460,3 +460,32 @@ def test_the_deadline_slot_is_the_deadline_constant(mgr: ProbeManager) -> None:
     patch = the_patch()
     assert installed_deadline(patch) == patch.plan.deadline  # type: ignore[union-attr]
     assert DEADLINE not in shop.price.__code__.co_consts
+
+
+def test_what_a_plan_reads_follows_the_expressions(mgr: ProbeManager) -> None:
+    """The names an instrument's expressions read and whether they nest scopes, as a plan
+    asks for them at an edit (kept by the expressions' texts), follow each edit, a tags
+    expression included, and agree with names() and nested_scopes()."""
+    publish(mgr, value="result * 2")
+    inst = instrument(mgr)
+    seen = []
+    for value, tags in [
+        ("result * 2", None),
+        ("amount + 1", None),
+        ("result * 2", None),
+        ("result * 2", "{'n': [x for x in (amount,)]}"),
+        ("[y for y in (result,)]", None),
+    ]:
+        inst.value = value
+        inst.custom = {"tags": tags} if tags else {}
+        reads = inst._plan_reads()
+        assert reads == (inst.names(), inst.nested_scopes())
+        names = reads[0] or frozenset()
+        seen.append(("result" in names, "amount" in names, reads[1]))
+    assert seen == [
+        (True, False, False),
+        (False, True, False),
+        (True, False, False),
+        (True, True, True),
+        (True, False, True),
+    ]

@@ -217,7 +217,16 @@ class Instrument:
         cls = type(self)
         if cls.names is not Instrument.names or cls.nested_scopes is not Instrument.nested_scopes:
             return self.names(), self.nested_scopes()
-        names, nested = self._facts()
+        if cls._compiled_expressions is Instrument._compiled_expressions:
+            # Its expressions are value and tags: their texts stand for their codes (which
+            # change with the compiler or the name only, and then the facts are forgotten).
+            key = (self.value, self.custom.get("tags"), self.extra_names)
+            facts = self._facts_of.get(key)
+            if facts is None:
+                facts = self._facts_of[key] = self._facts()
+        else:
+            facts = self._facts()
+        names, nested = facts
         return (None if self.extra_names is None else names), nested
 
     def _facts(self) -> tuple[frozenset[str] | None, bool]:

@@ -103,7 +103,7 @@ def _check_limits(obj: Mapping[str, Any]) -> None:
 
 
 def _unpack(raw: bytes | str) -> tuple[bytes, dict[str, Any]]:
-    if not isinstance(raw, bytes | bytearray | memoryview):
+    if not isinstance(raw, _BYTES):
         raise WireError("malformed", f"message is {type(raw).__name__}, not bytes")
     raw = bytes(raw)
     if len(raw) > MAX_MESSAGE_BYTES:
@@ -144,6 +144,9 @@ def _open(
 
 
 _NESTS = (dict, list)
+# Tuples, not unions: ``int | float`` would make a new union at every message.
+_BYTES = (bytes, bytearray, memoryview)
+_LIFESPAN = (int, float, type(None))
 
 
 def _too_deep(obj: object) -> bool:
@@ -180,7 +183,7 @@ def _check_spec_shape(spec: object) -> dict[str, Any]:
     if not isinstance(spec.get("lastmodified"), _dt.datetime):
         raise WireError("malformed", "spec lacks a lastmodified timestamp")
     lifespan = spec.get("lifespan")
-    if isinstance(lifespan, bool) or not isinstance(lifespan, int | float | None):
+    if isinstance(lifespan, bool) or not isinstance(lifespan, _LIFESPAN):
         raise WireError("malformed", "spec lifespan is not a number or nil")
     if "select" in spec:
         from diagnose import SpecError

@@ -87,7 +87,7 @@ def test_forked_child_of_a_configured_id(redis_server: RedisServer, prefix: str)
         mark = len(worker.lines)
         worker.send("fork")
         forked = worker.wait_line("forked ", after=mark)
-        assert forked
+        assert forked, (worker.lines[mark:], worker.close()[-3000:])
         child_id = f"forker:{forked.split()[1]}"
         # No publish: the child reports what it inherited, applied, at once.
         assert wait_for(lambda: applied_everywhere(store, "kept", [child_id]), 5)

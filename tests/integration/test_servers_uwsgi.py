@@ -35,4 +35,6 @@ def test_uwsgi_workers_boot_with_a_probe_live_and_stop_clean(
         *(["--lazy-apps"] if mode == "lazy-apps" else []),
     ]  # fmt: skip
     server = Server(command, server_env(private_redis.url, prefix), port, tmp_path / "uwsgi.log")
-    run_scenario(server, private_redis, prefix)
+    # uWSGI 2.0.31 does not always call uwsgi.atexit in a worker it stops (one worker in
+    # about every other run here): what that worker leaves goes with its TTL.
+    run_scenario(server, private_redis, prefix, exit_hook_may_not_run=True)

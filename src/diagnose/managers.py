@@ -344,9 +344,8 @@ class ProbeManager(BackgroundApply, ManagerHooks):
         if spec_ids is None:
             chosen = list(owned_by.items())
         else:
-            chosen = [
-                (f"{self.short_id}:{i}", owned_by.get(f"{self.short_id}:{i}")) for i in spec_ids
-            ]
+            full_ids = [f"{self.short_id}:{i}" for i in spec_ids]
+            chosen = [(full_id, owned_by.get(full_id)) for full_id in full_ids]
         for full_id, owned in chosen:
             instrument = owned.probe.instruments.get(full_id) if owned is not None else None
             if instrument is not None:

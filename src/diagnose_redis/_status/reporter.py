@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -78,7 +79,8 @@ class StatusReporter:
         self.claim = claim
         self.on_error = on_error
         self.counts = counts
-        self._counts_by_id = True
+        # Whether counts takes the spec ids it is asked for (ProbeManager.counters does).
+        self._counts_by_id = counts is not None and _takes_an_argument(counts)
         #: called when a heartbeat finds the id's claim taken (whoever re-settles it)
         self.on_claim_lost = on_claim_lost
         self._written_counts: dict[str, dict[str, int]] = {}
@@ -201,10 +203,7 @@ class StatusReporter:
             return {}
         try:
             if fields is not None and self._counts_by_id:
-                try:
-                    return self.counts(fields)
-                except TypeError:  # a counters() of its own, without spec ids
-                    self._counts_by_id = False
+                return self.counts(fields)
             return self.counts()
         except Exception as exc:  # never let a counter stop the status
             log.debug("counters unavailable: %s", exc)
@@ -380,3 +379,12 @@ class StatusReporter:
                     self.claim.release(self.client)
         except Exception as exc:
             log.debug("could not remove status on stop: %s", exc)
+
+
+def _takes_an_argument(func: Callable[..., Any]) -> bool:
+    """Tell whether func can be called with one positional argument."""
+    try:
+        inspect.signature(func).bind(None)
+    except (TypeError, ValueError):
+        return False
+    return True

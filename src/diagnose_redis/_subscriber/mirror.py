@@ -162,9 +162,13 @@ class Mirror:
         only = touched if events_only and touched and not self.deferred else None
         if (touched or self.deferred) and not self._apply(only):
             only = None
-        report = self._collect(removed, only)
-        self.version = version
         self.set_expiry = soonest
+        return self._report(self._collect(removed, only), version)
+
+    def _report(self, report: dict[str, str | None], version: int) -> dict[str, str | None] | None:
+        """Take version as applied; return report, or None when it holds nothing and the
+        version is the one reported already."""
+        self.version = version
         if not report and version == self._reported_version:
             return None
         self._reported_version = version
@@ -193,13 +197,8 @@ class Mirror:
             return _GENERAL
         manager.specs[spec_id] = spec
         self._apply([spec_id])
-        report = self._collect((), (spec_id,))
-        self.version = max(self.version, event.version)
         self.set_expiry = math.inf if when is None else when
-        if not report and self.version == self._reported_version:
-            return None
-        self._reported_version = self.version
-        return report
+        return self._report(self._collect((), (spec_id,)), max(self.version, event.version))
 
     def _apply(self, only: list[str] | None) -> bool:
         """Apply the manager's specs (only these, if given, when the manager can); return
